@@ -1,0 +1,398 @@
+//! Apple MDM `UserAuthenticate` check-in: the two plist messages, their
+//! replies, and the handshake between them. Transport-agnostic: the helper
+//! supplies an HTTPS [`CheckinTransport`], tests can supply anything.
+
+use std::io::Cursor;
+
+use plist::{Dictionary, Value};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{http_digest, scram, ProtocolError};
+use crate::outcome::Outcome;
+
+pub const CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
+pub const MESSAGE_TYPE: &str = "UserAuthenticate";
+
+/// Namespace of the derived `UserID` GUIDs: UUIDv5(URL namespace,
+/// "urn:pam-authtoken:UserID"), fixed so the same user on the same device
+/// always gets the same GUID.
+pub fn user_id_namespace() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:pam-authtoken:UserID")
+}
+
+/// `UserID` for `user` on device `udid`: UUIDv5 over `UDID ":" username`,
+/// upper-case like Apple's GUIDs.
+pub fn derive_user_id(udid: &str, user: &str) -> String {
+    let name = format!("{udid}:{user}");
+    Uuid::new_v5(&user_id_namespace(), name.as_bytes())
+        .hyphenated()
+        .to_string()
+        .to_uppercase()
+}
+
+/// `/etc/machine-id` (32 hex digits) as an upper-case UUID.
+pub fn udid_from_machine_id(text: &str) -> Result<String, ProtocolError> {
+    let hex = text.trim();
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ProtocolError::Malformed("machine-id"));
+    }
+    let uuid = Uuid::parse_str(hex).map_err(|_| ProtocolError::Malformed("machine-id"))?;
+    Ok(uuid.hyphenated().to_string().to_uppercase())
+}
+
+/// Who is authenticating, as sent in both requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIdentity {
+    pub udid: String,
+    pub user_id: String,
+    pub short_name: String,
+    pub long_name: String,
+}
+
+/// The plist body of a `UserAuthenticate` request (the second one carries
+/// `DigestResponse`).
+pub fn request_body(id: &UserIdentity, digest_response: Option<&str>) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let mut dict = Dictionary::new();
+    dict.insert("MessageType".into(), Value::String(MESSAGE_TYPE.into()));
+    dict.insert("UDID".into(), Value::String(id.udid.clone()));
+    dict.insert("UserID".into(), Value::String(id.user_id.clone()));
+    dict.insert("UserShortName".into(), Value::String(id.short_name.clone()));
+    dict.insert("UserLongName".into(), Value::String(id.long_name.clone()));
+    if let Some(response) = digest_response {
+        dict.insert("DigestResponse".into(), Value::String(response.to_owned()));
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(1024));
+    Value::Dictionary(dict)
+        .to_writer_xml(&mut *body)
+        .map_err(|_| ProtocolError::Malformed("request plist"))?;
+    Ok(body)
+}
+
+/// A check-in request as the server reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckinRequest {
+    pub message_type: String,
+    pub identity: UserIdentity,
+    pub digest_response: Option<String>,
+}
+
+/// Parses a `UserAuthenticate` body (XML or binary plist).
+pub fn parse_request(body: &[u8]) -> Result<CheckinRequest, ProtocolError> {
+    let dict = parse_dict(body, "request plist")?;
+    let text = |key: &str| dict.get(key).and_then(Value::as_string).map(str::to_owned);
+    let message_type = text("MessageType").ok_or(ProtocolError::Malformed("MessageType"))?;
+    let short_name = text("UserShortName").ok_or(ProtocolError::Malformed("UserShortName"))?;
+    Ok(CheckinRequest {
+        message_type,
+        identity: UserIdentity {
+            udid: text("UDID").unwrap_or_default(),
+            user_id: text("UserID").unwrap_or_default(),
+            long_name: text("UserLongName").unwrap_or_else(|| short_name.clone()),
+            short_name,
+        },
+        digest_response: text("DigestResponse"),
+    })
+}
+
+/// The plist body of a reply dictionary of string values.
+pub fn reply_body(entries: &[(&str, &str)]) -> Vec<u8> {
+    let dict: Dictionary = entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+        .collect();
+    let mut body = Vec::new();
+    // Writing a dictionary of strings into a Vec cannot fail.
+    let _ = Value::Dictionary(dict).to_writer_xml(&mut body);
+    body
+}
+
+fn parse_dict(body: &[u8], what: &'static str) -> Result<Dictionary, ProtocolError> {
+    Value::from_reader(Cursor::new(body))
+        .ok()
+        .and_then(Value::into_dictionary)
+        .ok_or(ProtocolError::Malformed(what))
+}
+
+/// One HTTP exchange of the check-in protocol.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// `PUT`s a body to the `CheckInURL`. Errors are transport failures
+/// (connect, TLS, timeout, oversized body), described safely for a log.
+pub trait CheckinTransport {
+    fn put(&mut self, body: &[u8]) -> Result<Reply, String>;
+}
+
+/// Client-side knobs from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSettings {
+    pub require_server_signature: bool,
+    pub max_scram_iterations: u32,
+}
+
+/// The challenge schemes we can answer.
+enum Scheme {
+    Scram(scram::Challenge),
+    HttpDigest(http_digest::Challenge),
+}
+
+fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Scheme, ProtocolError> {
+    let (word, rest) = challenge
+        .split_once(' ')
+        .ok_or(ProtocolError::UnsupportedChallenge)?;
+    if word == scram::SCHEME {
+        Ok(Scheme::Scram(scram::parse_challenge(rest, settings.max_scram_iterations)?))
+    } else if word.eq_ignore_ascii_case(http_digest::SCHEME) {
+        Ok(Scheme::HttpDigest(http_digest::parse_challenge(rest)?))
+    } else {
+        Err(ProtocolError::UnsupportedChallenge)
+    }
+}
+
+/// Runs the two-step handshake. `cnonce` supplies the client nonce, `step`
+/// receives debug lines (never secrets).
+pub fn user_authenticate(
+    transport: &mut dyn CheckinTransport,
+    id: &UserIdentity,
+    password: &[u8],
+    settings: &ClientSettings,
+    cnonce: &mut dyn FnMut() -> Result<String, ProtocolError>,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    match handshake(transport, id, password, settings, cnonce, step) {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Unavailable(e.to_string()),
+    }
+}
+
+fn handshake(
+    transport: &mut dyn CheckinTransport,
+    id: &UserIdentity,
+    password: &[u8],
+    settings: &ClientSettings,
+    cnonce: &mut dyn FnMut() -> Result<String, ProtocolError>,
+    step: &mut dyn FnMut(&str),
+) -> Result<Outcome, ProtocolError> {
+    let first = transport
+        .put(&request_body(id, None)?)
+        .map_err(ProtocolError::Refused)?;
+    step(&format!("first UserAuthenticate answered HTTP {}", first.status));
+    match first.status {
+        410 => return Ok(Outcome::Unmanaged),
+        200 => {}
+        status => return Ok(Outcome::Unavailable(format!("HTTP {status} to UserAuthenticate"))),
+    }
+    let reply = parse_dict(&first.body, "challenge reply")?;
+    let challenge = reply
+        .get("DigestChallenge")
+        .and_then(Value::as_string)
+        .ok_or(ProtocolError::Malformed("challenge reply: no DigestChallenge"))?;
+    if challenge.is_empty() {
+        return Ok(Outcome::NoTokenNeeded);
+    }
+    let scheme = parse_scheme(challenge, settings)?;
+    let nonce = cnonce()?;
+    let (digest_response, expected_signature) = match &scheme {
+        Scheme::Scram(c) => {
+            step(&format!("SCRAM-SHA-256 challenge, {} iterations", c.iterations));
+            let out = scram::client_final(&id.short_name, password, c, &nonce);
+            (out.digest_response, Some(out.expected_server_signature))
+        }
+        Scheme::HttpDigest(c) => {
+            step(&format!(
+                "HTTP Digest challenge, {}{}",
+                c.hash().name(),
+                if c.qop_auth { " qop=auth" } else { "" }
+            ));
+            (http_digest::digest_response(&id.short_name, password, c, &nonce), None)
+        }
+    };
+    let second = transport
+        .put(&request_body(id, Some(&digest_response))?)
+        .map_err(ProtocolError::Refused)?;
+    step(&format!("DigestResponse answered HTTP {}", second.status));
+    match second.status {
+        // Apple's article: a rejected digest may get 410.
+        410 => return Ok(Outcome::Rejected),
+        200 => {}
+        status => return Ok(Outcome::Unavailable(format!("HTTP {status} to DigestResponse"))),
+    }
+    let reply = parse_dict(&second.body, "token reply")?;
+    let token = match reply.get("AuthToken").and_then(Value::as_string) {
+        Some(token) if !token.is_empty() => Zeroizing::new(token.to_owned()),
+        _ => return Ok(Outcome::Rejected),
+    };
+    if let Some(expected) = expected_signature {
+        let received = reply.get("ServerSignature").and_then(Value::as_string);
+        let valid = received.is_some_and(|r| scram::server_signature_matches(&expected, r));
+        if !valid && settings.require_server_signature {
+            let what = if received.is_some() { "wrong" } else { "missing" };
+            return Ok(Outcome::Unavailable(format!(
+                "{what} ServerSignature: the peer does not hold this user's verifier"
+            )));
+        }
+    }
+    Ok(Outcome::Token(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Replays scripted replies and records what was sent.
+    struct Script {
+        replies: VecDeque<Result<Reply, String>>,
+        sent: Vec<CheckinRequest>,
+    }
+
+    impl Script {
+        fn new(replies: Vec<Result<Reply, String>>) -> Self {
+            Script {
+                replies: replies.into(),
+                sent: Vec::new(),
+            }
+        }
+    }
+
+    impl CheckinTransport for Script {
+        fn put(&mut self, body: &[u8]) -> Result<Reply, String> {
+            self.sent.push(parse_request(body).expect("client sent a valid plist"));
+            self.replies.pop_front().expect("no more scripted replies")
+        }
+    }
+
+    fn ok(entries: &[(&str, &str)]) -> Result<Reply, String> {
+        Ok(Reply {
+            status: 200,
+            body: reply_body(entries),
+        })
+    }
+
+    fn status(code: u16) -> Result<Reply, String> {
+        Ok(Reply {
+            status: code,
+            body: Vec::new(),
+        })
+    }
+
+    fn identity() -> UserIdentity {
+        UserIdentity {
+            udid: "UDID-1".into(),
+            user_id: derive_user_id("UDID-1", "user"),
+            short_name: "user".into(),
+            long_name: "A User".into(),
+        }
+    }
+
+    const SETTINGS: ClientSettings = ClientSettings {
+        require_server_signature: true,
+        max_scram_iterations: 10_000_000,
+    };
+    const CHALLENGE: &str =
+        "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+    fn run(script: &mut Script, password: &[u8], settings: &ClientSettings) -> Outcome {
+        user_authenticate(
+            script,
+            &identity(),
+            password,
+            settings,
+            &mut || Ok("rOprNGfwEbeRWgbNEkqO".into()),
+            &mut |_| {},
+        )
+    }
+
+    #[test]
+    fn scram_success_sends_vector_response() {
+        let mut script = Script::new(vec![
+            ok(&[("DigestChallenge", CHALLENGE)]),
+            ok(&[("AuthToken", "tok"), ("ServerSignature", SIGNATURE)]),
+        ]);
+        match run(&mut script, b"pencil", &SETTINGS) {
+            Outcome::Token(t) => assert_eq!(&*t, "tok"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(script.sent.len(), 2);
+        let first = &script.sent[0];
+        assert_eq!(first.message_type, "UserAuthenticate");
+        assert_eq!(first.identity, identity());
+        assert_eq!(first.digest_response, None);
+        assert_eq!(script.sent[1].digest_response.as_deref(), Some("SCRAM-SHA-256 n=user,r=rOprNGfwEbeRWgbNEkqO,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+    }
+
+    #[test]
+    fn server_signature_is_enforced() {
+        for second in [
+            ok(&[("AuthToken", "tok")]),
+            ok(&[("AuthToken", "tok"), ("ServerSignature", "v=AAAA")]),
+        ] {
+            let mut script = Script::new(vec![ok(&[("DigestChallenge", CHALLENGE)]), second]);
+            assert!(matches!(run(&mut script, b"pencil", &SETTINGS), Outcome::Unavailable(_)));
+        }
+        let lax = ClientSettings {
+            require_server_signature: false,
+            ..SETTINGS
+        };
+        let mut script = Script::new(vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[("AuthToken", "tok")])]);
+        assert!(matches!(run(&mut script, b"pencil", &lax), Outcome::Token(_)));
+    }
+
+    #[test]
+    fn reply_mapping() {
+        let cases: Vec<(Vec<Result<Reply, String>>, &str)> = vec![
+            (vec![status(410)], "unmanaged"),
+            (vec![ok(&[("DigestChallenge", "")])], "no_token_needed"),
+            (vec![status(500)], "unavailable"),
+            (vec![status(403)], "unavailable"),
+            (vec![Err("connection refused".into())], "unavailable"),
+            (vec![ok(&[("Other", "x")])], "unavailable"),
+            (vec![Ok(Reply { status: 200, body: b"<html>".to_vec() })], "unavailable"),
+            (vec![ok(&[("DigestChallenge", "Basic realm=\"x\"")])], "unavailable"),
+            (vec![ok(&[("DigestChallenge", " ")])], "unavailable"),
+            (vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[("AuthToken", "")])], "rejected"),
+            (vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[])], "rejected"),
+            (vec![ok(&[("DigestChallenge", CHALLENGE)]), status(410)], "rejected"),
+            (vec![ok(&[("DigestChallenge", CHALLENGE)]), status(502)], "unavailable"),
+        ];
+        for (replies, expected) in cases {
+            let count = replies.len();
+            let mut script = Script::new(replies);
+            let outcome = run(&mut script, b"pencil", &SETTINGS);
+            assert_eq!(outcome.label(), expected, "{outcome:?}");
+            assert_eq!(script.sent.len(), count, "no request beyond the scripted ones");
+        }
+    }
+
+    #[test]
+    fn http_digest_challenge_is_answered() {
+        let mut script = Script::new(vec![
+            ok(&[("DigestChallenge", "Digest realm=\"mdm\",nonce=\"n1\",qop=\"auth\",algorithm=SHA-256")]),
+            ok(&[("AuthToken", "tok")]),
+        ]);
+        assert!(matches!(run(&mut script, b"pw", &SETTINGS), Outcome::Token(_)));
+        let sent = script.sent[1].digest_response.clone().unwrap();
+        let parsed = http_digest::parse_client_response(&sent).unwrap();
+        let ha1 = http_digest::ha1(http_digest::Algorithm::Sha256, "user", "mdm", b"pw");
+        assert!(http_digest::server_verify(http_digest::Algorithm::Sha256, &ha1, &parsed));
+    }
+
+    #[test]
+    fn identifiers() {
+        assert_eq!(
+            udid_from_machine_id("0123456789abcdef0123456789abcdef\n").unwrap(),
+            "01234567-89AB-CDEF-0123-456789ABCDEF"
+        );
+        assert!(udid_from_machine_id("xyz").is_err());
+        let a = derive_user_id("U", "alice");
+        assert_eq!(a, derive_user_id("U", "alice"));
+        assert_ne!(a, derive_user_id("U", "bob"));
+        assert_ne!(a, derive_user_id("V", "alice"));
+        assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
+        assert_eq!(a, a.to_uppercase());
+    }
+}
