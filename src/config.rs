@@ -303,7 +303,8 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = Config::parse("backend = \"mdm\"\nurl = \"https://mdm.example/checkin\"\n").unwrap();
+        let c =
+            Config::parse("backend = \"mdm\"\nurl = \"https://mdm.example/checkin\"\n").unwrap();
         c.validate().unwrap();
         assert_eq!(c.timeout_ms, 10_000);
         assert_eq!(c.empty_challenge, EmptyChallengePolicy::Ignore);
@@ -338,7 +339,8 @@ mod tests {
 
     #[test]
     fn kill_deadline_exceeds_network_deadline() {
-        let c = Config::parse("backend = \"mdm\"\nurl = \"https://x/\"\ntimeout_ms = 2000\n").unwrap();
+        let c =
+            Config::parse("backend = \"mdm\"\nurl = \"https://x/\"\ntimeout_ms = 2000\n").unwrap();
         assert!(c.kill_deadline() > std::time::Duration::from_millis(c.timeout_ms));
     }
 }

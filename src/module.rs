@@ -1,0 +1,377 @@
+//! PAM policy: which password, which config, which helper, and what each
+//! outcome means as a PAM code. No libpam calls except through [`Pam`], no
+//! network code at all (that is the helper's job).
+
+use std::ffi::CStr;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use pam::constants::PamResultCode;
+use zeroize::Zeroizing;
+
+use crate::config::{Config, ConfigError, EmptyChallengePolicy, DEFAULT_CONFIG_PATH};
+use crate::ffi::Pam;
+use crate::log::{self, Level};
+use crate::outcome::Outcome;
+use crate::spawn::{run_helper, HelperError};
+use crate::username::{self, UsernameError};
+use crate::wire::{HelperRequest, WireError, MAX_PASSWORD_BYTES};
+
+pub const LOG_IDENT: &str = "pam_authtoken";
+const PASSWORD_PROMPT: &str = "Password: ";
+
+/// A `pam_set_data` key bound to the one type stored under it.
+pub struct DataKey<T> {
+    pub name: &'static str,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DataKey<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for DataKey<T> {}
+
+impl<T> DataKey<T> {
+    const fn new(name: &'static str) -> Self {
+        DataKey {
+            name,
+            _type: PhantomData,
+        }
+    }
+}
+
+/// The AuthToken of a successful handshake, kept for this PAM handle.
+/// Zeroized when libpam runs the data cleanup (`Zeroizing` drop).
+pub struct KeptToken {
+    pub user: String,
+    pub token: Zeroizing<String>,
+}
+
+pub const TOKEN_KEY: DataKey<KeptToken> = DataKey::new("pam_authtoken.token");
+
+/// Options from the pam.d line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleOptions {
+    pub debug: bool,
+    pub use_first_pass: bool,
+    pub try_first_pass: bool,
+    pub config_path: PathBuf,
+}
+
+impl ModuleOptions {
+    /// Unknown options are logged and ignored, as pam_unix does.
+    pub fn parse(args: &[&CStr]) -> ModuleOptions {
+        let mut options = ModuleOptions {
+            debug: false,
+            use_first_pass: false,
+            try_first_pass: false,
+            config_path: PathBuf::from(DEFAULT_CONFIG_PATH),
+        };
+        for arg in args {
+            let arg = arg.to_string_lossy();
+            match arg.as_ref() {
+                "debug" => options.debug = true,
+                "use_first_pass" => options.use_first_pass = true,
+                "try_first_pass" => options.try_first_pass = true,
+                other => match other.strip_prefix("config=") {
+                    Some(path) => options.config_path = PathBuf::from(path),
+                    None => log::send(
+                        LOG_IDENT,
+                        Level::Warning,
+                        &format!("ignoring unknown option {}", log::sanitize(other)),
+                    ),
+                },
+            }
+        }
+        options
+    }
+}
+
+/// Why `authenticate` ended without an outcome from the authority.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot get the user name (PAM code {0:?})")]
+    NoUser(PamResultCode),
+    #[error("invalid user name: {0}")]
+    BadUser(#[from] UsernameError),
+    #[error("config=PATH must be absolute")]
+    RelativeConfigPath,
+    #[error("config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("conversation failed (PAM code {0:?})")]
+    Conversation(PamResultCode),
+    #[error("use_first_pass given but no earlier module set a password")]
+    NoFirstPass,
+    #[error("empty password refused")]
+    EmptyPassword,
+    #[error("password longer than {MAX_PASSWORD_BYTES} bytes refused")]
+    PasswordTooLong,
+    #[error("request: {0}")]
+    Request(#[from] WireError),
+    #[error("{0}")]
+    Helper(#[from] HelperError),
+}
+
+impl AuthError {
+    /// The single place where failures become PAM codes.
+    pub fn pam_code(&self) -> PamResultCode {
+        match self {
+            AuthError::NoUser(_) | AuthError::BadUser(_) => PamResultCode::PAM_USER_UNKNOWN,
+            AuthError::Conversation(_) => PamResultCode::PAM_CONV_ERR,
+            AuthError::NoFirstPass | AuthError::EmptyPassword | AuthError::PasswordTooLong => {
+                PamResultCode::PAM_AUTH_ERR
+            }
+            AuthError::RelativeConfigPath
+            | AuthError::Config(_)
+            | AuthError::Request(_)
+            | AuthError::Helper(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        }
+    }
+}
+
+/// The single place where authority outcomes become PAM codes.
+pub fn outcome_code(outcome: &Outcome, policy: EmptyChallengePolicy) -> PamResultCode {
+    match outcome {
+        Outcome::Token(token) if !token.is_empty() => PamResultCode::PAM_SUCCESS,
+        Outcome::Token(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        Outcome::NoTokenNeeded => match policy {
+            EmptyChallengePolicy::Success => PamResultCode::PAM_SUCCESS,
+            EmptyChallengePolicy::Ignore => PamResultCode::PAM_IGNORE,
+        },
+        Outcome::Unmanaged => PamResultCode::PAM_IGNORE,
+        Outcome::Rejected => PamResultCode::PAM_AUTH_ERR,
+        Outcome::Unavailable(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    }
+}
+
+/// What one `authenticate` call did, for its log line.
+struct Attempt {
+    user: String,
+    service: String,
+    backend: &'static str,
+}
+
+pub fn authenticate(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
+    let started = Instant::now();
+    let options = ModuleOptions::parse(args);
+    let mut attempt = Attempt {
+        user: String::new(),
+        service: pam.service(),
+        backend: "-",
+    };
+    let result = authenticate_user(pam, &options, &mut attempt);
+    let (code, outcome_word, detail) = match &result {
+        Ok((outcome, policy)) => {
+            let detail = match outcome {
+                Outcome::Unavailable(reason) => format!(" reason=\"{}\"", log::sanitize(reason)),
+                _ => String::new(),
+            };
+            (outcome_code(outcome, *policy), outcome.label(), detail)
+        }
+        Err(e) => (
+            e.pam_code(),
+            "error",
+            format!(" reason=\"{}\"", log::sanitize(&e.to_string())),
+        ),
+    };
+    let level = match code {
+        PamResultCode::PAM_SUCCESS | PamResultCode::PAM_IGNORE => Level::Info,
+        PamResultCode::PAM_AUTH_ERR => Level::Warning,
+        _ => Level::Error,
+    };
+    log::send(
+        LOG_IDENT,
+        level,
+        &format!(
+            "authenticate user={} service={} backend={} outcome={} result={:?} elapsed_ms={}{}",
+            log::sanitize(&attempt.user),
+            log::sanitize(&attempt.service),
+            attempt.backend,
+            outcome_word,
+            code,
+            started.elapsed().as_millis(),
+            detail
+        ),
+    );
+    if code == PamResultCode::PAM_AUTHINFO_UNAVAIL {
+        if let Err(AuthError::Config(_)) = &result {
+            pam.error_message("pam_authtoken: configuration error, see the system log");
+        }
+    }
+    if let Ok((Outcome::Token(token), _)) = result {
+        if code == PamResultCode::PAM_SUCCESS {
+            let kept = KeptToken {
+                user: attempt.user,
+                token,
+            };
+            if pam.set_typed_data(TOKEN_KEY, kept).is_err() {
+                return PamResultCode::PAM_BUF_ERR;
+            }
+        }
+    }
+    code
+}
+
+fn authenticate_user(
+    pam: &mut Pam,
+    options: &ModuleOptions,
+    attempt: &mut Attempt,
+) -> Result<(Outcome, EmptyChallengePolicy), AuthError> {
+    let raw_user = pam.user().map_err(AuthError::NoUser)?;
+    attempt.user = String::from_utf8_lossy(&raw_user).into_owned();
+    let user = username::validate(&raw_user)?.to_owned();
+
+    if !options.config_path.is_absolute() {
+        return Err(AuthError::RelativeConfigPath);
+    }
+    let config = Config::load(&options.config_path)?;
+    attempt.backend = config.backend.name();
+    debug(
+        options,
+        &format!("config {} loaded", options.config_path.display()),
+    );
+
+    let password = obtain_password(pam, options)?;
+    let request = HelperRequest::new(&user, &password, &attempt.service, &pam.tty(), &pam.rhost());
+    drop(password);
+    let encoded = request.encode()?;
+    drop(request);
+
+    let config_arg = options.config_path.to_string_lossy();
+    let mut args = vec!["authenticate", "--config", &config_arg];
+    if options.debug {
+        args.push("--debug");
+    }
+    debug(
+        options,
+        &format!("running helper {}", config.helper.display()),
+    );
+    let outcome = run_helper(&config.helper, &args, &encoded, config.kill_deadline())?;
+    Ok((outcome, config.empty_challenge))
+}
+
+/// The password from an earlier module (`use_first_pass` / `try_first_pass`)
+/// or from the conversation; a prompted one is stored as `PAM_AUTHTOK`.
+fn obtain_password(
+    pam: &mut Pam,
+    options: &ModuleOptions,
+) -> Result<Zeroizing<Vec<u8>>, AuthError> {
+    if options.use_first_pass || options.try_first_pass {
+        if let Some(password) = pam.authtok() {
+            return check_password(password);
+        }
+        if options.use_first_pass {
+            return Err(AuthError::NoFirstPass);
+        }
+    }
+    let password = pam
+        .prompt_secret(PASSWORD_PROMPT)
+        .map_err(AuthError::Conversation)?;
+    let password = check_password(password)?;
+    // Failing to share the password with later modules is not fatal.
+    let _ = pam.set_authtok(&password);
+    Ok(password)
+}
+
+fn check_password(password: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>, AuthError> {
+    if password.is_empty() {
+        return Err(AuthError::EmptyPassword);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::PasswordTooLong);
+    }
+    Ok(password)
+}
+
+fn debug(options: &ModuleOptions, message: &str) {
+    if options.debug {
+        log::send(LOG_IDENT, Level::Debug, message);
+    }
+}
+
+/// The user this PAM handle authenticated with a token, if any.
+fn authenticated_here(pam: &mut Pam) -> bool {
+    let Ok(raw_user) = pam.user() else {
+        return false;
+    };
+    pam.get_data(TOKEN_KEY)
+        .is_some_and(|kept| kept.user.as_bytes() == raw_user.as_slice())
+}
+
+/// No credentials beyond the token to establish: success for a user we
+/// authenticated, otherwise stay out of the way.
+pub fn setcred(pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
+    if authenticated_here(pam) {
+        PamResultCode::PAM_SUCCESS
+    } else {
+        PamResultCode::PAM_IGNORE
+    }
+}
+
+/// We hold no account policy of our own: accounts we issued a token for are
+/// fine, everyone else is left to the other modules.
+pub fn acct_mgmt(pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
+    if authenticated_here(pam) {
+        PamResultCode::PAM_SUCCESS
+    } else {
+        PamResultCode::PAM_IGNORE
+    }
+}
+
+pub fn open_session(_pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
+    PamResultCode::PAM_IGNORE
+}
+
+pub fn close_session(_pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
+    PamResultCode::PAM_IGNORE
+}
+
+/// Passwords are changed at the authority, not through PAM.
+pub fn chauthtok(_pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
+    PamResultCode::PAM_IGNORE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse() {
+        let args = [c"debug", c"try_first_pass", c"config=/etc/x.toml", c"bogus"];
+        let options = ModuleOptions::parse(&args);
+        assert!(options.debug && options.try_first_pass && !options.use_first_pass);
+        assert_eq!(options.config_path, PathBuf::from("/etc/x.toml"));
+    }
+
+    #[test]
+    fn only_a_nonempty_token_or_explicit_policy_succeeds() {
+        use EmptyChallengePolicy::*;
+        let ok = PamResultCode::PAM_SUCCESS;
+        let token = Outcome::Token(Zeroizing::new("t".into()));
+        assert_eq!(outcome_code(&token, Ignore), ok);
+        assert_ne!(
+            outcome_code(&Outcome::Token(Zeroizing::new(String::new())), Success),
+            ok
+        );
+        assert_eq!(
+            outcome_code(&Outcome::NoTokenNeeded, Ignore),
+            PamResultCode::PAM_IGNORE
+        );
+        assert_eq!(outcome_code(&Outcome::NoTokenNeeded, Success), ok);
+        assert_eq!(
+            outcome_code(&Outcome::Unmanaged, Success),
+            PamResultCode::PAM_IGNORE
+        );
+        assert_eq!(
+            outcome_code(&Outcome::Rejected, Success),
+            PamResultCode::PAM_AUTH_ERR
+        );
+        assert_eq!(
+            outcome_code(&Outcome::unavailable("x"), Success),
+            PamResultCode::PAM_AUTHINFO_UNAVAIL
+        );
+    }
+}

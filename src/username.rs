@@ -37,7 +37,10 @@ mod tests {
     #[test]
     fn accepts_ordinary_names() {
         assert_eq!(validate(b"alice"), Ok("alice"));
-        assert_eq!(validate("jos\u{e9}.k@corp".as_bytes()), Ok("jos\u{e9}.k@corp"));
+        assert_eq!(
+            validate("jos\u{e9}.k@corp".as_bytes()),
+            Ok("jos\u{e9}.k@corp")
+        );
         assert_eq!(validate(&[b'a'; 256]).map(str::len), Ok(256));
     }
 

@@ -177,7 +177,10 @@ mod tests {
         let request = HelperRequest::new("alice", b"p\xffss\"\\zebra", "sshd", "ssh", "192.0.2.1");
         let bytes = request.encode().unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("zebra"), "password must not appear in clear: {text}");
+        assert!(
+            !text.contains("zebra"),
+            "password must not appear in clear: {text}"
+        );
         let back = HelperRequest::decode(&bytes).unwrap();
         assert_eq!(back.user, "alice");
         assert_eq!(back.service, "sshd");
@@ -215,7 +218,11 @@ mod tests {
             b"{\"v\":1,\"outcome\":\"rejected\",\"extra\":1}",
             b"{\"v\":1,\"outcome\":\"rejected\"} trailing",
         ] {
-            assert!(decode_result(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_result(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let huge = vec![b' '; MAX_RESULT_BYTES + 1];
         assert_eq!(

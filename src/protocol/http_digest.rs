@@ -105,7 +105,8 @@ pub fn parse_challenge(text: &str) -> Result<Challenge, ProtocolError> {
             "nonce" => nonce = Some(value),
             "qop" => qop = Some(value),
             "algorithm" => {
-                algorithm = Some(Algorithm::parse(&value).ok_or(ProtocolError::UnsupportedChallenge)?)
+                algorithm =
+                    Some(Algorithm::parse(&value).ok_or(ProtocolError::UnsupportedChallenge)?)
             }
             "opaque" => opaque = Some(value),
             // RFC 7616 extensions we do not use (stale, domain, charset).
@@ -136,7 +137,9 @@ pub fn parse_challenge(text: &str) -> Result<Challenge, ProtocolError> {
 
 /// HA1 = H(user ":" realm ":" password), lower-case hex.
 pub fn ha1(algorithm: Algorithm, user: &str, realm: &str, password: &[u8]) -> Zeroizing<String> {
-    let mut a1 = Zeroizing::new(Vec::with_capacity(user.len() + realm.len() + password.len() + 2));
+    let mut a1 = Zeroizing::new(Vec::with_capacity(
+        user.len() + realm.len() + password.len() + 2,
+    ));
     a1.extend_from_slice(user.as_bytes());
     a1.push(b':');
     a1.extend_from_slice(realm.as_bytes());
@@ -164,7 +167,12 @@ pub fn response_from_ha1(
 }
 
 /// The whole `DigestResponse` for `PUT /`, in PROTOCOL.md's field order.
-pub fn digest_response(user: &str, password: &[u8], challenge: &Challenge, cnonce: &str) -> Zeroizing<String> {
+pub fn digest_response(
+    user: &str,
+    password: &[u8],
+    challenge: &Challenge,
+    cnonce: &str,
+) -> Zeroizing<String> {
     let algorithm = challenge.hash();
     let ha1 = ha1(algorithm, user, &challenge.realm, password);
     let qop = challenge.qop_auth.then_some((NONCE_COUNT, cnonce));
@@ -177,7 +185,10 @@ pub fn digest_response(user: &str, password: &[u8], challenge: &Challenge, cnonc
         &*response
     ));
     if challenge.qop_auth {
-        out.push_str(&format!(",qop=auth,nc={NONCE_COUNT},cnonce=\"{}\"", quote(cnonce)));
+        out.push_str(&format!(
+            ",qop=auth,nc={NONCE_COUNT},cnonce=\"{}\"",
+            quote(cnonce)
+        ));
     }
     if let Some(algorithm) = challenge.algorithm {
         out.push_str(",algorithm=");
@@ -333,7 +344,10 @@ mod tests {
 
     #[test]
     fn rfc7616_md5_vector() {
-        assert_eq!(rfc_response(Algorithm::Md5), "8ca523f5e9506fed4657c9700eebdbec");
+        assert_eq!(
+            rfc_response(Algorithm::Md5),
+            "8ca523f5e9506fed4657c9700eebdbec"
+        );
     }
 
     #[test]
@@ -347,7 +361,12 @@ mod tests {
     #[test]
     fn rfc2617_vector_without_qop_style() {
         // RFC 2069-style (no qop): H(HA1:nonce:HA2), checked by recomputation.
-        let ha1 = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", b"Circle Of Life");
+        let ha1 = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            b"Circle Of Life",
+        );
         assert_eq!(&*ha1, "939e7578ed9e3c518a452acee763bce9");
         let ha2 = Algorithm::Md5.hex(b"GET:/dir/index.html");
         let expected = Algorithm::Md5.hex(format!("{}:abc:{ha2}", &*ha1).as_bytes());
@@ -420,7 +439,8 @@ mod tests {
             algorithm: None,
             opaque: None,
         };
-        let parsed = parse_challenge(challenge.to_header().strip_prefix("Digest ").unwrap()).unwrap();
+        let parsed =
+            parse_challenge(challenge.to_header().strip_prefix("Digest ").unwrap()).unwrap();
         assert_eq!(parsed, challenge);
     }
 }

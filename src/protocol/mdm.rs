@@ -52,7 +52,10 @@ pub struct UserIdentity {
 
 /// The plist body of a `UserAuthenticate` request (the second one carries
 /// `DigestResponse`).
-pub fn request_body(id: &UserIdentity, digest_response: Option<&str>) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+pub fn request_body(
+    id: &UserIdentity,
+    digest_response: Option<&str>,
+) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
     let mut dict = Dictionary::new();
     dict.insert("MessageType".into(), Value::String(MESSAGE_TYPE.into()));
     dict.insert("UDID".into(), Value::String(id.udid.clone()));
@@ -144,7 +147,10 @@ fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Scheme, Pr
         .split_once(' ')
         .ok_or(ProtocolError::UnsupportedChallenge)?;
     if word == scram::SCHEME {
-        Ok(Scheme::Scram(scram::parse_challenge(rest, settings.max_scram_iterations)?))
+        Ok(Scheme::Scram(scram::parse_challenge(
+            rest,
+            settings.max_scram_iterations,
+        )?))
     } else if word.eq_ignore_ascii_case(http_digest::SCHEME) {
         Ok(Scheme::HttpDigest(http_digest::parse_challenge(rest)?))
     } else {
@@ -179,17 +185,26 @@ fn handshake(
     let first = transport
         .put(&request_body(id, None)?)
         .map_err(ProtocolError::Refused)?;
-    step(&format!("first UserAuthenticate answered HTTP {}", first.status));
+    step(&format!(
+        "first UserAuthenticate answered HTTP {}",
+        first.status
+    ));
     match first.status {
         410 => return Ok(Outcome::Unmanaged),
         200 => {}
-        status => return Ok(Outcome::Unavailable(format!("HTTP {status} to UserAuthenticate"))),
+        status => {
+            return Ok(Outcome::Unavailable(format!(
+                "HTTP {status} to UserAuthenticate"
+            )))
+        }
     }
     let reply = parse_dict(&first.body, "challenge reply")?;
     let challenge = reply
         .get("DigestChallenge")
         .and_then(Value::as_string)
-        .ok_or(ProtocolError::Malformed("challenge reply: no DigestChallenge"))?;
+        .ok_or(ProtocolError::Malformed(
+            "challenge reply: no DigestChallenge",
+        ))?;
     if challenge.is_empty() {
         return Ok(Outcome::NoTokenNeeded);
     }
@@ -197,7 +212,10 @@ fn handshake(
     let nonce = cnonce()?;
     let (digest_response, expected_signature) = match &scheme {
         Scheme::Scram(c) => {
-            step(&format!("SCRAM-SHA-256 challenge, {} iterations", c.iterations));
+            step(&format!(
+                "SCRAM-SHA-256 challenge, {} iterations",
+                c.iterations
+            ));
             let out = scram::client_final(&id.short_name, password, c, &nonce);
             (out.digest_response, Some(out.expected_server_signature))
         }
@@ -207,7 +225,10 @@ fn handshake(
                 c.hash().name(),
                 if c.qop_auth { " qop=auth" } else { "" }
             ));
-            (http_digest::digest_response(&id.short_name, password, c, &nonce), None)
+            (
+                http_digest::digest_response(&id.short_name, password, c, &nonce),
+                None,
+            )
         }
     };
     let second = transport
@@ -218,7 +239,11 @@ fn handshake(
         // Apple's article: a rejected digest may get 410.
         410 => return Ok(Outcome::Rejected),
         200 => {}
-        status => return Ok(Outcome::Unavailable(format!("HTTP {status} to DigestResponse"))),
+        status => {
+            return Ok(Outcome::Unavailable(format!(
+                "HTTP {status} to DigestResponse"
+            )))
+        }
     }
     let reply = parse_dict(&second.body, "token reply")?;
     let token = match reply.get("AuthToken").and_then(Value::as_string) {
@@ -229,7 +254,11 @@ fn handshake(
         let received = reply.get("ServerSignature").and_then(Value::as_string);
         let valid = received.is_some_and(|r| scram::server_signature_matches(&expected, r));
         if !valid && settings.require_server_signature {
-            let what = if received.is_some() { "wrong" } else { "missing" };
+            let what = if received.is_some() {
+                "wrong"
+            } else {
+                "missing"
+            };
             return Ok(Outcome::Unavailable(format!(
                 "{what} ServerSignature: the peer does not hold this user's verifier"
             )));
@@ -260,7 +289,8 @@ mod tests {
 
     impl CheckinTransport for Script {
         fn put(&mut self, body: &[u8]) -> Result<Reply, String> {
-            self.sent.push(parse_request(body).expect("client sent a valid plist"));
+            self.sent
+                .push(parse_request(body).expect("client sent a valid plist"));
             self.replies.pop_front().expect("no more scripted replies")
         }
     }
@@ -332,14 +362,23 @@ mod tests {
             ok(&[("AuthToken", "tok"), ("ServerSignature", "v=AAAA")]),
         ] {
             let mut script = Script::new(vec![ok(&[("DigestChallenge", CHALLENGE)]), second]);
-            assert!(matches!(run(&mut script, b"pencil", &SETTINGS), Outcome::Unavailable(_)));
+            assert!(matches!(
+                run(&mut script, b"pencil", &SETTINGS),
+                Outcome::Unavailable(_)
+            ));
         }
         let lax = ClientSettings {
             require_server_signature: false,
             ..SETTINGS
         };
-        let mut script = Script::new(vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[("AuthToken", "tok")])]);
-        assert!(matches!(run(&mut script, b"pencil", &lax), Outcome::Token(_)));
+        let mut script = Script::new(vec![
+            ok(&[("DigestChallenge", CHALLENGE)]),
+            ok(&[("AuthToken", "tok")]),
+        ]);
+        assert!(matches!(
+            run(&mut script, b"pencil", &lax),
+            Outcome::Token(_)
+        ));
     }
 
     #[test]
@@ -351,34 +390,72 @@ mod tests {
             (vec![status(403)], "unavailable"),
             (vec![Err("connection refused".into())], "unavailable"),
             (vec![ok(&[("Other", "x")])], "unavailable"),
-            (vec![Ok(Reply { status: 200, body: b"<html>".to_vec() })], "unavailable"),
-            (vec![ok(&[("DigestChallenge", "Basic realm=\"x\"")])], "unavailable"),
+            (
+                vec![Ok(Reply {
+                    status: 200,
+                    body: b"<html>".to_vec(),
+                })],
+                "unavailable",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", "Basic realm=\"x\"")])],
+                "unavailable",
+            ),
             (vec![ok(&[("DigestChallenge", " ")])], "unavailable"),
-            (vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[("AuthToken", "")])], "rejected"),
-            (vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[])], "rejected"),
-            (vec![ok(&[("DigestChallenge", CHALLENGE)]), status(410)], "rejected"),
-            (vec![ok(&[("DigestChallenge", CHALLENGE)]), status(502)], "unavailable"),
+            (
+                vec![
+                    ok(&[("DigestChallenge", CHALLENGE)]),
+                    ok(&[("AuthToken", "")]),
+                ],
+                "rejected",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[])],
+                "rejected",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", CHALLENGE)]), status(410)],
+                "rejected",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", CHALLENGE)]), status(502)],
+                "unavailable",
+            ),
         ];
         for (replies, expected) in cases {
             let count = replies.len();
             let mut script = Script::new(replies);
             let outcome = run(&mut script, b"pencil", &SETTINGS);
             assert_eq!(outcome.label(), expected, "{outcome:?}");
-            assert_eq!(script.sent.len(), count, "no request beyond the scripted ones");
+            assert_eq!(
+                script.sent.len(),
+                count,
+                "no request beyond the scripted ones"
+            );
         }
     }
 
     #[test]
     fn http_digest_challenge_is_answered() {
         let mut script = Script::new(vec![
-            ok(&[("DigestChallenge", "Digest realm=\"mdm\",nonce=\"n1\",qop=\"auth\",algorithm=SHA-256")]),
+            ok(&[(
+                "DigestChallenge",
+                "Digest realm=\"mdm\",nonce=\"n1\",qop=\"auth\",algorithm=SHA-256",
+            )]),
             ok(&[("AuthToken", "tok")]),
         ]);
-        assert!(matches!(run(&mut script, b"pw", &SETTINGS), Outcome::Token(_)));
+        assert!(matches!(
+            run(&mut script, b"pw", &SETTINGS),
+            Outcome::Token(_)
+        ));
         let sent = script.sent[1].digest_response.clone().unwrap();
         let parsed = http_digest::parse_client_response(&sent).unwrap();
         let ha1 = http_digest::ha1(http_digest::Algorithm::Sha256, "user", "mdm", b"pw");
-        assert!(http_digest::server_verify(http_digest::Algorithm::Sha256, &ha1, &parsed));
+        assert!(http_digest::server_verify(
+            http_digest::Algorithm::Sha256,
+            &ha1,
+            &parsed
+        ));
     }
 
     #[test]

@@ -34,13 +34,16 @@ pub struct Challenge {
 /// Parses the text after `SCRAM-SHA-256 `.
 pub fn parse_challenge(text: &str, max_iterations: u32) -> Result<Challenge, ProtocolError> {
     let mut parts = text.split(',');
-    let (Some(r), Some(s), Some(i), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(r), Some(s), Some(i), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ProtocolError::Malformed("SCRAM challenge"));
     };
-    let (Some(snonce), Some(salt_b64), Some(iterations_text)) =
-        (r.strip_prefix("r="), s.strip_prefix("s="), i.strip_prefix("i="))
-    else {
+    let (Some(snonce), Some(salt_b64), Some(iterations_text)) = (
+        r.strip_prefix("r="),
+        s.strip_prefix("s="),
+        i.strip_prefix("i="),
+    ) else {
         return Err(ProtocolError::Malformed("SCRAM challenge"));
     };
     if snonce.is_empty() || !snonce.bytes().all(is_nonce_char) {
@@ -156,7 +159,13 @@ pub fn decode_saslname(text: &str) -> Option<String> {
     Some(out)
 }
 
-fn auth_message(user: &str, cnonce: &str, challenge_nonce: &str, salt_b64: &str, iterations: &str) -> String {
+fn auth_message(
+    user: &str,
+    cnonce: &str,
+    challenge_nonce: &str,
+    salt_b64: &str,
+    iterations: &str,
+) -> String {
     format!(
         "n={},r={cnonce},r={challenge_nonce},s={salt_b64},i={iterations},c=biws,r={challenge_nonce}",
         saslname(user)
@@ -176,10 +185,21 @@ pub struct ClientFinal {
 }
 
 /// Computes the `DigestResponse` for `challenge` with our nonce `cnonce`.
-pub fn client_final(user: &str, password: &[u8], challenge: &Challenge, cnonce: &str) -> ClientFinal {
+pub fn client_final(
+    user: &str,
+    password: &[u8],
+    challenge: &Challenge,
+    cnonce: &str,
+) -> ClientFinal {
     let keys = derive_keys(password, &challenge.salt, challenge.iterations);
     let nonce = format!("{cnonce}{}", challenge.snonce);
-    let message = auth_message(user, cnonce, &nonce, &challenge.salt_b64, &challenge.iterations_text);
+    let message = auth_message(
+        user,
+        cnonce,
+        &nonce,
+        &challenge.salt_b64,
+        &challenge.iterations_text,
+    );
     let mut proof = Zeroizing::new(hmac_sha256(&keys.stored_key, message.as_bytes()));
     for (p, k) in proof.iter_mut().zip(keys.client_key.iter()) {
         *p ^= k;
@@ -229,7 +249,11 @@ impl Verifier {
 
     /// The challenge text the server sends for this verifier and `snonce`.
     pub fn challenge(&self, snonce: &str) -> String {
-        format!("{SCHEME} r={snonce},s={},i={}", B64.encode(&self.salt), self.iterations)
+        format!(
+            "{SCHEME} r={snonce},s={},i={}",
+            B64.encode(&self.salt),
+            self.iterations
+        )
     }
 }
 
@@ -340,7 +364,10 @@ mod tests {
         let response = parse_client_response(RESPONSE).unwrap();
         assert_eq!(response.user, "user");
         assert_eq!(response.snonce(), SNONCE);
-        assert_eq!(server_verify(&verifier, &response).as_deref(), Some(SIGNATURE));
+        assert_eq!(
+            server_verify(&verifier, &response).as_deref(),
+            Some(SIGNATURE)
+        );
     }
 
     #[test]
@@ -350,8 +377,14 @@ mod tests {
         let out = client_final("user", b"pencil", &challenge, CNONCE);
         assert_eq!(&*out.digest_response, RESPONSE);
         assert_eq!(out.expected_server_signature, SIGNATURE);
-        assert!(server_signature_matches(&out.expected_server_signature, SIGNATURE));
-        assert!(!server_signature_matches(&out.expected_server_signature, "v=AAAA"));
+        assert!(server_signature_matches(
+            &out.expected_server_signature,
+            SIGNATURE
+        ));
+        assert!(!server_signature_matches(
+            &out.expected_server_signature,
+            "v=AAAA"
+        ));
     }
 
     #[test]

@@ -1,0 +1,278 @@
+//! `authtoken-helper`: all network I/O of pam_authtoken, run by the module
+//! as a child process (one request on stdin, one result on stdout), plus the
+//! administrator's commands `check-config`, `login` and `status`.
+
+mod mdm;
+mod transport;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use pam_authtoken::config::{Backend, Config, DEFAULT_CONFIG_PATH};
+use pam_authtoken::log::{self, Level};
+use pam_authtoken::outcome::Outcome;
+use pam_authtoken::wire::{self, HelperRequest, MAX_REQUEST_BYTES};
+use zeroize::Zeroizing;
+
+const LOG_IDENT: &str = "authtoken-helper";
+
+#[derive(Parser)]
+#[command(
+    name = "authtoken-helper",
+    version,
+    about = "Token-authority client for pam_authtoken"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one handshake for pam_authtoken.so: request on stdin, result on stdout.
+    Authenticate {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Log protocol steps (never secrets).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Check the configuration file and the files it names.
+    CheckConfig {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Run one interactive handshake for USER and print the outcome.
+    Login {
+        user: String,
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print protocol steps (never secrets).
+        #[arg(long)]
+        debug: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Authenticate { config, debug } => serve_module(&config, debug),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Login {
+            user,
+            config,
+            debug,
+        } => login(&user, &config, debug),
+    }
+}
+
+/// Runs the configured backend under the handshake deadline.
+fn run_backend(
+    config: &Config,
+    user: &str,
+    password: &[u8],
+    started: Instant,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    let deadline = started + Duration::from_millis(config.timeout_ms);
+    match config.backend {
+        Backend::Mdm => mdm::authenticate(config, user, password, deadline, step),
+        Backend::Hem => Outcome::unavailable("backend hem is not available in this build"),
+    }
+}
+
+/// The module's side of the contract. Any failure becomes an `Unavailable`
+/// result; the module also treats a crash or silence as unavailable.
+fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
+    let started = Instant::now();
+    // Backstop in case anything below blocks beyond every deadline: SIGALRM's
+    // default action ends us, and the module reports the helper as failed.
+    let _ = nix::unistd::alarm::set(310);
+    let (outcome, user, service, backend) = match read_request() {
+        Err(e) => (Outcome::Unavailable(e), String::new(), String::new(), "-"),
+        Ok(request) => {
+            let user = request.user.clone();
+            let service = request.service.clone();
+            match Config::load(config_path) {
+                Err(e) => (Outcome::Unavailable(e.to_string()), user, service, "-"),
+                Ok(config) => {
+                    let _ = nix::unistd::alarm::set((config.timeout_ms / 1000 + 2) as u32);
+                    let backend = config.backend.name();
+                    let mut step = |line: &str| {
+                        if debug {
+                            log::send(
+                                LOG_IDENT,
+                                Level::Debug,
+                                &format!("user={} {line}", log::sanitize(&user)),
+                            );
+                        }
+                    };
+                    let outcome = match request.password() {
+                        Ok(password) => {
+                            run_backend(&config, &request.user, &password, started, &mut step)
+                        }
+                        Err(e) => Outcome::Unavailable(e.to_string()),
+                    };
+                    (outcome, user, service, backend)
+                }
+            }
+        }
+    };
+    let reason = match &outcome {
+        Outcome::Unavailable(reason) => format!(" reason=\"{}\"", log::sanitize(reason)),
+        _ => String::new(),
+    };
+    log::send(
+        LOG_IDENT,
+        if matches!(outcome, Outcome::Unavailable(_)) {
+            Level::Error
+        } else {
+            Level::Info
+        },
+        &format!(
+            "handshake user={} service={} backend={backend} outcome={} elapsed_ms={}{reason}",
+            log::sanitize(&user),
+            log::sanitize(&service),
+            outcome.label(),
+            started.elapsed().as_millis()
+        ),
+    );
+    let encoded = match wire::encode_result(&outcome) {
+        Ok(encoded) => encoded,
+        Err(e) => match wire::encode_result(&Outcome::Unavailable(e.to_string())) {
+            Ok(encoded) => encoded,
+            Err(_) => return ExitCode::FAILURE,
+        },
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(&encoded)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_request() -> Result<HelperRequest, String> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES + 1));
+    std::io::stdin()
+        .lock()
+        .take(MAX_REQUEST_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("reading request: {e}"))?;
+    HelperRequest::decode(&buf).map_err(|e| e.to_string())
+}
+
+fn check_config(config_path: &Path) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = transport::Http::new(&config, Instant::now()) {
+        problems.push(e);
+    }
+    if let Err(e) = mdm::identity(&config, "root") {
+        problems.push(e);
+    }
+    match std::fs::metadata(&config.helper) {
+        Ok(meta) => {
+            if let Err(e) = pam_authtoken::config::check_root_owned(&meta, "helper") {
+                problems.push(format!("{}: {e}", config.helper.display()));
+            }
+        }
+        Err(e) => problems.push(format!("helper {}: {e}", config.helper.display())),
+    }
+    if problems.is_empty() {
+        println!(
+            "{}: OK (backend {}, url {}, timeout {} ms)",
+            config_path.display(),
+            config.backend.name(),
+            config.url,
+            config.timeout_ms
+        );
+        ExitCode::SUCCESS
+    } else {
+        for problem in problems {
+            eprintln!("error: {problem}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+/// Reads a password from the terminal, or one line of stdin when it is not one.
+fn read_password() -> Result<Zeroizing<Vec<u8>>, String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let mut text =
+            Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?);
+        let bytes = Zeroizing::new(text.as_bytes().to_vec());
+        zeroize::Zeroize::zeroize(&mut *text);
+        Ok(bytes)
+    } else {
+        let mut line = Zeroizing::new(Vec::with_capacity(wire::MAX_PASSWORD_BYTES + 2));
+        std::io::stdin()
+            .lock()
+            .take(wire::MAX_PASSWORD_BYTES as u64 + 1)
+            .read_to_end(&mut line)
+            .map_err(|e| e.to_string())?;
+        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+        line.truncate(end);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Ok(line)
+    }
+}
+
+fn login(user: &str, config_path: &Path, debug: bool) -> ExitCode {
+    if let Err(e) = pam_authtoken::username::validate(user.as_bytes()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let password = match read_password() {
+        Ok(password) => password,
+        Err(e) => {
+            eprintln!("error: cannot read password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let mut step = |line: &str| {
+        if debug {
+            eprintln!("debug: {line}");
+        }
+    };
+    let outcome = run_backend(&config, user, &password, started, &mut step);
+    let elapsed = started.elapsed().as_millis();
+    let (text, code) = match &outcome {
+        Outcome::Token(token) => (
+            format!("token issued ({} bytes, not shown): PAM_SUCCESS", token.len()),
+            0,
+        ),
+        Outcome::NoTokenNeeded => (
+            "authority needs no token for this user: PAM_IGNORE (or PAM_SUCCESS with empty_challenge = \"success\")".to_owned(),
+            3,
+        ),
+        Outcome::Unmanaged => ("user is not managed by this authority (410): PAM_IGNORE".into(), 2),
+        Outcome::Rejected => ("password rejected: PAM_AUTH_ERR".into(), 1),
+        Outcome::Unavailable(reason) => (format!("authority unavailable ({reason}): PAM_AUTHINFO_UNAVAIL"), 4),
+    };
+    println!("{user}: {text} [{elapsed} ms]");
+    ExitCode::from(code)
+}
