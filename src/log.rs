@@ -2,9 +2,14 @@
 //!
 //! Each call opens its own `/dev/log` datagram socket and closes it again:
 //! `openlog(3)` would change the host process's ident, and a socket kept in a
-//! global would leak into forks of the host.
+//! global would leak into forks of the host. The socket is non-blocking: a
+//! stalled syslog daemon drops our line instead of hanging a login.
 
-use syslog::{Facility, Formatter3164};
+use std::os::unix::net::UnixDatagram;
+
+use syslog::{Facility, Formatter3164, LogFormat, Severity};
+
+const SYSLOG_SOCKET: &str = "/dev/log";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -23,15 +28,23 @@ pub fn send(ident: &str, level: Level, message: &str) {
         process: ident.to_owned(),
         pid: std::process::id(),
     };
-    let Ok(mut logger) = syslog::unix(formatter) else {
+    let severity = match level {
+        Level::Error => Severity::LOG_ERR,
+        Level::Warning => Severity::LOG_WARNING,
+        Level::Info => Severity::LOG_INFO,
+        Level::Debug => Severity::LOG_DEBUG,
+    };
+    let mut line = Vec::with_capacity(message.len() + 64);
+    if formatter.format(&mut line, severity, message).is_err() {
+        return;
+    }
+    let Ok(socket) = UnixDatagram::unbound() else {
         return;
     };
-    let _ = match level {
-        Level::Error => logger.err(message),
-        Level::Warning => logger.warning(message),
-        Level::Info => logger.info(message),
-        Level::Debug => logger.debug(message),
-    };
+    if socket.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = socket.send_to(&line, SYSLOG_SOCKET);
 }
 
 /// Makes a peer- or user-supplied string safe to put inside a log line:

@@ -47,6 +47,10 @@ impl<T> DataKey<T> {
 /// Zeroized when libpam runs the data cleanup (`Zeroizing` drop).
 pub struct KeptToken {
     pub user: String,
+    #[allow(
+        dead_code,
+        reason = "held for the login session; the session cache is the next step"
+    )]
     pub token: Zeroizing<String>,
 }
 

@@ -294,12 +294,7 @@ impl Child {
     }
 
     fn reap_blocking(&mut self) {
-        loop {
-            match waitpid(self.pid, None) {
-                Err(Errno::EINTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
         self.reaped = true;
     }
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: build everything, start the reference
+# authtoken-server on loopback (TLS with a fresh private CA) with a demo user
+# store, and perform real logins through libpam with pamtester — a success, a
+# wrong password and an unmanaged user — printing what happened.
+#
+# Run as root on Debian: sudo scripts/demo.sh
+# Nothing outside a temporary directory is touched: the demo's pam.d service
+# is bind-mounted over /etc/pam.d in a private mount namespace (bwrap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
+
+scripts/deps.sh
+echo "== building"
+cargo build --quiet --bins --lib
+bin="$PWD/target/debug"
+module="$bin/libpam_authtoken.so"
+
+work=$(mktemp -d /tmp/authtoken-demo.XXXXXX)
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== a private CA and server certificate for 127.0.0.1"
+"$bin/authtoken-server" gen-tls "$work/tls"
+
+echo "== the user store (verifiers only; SCRAM-SHA-256 with 600000 iterations)"
+echo "correct horse battery staple" | "$bin/authtoken-server" add-user "$work/users.toml" alice
+"$bin/authtoken-server" add-user "$work/users.toml" bob --policy unmanaged
+grep -c stored_key "$work/users.toml" >/dev/null && echo "   alice: managed (SCRAM verifier), bob: unmanaged (410)"
+
+echo "== starting authtoken-server on 127.0.0.1"
+"$bin/authtoken-server" serve --listen 127.0.0.1:0 --users "$work/users.toml" \
+  --tls-cert "$work/tls/server.pem" --tls-key "$work/tls/server.key" 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$work/server.log" 2>/dev/null && break
+  sleep 0.1
+done
+addr=$(grep -o 'listening on [0-9.:]*' "$work/server.log" | awk '{print $3}')
+[ -n "$addr" ] || { cat "$work/server.log"; exit 1; }
+echo "   listening on https://$addr"
+
+cat >"$work/authtoken.toml" <<CONF
+backend = "mdm"
+url = "https://$addr/checkin"
+ca_file = "$work/tls/ca.pem"
+timeout_ms = 10000
+helper = "$bin/authtoken-helper"
+cache_dir = "$work/cache"
+CONF
+chmod 600 "$work/authtoken.toml"
+
+mkdir -p "$work/pam.d"
+cat >"$work/pam.d/authtoken-demo" <<PAM
+# Our module decides for the users it manages; for anyone else it steps
+# aside (PAM_IGNORE) and the rest of the stack decides — here pam_deny.
+auth [success=done ignore=ignore default=die] $module config=$work/authtoken.toml
+auth requisite pam_echo.so pam_authtoken stepped aside (PAM_IGNORE): not managed by this authority
+auth required pam_deny.so
+PAM
+
+login() {
+  local user=$1 password=$2 label=$3
+  echo
+  echo "== login: $label"
+  set +e
+  echo "$password" | bwrap --bind / / --dev /dev --proc /proc --bind "$work/pam.d" /etc/pam.d \
+    --die-with-parent pamtester authtoken-demo "$user" authenticate 2>&1 | sed 's/^/   /'
+  local rc=${PIPESTATUS[1]}
+  set -e
+  echo "   -> pamtester exit status $rc ($([ "$rc" -eq 0 ] && echo signed in || echo refused))"
+}
+
+login alice "correct horse battery staple" "alice, right password"
+login alice "correct horse battery stable" "alice, wrong password"
+login bob "anything" "bob, a user the authority does not manage"
+
+echo
+echo "== what the authority saw (one line per request; no secrets)"
+grep '^request' "$work/server.log" | sed 's/^/   /'

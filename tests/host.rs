@@ -1,0 +1,165 @@
+//! Secrets stay secret and the module is a good guest: the password is
+//! never in the helper's argv or environment, descriptors do not leak into
+//! it, and no log line carries a password.
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PASSWORD: &str = "Tr0ub4dor&3-zebra";
+
+#[test]
+fn password_not_in_helper_argv_environment_or_descriptors() {
+    let ws = Workspace::new();
+    // A descriptor the host forgot to mark close-on-exec must not reach the helper.
+    let leak_path = ws.path("host-secret-file");
+    std::fs::write(&leak_path, "host data").unwrap();
+    let c_path = std::ffi::CString::new(leak_path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: plain open(2) of a path we own, without O_CLOEXEC on purpose.
+    let leaky_fd = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY) };
+    assert!(leaky_fd >= 0);
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/checkin", listener.local_addr().unwrap());
+    let config = ws.config_for(&url, "");
+    let confdir = ws.simple_stack(&config);
+    let login_thread = std::thread::spawn(move || login(&confdir, "alice", PASSWORD));
+
+    let helper = std::fs::canonicalize(HELPER).unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut seen = None;
+    while seen.is_none() && Instant::now() < until {
+        seen = children()
+            .into_iter()
+            .find(|(_, _, exe)| exe.as_deref() == Some(helper.as_path()))
+            .map(|(pid, _, _)| pid);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = seen.expect("the helper ran while the authority was silent");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let cmdline_text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline_text.starts_with("authtoken-helper authenticate --config"),
+        "{cmdline_text}"
+    );
+    assert!(!cmdline_text.contains(PASSWORD));
+    assert!(
+        environ.is_empty(),
+        "helper environment is empty: {:?}",
+        String::from_utf8_lossy(&environ)
+    );
+    let mut open_files: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            open_files.push(target);
+        }
+    }
+    assert!(
+        !open_files.iter().any(|f| f == &leak_path),
+        "host fd leaked: {open_files:?}"
+    );
+
+    assert_eq!(login_thread.join().unwrap(), PAM_AUTHINFO_UNAVAIL);
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(leaky_fd) };
+    drop(listener);
+}
+
+/// Reads syslog datagrams on a thread, as a syslog daemon would (senders
+/// such as glibc's syslog(3) block once the socket's queue is full), until
+/// `stop` is set and `quiet` passes without a datagram.
+fn collect(
+    socket: UnixDatagram,
+    stop: Arc<AtomicBool>,
+    quiet: Duration,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        socket.set_read_timeout(Some(quiet)).unwrap();
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) => lines.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) if stop.load(Ordering::SeqCst) => return lines,
+                Err(_) => {}
+            }
+        }
+    })
+}
+
+#[test]
+fn nothing_logged_contains_a_password() {
+    let ws = Workspace::new();
+    ws.add_user("alice", Some(PASSWORD), &[]);
+    ws.add_user("dave", Some(PASSWORD), &["--scheme=digest-md5"]);
+    ws.add_user("bob", None, &["--policy=unmanaged"]);
+    let server = Server::start(&ws, &[]);
+    let confdir = ws.simple_stack(&ws.config_for(&server.url(), ""));
+    let socket_path: &Path = &ws.path("log.sock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = collect(
+        UnixDatagram::bind(socket_path).unwrap(),
+        stop.clone(),
+        Duration::from_millis(300),
+    );
+
+    let wrong = format!("{PASSWORD}-wrong");
+    let cases = [
+        ("alice", PASSWORD, 0),
+        ("alice", wrong.as_str(), 1),
+        ("dave", PASSWORD, 0),
+        ("bob", PASSWORD, 1),
+    ];
+    for (user, password, expected) in cases {
+        let (code, output) = pamtester(&confdir, Some(socket_path), user, password);
+        assert_eq!(code, expected, "{user}: {output}");
+        assert!(!output.contains(PASSWORD), "pamtester output: {output}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let lines = collector.join().unwrap();
+    let text = lines.join("\n");
+    for expected in [
+        "pam_authtoken[",
+        "authtoken-helper[",
+        "user=alice service=authtoken-test backend=mdm outcome=token",
+        "user=alice service=authtoken-test backend=mdm outcome=rejected",
+        "user=bob service=authtoken-test backend=mdm outcome=unmanaged",
+        "SCRAM-SHA-256 challenge",
+    ] {
+        assert!(
+            text.contains(expected),
+            "missing {expected:?} in log:\n{text}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("<") && !l.contains(PASSWORD)),
+        "{text}"
+    );
+    // authpriv (10) * 8 + severity: every line is in the authpriv facility.
+    assert!(lines.iter().all(|l| {
+        let pri: u32 = l[1..l.find('>').unwrap()].parse().unwrap();
+        pri / 8 == 10
+    }));
+    // Neither the digest (SCRAM proof, Digest response) nor a token is logged.
+    for secret_marker in [",p=", "response=\"", "AuthToken", "SCRAM-SHA-256 n="] {
+        assert!(
+            !text.contains(secret_marker),
+            "{secret_marker} in log:\n{text}"
+        );
+    }
+    let server_log = server.lines().join("\n");
+    assert!(!server_log.contains(PASSWORD));
+}
