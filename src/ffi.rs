@@ -2,7 +2,7 @@
 //! over the libpam calls the policy in [`crate::module`] needs. Every
 //! `unsafe` in the module side of the crate lives here.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT};
@@ -27,6 +27,8 @@ extern "C" {
         item_type: libc::c_int,
         item: *const libc::c_void,
     ) -> libc::c_int;
+    fn pam_putenv(pamh: *mut PamHandle, name_value: *const libc::c_char) -> libc::c_int;
+    fn pam_getenv(pamh: *mut PamHandle, name: *const libc::c_char) -> *const libc::c_char;
 }
 
 /// A raw libpam return value as a result code (unknown ones as system errors).
@@ -217,5 +219,33 @@ impl<'a> Pam<'a> {
         value: T,
     ) -> Result<(), PamResultCode> {
         self.handle.set_data(key.name, Box::new(value))
+    }
+
+    /// `pam_putenv`: `NAME=value` sets, a bare `NAME` removes.
+    pub fn putenv(&mut self, name_value: &str) -> Result<(), PamResultCode> {
+        let c = CString::new(name_value).map_err(|_| PamResultCode::PAM_BUF_ERR)?;
+        // SAFETY: libpam copies the NUL-terminated string.
+        let rc = unsafe { pam_putenv(self.handle, c.as_ptr()) };
+        match to_code(rc) {
+            PamResultCode::PAM_SUCCESS => Ok(()),
+            other => Err(other),
+        }
+    }
+
+    /// A variable of the PAM environment (e.g. `XDG_SESSION_ID` from pam_systemd).
+    pub fn getenv(&mut self, name: &str) -> Option<String> {
+        let c = CString::new(name).ok()?;
+        // SAFETY: returns a pointer into libpam's environment list, or null.
+        let ptr = unsafe { pam_getenv(self.handle, c.as_ptr()) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: non-null results are NUL-terminated strings owned by
+        // libpam; copied at once.
+        Some(
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }

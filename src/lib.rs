@@ -6,6 +6,7 @@
 //! the PAM policy; [`spawn`] runs the helper; [`protocol`] is pure protocol
 //! logic with no I/O; [`config`] and [`wire`] are shared by all binaries.
 
+pub mod cache;
 pub mod config;
 pub mod log;
 pub mod outcome;

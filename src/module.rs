@@ -10,6 +10,7 @@ use std::time::Instant;
 use pam::constants::PamResultCode;
 use zeroize::Zeroizing;
 
+use crate::cache::{Cache, SessionKey};
 use crate::config::{Config, ConfigError, EmptyChallengePolicy, DEFAULT_CONFIG_PATH};
 use crate::ffi::Pam;
 use crate::log::{self, Level};
@@ -47,14 +48,23 @@ impl<T> DataKey<T> {
 /// Zeroized when libpam runs the data cleanup (`Zeroizing` drop).
 pub struct KeptToken {
     pub user: String,
-    #[allow(
-        dead_code,
-        reason = "held for the login session; the session cache is the next step"
-    )]
     pub token: Zeroizing<String>,
 }
 
 pub const TOKEN_KEY: DataKey<KeptToken> = DataKey::new("pam_authtoken.token");
+
+/// The token file this handle's `open_session` created, which its
+/// `close_session` removes. A file that already existed belongs to an
+/// enclosing login session (sudo inside it) and is left in place.
+pub struct OpenedSession {
+    pub user: String,
+    pub path: PathBuf,
+}
+
+pub const OPENED_KEY: DataKey<OpenedSession> = DataKey::new("pam_authtoken.session");
+
+/// The environment variable naming the session's token file.
+pub const TOKEN_FILE_ENV: &str = "AUTHTOKEN_FILE";
 
 /// Options from the pam.d line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +166,8 @@ struct Attempt {
     user: String,
     service: String,
     backend: &'static str,
+    /// Answered from the session cache, without a request.
+    cached: bool,
 }
 
 pub fn authenticate(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
@@ -165,12 +177,14 @@ pub fn authenticate(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
         user: String::new(),
         service: pam.service(),
         backend: "-",
+        cached: false,
     };
     let result = authenticate_user(pam, &options, &mut attempt);
     let (code, outcome_word, detail) = match &result {
         Ok((outcome, policy)) => {
             let detail = match outcome {
                 Outcome::Unavailable(reason) => format!(" reason=\"{}\"", log::sanitize(reason)),
+                _ if attempt.cached => " cached=yes".to_owned(),
                 _ => String::new(),
             };
             (outcome_code(outcome, *policy), outcome.label(), detail)
@@ -238,6 +252,14 @@ fn authenticate_user(
         &format!("config {} loaded", options.config_path.display()),
     );
 
+    let session = session_cache(pam, &config);
+    if let Some((cache, key)) = &session {
+        if cache.is_unmanaged(key, &user) {
+            attempt.cached = true;
+            return Ok((Outcome::Unmanaged, config.empty_challenge));
+        }
+    }
+
     let password = obtain_password(pam, options)?;
     let request = HelperRequest::new(&user, &password, &attempt.service, &pam.tty(), &pam.rhost());
     drop(password);
@@ -254,7 +276,36 @@ fn authenticate_user(
         &format!("running helper {}", config.helper.display()),
     );
     let outcome = run_helper(&config.helper, &args, &encoded, config.kill_deadline())?;
+    if let Some((cache, key)) = &session {
+        let stored = match &outcome {
+            Outcome::Unmanaged => cache.mark_unmanaged(key, &user),
+            Outcome::Token(token) => cache.replace_token(key, &user, token).map(|_| ()),
+            _ => Ok(()),
+        };
+        if let Err(e) = stored {
+            log::send(LOG_IDENT, Level::Warning, &format!("session cache: {e}"));
+        }
+    }
     Ok((outcome, config.empty_challenge))
+}
+
+/// The session cache and this process's login-session key. A cache that
+/// cannot be used only costs the shortcuts, so it is logged, not fatal.
+fn session_cache(pam: &mut Pam, config: &Config) -> Option<(Cache, SessionKey)> {
+    let xdg_session_id = pam.getenv("XDG_SESSION_ID");
+    let opened = Cache::open(&config.cache_dir)
+        .and_then(|cache| Ok((cache, SessionKey::current(xdg_session_id.as_deref())?)));
+    match opened {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            log::send(
+                LOG_IDENT,
+                Level::Warning,
+                &format!("session cache unavailable: {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// The password from an earlier module (`use_first_pass` / `try_first_pass`)
@@ -325,12 +376,100 @@ pub fn acct_mgmt(pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
     }
 }
 
-pub fn open_session(_pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
-    PamResultCode::PAM_IGNORE
+/// Writes the token this handle obtained into the session cache and
+/// exports its path as `AUTHTOKEN_FILE`.
+pub fn open_session(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
+    let options = ModuleOptions::parse(args);
+    let Ok(raw_user) = pam.user() else {
+        return PamResultCode::PAM_IGNORE;
+    };
+    let Some(token) = pam
+        .get_data(TOKEN_KEY)
+        .filter(|kept| kept.user.as_bytes() == raw_user.as_slice())
+        .map(|kept| kept.token.clone())
+    else {
+        return PamResultCode::PAM_IGNORE;
+    };
+    let user = String::from_utf8_lossy(&raw_user).into_owned();
+    let config = match Config::load(&options.config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            log::send(
+                LOG_IDENT,
+                Level::Error,
+                &format!("open_session: config: {e}"),
+            );
+            return PamResultCode::PAM_SESSION_ERR;
+        }
+    };
+    let Some((cache, key)) = session_cache(pam, &config) else {
+        return PamResultCode::PAM_SESSION_ERR;
+    };
+    let existed = cache.token_path(&key, &user).is_some();
+    let path = match cache.store_token(&key, &user, &token) {
+        Ok(path) => path,
+        Err(e) => {
+            log::send(LOG_IDENT, Level::Error, &format!("open_session: {e}"));
+            return PamResultCode::PAM_SESSION_ERR;
+        }
+    };
+    if pam
+        .putenv(&format!("{TOKEN_FILE_ENV}={}", path.display()))
+        .is_err()
+    {
+        return PamResultCode::PAM_SESSION_ERR;
+    }
+    if !existed {
+        let opened = OpenedSession {
+            user: user.clone(),
+            path,
+        };
+        if pam.set_typed_data(OPENED_KEY, opened).is_err() {
+            return PamResultCode::PAM_SESSION_ERR;
+        }
+    }
+    cache.sweep();
+    log::send(
+        LOG_IDENT,
+        Level::Info,
+        &format!(
+            "open_session user={} service={} session={} token cached",
+            log::sanitize(&user),
+            log::sanitize(&pam.service()),
+            key.as_str()
+        ),
+    );
+    PamResultCode::PAM_SUCCESS
 }
 
-pub fn close_session(_pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
-    PamResultCode::PAM_IGNORE
+/// Removes the token file this handle's `open_session` created.
+pub fn close_session(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
+    let options = ModuleOptions::parse(args);
+    let Ok(raw_user) = pam.user() else {
+        return PamResultCode::PAM_IGNORE;
+    };
+    let Some(path) = pam
+        .get_data(OPENED_KEY)
+        .filter(|opened| opened.user.as_bytes() == raw_user.as_slice())
+        .map(|opened| opened.path.clone())
+    else {
+        return PamResultCode::PAM_IGNORE;
+    };
+    let _ = pam.putenv(TOKEN_FILE_ENV);
+    let removed = std::fs::remove_file(&path).is_ok();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    if let Ok(config) = Config::load(&options.config_path) {
+        if let Ok(cache) = Cache::open(&config.cache_dir) {
+            cache.sweep();
+        }
+    }
+    if removed {
+        PamResultCode::PAM_SUCCESS
+    } else {
+        PamResultCode::PAM_IGNORE
+    }
 }
 
 /// Passwords are changed at the authority, not through PAM.
