@@ -450,7 +450,31 @@ pub fn pamtester(
     user: &str,
     password: &str,
 ) -> (i32, String) {
+    pamtester_with(confdir, log_socket, user, password, false)
+}
+
+/// [`pamtester`], optionally in a new process session (`setsid`): a new
+/// login session as far as the session cache can tell.
+pub fn pamtester_with(
+    confdir: &Path,
+    log_socket: Option<&Path>,
+    user: &str,
+    password: &str,
+    new_session: bool,
+) -> (i32, String) {
     let mut cmd = Command::new("bwrap");
+    if new_session {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     cmd.args(["--bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
     cmd.arg("--bind").arg(confdir).arg("/etc/pam.d");
     if let Some(socket) = log_socket {
@@ -512,4 +536,25 @@ pub fn children() -> Vec<(i32, char, Option<PathBuf>)> {
         }
     }
     out
+}
+
+/// Fingerprints (as the server logs them) of the tokens issued to `user`.
+pub fn issued_fingerprints(server: &Server, user: &str) -> Vec<String> {
+    let needle = format!(" user={user} ");
+    server
+        .lines()
+        .iter()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.split("token issued sha256=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The server's fingerprint of a token: hex of the first 8 bytes of SHA-256.
+pub fn fingerprint(token: &[u8]) -> String {
+    let hash = ring::digest::digest(&ring::digest::SHA256, token);
+    hash.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

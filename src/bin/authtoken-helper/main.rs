@@ -54,6 +54,11 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+    /// List the login sessions in the cache (never the tokens).
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
             config,
             debug,
         } => login(&user, &config, debug),
+        Command::Status { config } => status(&config),
     }
 }
 
@@ -275,4 +281,46 @@ fn login(user: &str, config_path: &Path, debug: bool) -> ExitCode {
     };
     println!("{user}: {text} [{elapsed} ms]");
     ExitCode::from(code)
+}
+
+fn status(config_path: &Path) -> ExitCode {
+    use pam_authtoken::cache::{Cache, EntryState};
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cache = match Cache::open(&config.cache_dir) {
+        Ok(cache) => cache,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let entries = cache.list();
+    if entries.is_empty() {
+        println!("no cached sessions in {}", config.cache_dir.display());
+        return ExitCode::SUCCESS;
+    }
+    println!("{:<32} {:<20} {:<8} STATE", "SESSION", "USER", "ALIVE");
+    for entry in entries {
+        let alive = match entry.session_alive {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        let state = match entry.state {
+            EntryState::Token { bytes } => format!("token ({bytes} bytes)"),
+            EntryState::Unmanaged { since } => format!("unmanaged (410) since {since}"),
+            EntryState::Untrusted => "untrusted entry (ignored)".to_owned(),
+        };
+        println!(
+            "{:<32} {:<20} {alive:<8} {state}",
+            entry.session,
+            log::sanitize(&entry.user)
+        );
+    }
+    ExitCode::SUCCESS
 }
