@@ -18,12 +18,27 @@ bin="$PWD/target/debug"
 module="$bin/libpam_authtoken.so"
 
 work=$(mktemp -d /tmp/authtoken-demo.XXXXXX)
-server_pid=""
+pids=()
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# start_server LOG ARGS...: runs authtoken-server serve on a free loopback
+# port over TLS and sets $listening to the address it listens on.
+start_server() {
+  local log=$1; shift
+  "$bin/authtoken-server" serve --listen 127.0.0.1:0 \
+    --tls-cert "$work/tls/server.pem" --tls-key "$work/tls/server.key" "$@" </dev/null >/dev/null 2>"$log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    grep -q "listening on" "$log" 2>/dev/null && break
+    sleep 0.1
+  done
+  listening=$(grep -o 'listening on [0-9.:]*' "$log" | awk '{print $3}')
+  [ -n "$listening" ] || { cat "$log"; exit 1; }
+}
 
 echo "== a private CA and server certificate for 127.0.0.1"
 "$bin/authtoken-server" gen-tls "$work/tls"
@@ -34,15 +49,8 @@ echo "correct horse battery staple" | "$bin/authtoken-server" add-user "$work/us
 grep -c stored_key "$work/users.toml" >/dev/null && echo "   alice: managed (SCRAM verifier), bob: unmanaged (410)"
 
 echo "== starting authtoken-server on 127.0.0.1"
-"$bin/authtoken-server" serve --listen 127.0.0.1:0 --users "$work/users.toml" \
-  --tls-cert "$work/tls/server.pem" --tls-key "$work/tls/server.key" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/server.log" 2>/dev/null && break
-  sleep 0.1
-done
-addr=$(grep -o 'listening on [0-9.:]*' "$work/server.log" | awk '{print $3}')
-[ -n "$addr" ] || { cat "$work/server.log"; exit 1; }
+start_server "$work/server.log" --users "$work/users.toml"
+addr=$listening
 echo "   listening on https://$addr"
 
 cat >"$work/authtoken.toml" <<CONF
@@ -65,12 +73,12 @@ auth required pam_deny.so
 PAM
 
 login() {
-  local user=$1 password=$2 label=$3
+  local user=$1 password=$2 label=$3 service=${4:-authtoken-demo}
   echo
   echo "== login: $label"
   set +e
   echo "$password" | bwrap --bind / / --dev /dev --proc /proc --bind "$work/pam.d" /etc/pam.d \
-    --die-with-parent pamtester authtoken-demo "$user" authenticate 2>&1 | sed 's/^/   /'
+    --die-with-parent pamtester "$service" "$user" authenticate 2>&1 | sed 's/^/   /'
   local rc=${PIPESTATUS[1]}
   set -e
   echo "   -> pamtester exit status $rc ($([ "$rc" -eq 0 ] && echo signed in || echo refused))"
@@ -83,3 +91,24 @@ login bob "anything" "bob, a user the authority does not manage"
 echo
 echo "== what the authority saw (one line per request; no secrets)"
 grep '^request' "$work/server.log" | sed 's/^/   /'
+
+echo
+echo "== a local token device (the Encedo-HEM-style API, emulated by authtoken-server --protocol hem)"
+echo "hunter2 on a stick" | "$bin/authtoken-server" enroll-device "$work/device.toml" --label alice
+start_server "$work/device.log" --protocol hem --device "$work/device.toml"
+device=$listening
+echo "   device labelled 'alice' at https://$device"
+cat >"$work/device.toml.conf" <<CONF
+backend = "hem"
+url = "https://$device"
+ca_file = "$work/tls/ca.pem"
+timeout_ms = 10000
+helper = "$bin/authtoken-helper"
+cache_dir = "$work/cache"
+CONF
+chmod 600 "$work/device.toml.conf"
+sed "s#config=$work/authtoken.toml#config=$work/device.toml.conf#" "$work/pam.d/authtoken-demo" >"$work/pam.d/authtoken-device"
+login alice "hunter2 on a stick" "alice with her token device (600000-round KDF, X25519, HS256 JWT)" authtoken-device
+echo
+echo "== what the device saw"
+grep '^request' "$work/device.log" | sed 's/^/   /'

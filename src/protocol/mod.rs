@@ -2,6 +2,7 @@
 //! reference server drive these with their own I/O, and unit tests drive them
 //! with fixed inputs.
 
+pub mod hem;
 pub mod http_digest;
 pub mod mdm;
 pub mod scram;

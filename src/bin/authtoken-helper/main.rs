@@ -2,6 +2,7 @@
 //! as a child process (one request on stdin, one result on stdout), plus the
 //! administrator's commands `check-config`, `login` and `status`.
 
+mod hem;
 mod mdm;
 mod transport;
 
@@ -86,7 +87,7 @@ fn run_backend(
     let deadline = started + Duration::from_millis(config.timeout_ms);
     match config.backend {
         Backend::Mdm => mdm::authenticate(config, user, password, deadline, step),
-        Backend::Hem => Outcome::unavailable("backend hem is not available in this build"),
+        Backend::Hem => hem::authenticate(config, user, password, deadline, step),
     }
 }
 
@@ -186,8 +187,10 @@ fn check_config(config_path: &Path) -> ExitCode {
     if let Err(e) = transport::Http::new(&config, Instant::now()) {
         problems.push(e);
     }
-    if let Err(e) = mdm::identity(&config, "root") {
-        problems.push(e);
+    if config.backend == Backend::Mdm {
+        if let Err(e) = mdm::identity(&config, "root") {
+            problems.push(e);
+        }
     }
     match std::fs::metadata(&config.helper) {
         Ok(meta) => {
@@ -275,7 +278,7 @@ fn login(user: &str, config_path: &Path, debug: bool) -> ExitCode {
             "authority needs no token for this user: PAM_IGNORE (or PAM_SUCCESS with empty_challenge = \"success\")".to_owned(),
             3,
         ),
-        Outcome::Unmanaged => ("user is not managed by this authority (410): PAM_IGNORE".into(), 2),
+        Outcome::Unmanaged => ("user is not managed here (410, or a device of another user): PAM_IGNORE".into(), 2),
         Outcome::Rejected => ("password rejected: PAM_AUTH_ERR".into(), 1),
         Outcome::Unavailable(reason) => (format!("authority unavailable ({reason}): PAM_AUTHINFO_UNAVAIL"), 4),
     };

@@ -48,6 +48,7 @@ pub struct Authority {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    pub content_type: Option<&'static str>,
     /// Wait this long before answering (after a failed digest).
     pub delay: Duration,
     /// What happened, for the request log: never a password, digest or token.
@@ -55,10 +56,11 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn status(status: u16, event: impl Into<String>) -> Answer {
+    pub fn status(status: u16, event: impl Into<String>) -> Answer {
         Answer {
             status,
             body: Vec::new(),
+            content_type: None,
             delay: Duration::ZERO,
             event: event.into(),
         }
@@ -68,6 +70,17 @@ impl Answer {
         Answer {
             status: 200,
             body: reply_body(entries),
+            content_type: Some("application/xml"),
+            delay: Duration::ZERO,
+            event: event.into(),
+        }
+    }
+
+    pub fn json(body: Vec<u8>, event: impl Into<String>) -> Answer {
+        Answer {
+            status: 200,
+            body,
+            content_type: Some("application/json"),
             delay: Duration::ZERO,
             event: event.into(),
         }

@@ -4,6 +4,7 @@
 //! sites.
 
 mod authority;
+mod device;
 mod http;
 mod store;
 mod tls;
@@ -21,6 +22,7 @@ use pam_authtoken::protocol::scram::{DEFAULT_SERVER_ITERATIONS, MIN_ITERATIONS};
 use zeroize::Zeroizing;
 
 use authority::{Authority, UnknownUsers};
+use device::{Device, DeviceState};
 use store::{Policy, Store, User};
 
 #[derive(Parser)]
@@ -32,6 +34,14 @@ use store::{Policy, Store, User};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// Apple MDM UserAuthenticate check-ins.
+    Mdm,
+    /// An Encedo-HEM-style token device (/api/auth/token).
+    Hem,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,9 +61,21 @@ enum Command {
         /// Address to listen on; port 0 picks a free one (printed on start).
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
-        /// The user store written by add-user.
-        #[arg(long)]
-        users: PathBuf,
+        /// What to serve: MDM check-ins, or an emulated token device.
+        #[arg(long, value_enum, default_value = "mdm")]
+        protocol: Protocol,
+        /// The user store written by add-user (protocol mdm).
+        #[arg(long, required_if_eq("protocol", "mdm"))]
+        users: Option<PathBuf>,
+        /// The enrolment file written by enroll-device (protocol hem).
+        #[arg(long, required_if_eq("protocol", "hem"))]
+        device: Option<PathBuf>,
+        /// Emulate a device fault: 403 (clock not set) or 409 (not initialised).
+        #[arg(long, value_enum, default_value = "ready")]
+        device_state: DeviceState,
+        /// The device's deliberate delay before answering an authentication.
+        #[arg(long, default_value_t = 500)]
+        device_delay_ms: u64,
         /// PEM certificate chain; without it the server speaks plain HTTP (loopback only).
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -91,6 +113,13 @@ enum Command {
         #[arg(long)]
         no_qop: bool,
     },
+    /// Create the enrolment FILE of an emulated token device labelled LABEL;
+    /// the user's passphrase is read from stdin (first line) or prompted for.
+    EnrollDevice {
+        file: PathBuf,
+        #[arg(long)]
+        label: String,
+    },
     /// Create a small CA, a server certificate for HOSTs and a device client
     /// certificate in DIR.
     GenTls {
@@ -104,7 +133,11 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve {
             listen,
+            protocol,
             users,
+            device,
+            device_state,
+            device_delay_ms,
             tls_cert,
             tls_key,
             client_ca,
@@ -113,13 +146,20 @@ fn main() -> ExitCode {
             allow_insecure_http,
         } => serve(ServeOptions {
             listen,
+            protocol,
             users,
+            device,
+            device_state,
+            device_delay: Duration::from_millis(device_delay_ms),
             tls: tls_cert.zip(tls_key),
             client_ca,
             unknown_users,
             failure_delay: Duration::from_millis(failure_delay_ms),
             allow_insecure_http,
         }),
+        Command::EnrollDevice { file, label } => {
+            read_password(&label).and_then(|passphrase| device::enroll(&file, &label, &passphrase))
+        }
         Command::AddUser {
             file,
             user,
@@ -142,7 +182,11 @@ fn main() -> ExitCode {
 
 struct ServeOptions {
     listen: SocketAddr,
-    users: PathBuf,
+    protocol: Protocol,
+    users: Option<PathBuf>,
+    device: Option<PathBuf>,
+    device_state: DeviceState,
+    device_delay: Duration,
     tls: Option<(PathBuf, PathBuf)>,
     client_ca: Option<PathBuf>,
     unknown_users: UnknownUsers,
@@ -151,7 +195,20 @@ struct ServeOptions {
 }
 
 fn serve(options: ServeOptions) -> Result<(), String> {
-    let store = Store::load(&options.users)?;
+    let (service, description) = match (options.protocol, &options.users, &options.device) {
+        (Protocol::Mdm, Some(users), _) => {
+            let store = Store::load(users)?;
+            let description = format!("protocol mdm, {} users", store.users.len());
+            let authority = Authority::new(store, options.unknown_users, options.failure_delay);
+            (http::Service::Mdm(authority), description)
+        }
+        (Protocol::Hem, _, Some(file)) => {
+            let device = Device::load(file, options.device_state, options.device_delay)?;
+            (http::Service::Hem(device), "protocol hem".to_owned())
+        }
+        _ => return Err("--users (mdm) or --device (hem) is required".into()),
+    };
+    let service = Arc::new(service);
     if options.tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_insecure_http {
         return Err("plain HTTP is only served on loopback; give --tls-cert/--tls-key".into());
     }
@@ -163,12 +220,6 @@ fn serve(options: ServeOptions) -> Result<(), String> {
         )?)),
         None => None,
     };
-    let user_count = store.users.len();
-    let authority = Arc::new(Authority::new(
-        store,
-        options.unknown_users,
-        options.failure_delay,
-    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -180,11 +231,11 @@ fn serve(options: ServeOptions) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", options.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
-            "authtoken-server: listening on {local} ({}, protocol mdm, {user_count} users)",
+            "authtoken-server: listening on {local} ({}, {description})",
             if acceptor.is_some() { "https" } else { "http" }
         );
         tokio::select! {
-            result = http::serve(listener, acceptor, authority) => result.map_err(|e| e.to_string()),
+            result = http::serve(listener, acceptor, service) => result.map_err(|e| e.to_string()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })

@@ -219,31 +219,7 @@ impl Store {
 
     /// Writes the store next to `path` and renames it into place, mode 0600.
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let text = self.to_toml()?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("users"),
-            std::process::id()
-        ));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::options()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("{}: {e}", path.display())
-        })
+        write_private_atomically(path, &self.to_toml()?)
     }
 
     /// A SCRAM user's credential, from the password.
@@ -269,6 +245,35 @@ impl Store {
             ha1: http_digest::ha1(algorithm, user, realm, password).to_string(),
         }
     }
+}
+
+/// Writes `text` to a temporary file beside `path` (mode 0600) and renames
+/// it into place, so readers never see half a file.
+pub fn write_private_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: {e}", path.display())
+    })
 }
 
 #[cfg(test)]

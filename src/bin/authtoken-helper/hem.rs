@@ -1,0 +1,66 @@
+//! Backend `hem`: a local token device's `/api/auth/token` challenge and
+//! response over HTTP(S).
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use pam_authtoken::config::Config;
+use pam_authtoken::outcome::Outcome;
+use pam_authtoken::protocol::hem;
+use zeroize::Zeroizing;
+
+use crate::transport::Http;
+
+pub fn authenticate(
+    config: &Config,
+    user: &str,
+    password: &[u8],
+    deadline: Instant,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    let http = match Http::new(config, deadline) {
+        Ok(http) => http,
+        Err(e) => return Outcome::Unavailable(e),
+    };
+    let url = format!("{}{}", config.url.trim_end_matches('/'), hem::TOKEN_PATH);
+    let reply = match http.request("GET", &url, None, None) {
+        Ok(reply) => reply,
+        Err(e) => return Outcome::Unavailable(e),
+    };
+    step(&format!("challenge answered HTTP {}", reply.status));
+    let challenge = match hem::parse_challenge(reply.status, &reply.body) {
+        Ok(challenge) => challenge,
+        Err(outcome) => return outcome,
+    };
+    // The 410-style opt-out: the device belongs to another user.
+    if hem::label_user(&challenge.lbl, &config.hem.labels) != user {
+        step("device label names another user: not managed");
+        return Outcome::Unmanaged;
+    }
+    let kdf_started = Instant::now();
+    let secret = hem::user_secret(password, &challenge.eid);
+    step(&format!(
+        "key derivation ({} PBKDF2 rounds) took {} ms",
+        hem::KDF_ITERATIONS,
+        kdf_started.elapsed().as_millis()
+    ));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let auth = match hem::client_auth(&secret, &challenge, &config.hem.scope, now) {
+        Ok(auth) => auth,
+        Err(e) => return Outcome::Unavailable(e.to_string()),
+    };
+    let body = Zeroizing::new(serde_json::json!({ "auth": auth.as_str() }).to_string());
+    let reply = match http.request(
+        "POST",
+        &url,
+        Some("application/json"),
+        Some(body.as_bytes()),
+    ) {
+        Ok(reply) => reply,
+        Err(e) => return Outcome::Unavailable(e),
+    };
+    step(&format!("authentication answered HTTP {}", reply.status));
+    hem::parse_token_reply(reply.status, &reply.body)
+}
