@@ -14,7 +14,7 @@ trap 'rm -rf "$work"' EXIT
 stage="$work/stage"
 packaging/stage.sh "$stage" /usr/lib64/security /usr/lib/systemd/system
 
-rpmbuild -bb \
+rpmbuild -bb --quiet \
   --define "_topdir $work/rpmbuild" \
   --define "_stage $stage" \
   --define "pkg_version $version" \

@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$1 security_dir=$2 unit_dir=$3
 top=$(cd "$(dirname "$0")/.." && pwd)
-chmod 0755 "$root"
+install -d -m 0755 "$root"
 rel="$top/target/release"
 doc="$root/usr/share/doc/pam-authtoken"
 
