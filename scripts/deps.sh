@@ -2,7 +2,11 @@
 # Installs the Debian packages the build, the demo and the tests need.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
-packages=(libpam0g-dev pamtester bubblewrap libpam-modules libpam-runtime openssl ca-certificates)
+packages=(
+  libpam0g-dev pamtester bubblewrap libpam-modules libpam-runtime openssl ca-certificates
+  # packaging and the real-host tests (tests/system/)
+  dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux
+)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

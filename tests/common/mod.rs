@@ -5,12 +5,11 @@
 #![allow(dead_code)]
 
 use std::ffi::{CStr, CString};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -141,12 +140,13 @@ pub fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A running `authtoken-server serve`, killed on drop. Its request log is
-/// collected so tests can count what reached it.
+/// A running `authtoken-server serve`, killed on drop. Its request log
+/// goes to a file: the server writes each line before it answers, so
+/// everything a finished login caused is already in the file when read.
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+    log: tempfile::NamedTempFile,
 }
 
 impl Server {
@@ -164,7 +164,8 @@ impl Server {
     }
 
     pub fn start_with(users: &Path, args: &[String]) -> Server {
-        let mut child = Command::new(SERVER)
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(SERVER)
             .arg("serve")
             .arg("--listen=127.0.0.1:0")
             .arg("--users")
@@ -173,29 +174,30 @@ impl Server {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(addr);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
-        Server {
+        let mut server = Server {
             child,
-            addr: addr.parse().unwrap(),
+            addr: "0.0.0.0:0".parse().unwrap(),
             log,
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = server.lines().iter().find_map(|line| {
+                let rest = line.split("listening on ").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            });
+            if let Some(addr) = found {
+                server.addr = addr;
+                return server;
+            }
+            assert!(
+                Instant::now() < until,
+                "server did not start: {:?}",
+                server.lines()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -204,7 +206,11 @@ impl Server {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        std::fs::read_to_string(self.log.path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Requests that reached the server for `user`.

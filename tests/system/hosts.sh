@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The real setuid programs: sudo -S run by an ordinary local user, and sshd
+# on a loopback port (UsePAM, keyboard-interactive), each with a pam.d stack
+# that includes the module, against authtoken-server on 127.0.0.1 over TLS.
+# The stacks have Debian's common-auth shape (module, then pam_unix with
+# try_first_pass); the user's local password is random and never used, so
+# only the token authority can let them in.
+#
+# Our pam.d and sudoers.d are bind-mounted over /etc/pam.d and
+# /etc/sudoers.d inside a private mount namespace (unshare -m), so the
+# host's files are never touched. (bwrap would set no_new_privs, which stops
+# setuid sudo.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
+
+cargo build --quiet --locked --lib --bins
+bin="$PWD/target/debug"
+module="$bin/libpam_authtoken.so"
+user=authtoken-hosttest
+token_pw='token Pa55 for sudo+ssh'
+wrong_pw='not the token password'
+
+work=$(mktemp -d /tmp/authtoken-hosts.XXXXXX)
+chmod 0700 "$work"
+pids=()
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  userdel "$user" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0 failed=0
+check() {
+  local what=$1; shift
+  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
+}
+
+# An ordinary local user whose local password nobody knows.
+id "$user" >/dev/null 2>&1 || useradd -M -s /bin/sh "$user"
+echo "$user:$(head -c 24 /dev/urandom | base64)" | chpasswd
+
+"$bin/authtoken-server" gen-tls "$work/tls"
+echo "$token_pw" | "$bin/authtoken-server" add-user "$work/users.toml" "$user" --iterations 4096
+"$bin/authtoken-server" serve --listen 127.0.0.1:0 --users "$work/users.toml" --failure-delay-ms 100 \
+  --tls-cert "$work/tls/server.pem" --tls-key "$work/tls/server.key" </dev/null >/dev/null 2>"$work/server.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
+addr=$(grep -o 'listening on [0-9.:]*' "$work/server.log" | awk '{print $3}')
+[ -n "$addr" ] || { cat "$work/server.log"; exit 1; }
+
+cat >"$work/authtoken.toml" <<CONF
+backend = "mdm"
+url = "https://$addr/checkin"
+ca_file = "$work/tls/ca.pem"
+timeout_ms = 8000
+udid = "01234567-89AB-CDEF-0123-456789ABCDEF"
+helper = "$bin/authtoken-helper"
+cache_dir = "$work/cache"
+CONF
+chmod 0600 "$work/authtoken.toml"
+
+mkdir -p "$work/pam.d" "$work/sudoers.d"
+cp -a /etc/pam.d/. "$work/pam.d/"
+for service in sudo sshd; do
+  cat >"$work/pam.d/$service" <<PAM
+auth     [success=2 default=ignore]     $module config=$work/authtoken.toml
+auth     [success=1 default=ignore]     pam_unix.so nullok try_first_pass
+auth     requisite                      pam_deny.so
+auth     required                       pam_permit.so
+account  required                       pam_permit.so
+session  optional                       $module config=$work/authtoken.toml
+session  required                       pam_permit.so
+PAM
+done
+echo "$user ALL=(root) ALL" >"$work/sudoers.d/authtoken-hosttest"
+chmod 0440 "$work/sudoers.d/authtoken-hosttest"
+
+in_namespace() {
+  unshare -m --propagation private bash -c \
+    "mount --bind '$work/pam.d' /etc/pam.d && mount --bind '$work/sudoers.d' /etc/sudoers.d && $1"
+}
+
+# sudo: setuid root, started by the ordinary user (setpriv drops to it
+# without no_new_privs).
+sudo_as_user() {
+  local password=$1
+  printf '%s\n' "$password" | in_namespace \
+    "exec timeout 60 setpriv --reuid=$user --regid=$user --init-groups sudo -S -k -p '' -u root id -u"
+}
+check "sudo is setuid root" test -u "$(command -v sudo)"
+out=$(sudo_as_user "$token_pw" 2>"$work/sudo.err") || true
+check "sudo with the authority's password runs the command as root" test "$out" = "0"
+out=$(sudo_as_user "$wrong_pw" 2>>"$work/sudo.err") && status=0 || status=$?
+check "sudo with another password is refused" test "$status" -ne 0 -a "$out" != "0"
+check "the authority saw both sudo logins" test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq 2
+
+# sshd on a free loopback port.
+port=
+for candidate in $(shuf -i 20000-60999 -n 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null || { port=$candidate; break; }
+done
+[ -n "$port" ] || { echo "no free port" >&2; exit 1; }
+ssh-keygen -q -t ed25519 -N '' -f "$work/hostkey"
+cat >"$work/sshd_config" <<SSHD
+ListenAddress 127.0.0.1
+Port $port
+HostKey $work/hostkey
+PidFile $work/sshd.pid
+UsePAM yes
+KbdInteractiveAuthentication yes
+PasswordAuthentication no
+PubkeyAuthentication no
+PermitRootLogin no
+AllowUsers $user
+StrictModes no
+SSHD
+mkdir -p /run/sshd && chmod 0755 /run/sshd
+in_namespace "exec /usr/sbin/sshd -D -e -f '$work/sshd_config'" </dev/null >"$work/sshd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+ssh_login() {
+  timeout 60 sshpass -p "$1" ssh -F /dev/null -p "$port" \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+    -o PreferredAuthentications=keyboard-interactive -o PubkeyAuthentication=no \
+    -o NumberOfPasswordPrompts=1 -o ConnectTimeout=20 \
+    "$user@127.0.0.1" 'echo signed-in-as-$(id -un)'
+}
+out=$(ssh_login "$token_pw" 2>"$work/ssh.err") || true
+check "ssh keyboard-interactive with the authority's password is admitted" test "$out" = "signed-in-as-$user"
+out=$(ssh_login "$wrong_pw" 2>>"$work/ssh.err") && status=0 || status=$?
+check "ssh with another password is refused" test "$status" -ne 0 -a -z "$out"
+check "the authority saw both ssh logins" test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq 4
+
+if [ "$failed" -ne 0 ]; then
+  for f in server.log sudo.err sshd.log ssh.err; do echo "--- $f"; cat "$work/$f" 2>/dev/null || true; done
+fi
+echo "hosts: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
