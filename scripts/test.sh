@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# cargo test links the library as an rlib; the cdylib the tests load into
+# libpam comes from a normal build.
+cargo build --locked --lib --bins
 cargo test --all-targets --locked
 tests/system/packages.sh
 tests/system/hosts.sh

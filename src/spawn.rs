@@ -352,17 +352,25 @@ fn remaining(ends_at: Instant) -> Option<PollTimeout> {
     PollTimeout::try_from(millis).ok()
 }
 
-fn send_request(fd: &OwnedFd, request: &[u8], ends_at: Instant) -> Result<(), Errno> {
-    let mut sent = 0;
-    while sent < request.len() {
+/// Waits until `fd` is ready for `events`, retrying on EINTR; `ETIMEDOUT`
+/// once `ends_at` passes.
+fn wait_ready(fd: &OwnedFd, events: PollFlags, ends_at: Instant) -> Result<(), Errno> {
+    loop {
         let timeout = remaining(ends_at).ok_or(Errno::ETIMEDOUT)?;
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        let mut fds = [PollFd::new(fd.as_fd(), events)];
         match nix::poll::poll(&mut fds, timeout) {
             Ok(0) => return Err(Errno::ETIMEDOUT),
-            Ok(_) => {}
+            Ok(_) => return Ok(()),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+fn send_request(fd: &OwnedFd, request: &[u8], ends_at: Instant) -> Result<(), Errno> {
+    let mut sent = 0;
+    while sent < request.len() {
+        wait_ready(fd, PollFlags::POLLOUT, ends_at)?;
         match socket::send(
             fd.as_raw_fd(),
             &request[sent..],
@@ -387,12 +395,9 @@ fn read_result(fd: &OwnedFd, ends_at: Instant) -> Result<Zeroizing<Vec<u8>>, Rea
     let mut buf = Zeroizing::new(vec![0u8; wire::MAX_RESULT_BYTES + 1]);
     let mut len = 0;
     loop {
-        let timeout = remaining(ends_at).ok_or(ReadError::Timeout)?;
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(0) => return Err(ReadError::Timeout),
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
+        match wait_ready(fd, PollFlags::POLLIN, ends_at) {
+            Ok(()) => {}
+            Err(Errno::ETIMEDOUT) => return Err(ReadError::Timeout),
             Err(e) => return Err(ReadError::Io(e)),
         }
         if len == buf.len() {

@@ -21,7 +21,11 @@ pub const UDID: &str = "01234567-89AB-CDEF-0123-456789ABCDEF";
 /// The cdylib cargo built next to the binaries.
 pub fn module_path() -> PathBuf {
     let path = Path::new(HELPER).with_file_name("libpam_authtoken.so");
-    assert!(path.exists(), "{} was not built", path.display());
+    assert!(
+        path.exists(),
+        "{} was not built: run `cargo build --lib` first (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use pam_authtoken::config::{Config, Endpoint};
 use pam_authtoken::protocol::mdm::{CheckinTransport, Reply};
-use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
 use zeroize::Zeroizing;
 
 /// Largest reply body we read (PROTOCOL.md: 64 KiB is ample).
@@ -93,55 +93,45 @@ fn describe(error: ureq::Error) -> String {
     }
 }
 
+/// The certificates of a PEM file (`what` names the config key for errors).
+fn read_certificates(path: &Path, what: &str) -> Result<Vec<Certificate<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("{what} {} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, String> {
-    match ca_file {
-        Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(cert)) => Some(cert),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(format!("ca_file {} holds no certificate", path.display()));
-            }
-            Ok(RootCerts::new_with_certs(&certs))
-        }
+    let certs = match ca_file {
+        Some(path) => read_certificates(path, "ca_file")?,
         None => {
             let found = rustls_native_certs::load_native_certs();
             let certs: Vec<_> = found
                 .certs
                 .iter()
-                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                .map(|der| Certificate::from_der(der.as_ref()).to_owned())
                 .collect();
             if certs.is_empty() {
                 return Err("no system root certificates found; set ca_file".into());
             }
-            Ok(RootCerts::new_with_certs(&certs))
+            certs
         }
-    }
+    };
+    Ok(RootCerts::new_with_certs(&certs))
 }
 
 fn load_client_cert(config: &Config) -> Result<Option<ClientCert>, String> {
     let (Some(cert_path), Some(key_path)) = (&config.client_cert, &config.client_key) else {
         return Ok(None);
     };
-    let cert_pem = std::fs::read(cert_path)
-        .map_err(|e| format!("client_cert {}: {e}", cert_path.display()))?;
-    let chain: Vec<_> = ureq::tls::parse_pem(&cert_pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        })
-        .collect();
-    if chain.is_empty() {
-        return Err(format!(
-            "client_cert {} holds no certificate",
-            cert_path.display()
-        ));
-    }
+    let chain = read_certificates(cert_path, "client_cert")?;
     let key_pem = Zeroizing::new(
         std::fs::read(key_path).map_err(|e| format!("client_key {}: {e}", key_path.display()))?,
     );
