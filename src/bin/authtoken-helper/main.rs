@@ -175,13 +175,16 @@ fn read_request() -> Result<HelperRequest, String> {
     HelperRequest::decode(&buf).map_err(|e| e.to_string())
 }
 
+/// The config for an admin command, or `None` after printing why not.
+fn load_config(config_path: &Path) -> Option<Config> {
+    Config::load(config_path)
+        .map_err(|e| eprintln!("error: {e}"))
+        .ok()
+}
+
 fn check_config(config_path: &Path) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
     };
     let mut problems = Vec::new();
     if let Err(e) = transport::Http::new(&config, Instant::now()) {
@@ -247,12 +250,8 @@ fn login(user: &str, config_path: &Path, debug: bool) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let config = match Config::load(config_path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
     };
     let password = match read_password() {
         Ok(password) => password,
@@ -288,12 +287,8 @@ fn login(user: &str, config_path: &Path, debug: bool) -> ExitCode {
 
 fn status(config_path: &Path) -> ExitCode {
     use pam_authtoken::cache::{Cache, EntryState};
-    let config = match Config::load(config_path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
     };
     let cache = match Cache::open(&config.cache_dir) {
         Ok(cache) => cache,
