@@ -15,10 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::log::{self, Level};
 
 const TOKEN_SUFFIX: &str = ".token";
+const HANDOFF_SUFFIX: &str = ".handoff";
+/// A hand-off older than this is stale (sshd opens the session within
+/// moments of its authentication child finishing).
+const HANDOFF_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(120);
 const UNMANAGED_SUFFIX: &str = ".unmanaged";
 const MAX_ENTRY_BYTES: u64 = 128 * 1024;
 const AUDIT_UNSET: u32 = u32::MAX;
@@ -67,6 +72,13 @@ impl SessionKey {
                 return Ok(SessionKey(format!("logind-{id}")));
             }
         }
+        SessionKey::process_session()
+    }
+
+    /// The process session alone (leader pid plus start time). It stays the
+    /// same when `pam_loginuid` starts an audit session, and it is shared by
+    /// a host's forked authentication child (sshd) and its parent.
+    pub fn process_session() -> Result<SessionKey, CacheError> {
         let leader = nix::unistd::getsid(None)
             .map_err(|_| CacheError::NoSession)?
             .as_raw();
@@ -322,6 +334,57 @@ impl Cache {
         Ok(true)
     }
 
+    /// Leaves the token of a successful `authenticate` for this process
+    /// session's `open_session`, which may run in another process (sshd
+    /// authenticates in a forked child).
+    pub fn leave_handoff(
+        &self,
+        key: &SessionKey,
+        user: &str,
+        token: &str,
+    ) -> Result<(), CacheError> {
+        self.write_entry(key, user, HANDOFF_SUFFIX, token.as_bytes())?;
+        Ok(())
+    }
+
+    /// The hand-off file for `user` if it is fresh; a stale one is removed.
+    fn fresh_handoff(&self, key: &SessionKey, user: &str) -> Option<PathBuf> {
+        let path = self.entry_path(key, user, HANDOFF_SUFFIX);
+        let age = std::fs::symlink_metadata(&path)
+            .ok()?
+            .modified()
+            .ok()?
+            .elapsed()
+            .ok();
+        if age.is_some_and(|age| age <= HANDOFF_MAX_AGE) {
+            Some(path)
+        } else {
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
+
+    /// Whether a fresh, trusted hand-off for `user` is waiting.
+    pub fn has_handoff(&self, key: &SessionKey, user: &str) -> bool {
+        self.fresh_handoff(key, user)
+            .is_some_and(|path| self.read_trusted(&path).is_some())
+    }
+
+    /// Takes (reads and removes) a fresh, trusted hand-off for `user`.
+    pub fn take_handoff(&self, key: &SessionKey, user: &str) -> Option<Zeroizing<String>> {
+        let path = self.fresh_handoff(key, user)?;
+        let bytes = Zeroizing::new(self.read_trusted(&path)?);
+        let _ = std::fs::remove_file(&path);
+        let token = std::str::from_utf8(&bytes).ok().filter(|t| !t.is_empty())?;
+        Some(Zeroizing::new(token.to_owned()))
+    }
+
+    /// Drops a hand-off that is no longer needed.
+    pub fn discard_handoff(&self, key: &SessionKey, user: &str) {
+        let _ = std::fs::remove_file(self.entry_path(key, user, HANDOFF_SUFFIX));
+        let _ = std::fs::remove_dir(self.session_dir(key));
+    }
+
     /// Path of the session's token file if it holds a trusted token.
     pub fn token_path(&self, key: &SessionKey, user: &str) -> Option<PathBuf> {
         let path = self.entry_path(key, user, TOKEN_SUFFIX);
@@ -450,7 +513,9 @@ fn warn(message: &str) {
 /// root-owned directory and not a symlink.
 fn ensure_private_dir(dir: &Path) -> Result<(), CacheError> {
     match DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
+        // A setuid host (sudo) runs with the caller's gid, which the new
+        // directory would inherit: make it root's.
+        Ok(()) => std::os::unix::fs::chown(dir, Some(0), Some(0)).map_err(io_error(dir))?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_error(dir)(e)),
     }

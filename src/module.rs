@@ -279,7 +279,9 @@ fn authenticate_user(
     if let Some((cache, key)) = &session {
         let stored = match &outcome {
             Outcome::Unmanaged => cache.mark_unmanaged(key, &user),
-            Outcome::Token(token) => cache.replace_token(key, &user, token).map(|_| ()),
+            Outcome::Token(token) => cache
+                .replace_token(key, &user, token)
+                .and_then(|_| cache.leave_handoff(&SessionKey::process_session()?, &user, token)),
             _ => Ok(()),
         };
         if let Err(e) = stored {
@@ -348,18 +350,31 @@ fn debug(options: &ModuleOptions, message: &str) {
 }
 
 /// The user this PAM handle authenticated with a token, if any.
-fn authenticated_here(pam: &mut Pam) -> bool {
+fn authenticated_here(pam: &mut Pam, args: &[&CStr]) -> bool {
     let Ok(raw_user) = pam.user() else {
         return false;
     };
-    pam.get_data(TOKEN_KEY)
+    if pam
+        .get_data(TOKEN_KEY)
         .is_some_and(|kept| kept.user.as_bytes() == raw_user.as_slice())
+    {
+        return true;
+    }
+    // Authenticated by a forked child of this process (sshd)?
+    let user = String::from_utf8_lossy(&raw_user);
+    let options = ModuleOptions::parse(args);
+    let Ok(config) = Config::load(&options.config_path) else {
+        return false;
+    };
+    let handoff = Cache::open(&config.cache_dir)
+        .and_then(|cache| Ok((cache, SessionKey::process_session()?)));
+    handoff.is_ok_and(|(cache, key)| cache.has_handoff(&key, &user))
 }
 
 /// No credentials beyond the token to establish: success for a user we
 /// authenticated, otherwise stay out of the way.
-pub fn setcred(pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
-    if authenticated_here(pam) {
+pub fn setcred(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
+    if authenticated_here(pam, args) {
         PamResultCode::PAM_SUCCESS
     } else {
         PamResultCode::PAM_IGNORE
@@ -368,8 +383,8 @@ pub fn setcred(pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
 
 /// We hold no account policy of our own: accounts we issued a token for are
 /// fine, everyone else is left to the other modules.
-pub fn acct_mgmt(pam: &mut Pam, _args: &[&CStr]) -> PamResultCode {
-    if authenticated_here(pam) {
+pub fn acct_mgmt(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
+    if authenticated_here(pam, args) {
         PamResultCode::PAM_SUCCESS
     } else {
         PamResultCode::PAM_IGNORE
@@ -383,27 +398,48 @@ pub fn open_session(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
     let Ok(raw_user) = pam.user() else {
         return PamResultCode::PAM_IGNORE;
     };
-    let Some(token) = pam
+    let kept = pam
         .get_data(TOKEN_KEY)
         .filter(|kept| kept.user.as_bytes() == raw_user.as_slice())
-        .map(|kept| kept.token.clone())
-    else {
-        return PamResultCode::PAM_IGNORE;
-    };
+        .map(|kept| kept.token.clone());
     let user = String::from_utf8_lossy(&raw_user).into_owned();
+    // Without a token of this handle's own, there may be nothing to do at
+    // all: failures below are only errors when we hold a token.
+    let failed = if kept.is_some() {
+        PamResultCode::PAM_SESSION_ERR
+    } else {
+        PamResultCode::PAM_IGNORE
+    };
     let config = match Config::load(&options.config_path) {
         Ok(config) => config,
         Err(e) => {
-            log::send(
-                LOG_IDENT,
-                Level::Error,
-                &format!("open_session: config: {e}"),
-            );
-            return PamResultCode::PAM_SESSION_ERR;
+            if kept.is_some() {
+                log::send(
+                    LOG_IDENT,
+                    Level::Error,
+                    &format!("open_session: config: {e}"),
+                );
+            }
+            return failed;
         }
     };
     let Some((cache, key)) = session_cache(pam, &config) else {
-        return PamResultCode::PAM_SESSION_ERR;
+        return failed;
+    };
+    // The token from this handle's authenticate, or else the one a forked
+    // authentication child of this process session left (sshd).
+    let process = SessionKey::process_session().ok();
+    let token = match (kept, &process) {
+        (Some(token), Some(process)) => {
+            cache.discard_handoff(process, &user);
+            token
+        }
+        (Some(token), None) => token,
+        (None, Some(process)) => match cache.take_handoff(process, &user) {
+            Some(token) => token,
+            None => return PamResultCode::PAM_IGNORE,
+        },
+        (None, None) => return PamResultCode::PAM_IGNORE,
     };
     let existed = cache.token_path(&key, &user).is_some();
     let path = match cache.store_token(&key, &user, &token) {

@@ -389,3 +389,77 @@ fn status_lists_sessions_without_tokens() {
     assert!(out.contains(" yes "), "the session is alive: {out}");
     assert!(!out.contains(token.trim()), "{out}");
 }
+
+#[test]
+fn open_session_takes_the_token_authenticated_by_another_process_of_the_session() {
+    // sshd authenticates in a forked child and opens the session in its
+    // parent: the token must cross that process boundary, within one
+    // process session only.
+    let ws = workspace();
+    let server = Server::start(&ws, &[]);
+    let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
+
+    let (code, out) = pamtester(&confdir, None, "alice", "alice pw");
+    assert_eq!(code, 0, "{out}");
+    let mut pam = Pam::start(&confdir, "authtoken-test", "alice", None);
+    assert_eq!(
+        pam.setcred(),
+        PAM_SUCCESS,
+        "authenticated by the other process"
+    );
+    assert_eq!(pam.open_session(), PAM_SUCCESS);
+    let path = PathBuf::from(pam.getenv("AUTHTOKEN_FILE").expect("exported"));
+    assert_eq!(
+        issued_fingerprints(&server, "alice"),
+        vec![fingerprint(&std::fs::read(&path).unwrap())]
+    );
+    // Taken once: another session opening finds nothing to take.
+    let mut again = Pam::start(&confdir, "authtoken-test", "carol", None);
+    assert_eq!(
+        again.open_session(),
+        PAM_SUCCESS,
+        "pam_exec decides; ours ignored"
+    );
+    assert_eq!(again.getenv("AUTHTOKEN_FILE"), None);
+    let mut alice_again = Pam::start(&confdir, "authtoken-test", "alice", None);
+    assert_eq!(alice_again.open_session(), PAM_SUCCESS);
+    assert_eq!(
+        alice_again.getenv("AUTHTOKEN_FILE"),
+        None,
+        "the hand-off was consumed"
+    );
+    assert_eq!(pam.close_session(), PAM_SUCCESS);
+    assert!(!path.exists());
+
+    // Authenticated in another process session: nothing crosses over.
+    let (code, out) = pamtester_with(&confdir, None, "carol", "carol pw", true);
+    assert_eq!(code, 0, "{out}");
+    let mut carol = Pam::start(&confdir, "authtoken-test", "carol", None);
+    assert_eq!(carol.open_session(), PAM_SUCCESS);
+    assert_eq!(carol.getenv("AUTHTOKEN_FILE"), None);
+}
+
+#[test]
+fn a_stale_hand_off_is_not_taken() {
+    let ws = workspace();
+    let server = Server::start(&ws, &[]);
+    let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
+    let (code, out) = pamtester(&confdir, None, "alice", "alice pw");
+    assert_eq!(code, 0, "{out}");
+    let handoff = session_dir(&ws).join("alice.handoff");
+    let ten_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    std::fs::File::options()
+        .write(true)
+        .open(&handoff)
+        .unwrap()
+        .set_modified(ten_minutes_ago)
+        .unwrap();
+    let mut pam = Pam::start(&confdir, "authtoken-test", "alice", None);
+    assert_eq!(
+        pam.open_session(),
+        PAM_SUCCESS,
+        "pam_exec decides; ours ignored"
+    );
+    assert_eq!(pam.getenv("AUTHTOKEN_FILE"), None);
+    assert!(!handoff.exists(), "the stale hand-off was removed");
+}

@@ -94,6 +94,8 @@ out=$(sudo_as_user "$token_pw" 2>"$work/sudo.err") || true
 check "sudo with the authority's password runs the command as root" test "$out" = "0"
 out=$(sudo_as_user "$wrong_pw" 2>>"$work/sudo.err") && status=0 || status=$?
 check "sudo with another password is refused" test "$status" -ne 0 -a "$out" != "0"
+check "the cache sudo created (with the caller's gid) is root:root" \
+  test "$(stat -c %u:%g "$work/cache")" = 0:0
 check "the authority saw both sudo logins" test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq 2
 
 # sshd on a free loopback port.
@@ -126,10 +128,14 @@ ssh_login() {
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
     -o PreferredAuthentications=keyboard-interactive -o PubkeyAuthentication=no \
     -o NumberOfPasswordPrompts=1 -o ConnectTimeout=20 \
-    "$user@127.0.0.1" 'echo signed-in-as-$(id -un)'
+    "$user@127.0.0.1" 'echo signed-in-as-$(id -un) file=$AUTHTOKEN_FILE'
 }
 out=$(ssh_login "$token_pw" 2>"$work/ssh.err") || true
-check "ssh keyboard-interactive with the authority's password is admitted" test "$out" = "signed-in-as-$user"
+check "ssh keyboard-interactive with the authority's password is admitted" \
+  grep -q "^signed-in-as-$user " <<<"$out"
+# sshd authenticates in a forked child; the token still reaches the session.
+check "the ssh session has AUTHTOKEN_FILE from the session cache" \
+  grep -Eq " file=$work/cache/[^ ]+/$user[.]token$" <<<"$out"
 out=$(ssh_login "$wrong_pw" 2>>"$work/ssh.err") && status=0 || status=$?
 check "ssh with another password is refused" test "$status" -ne 0 -a -z "$out"
 check "the authority saw both ssh logins" test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq 4
