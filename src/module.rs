@@ -349,15 +349,20 @@ fn debug(options: &ModuleOptions, message: &str) {
     }
 }
 
-/// The user this PAM handle authenticated with a token, if any.
+/// The token this handle's `authenticate` obtained for `raw_user`, if any.
+fn kept_token(pam: &Pam, raw_user: &[u8]) -> Option<Zeroizing<String>> {
+    pam.get_data(TOKEN_KEY)
+        .filter(|kept| kept.user.as_bytes() == raw_user)
+        .map(|kept| kept.token.clone())
+}
+
+/// Whether we issued a token for the current user, in this handle or in a
+/// forked authentication child of this process session.
 fn authenticated_here(pam: &mut Pam, args: &[&CStr]) -> bool {
     let Ok(raw_user) = pam.user() else {
         return false;
     };
-    if pam
-        .get_data(TOKEN_KEY)
-        .is_some_and(|kept| kept.user.as_bytes() == raw_user.as_slice())
-    {
+    if kept_token(pam, &raw_user).is_some() {
         return true;
     }
     // Authenticated by a forked child of this process (sshd)?
@@ -371,9 +376,8 @@ fn authenticated_here(pam: &mut Pam, args: &[&CStr]) -> bool {
     handoff.is_ok_and(|(cache, key)| cache.has_handoff(&key, &user))
 }
 
-/// No credentials beyond the token to establish: success for a user we
-/// authenticated, otherwise stay out of the way.
-pub fn setcred(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
+/// Success for a user we issued a token for, otherwise stay out of the way.
+fn ours_or_ignore(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
     if authenticated_here(pam, args) {
         PamResultCode::PAM_SUCCESS
     } else {
@@ -381,14 +385,15 @@ pub fn setcred(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
     }
 }
 
+/// No credentials beyond the token to establish.
+pub fn setcred(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
+    ours_or_ignore(pam, args)
+}
+
 /// We hold no account policy of our own: accounts we issued a token for are
 /// fine, everyone else is left to the other modules.
 pub fn acct_mgmt(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
-    if authenticated_here(pam, args) {
-        PamResultCode::PAM_SUCCESS
-    } else {
-        PamResultCode::PAM_IGNORE
-    }
+    ours_or_ignore(pam, args)
 }
 
 /// Writes the token this handle obtained into the session cache and
@@ -398,10 +403,7 @@ pub fn open_session(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
     let Ok(raw_user) = pam.user() else {
         return PamResultCode::PAM_IGNORE;
     };
-    let kept = pam
-        .get_data(TOKEN_KEY)
-        .filter(|kept| kept.user.as_bytes() == raw_user.as_slice())
-        .map(|kept| kept.token.clone());
+    let kept = kept_token(pam, &raw_user);
     let user = String::from_utf8_lossy(&raw_user).into_owned();
     // Without a token of this handle's own, there may be nothing to do at
     // all: failures below are only errors when we hold a token.
