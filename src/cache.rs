@@ -40,6 +40,11 @@ pub enum CacheError {
     Untrusted { path: PathBuf, why: String },
     #[error("cannot tell which login session this is")]
     NoSession,
+    /// `getsid` answers 0: the session began outside this pid namespace
+    /// (a container entered without a new session), so nothing visible
+    /// here identifies it and the cache is not used.
+    #[error("the process session's leader is outside this pid namespace")]
+    LeaderNotVisible,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
@@ -82,6 +87,9 @@ impl SessionKey {
         let leader = nix::unistd::getsid(None)
             .map_err(|_| CacheError::NoSession)?
             .as_raw();
+        if leader == 0 {
+            return Err(CacheError::LeaderNotVisible);
+        }
         let start = process_start_time(leader).ok_or(CacheError::NoSession)?;
         Ok(SessionKey(format!("sid-{leader}-{start}")))
     }
@@ -579,9 +587,25 @@ mod tests {
 
     #[test]
     fn session_key_of_this_process() {
-        let key = SessionKey::current(None).unwrap();
-        assert!(SessionKey::parse(key.as_str()).is_some(), "{key:?}");
-        assert_eq!(key.alive(&live_audit_session_ids()), Some(true));
+        let leader_visible = nix::unistd::getsid(None).unwrap().as_raw() != 0;
+        match SessionKey::current(None) {
+            Ok(key) => {
+                assert!(SessionKey::parse(key.as_str()).is_some(), "{key:?}");
+                assert_eq!(key.alive(&live_audit_session_ids()), Some(true));
+            }
+            // Only a session begun outside this pid namespace, with no audit
+            // or logind id either, has no key.
+            Err(CacheError::LeaderNotVisible) => {
+                assert!(!leader_visible);
+                assert!(audit_session_id().is_none());
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(
+            SessionKey::process_session().is_ok(),
+            leader_visible,
+            "the process session is known exactly when its leader is visible"
+        );
         assert_eq!(
             SessionKey::parse("sid-1-999999999999999")
                 .unwrap()

@@ -176,7 +176,7 @@ fn unmanaged_is_remembered_for_the_login_session_only() {
     assert_eq!(std::fs::metadata(&mark).unwrap().mode() & 0o7777, 0o600);
 
     // A new login session (setsid) asks again, and then remembers too.
-    let (code, out) = pamtester_with(&confdir, None, "bob", "bob pw", true);
+    let (code, out) = pamtester_with(&confdir, None, "bob", "bob pw", SessionOf::New);
     assert_eq!(code, 0, "{out}");
     assert_eq!(server.requests_for("bob"), 2);
     // And the old session still remembers.
@@ -432,7 +432,7 @@ fn open_session_takes_the_token_authenticated_by_another_process_of_the_session(
     assert!(!path.exists());
 
     // Authenticated in another process session: nothing crosses over.
-    let (code, out) = pamtester_with(&confdir, None, "carol", "carol pw", true);
+    let (code, out) = pamtester_with(&confdir, None, "carol", "carol pw", SessionOf::New);
     assert_eq!(code, 0, "{out}");
     let mut carol = Pam::start(&confdir, "authtoken-test", "carol", None);
     assert_eq!(carol.open_session(), PAM_SUCCESS);
@@ -462,4 +462,32 @@ fn a_stale_hand_off_is_not_taken() {
     );
     assert_eq!(pam.getenv("AUTHTOKEN_FILE"), None);
     assert!(!handoff.exists(), "the stale hand-off was removed");
+}
+
+#[test]
+fn without_a_visible_session_leader_logins_work_and_nothing_is_cached() {
+    // A shell entered into a container without a new session: getsid is 0,
+    // nothing identifies the login session, so the module must neither
+    // share state under a made-up key nor fail the login.
+    let ws = workspace();
+    let server = Server::start(&ws, &[]);
+    let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
+    let hidden = SessionOf::HiddenLeader;
+    let (code, out) = pamtester_with(&confdir, None, "alice", "alice pw", hidden);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = pamtester_with(&confdir, None, "alice", "wrong", hidden);
+    assert_ne!(code, 0, "{out}");
+    for _ in 0..2 {
+        let (code, out) = pamtester_with(&confdir, None, "bob", "bob pw", hidden);
+        assert_eq!(code, 0, "ignored, pam_permit decides: {out}");
+    }
+    assert_eq!(
+        server.requests_for("bob"),
+        2,
+        "no session to remember the 410 in"
+    );
+    let sessions = std::fs::read_dir(ws.path("cache"))
+        .map(|dir| dir.count())
+        .unwrap_or(0);
+    assert_eq!(sessions, 0, "no session directory under a made-up key");
 }

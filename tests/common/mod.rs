@@ -36,6 +36,24 @@ pub fn require_root() {
     );
 }
 
+/// Makes sure this test process's session leader is visible in its pid
+/// namespace, as it is in every real login (sshd, login and display managers
+/// start a session per login). A runner entered into a container without a
+/// new session (some CI sandboxes) shows `getsid` = 0, where the module
+/// rightly keeps no session cache; this process then starts its own session,
+/// once. `Once` keeps concurrent tests from racing on it.
+pub fn require_visible_session() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if nix::unistd::getsid(None).unwrap().as_raw() == 0 {
+            nix::unistd::setsid().expect(
+                "the test process cannot start its own session (it leads a process group): \
+                 run the tests with `cargo test` or under `setsid -w`",
+            );
+        }
+    });
+}
+
 /// A private directory with a test CA, server and client certificates.
 pub struct Workspace {
     pub dir: TempDir,
@@ -44,6 +62,7 @@ pub struct Workspace {
 impl Workspace {
     pub fn new() -> Workspace {
         require_root();
+        require_visible_session();
         let dir = tempfile::Builder::new()
             .prefix("authtoken-test")
             .tempdir()
@@ -460,20 +479,36 @@ pub fn pamtester(
     user: &str,
     password: &str,
 ) -> (i32, String) {
-    pamtester_with(confdir, log_socket, user, password, false)
+    pamtester_with(confdir, log_socket, user, password, SessionOf::Inherited)
 }
 
-/// [`pamtester`], optionally in a new process session (`setsid`): a new
-/// login session as far as the session cache can tell.
+/// Which process session pamtester runs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SessionOf {
+    /// This test process's session.
+    Inherited,
+    /// A new process session (`setsid`): a new login session as far as the
+    /// session cache can tell.
+    New,
+    /// This process's session, seen from a new pid namespace where its
+    /// leader is not visible (`getsid` = 0), as in a container entered
+    /// without a new session.
+    HiddenLeader,
+}
+
+/// [`pamtester`] in the given process session.
 pub fn pamtester_with(
     confdir: &Path,
     log_socket: Option<&Path>,
     user: &str,
     password: &str,
-    new_session: bool,
+    session: SessionOf,
 ) -> (i32, String) {
     let mut cmd = Command::new("bwrap");
-    if new_session {
+    if session == SessionOf::HiddenLeader {
+        cmd.arg("--unshare-pid");
+    }
+    if session == SessionOf::New {
         use std::os::unix::process::CommandExt;
         // SAFETY: setsid is async-signal-safe and touches only the child.
         unsafe {
