@@ -40,10 +40,11 @@ pub enum CacheError {
     Untrusted { path: PathBuf, why: String },
     #[error("cannot tell which login session this is")]
     NoSession,
-    /// `getsid` answers 0: the session began outside this pid namespace
-    /// (a container entered without a new session), so nothing visible
-    /// here identifies it and the cache is not used.
-    #[error("the process session's leader is outside this pid namespace")]
+    /// The session leader cannot be seen: `getsid` answers 0 (the session
+    /// began outside this pid namespace, as in a container entered without
+    /// a new session), or the leader has exited. Without its start time a
+    /// key could be inherited through pid reuse, so the cache is not used.
+    #[error("the process session's leader is not visible (outside this pid namespace, or exited)")]
     LeaderNotVisible,
 }
 
@@ -87,10 +88,7 @@ impl SessionKey {
         let leader = nix::unistd::getsid(None)
             .map_err(|_| CacheError::NoSession)?
             .as_raw();
-        if leader == 0 {
-            return Err(CacheError::LeaderNotVisible);
-        }
-        let start = process_start_time(leader).ok_or(CacheError::NoSession)?;
+        let start = leader_start_time(leader).ok_or(CacheError::LeaderNotVisible)?;
         Ok(SessionKey(format!("sid-{leader}-{start}")))
     }
 
@@ -114,7 +112,7 @@ impl SessionKey {
         let rest = self.0.strip_prefix("sid-")?;
         let (pid, start) = rest.split_once('-')?;
         let pid: i32 = pid.parse().ok()?;
-        Some(process_start_time(pid).map(|s| s.to_string()).as_deref() == Some(start))
+        Some(leader_start_time(pid).map(|s| s.to_string()).as_deref() == Some(start))
     }
 }
 
@@ -124,12 +122,22 @@ fn audit_session_id() -> Option<u32> {
     (id != AUDIT_UNSET).then_some(id)
 }
 
-/// Field 22 of `/proc/PID/stat`: start time in clock ticks since boot.
-fn process_start_time(pid: i32) -> Option<u64> {
+/// The start time (field 22 of `/proc/PID/stat`, clock ticks since boot) of
+/// `pid` if it is alive and leads its own session. The session check also
+/// refuses a `/proc` mounted from another pid namespace, where `pid` would
+/// name some unrelated process.
+fn leader_start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = stat.rsplit_once(')')?.1;
-    // after_comm starts at field 3 (state); field 22 is index 19 here.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    // after_comm starts at field 3 (state): session (field 6) is index 3,
+    // start time (field 22) index 19.
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let session: i32 = fields.get(3)?.parse().ok()?;
+    (session == pid).then_some(())?;
+    fields.get(19)?.parse().ok()
 }
 
 fn live_audit_session_ids() -> Vec<u32> {
@@ -587,7 +595,8 @@ mod tests {
 
     #[test]
     fn session_key_of_this_process() {
-        let leader_visible = nix::unistd::getsid(None).unwrap().as_raw() != 0;
+        let sid = nix::unistd::getsid(None).unwrap().as_raw();
+        let leader_visible = sid != 0 && std::path::Path::new(&format!("/proc/{sid}")).exists();
         match SessionKey::current(None) {
             Ok(key) => {
                 assert!(SessionKey::parse(key.as_str()).is_some(), "{key:?}");

@@ -464,30 +464,88 @@ fn a_stale_hand_off_is_not_taken() {
     assert!(!handoff.exists(), "the stale hand-off was removed");
 }
 
+/// `pamtester authenticate` in a new process session whose leader (a shell)
+/// has exited before pamtester starts. Returns (exit code, output).
+fn pamtester_after_the_leader_exits(
+    ws: &Workspace,
+    confdir: &Path,
+    user: &str,
+    password: &str,
+) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let password_file = ws.path("password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let (out, rc) = (ws.path("orphan.out"), ws.path("orphan.rc"));
+    let _ = std::fs::remove_file(&rc);
+    // The leader's pid is gone once the test has reaped it; only then does
+    // the orphan run pamtester.
+    let script = format!(
+        "leader=$$; (while kill -0 $leader 2>/dev/null; do sleep 0.05; done; \
+         bwrap --bind / / --dev /dev --proc /proc --bind '{conf}' /etc/pam.d \
+         pamtester -v authtoken-test '{user}' authenticate <'{pw}' >'{out}' 2>&1; \
+         echo $? >'{rc}.tmp'; mv '{rc}.tmp' '{rc}') </dev/null >/dev/null 2>&1 &",
+        conf = confdir.display(),
+        pw = password_file.display(),
+        out = out.display(),
+        rc = rc.display(),
+    );
+    let mut leader = std::process::Command::new("sh");
+    leader.arg("-c").arg(script);
+    // SAFETY: setsid is async-signal-safe and touches only the child.
+    unsafe {
+        leader.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    assert!(leader.status().unwrap().success());
+    let code = poll_until(std::time::Duration::from_secs(30), || {
+        std::fs::read_to_string(&rc).ok()
+    })
+    .expect("the orphaned pamtester finished");
+    let code: i32 = code.trim().parse().unwrap();
+    (code, std::fs::read_to_string(&out).unwrap_or_default())
+}
+
 #[test]
 fn without_a_visible_session_leader_logins_work_and_nothing_is_cached() {
-    // A shell entered into a container without a new session: getsid is 0,
-    // nothing identifies the login session, so the module must neither
-    // share state under a made-up key nor fail the login.
+    // A shell entered into a container without a new session (getsid is 0)
+    // or one whose session leader has exited: nothing identifies the login
+    // session, so the module must neither share state under a made-up key
+    // nor fail the login.
     let ws = workspace();
     let server = Server::start(&ws, &[]);
     let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
-    let hidden = SessionOf::HiddenLeader;
-    let (code, out) = pamtester_with(&confdir, None, "alice", "alice pw", hidden);
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = pamtester_with(&confdir, None, "alice", "wrong", hidden);
-    assert_ne!(code, 0, "{out}");
-    for _ in 0..2 {
-        let (code, out) = pamtester_with(&confdir, None, "bob", "bob pw", hidden);
-        assert_eq!(code, 0, "ignored, pam_permit decides: {out}");
+    let hidden = |user: &str, password: &str| {
+        pamtester_with(&confdir, None, user, password, SessionOf::HiddenLeader)
+    };
+    let orphaned = |user: &str, password: &str| {
+        pamtester_after_the_leader_exits(&ws, &confdir, user, password)
+    };
+    let shapes: [(&str, &dyn Fn(&str, &str) -> (i32, String)); 2] =
+        [("hidden leader", &hidden), ("leader exited", &orphaned)];
+    for (round, (shape, run)) in shapes.iter().enumerate() {
+        let (code, out) = run("alice", "alice pw");
+        assert_eq!(code, 0, "{shape}: {out}");
+        let (code, out) = run("alice", "wrong");
+        assert_ne!(code, 0, "{shape}: {out}");
+        for _ in 0..2 {
+            let (code, out) = run("bob", "bob pw");
+            assert_eq!(code, 0, "{shape}: ignored, pam_permit decides: {out}");
+        }
+        assert_eq!(
+            server.requests_for("bob"),
+            2 * (round + 1),
+            "{shape}: no session to remember the 410 in"
+        );
+        let sessions = std::fs::read_dir(ws.path("cache"))
+            .map(|dir| dir.count())
+            .unwrap_or(0);
+        assert_eq!(
+            sessions, 0,
+            "{shape}: no session directory under a made-up key"
+        );
     }
-    assert_eq!(
-        server.requests_for("bob"),
-        2,
-        "no session to remember the 410 in"
-    );
-    let sessions = std::fs::read_dir(ws.path("cache"))
-        .map(|dir| dir.count())
-        .unwrap_or(0);
-    assert_eq!(sessions, 0, "no session directory under a made-up key");
 }

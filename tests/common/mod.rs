@@ -36,16 +36,16 @@ pub fn require_root() {
     );
 }
 
-/// Makes sure this test process's session leader is visible in its pid
-/// namespace, as it is in every real login (sshd, login and display managers
-/// start a session per login). A runner entered into a container without a
-/// new session (some CI sandboxes) shows `getsid` = 0, where the module
-/// rightly keeps no session cache; this process then starts its own session,
-/// once. `Once` keeps concurrent tests from racing on it.
+/// Makes sure this test process's session leader is visible, as it is in
+/// every real login (sshd, login and display managers start a session per
+/// login). A runner entered into a container without a new session (some CI
+/// sandboxes), or whose session leader has exited, has no session key, and
+/// the module rightly keeps no session cache there; this process then
+/// starts its own session, once (`Once` keeps concurrent tests from racing).
 pub fn require_visible_session() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if nix::unistd::getsid(None).unwrap().as_raw() == 0 {
+        if pam_authtoken::cache::SessionKey::process_session().is_err() {
             nix::unistd::setsid().expect(
                 "the test process cannot start its own session (it leads a process group): \
                  run the tests with `cargo test` or under `setsid -w`",
@@ -205,23 +205,14 @@ impl Server {
             addr: "0.0.0.0:0".parse().unwrap(),
             log,
         };
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let found = server.lines().iter().find_map(|line| {
+        let found = poll_until(Duration::from_secs(20), || {
+            server.lines().iter().find_map(|line| {
                 let rest = line.split("listening on ").nth(1)?;
                 rest.split_whitespace().next()?.parse().ok()
-            });
-            if let Some(addr) = found {
-                server.addr = addr;
-                return server;
-            }
-            assert!(
-                Instant::now() < until,
-                "server did not start: {:?}",
-                server.lines()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            })
+        });
+        server.addr = found.unwrap_or_else(|| panic!("server did not start: {:?}", server.lines()));
+        server
     }
 
     pub fn url(&self) -> String {
@@ -247,14 +238,24 @@ impl Server {
 
     /// Waits (bounded) until the log has `n` lines containing `needle`.
     pub fn wait_for(&self, needle: &str, n: usize) -> bool {
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if self.lines().iter().filter(|l| l.contains(needle)).count() >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        poll_until(Duration::from_secs(10), || {
+            (self.lines().iter().filter(|l| l.contains(needle)).count() >= n).then_some(())
+        })
+        .is_some()
+    }
+}
+
+/// Polls `probe` every 20 ms until it answers, for at most `limit`.
+pub fn poll_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
         }
-        false
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
