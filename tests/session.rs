@@ -509,6 +509,9 @@ fn pamtester_after_the_leader_exits(
     (code, std::fs::read_to_string(&out).unwrap_or_default())
 }
 
+/// Runs pamtester for (user, password); answers (exit code, output).
+type PamtesterRun<'a> = dyn Fn(&str, &str) -> (i32, String) + 'a;
+
 #[test]
 fn without_a_visible_session_leader_logins_work_and_nothing_is_cached() {
     // A shell entered into a container without a new session (getsid is 0)
@@ -524,7 +527,7 @@ fn without_a_visible_session_leader_logins_work_and_nothing_is_cached() {
     let orphaned = |user: &str, password: &str| {
         pamtester_after_the_leader_exits(&ws, &confdir, user, password)
     };
-    let shapes: [(&str, &dyn Fn(&str, &str) -> (i32, String)); 2] =
+    let shapes: [(&str, &PamtesterRun); 2] =
         [("hidden leader", &hidden), ("leader exited", &orphaned)];
     for (round, (shape, run)) in shapes.iter().enumerate() {
         let (code, out) = run("alice", "alice pw");
