@@ -472,7 +472,6 @@ fn pamtester_after_the_leader_exits(
     user: &str,
     password: &str,
 ) -> (i32, String) {
-    use std::os::unix::process::CommandExt;
     let password_file = ws.path("password");
     std::fs::write(&password_file, format!("{password}\n")).unwrap();
     let (out, rc) = (ws.path("orphan.out"), ws.path("orphan.rc"));
@@ -491,15 +490,7 @@ fn pamtester_after_the_leader_exits(
     );
     let mut leader = std::process::Command::new("sh");
     leader.arg("-c").arg(script);
-    // SAFETY: setsid is async-signal-safe and touches only the child.
-    unsafe {
-        leader.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    in_new_session(&mut leader);
     assert!(leader.status().unwrap().success());
     let code = poll_until(std::time::Duration::from_secs(30), || {
         std::fs::read_to_string(&rc).ok()

@@ -483,6 +483,20 @@ pub fn pamtester(
     pamtester_with(confdir, log_socket, user, password, SessionOf::Inherited)
 }
 
+/// Makes `cmd`'s child start a new process session (`setsid`).
+pub fn in_new_session(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Which process session pamtester runs in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SessionOf {
@@ -510,16 +524,7 @@ pub fn pamtester_with(
         cmd.arg("--unshare-pid");
     }
     if session == SessionOf::New {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        in_new_session(&mut cmd);
     }
     cmd.args(["--bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
     cmd.arg("--bind").arg(confdir).arg("/etc/pam.d");
