@@ -6,6 +6,7 @@ packages=(
   libpam0g-dev pamtester bubblewrap libpam-modules libpam-runtime openssl ca-certificates
   # packaging and the real-host tests (tests/system/)
   dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux
+  systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -48,7 +48,13 @@ check "rpm: config is 0644 root" grep -qx -- '-rw-r--r-- root root /etc/authtoke
 
 before=$(mktemp)
 cp /etc/pam.d/common-auth "$before"
-cleanup() { dpkg --purge pam-authtoken >/dev/null 2>&1 || true; rm -f "$before"; }
+server_pid= created_server_etc=
+cleanup() {
+  [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+  [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
+  dpkg --purge pam-authtoken >/dev/null 2>&1 || true
+  rm -f "$before"
+}
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
@@ -57,8 +63,7 @@ check "helper installed" test -x /usr/libexec/authtoken/authtoken-helper
 check "module installed" test -f /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so
 check "profile off until enabled" cmp "$before" /etc/pam.d/common-auth
 check "cache dir created 0700" test "$(stat -c %a /run/authtoken)" = 700
-check "installed config passes check-config's ownership checks" \
-  bash -c '/usr/libexec/authtoken/authtoken-helper check-config 2>&1 | grep -qv "unsafe"'
+check "installed config is root-owned 0644" test "$(stat -c '%U %a' /etc/authtoken/authtoken.toml)" = "root 644"
 check "pam-auth-update --enable authtoken" pam-auth-update --enable authtoken
 check "module line in common-auth" grep -Eq '^auth[[:space:]]+\[success=[0-9]+ default=ignore\][[:space:]]+pam_authtoken.so' /etc/pam.d/common-auth
 check "module before pam_unix" bash -c "grep -n 'pam_authtoken.so\|pam_unix.so' /etc/pam.d/common-auth | head -1 | grep -q pam_authtoken"
@@ -73,6 +78,55 @@ check "local account signs in with the module enabled" bash -c \
   "echo local-Pa55 | timeout 60 pamtester common-auth $local_user authenticate"
 check "wrong local password refused" bash -c \
   "! (echo wrong | timeout 60 pamtester common-auth $local_user authenticate)"
+
+# The installed package end to end, the way the README sets it up: the
+# reference authority from the package, with a CA and a user store under
+# /etc/authtoken-server, started by the systemd unit's own command line
+# (CI runs no systemd), and the installed config pointed at it. The local
+# account's authority password differs from its local one, so a login
+# with it can only be the module's doing.
+unit=/lib/systemd/system/authtoken-server.service
+check "systemd unit verifies" systemd-analyze verify --man=no "$unit"
+tmp_root=$(mktemp -d)
+check "tmpfiles entry creates /run/authtoken 0700 root" bash -c \
+  "systemd-tmpfiles --create --root='$tmp_root' /usr/lib/tmpfiles.d/authtoken.conf &&
+   test \"\$(stat -c '%a %U %G' '$tmp_root/run/authtoken')\" = '700 root root'"
+rm -rf "$tmp_root"
+server_etc=/etc/authtoken-server
+[ ! -e "$server_etc" ] || { echo "packages: $server_etc exists; not touching it" >&2; exit 1; }
+created_server_etc=yes
+check "gen-tls" authtoken-server gen-tls "$server_etc/tls"
+check "add-user (managed)" bash -c "echo authority-Pa55 | authtoken-server add-user $server_etc/users.toml $local_user --iterations 4096"
+check "add-user (unmanaged)" authtoken-server add-user "$server_etc/users.toml" authtoken-unmanaged --policy unmanaged </dev/null
+check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=//p' "$unit")"
+unit_opts=$(sed -n 's/^Environment="AUTHTOKEN_SERVER_OPTS=\(.*\)"$/\1/p' "$unit")
+unit_exec=$(sed -n 's/^ExecStart=//p' "$unit")
+read -ra server_cmd <<<"${unit_exec//\$AUTHTOKEN_SERVER_OPTS/$unit_opts}"
+server_log=$(mktemp)
+"${server_cmd[@]}" </dev/null >/dev/null 2>"$server_log" &
+server_pid=$!
+listen=$(grep -o -- '--listen [0-9.:]*' <<<"$unit_opts" | awk '{print $2}')
+for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
+check "server started by the unit's ExecStart listens on $listen" grep -q "listening on $listen" "$server_log"
+sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"$server_etc/tls/ca.pem\"|" /etc/authtoken/authtoken.toml
+[ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
+check "check-config OK" bash -c '/usr/libexec/authtoken/authtoken-helper check-config | grep -q ": OK"'
+helper_login() { echo "$2" | timeout 60 /usr/libexec/authtoken/authtoken-helper login "$1"; }
+check "helper login: authority password" helper_login "$local_user" authority-Pa55
+check "helper login: wrong password is rejected (exit 1)" bash -c \
+  "echo wrong | timeout 60 /usr/libexec/authtoken/authtoken-helper login $local_user; test \$? -eq 1"
+check "helper login: unmanaged user steps aside (exit 2)" bash -c \
+  "echo any | timeout 60 /usr/libexec/authtoken/authtoken-helper login authtoken-unmanaged; test \$? -eq 2"
+check "common-auth: authority password signs in" bash -c \
+  "echo authority-Pa55 | timeout 60 pamtester common-auth $local_user authenticate"
+check "common-auth: local password still signs in (falls through to pam_unix)" bash -c \
+  "echo local-Pa55 | timeout 60 pamtester common-auth $local_user authenticate"
+check "common-auth: a password neither knows is refused" bash -c \
+  "! (echo neither | timeout 60 pamtester common-auth $local_user authenticate)"
+kill "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+rm -f "$server_log"
+
 userdel "$local_user" >/dev/null 2>&1 || true
 check "dpkg -r" dpkg -r pam-authtoken
 check "common-auth restored exactly" cmp "$before" /etc/pam.d/common-auth
