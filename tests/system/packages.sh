@@ -111,12 +111,15 @@ check "server started by the unit's ExecStart listens on $listen" grep -q "liste
 sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"$server_etc/tls/ca.pem\"|" /etc/authtoken/authtoken.toml
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
 check "check-config OK" bash -c '/usr/libexec/authtoken/authtoken-helper check-config | grep -q ": OK"'
-helper_login() { echo "$2" | timeout 60 /usr/libexec/authtoken/authtoken-helper login "$1"; }
-check "helper login: authority password" helper_login "$local_user" authority-Pa55
-check "helper login: wrong password is rejected (exit 1)" bash -c \
-  "echo wrong | timeout 60 /usr/libexec/authtoken/authtoken-helper login $local_user; test \$? -eq 1"
-check "helper login: unmanaged user steps aside (exit 2)" bash -c \
-  "echo any | timeout 60 /usr/libexec/authtoken/authtoken-helper login authtoken-unmanaged; test \$? -eq 2"
+# authtoken-helper login's exit code: 0 token, 1 rejected, 2 unmanaged.
+helper_login_exits() {
+  local code=0
+  echo "$2" | timeout 60 /usr/libexec/authtoken/authtoken-helper login "$1" || code=$?
+  [ "$code" -eq "$3" ]
+}
+check "helper login: authority password (exit 0)" helper_login_exits "$local_user" authority-Pa55 0
+check "helper login: wrong password is rejected (exit 1)" helper_login_exits "$local_user" wrong 1
+check "helper login: unmanaged user steps aside (exit 2)" helper_login_exits authtoken-unmanaged any 2
 check "common-auth: authority password signs in" bash -c \
   "echo authority-Pa55 | timeout 60 pamtester common-auth $local_user authenticate"
 check "common-auth: local password still signs in (falls through to pam_unix)" bash -c \
