@@ -74,10 +74,11 @@ check "session line in common-session" grep -q 'pam_authtoken.so' /etc/pam.d/com
 local_user=authtoken-pkgtest
 id "$local_user" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$local_user"
 echo "$local_user:local-Pa55" | chpasswd
-check "local account signs in with the module enabled" bash -c \
-  "echo local-Pa55 | timeout 60 pamtester common-auth $local_user authenticate"
-check "wrong local password refused" bash -c \
-  "! (echo wrong | timeout 60 pamtester common-auth $local_user authenticate)"
+# A real login of the local account through the installed common-auth.
+common_auth_login() { echo "$1" | timeout 60 pamtester common-auth "$local_user" authenticate; }
+refused() { ! "$@"; }
+check "local account signs in with the module enabled" common_auth_login local-Pa55
+check "wrong local password refused" refused common_auth_login wrong
 
 # The installed package end to end, the way the README sets it up: the
 # reference authority from the package, with a CA and a user store under
@@ -88,9 +89,9 @@ check "wrong local password refused" bash -c \
 unit=/lib/systemd/system/authtoken-server.service
 check "systemd unit verifies" systemd-analyze verify --man=no "$unit"
 tmp_root=$(mktemp -d)
-check "tmpfiles entry creates /run/authtoken 0700 root" bash -c \
-  "systemd-tmpfiles --create --root='$tmp_root' /usr/lib/tmpfiles.d/authtoken.conf &&
-   test \"\$(stat -c '%a %U %G' '$tmp_root/run/authtoken')\" = '700 root root'"
+check "tmpfiles entry applies" systemd-tmpfiles --create --root="$tmp_root" /usr/lib/tmpfiles.d/authtoken.conf
+check "tmpfiles entry creates /run/authtoken 0700 root" \
+  test "$(stat -c '%a %U %G' "$tmp_root/run/authtoken" 2>/dev/null)" = "700 root root"
 rm -rf "$tmp_root"
 server_etc=/etc/authtoken-server
 [ ! -e "$server_etc" ] || { echo "packages: $server_etc exists; not touching it" >&2; exit 1; }
@@ -120,12 +121,9 @@ helper_login_exits() {
 check "helper login: authority password (exit 0)" helper_login_exits "$local_user" authority-Pa55 0
 check "helper login: wrong password is rejected (exit 1)" helper_login_exits "$local_user" wrong 1
 check "helper login: unmanaged user steps aside (exit 2)" helper_login_exits authtoken-unmanaged any 2
-check "common-auth: authority password signs in" bash -c \
-  "echo authority-Pa55 | timeout 60 pamtester common-auth $local_user authenticate"
-check "common-auth: local password still signs in (falls through to pam_unix)" bash -c \
-  "echo local-Pa55 | timeout 60 pamtester common-auth $local_user authenticate"
-check "common-auth: a password neither knows is refused" bash -c \
-  "! (echo neither | timeout 60 pamtester common-auth $local_user authenticate)"
+check "common-auth: authority password signs in" common_auth_login authority-Pa55
+check "common-auth: local password still signs in (falls through to pam_unix)" common_auth_login local-Pa55
+check "common-auth: a password neither knows is refused" refused common_auth_login neither
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 rm -f "$server_log"
