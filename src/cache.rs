@@ -64,19 +64,18 @@ impl SessionKey {
         &self.0
     }
 
-    /// The kernel audit session id when set; else logind's `XDG_SESSION_ID`
-    /// (from the PAM environment, then the process environment); else the
-    /// session leader's pid plus its start time, so a recycled pid cannot
-    /// inherit another session's state.
-    pub fn current(xdg_session_id: Option<&str>) -> Result<SessionKey, CacheError> {
+    /// The kernel audit session id when set; else the logind session whose
+    /// scope holds this process (`/proc/self/cgroup`); else the session
+    /// leader's pid plus its start time, so a recycled pid cannot inherit
+    /// another session's state. Never the environment: under sudo or su the
+    /// invoking user writes it.
+    pub fn current() -> Result<SessionKey, CacheError> {
         if let Some(id) = audit_session_id() {
             return Ok(SessionKey(format!("audit-{id}")));
         }
-        let from_env = std::env::var("XDG_SESSION_ID").ok();
-        if let Some(id) = xdg_session_id.or(from_env.as_deref()) {
-            if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Ok(SessionKey(format!("logind-{id}")));
-            }
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        if let Some(id) = logind_session_of(&cgroup) {
+            return Ok(SessionKey(format!("logind-{id}")));
         }
         SessionKey::process_session()
     }
@@ -114,6 +113,28 @@ impl SessionKey {
         let pid: i32 = pid.parse().ok()?;
         Some(leader_start_time(pid).map(|s| s.to_string()).as_deref() == Some(start))
     }
+}
+
+/// The logind session id in `/proc/self/cgroup` text: a scope exactly at
+/// `/user.slice/user-UID.slice/session-ID.scope`, where only logind (root)
+/// can create it. A user's own delegated subtree (`user@UID.service/…`) may
+/// hold a directory of the same name, and is not taken.
+fn logind_session_of(cgroup: &str) -> Option<String> {
+    cgroup.lines().find_map(|line| {
+        let path = line.splitn(3, ':').nth(2)?;
+        let mut parts = path.strip_prefix('/')?.split('/');
+        let (Some("user.slice"), Some(user), Some(scope), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let uid = user.strip_prefix("user-")?.strip_suffix(".slice")?;
+        let id = scope.strip_prefix("session-")?.strip_suffix(".scope")?;
+        let valid_id =
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        (valid_id && !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| id.to_owned())
+    })
 }
 
 fn audit_session_id() -> Option<u32> {
@@ -265,8 +286,23 @@ impl Cache {
             .join(format!("{}{suffix}", encode_user(user)))
     }
 
+    /// Whether a trusted private file is at `path`, by `lstat` alone (the
+    /// token is not read into memory just to see that it is there).
+    fn exists_trusted(&self, path: &Path) -> bool {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => match check_private(&meta, false) {
+                Ok(()) => true,
+                Err(why) => {
+                    warn(&format!("ignoring cache entry {}: {why}", path.display()));
+                    false
+                }
+            },
+            Err(_) => false,
+        }
+    }
+
     /// Reads a private file, or `None` (logged) if it is absent or untrusted.
-    fn read_trusted(&self, path: &Path) -> Option<Vec<u8>> {
+    fn read_trusted(&self, path: &Path) -> Option<Zeroizing<Vec<u8>>> {
         match read_private_file(path) {
             Ok(bytes) => Some(bytes),
             Err(CacheError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -343,7 +379,7 @@ impl Cache {
         token: &str,
     ) -> Result<bool, CacheError> {
         let path = self.entry_path(key, user, TOKEN_SUFFIX);
-        if self.read_trusted(&path).is_none() {
+        if !self.exists_trusted(&path) {
             return Ok(false);
         }
         self.store_token(key, user, token)?;
@@ -383,13 +419,13 @@ impl Cache {
     /// Whether a fresh, trusted hand-off for `user` is waiting.
     pub fn has_handoff(&self, key: &SessionKey, user: &str) -> bool {
         self.fresh_handoff(key, user)
-            .is_some_and(|path| self.read_trusted(&path).is_some())
+            .is_some_and(|path| self.exists_trusted(&path))
     }
 
     /// Takes (reads and removes) a fresh, trusted hand-off for `user`.
     pub fn take_handoff(&self, key: &SessionKey, user: &str) -> Option<Zeroizing<String>> {
         let path = self.fresh_handoff(key, user)?;
-        let bytes = Zeroizing::new(self.read_trusted(&path)?);
+        let bytes = self.read_trusted(&path)?;
         let _ = std::fs::remove_file(&path);
         let token = std::str::from_utf8(&bytes).ok().filter(|t| !t.is_empty())?;
         Some(Zeroizing::new(token.to_owned()))
@@ -404,7 +440,7 @@ impl Cache {
     /// Path of the session's token file if it holds a trusted token.
     pub fn token_path(&self, key: &SessionKey, user: &str) -> Option<PathBuf> {
         let path = self.entry_path(key, user, TOKEN_SUFFIX);
-        self.read_trusted(&path).map(|_| path)
+        self.exists_trusted(&path).then_some(path)
     }
 
     /// Forgets (`key`, `user`): token and mark. Removes the session
@@ -544,7 +580,7 @@ fn ensure_private_dir(dir: &Path) -> Result<(), CacheError> {
 
 /// Opens with `O_NOFOLLOW`, checks ownership, mode and size on the open
 /// descriptor, and reads.
-fn read_private_file(path: &Path) -> Result<Vec<u8>, CacheError> {
+fn read_private_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, CacheError> {
     let file = File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
@@ -570,7 +606,7 @@ fn read_private_file(path: &Path) -> Result<Vec<u8>, CacheError> {
             why: "is too large".into(),
         });
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
     file.take(MAX_ENTRY_BYTES)
         .read_to_end(&mut bytes)
         .map_err(io_error(path))?;
@@ -597,7 +633,7 @@ mod tests {
     fn session_key_of_this_process() {
         let sid = nix::unistd::getsid(None).unwrap().as_raw();
         let leader_visible = sid != 0 && std::path::Path::new(&format!("/proc/{sid}")).exists();
-        match SessionKey::current(None) {
+        match SessionKey::current() {
             Ok(key) => {
                 assert!(SessionKey::parse(key.as_str()).is_some(), "{key:?}");
                 assert_eq!(key.alive(&live_audit_session_ids()), Some(true));
@@ -622,9 +658,29 @@ mod tests {
             Some(false)
         );
         assert!(SessionKey::parse("../etc").is_none());
-        let logind = SessionKey::current(Some("c42")).unwrap();
-        if audit_session_id().is_none() {
-            assert_eq!(logind.as_str(), "logind-c42");
+    }
+
+    #[test]
+    fn logind_session_only_from_a_scope_logind_made() {
+        let of = |text: &str| logind_session_of(text);
+        assert_eq!(
+            of("0::/user.slice/user-1000.slice/session-3.scope\n").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            of("1:name=systemd:/user.slice/user-0.slice/session-c42.scope").as_deref(),
+            Some("c42")
+        );
+        for refused in [
+            "0::/user.slice/user-1000.slice/user@1000.service/app.slice/session-3.scope",
+            "0::/system.slice/session-3.scope",
+            "0::/user.slice/user-1000.slice/session-.scope",
+            "0::/user.slice/user-1000.slice/session-../x.scope",
+            "0::/user.slice/user-x.slice/session-3.scope",
+            "0::/",
+            "",
+        ] {
+            assert_eq!(of(refused), None, "{refused}");
         }
     }
 }

@@ -1,13 +1,13 @@
-//! `/etc/authtoken/authtoken.toml`: parsing, validation and the file-safety
-//! checks that make a tampered config fail closed.
+//! `/etc/authtoken/authtoken.toml`: parsing and validation. The file passes
+//! [`crate::trust`] first, so a tampered config fails closed.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::protocol::Scheme;
+use crate::trust::{self, Rules, TrustError};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/authtoken/authtoken.toml";
 pub const DEFAULT_HELPER_PATH: &str = "/usr/libexec/authtoken/authtoken-helper";
@@ -67,13 +67,21 @@ pub struct Config {
     pub helper: PathBuf,
     #[serde(default = "default_cache_dir")]
     pub cache_dir: PathBuf,
-    /// Allow `http://` to a non-loopback host. Off: the password-derived
-    /// digest would cross the network in the clear.
+    /// Allow plain `http://` at all (loopback included). Off: anyone who can
+    /// answer on that address could pose as the authority.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// The challenge schemes answered; anything else is `Unavailable`
+    /// before a second request.
+    #[serde(default = "default_schemes")]
+    pub schemes: Vec<Scheme>,
     /// Refuse a SCRAM AuthToken without a valid `ServerSignature`.
     #[serde(default = "default_true")]
     pub require_server_signature: bool,
+    /// Fewest SCRAM iterations answered: a cheap challenge would hand a
+    /// fake server a proof it can crack offline.
+    #[serde(default = "default_min_scram_iterations")]
+    pub min_scram_iterations: u32,
     /// Highest SCRAM iteration count we will compute (a hostile server could
     /// otherwise pin the CPU).
     #[serde(default = "default_max_scram_iterations")]
@@ -94,6 +102,8 @@ pub struct HemConfig {
     /// Device label → PAM user name, for devices labelled otherwise.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The device identity key (`eid`) expected; another device is refused.
+    pub eid: Option<String>,
 }
 
 impl Default for HemConfig {
@@ -101,6 +111,7 @@ impl Default for HemConfig {
         HemConfig {
             scope: default_hem_scope(),
             labels: BTreeMap::new(),
+            eid: None,
         }
     }
 }
@@ -120,19 +131,20 @@ fn default_true() -> bool {
 fn default_max_scram_iterations() -> u32 {
     10_000_000
 }
+fn default_min_scram_iterations() -> u32 {
+    100_000
+}
+fn default_schemes() -> Vec<Scheme> {
+    vec![Scheme::ScramSha256]
+}
 fn default_hem_scope() -> String {
     "master".to_owned()
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot open {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is unsafe: {why}")]
-    Unsafe { path: PathBuf, why: String },
+    #[error("{0}")]
+    Untrusted(#[from] TrustError),
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: {message}")]
@@ -143,7 +155,7 @@ impl Config {
     /// Reads and validates the config, refusing a file (or its directory) that
     /// someone other than root could have written.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = read_trusted_file(path, MAX_CONFIG_BYTES)?;
+        let text = trust::read_text(path, Rules::ROOT, MAX_CONFIG_BYTES)?;
         let config = Config::parse(&text).map_err(|message| ConfigError::Syntax {
             path: path.to_owned(),
             message,
@@ -162,10 +174,10 @@ impl Config {
 
     /// Semantic checks the TOML types cannot express.
     pub fn validate(&self) -> Result<(), String> {
-        let endpoint = Endpoint::parse(&self.url)?;
-        if !endpoint.tls && !endpoint.loopback && !self.allow_insecure_http {
+        if !is_https(&self.url)? && !self.allow_insecure_http {
             return Err(format!(
-                "url {} is plain http to a non-loopback host; use https or set allow_insecure_http = true",
+                "url {} is plain http; use https, or set allow_insecure_http = true (tests only: \
+                 anyone answering on that address could pose as the authority)",
                 self.url
             ));
         }
@@ -175,11 +187,23 @@ impl Config {
         if self.client_cert.is_some() != self.client_key.is_some() {
             return Err("client_cert and client_key must be set together".into());
         }
-        if self.max_scram_iterations < crate::protocol::scram::MIN_ITERATIONS {
-            return Err(format!(
-                "max_scram_iterations must be at least {}",
-                crate::protocol::scram::MIN_ITERATIONS
-            ));
+        let floor = crate::protocol::scram::MIN_ITERATIONS;
+        if self.min_scram_iterations < floor {
+            return Err(format!("min_scram_iterations must be at least {floor}"));
+        }
+        if self.max_scram_iterations < self.min_scram_iterations {
+            return Err("max_scram_iterations must be at least min_scram_iterations".into());
+        }
+        if self.schemes.is_empty() {
+            return Err("schemes must name at least one scheme".into());
+        }
+        for path in [&self.ca_file, &self.client_cert, &self.client_key]
+            .into_iter()
+            .flatten()
+        {
+            if !path.is_absolute() {
+                return Err(format!("{} must be an absolute path", path.display()));
+            }
         }
         if !self.helper.is_absolute() {
             return Err("helper must be an absolute path".into());
@@ -194,7 +218,65 @@ impl Config {
         if self.hem.scope.is_empty() {
             return Err("hem.scope must not be empty".into());
         }
+        if self.hem.eid.as_deref() == Some("") {
+            return Err("hem.eid must not be empty".into());
+        }
         Ok(())
+    }
+
+    /// The empty-challenge policy in force, and why it was lowered: a
+    /// zero-length challenge proves nothing, so it may only grant a login
+    /// when the peer is the authority's verified TLS identity.
+    pub fn empty_challenge_policy(&self) -> (EmptyChallengePolicy, Option<&'static str>) {
+        match self.empty_challenge {
+            EmptyChallengePolicy::Success if !is_https(&self.url).unwrap_or(false) => (
+                EmptyChallengePolicy::Ignore,
+                Some("empty_challenge = \"success\" applies only over verified https"),
+            ),
+            policy => (policy, None),
+        }
+    }
+
+    /// Settings that weaken what the client can tell about its peer, for
+    /// `check-config`: (refused, text). A refused one lets a peer that is not
+    /// the authority sign users in.
+    pub fn weaknesses(&self) -> Vec<(bool, String)> {
+        let mut out = Vec::new();
+        if self.allow_insecure_http {
+            out.push((
+                true,
+                "allow_insecure_http = true: whoever answers on a plain-http address can pose \
+                 as the authority (and with hem or a Digest scheme, sign anyone in)"
+                    .to_owned(),
+            ));
+        }
+        if !self.require_server_signature {
+            out.push((
+                false,
+                "require_server_signature = false: a SCRAM peer need not prove it holds the \
+                 user's verifier"
+                    .to_owned(),
+            ));
+        }
+        for scheme in self.schemes.iter().filter(|s| s.is_digest()) {
+            out.push((
+                false,
+                format!(
+                    "schemes includes {}: the authority stores a password-equivalent hash and \
+                     proves nothing about itself",
+                    scheme.name()
+                ),
+            ));
+        }
+        if self.empty_challenge == EmptyChallengePolicy::Success {
+            out.push((
+                false,
+                "empty_challenge = \"success\": the authority can sign users in without any \
+                 password (only over verified https)"
+                    .to_owned(),
+            ));
+        }
+        out
     }
 
     /// How long the module lets the helper run before killing it: the
@@ -205,96 +287,17 @@ impl Config {
     }
 }
 
-/// The parts of `url` that policy looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub tls: bool,
-    pub host: String,
-    pub loopback: bool,
-}
-
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let uri: http::Uri = url.parse().map_err(|_| format!("url {url} is not a URL"))?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(format!("url {url} must start with https:// or http://")),
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("url {url} has no host"))?
-            .to_owned();
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = bare.eq_ignore_ascii_case("localhost")
-            || bare
-                .parse::<std::net::IpAddr>()
-                .map(|ip| ip.is_loopback())
-                .unwrap_or(false);
-        Ok(Endpoint {
-            tls,
-            host,
-            loopback,
-        })
+/// Whether `url` is https (`Ok(false)` for http; anything else is an error).
+pub fn is_https(url: &str) -> Result<bool, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("url {url} is not a URL"))?;
+    if uri.host().is_none() {
+        return Err(format!("url {url} has no host"));
     }
-}
-
-/// Opens `path` without following a final symlink and insists that it is a
-/// regular root-owned file that neither group nor others can write, in a
-/// directory of the same kind. Returns its contents.
-pub fn read_trusted_file(path: &Path, max_bytes: u64) -> Result<String, ConfigError> {
-    let unsafe_file = |why: String| ConfigError::Unsafe {
-        path: path.to_owned(),
-        why,
-    };
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| ConfigError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    let meta = file.metadata().map_err(|source| ConfigError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    check_root_owned(&meta, "file").map_err(unsafe_file)?;
-    if !meta.is_file() {
-        return Err(unsafe_file("not a regular file".into()));
+    match uri.scheme_str() {
+        Some("https") => Ok(true),
+        Some("http") => Ok(false),
+        _ => Err(format!("url {url} must start with https:// or http://")),
     }
-    if meta.len() > max_bytes {
-        return Err(unsafe_file(format!("larger than {max_bytes} bytes")));
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let dir_meta = std::fs::metadata(dir).map_err(|source| ConfigError::Open {
-            path: dir.to_owned(),
-            source,
-        })?;
-        check_root_owned(&dir_meta, "directory").map_err(unsafe_file)?;
-    }
-    let mut text = String::new();
-    file.take(max_bytes)
-        .read_to_string(&mut text)
-        .map_err(|source| ConfigError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(text)
-}
-
-/// Root-owned and not writable by group or others.
-pub fn check_root_owned(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
-    if meta.uid() != 0 {
-        return Err(format!("{what} is owned by uid {}, not root", meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{what} is group- or world-writable (mode {:o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -321,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_only_to_loopback() {
+    fn plain_http_only_with_the_flag() {
         let parse = |url: &str, insecure: bool| {
             Config::parse(&format!(
                 "backend = \"mdm\"\nurl = \"{url}\"\nallow_insecure_http = {insecure}\n"
@@ -329,12 +332,60 @@ mod tests {
             .unwrap()
             .validate()
         };
-        assert!(parse("http://127.0.0.1:8080/checkin", false).is_ok());
-        assert!(parse("http://[::1]:8080/", false).is_ok());
-        assert!(parse("http://localhost/", false).is_ok());
+        assert!(parse("http://127.0.0.1:8080/checkin", false).is_err());
+        assert!(parse("http://[::1]:8080/", false).is_err());
+        assert!(parse("http://localhost/", false).is_err());
         assert!(parse("http://mdm.example/checkin", false).is_err());
+        assert!(parse("http://127.0.0.1:8080/checkin", true).is_ok());
         assert!(parse("http://mdm.example/checkin", true).is_ok());
+        assert!(parse("https://mdm.example/checkin", false).is_ok());
         assert!(parse("ftp://mdm.example/", true).is_err());
+    }
+
+    #[test]
+    fn trust_defaults_and_limits() {
+        let c = Config::parse("backend = \"mdm\"\nurl = \"https://x/\"\n").unwrap();
+        assert_eq!(c.schemes, vec![Scheme::ScramSha256]);
+        assert_eq!(c.min_scram_iterations, 100_000);
+        assert!(c.weaknesses().is_empty());
+        let with = |extra: &str| {
+            Config::parse(&format!(
+                "backend = \"mdm\"\nurl = \"https://x/\"\n{extra}\n"
+            ))
+        };
+        assert!(with("min_scram_iterations = 4095")
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(with("min_scram_iterations = 4096")
+            .unwrap()
+            .validate()
+            .is_ok());
+        assert!(with("schemes = []").unwrap().validate().is_err());
+        assert!(with("schemes = [\"plain\"]").is_err());
+        let digest = with("schemes = [\"scram-sha-256\", \"digest-md5\"]").unwrap();
+        assert_eq!(digest.weaknesses().len(), 1);
+        assert!(!digest.weaknesses()[0].0, "a Digest scheme is a warning");
+        let http = with("allow_insecure_http = true").unwrap();
+        assert!(
+            http.weaknesses()[0].0,
+            "plain http is refused by check-config"
+        );
+    }
+
+    #[test]
+    fn empty_challenge_success_needs_https() {
+        let policy = |url: &str| {
+            Config::parse(&format!(
+                "backend = \"mdm\"\nurl = \"{url}\"\nempty_challenge = \"success\"\nallow_insecure_http = true\n"
+            ))
+            .unwrap()
+            .empty_challenge_policy()
+        };
+        assert_eq!(policy("https://x/").0, EmptyChallengePolicy::Success);
+        let (lowered, why) = policy("http://127.0.0.1/");
+        assert_eq!(lowered, EmptyChallengePolicy::Ignore);
+        assert!(why.is_some());
     }
 
     #[test]

@@ -28,7 +28,6 @@ extern "C" {
         item: *const libc::c_void,
     ) -> libc::c_int;
     fn pam_putenv(pamh: *mut PamHandle, name_value: *const libc::c_char) -> libc::c_int;
-    fn pam_getenv(pamh: *mut PamHandle, name: *const libc::c_char) -> *const libc::c_char;
 }
 
 /// A raw libpam return value as a result code (unknown ones as system errors).
@@ -230,22 +229,5 @@ impl<'a> Pam<'a> {
             PamResultCode::PAM_SUCCESS => Ok(()),
             other => Err(other),
         }
-    }
-
-    /// A variable of the PAM environment (e.g. `XDG_SESSION_ID` from pam_systemd).
-    pub fn getenv(&mut self, name: &str) -> Option<String> {
-        let c = CString::new(name).ok()?;
-        // SAFETY: returns a pointer into libpam's environment list, or null.
-        let ptr = unsafe { pam_getenv(self.handle, c.as_ptr()) };
-        if ptr.is_null() {
-            return None;
-        }
-        // SAFETY: non-null results are NUL-terminated strings owned by
-        // libpam; copied at once.
-        Some(
-            unsafe { CStr::from_ptr(ptr) }
-                .to_string_lossy()
-                .into_owned(),
-        )
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod log;
 pub mod outcome;
 pub mod protocol;
+pub mod trust;
 pub mod username;
 pub mod wire;
 

@@ -168,6 +168,8 @@ struct Attempt {
     backend: &'static str,
     /// Answered from the session cache, without a request.
     cached: bool,
+    /// Why `empty_challenge = "success"` was not in force.
+    policy_lowered: Option<&'static str>,
 }
 
 pub fn authenticate(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
@@ -178,12 +180,17 @@ pub fn authenticate(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
         service: pam.service(),
         backend: "-",
         cached: false,
+        policy_lowered: None,
     };
     let result = authenticate_user(pam, &options, &mut attempt);
     let (code, outcome_word, detail) = match &result {
         Ok((outcome, policy)) => {
             let detail = match outcome {
                 Outcome::Unavailable(reason) => format!(" reason=\"{}\"", log::sanitize(reason)),
+                Outcome::NoTokenNeeded => match attempt.policy_lowered {
+                    Some(why) => format!(" reason=\"{why}; treated as ignore\""),
+                    None => String::new(),
+                },
                 _ if attempt.cached => " cached=yes".to_owned(),
                 _ => String::new(),
             };
@@ -247,16 +254,18 @@ fn authenticate_user(
     }
     let config = Config::load(&options.config_path)?;
     attempt.backend = config.backend.name();
+    let (policy, lowered) = config.empty_challenge_policy();
+    attempt.policy_lowered = lowered;
     debug(
         options,
         &format!("config {} loaded", options.config_path.display()),
     );
 
-    let session = session_cache(pam, &config);
+    let session = session_cache(&config);
     if let Some((cache, key)) = &session {
         if cache.is_unmanaged(key, &user) {
             attempt.cached = true;
-            return Ok((Outcome::Unmanaged, config.empty_challenge));
+            return Ok((Outcome::Unmanaged, policy));
         }
     }
 
@@ -288,15 +297,14 @@ fn authenticate_user(
             log::send(LOG_IDENT, Level::Warning, &format!("session cache: {e}"));
         }
     }
-    Ok((outcome, config.empty_challenge))
+    Ok((outcome, policy))
 }
 
 /// The session cache and this process's login-session key. A cache that
 /// cannot be used only costs the shortcuts, so it is logged, not fatal.
-fn session_cache(pam: &mut Pam, config: &Config) -> Option<(Cache, SessionKey)> {
-    let xdg_session_id = pam.getenv("XDG_SESSION_ID");
-    let opened = Cache::open(&config.cache_dir)
-        .and_then(|cache| Ok((cache, SessionKey::current(xdg_session_id.as_deref())?)));
+fn session_cache(config: &Config) -> Option<(Cache, SessionKey)> {
+    let opened =
+        Cache::open(&config.cache_dir).and_then(|cache| Ok((cache, SessionKey::current()?)));
     match opened {
         Ok(pair) => Some(pair),
         Err(e) => {
@@ -425,7 +433,7 @@ pub fn open_session(pam: &mut Pam, args: &[&CStr]) -> PamResultCode {
             return failed;
         }
     };
-    let Some((cache, key)) = session_cache(pam, &config) else {
+    let Some((cache, key)) = session_cache(&config) else {
         return failed;
     };
     // The token from this handle's authenticate, or else the one a forked

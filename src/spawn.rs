@@ -1,6 +1,10 @@
-//! Runs the helper the way `unix_chkpwd` is run: fork + exec by absolute
-//! path, an empty environment, the request on stdin, the result on stdout,
-//! a hard deadline, and a wait on that one pid only.
+//! Runs the helper the way `unix_chkpwd` is run: fork + exec of the very
+//! file that passed the trust checks (opened `O_PATH|O_NOFOLLOW` and run with
+//! `execveat(fd, "", AT_EMPTY_PATH)`), an empty environment, the request on
+//! stdin, the result on stdout, a hard deadline, and a wait on that one pid
+//! only. The child starts clean: working directory `/`, every signal at its
+//! default and unblocked, its own process group (killed whole at the
+//! deadline).
 //!
 //! Host-process etiquette: no threads, no signal handlers, no change to the
 //! host's `SIGCHLD` disposition, no zombie left behind, and it still works
@@ -8,7 +12,6 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,16 +23,16 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
-use crate::config::check_root_owned;
 use crate::outcome::Outcome;
+use crate::trust::{self, TrustError};
 use crate::wire::{self, WireError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
-    #[error("helper {0} is missing")]
+    #[error("helper {0} is missing; install the package or set helper in the config")]
     Missing(PathBuf),
-    #[error("helper {path} is unsafe: {why}")]
-    Unsafe { path: PathBuf, why: String },
+    #[error("helper is not trusted: {0}")]
+    Untrusted(TrustError),
     #[error("cannot start helper: {0}")]
     Spawn(String),
     #[error("helper did not answer within {0} ms and was killed")]
@@ -48,9 +51,9 @@ pub fn run_helper(
     request: &[u8],
     deadline: Duration,
 ) -> Result<Outcome, HelperError> {
-    check_helper(helper)?;
+    let executable = above_stdio(open_helper(helper)?)?;
     let start = Instant::now();
-    let prepared = Prepared::new(helper, args)?;
+    let prepared = Prepared::new(executable, args)?;
     let spawn_err = |e: Errno| HelperError::Spawn(e.desc().to_owned());
 
     // stdin is a socketpair rather than a pipe: `send(MSG_NOSIGNAL)` cannot
@@ -111,25 +114,13 @@ pub fn run_helper(
 }
 
 /// The helper runs as root with the password: it must be a root-owned
-/// executable nobody else can replace.
-fn check_helper(helper: &Path) -> Result<(), HelperError> {
-    let meta = match std::fs::metadata(helper) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(HelperError::Missing(helper.to_owned()))
-        }
-        Err(e) => return Err(HelperError::Spawn(format!("{}: {e}", helper.display()))),
-    };
-    let unsafe_helper = |why: String| HelperError::Unsafe {
-        path: helper.to_owned(),
-        why,
-    };
-    check_root_owned(&meta, "helper").map_err(unsafe_helper)?;
-    use std::os::unix::fs::PermissionsExt;
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        return Err(unsafe_helper("not an executable file".into()));
-    }
-    Ok(())
+/// executable nobody else can replace, reached through directories nobody
+/// else can write. The descriptor returned is what gets executed.
+fn open_helper(helper: &Path) -> Result<OwnedFd, HelperError> {
+    trust::open_executable(helper).map_err(|e| match e {
+        TrustError::Missing { .. } => HelperError::Missing(helper.to_owned()),
+        other => HelperError::Untrusted(other),
+    })
 }
 
 /// Moves a descriptor to 3 or above so that the child's `dup2` onto 0–2
@@ -148,7 +139,7 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, HelperError> {
 /// Everything the child needs, built before `fork` because the child may
 /// only make async-signal-safe calls (the host can be multithreaded).
 struct Prepared {
-    path: CString,
+    executable: OwnedFd,
     _args: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: [*const libc::c_char; 1],
@@ -156,9 +147,8 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(helper: &Path, args: &[&str]) -> Result<Prepared, HelperError> {
+    fn new(executable: OwnedFd, args: &[&str]) -> Result<Prepared, HelperError> {
         let nul = |_| HelperError::Spawn("argument contains NUL".into());
-        let path = CString::new(helper.as_os_str().as_bytes()).map_err(nul)?;
         let mut owned = vec![CString::new("authtoken-helper").map_err(nul)?];
         for arg in args {
             owned.push(CString::new(*arg).map_err(nul)?);
@@ -169,7 +159,7 @@ impl Prepared {
             .map(|(soft, _)| soft.min(65_536) as libc::c_int)
             .unwrap_or(1024);
         Ok(Prepared {
-            path,
+            executable,
             _args: owned,
             argv,
             envp: [std::ptr::null()],
@@ -188,7 +178,11 @@ impl Prepared {
             // SAFETY: we are the freshly forked child; see `exec_child`.
             unsafe { self.exec_child(stdin, stdout, stderr) }
         }
-        Ok(Child::new(Pid::from_raw(pid)))
+        let pid = Pid::from_raw(pid);
+        // The child does the same; whichever runs first wins, so the group
+        // exists before any kill below can name it.
+        let _ = nix::unistd::setpgid(pid, pid);
+        Ok(Child::new(pid))
     }
 
     /// Child side of the fork. Never returns.
@@ -196,37 +190,64 @@ impl Prepared {
     /// # Safety
     /// Must only be called in the child right after `fork`.
     unsafe fn exec_child(&self, stdin: RawFd, stdout: RawFd, stderr: RawFd) -> ! {
-        // SAFETY: sigemptyset/sigprocmask/signal/dup2/syscall/close/execve/_exit
-        // are async-signal-safe and only touch this process's own state, on
-        // pointers that stay valid (prepared before the fork).
+        // SAFETY: sigemptyset/sigprocmask/signal/setpgid/chdir/dup2/fcntl/
+        // syscall/close/_exit are async-signal-safe and only touch this
+        // process's own state, on pointers prepared before the fork.
         unsafe {
-            // The host may block or ignore signals; the helper starts clean.
+            // The host may block, ignore or catch signals (exec keeps ignored
+            // ones ignored); the helper starts with every default.
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            for signal in [
-                libc::SIGPIPE,
-                libc::SIGALRM,
-                libc::SIGCHLD,
-                libc::SIGTERM,
-                libc::SIGINT,
-                libc::SIGHUP,
-            ] {
-                libc::signal(signal, libc::SIG_DFL);
+            for signal in 1..NSIG {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+            }
+            libc::setpgid(0, 0);
+            if libc::chdir(c"/".as_ptr()) != 0 {
+                libc::_exit(126);
             }
             if libc::dup2(stdin, 0) < 0 || libc::dup2(stdout, 1) < 0 || libc::dup2(stderr, 2) < 0 {
                 libc::_exit(126);
             }
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-                for fd in 3..self.max_fd {
+            // The executable moves to 3 (still close-on-exec); the rest go.
+            let executable = self.executable.as_raw_fd();
+            if executable != EXEC_FD && libc::dup3(executable, EXEC_FD, libc::O_CLOEXEC) != EXEC_FD
+            {
+                libc::_exit(126);
+            }
+            if libc::syscall(libc::SYS_close_range, (EXEC_FD + 1) as u32, u32::MAX, 0u32) != 0 {
+                for fd in EXEC_FD + 1..self.max_fd {
                     libc::close(fd);
                 }
             }
-            libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            let exec = || {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    EXEC_FD,
+                    c"".as_ptr(),
+                    self.argv.as_ptr(),
+                    self.envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+            exec();
+            // A script's interpreter reopens it as /dev/fd/3, which
+            // close-on-exec would hide (ENOENT): keep 3 open for it.
+            if *libc::__errno_location() == libc::ENOENT {
+                libc::fcntl(EXEC_FD, libc::F_SETFD, 0);
+                exec();
+            }
             libc::_exit(127)
         }
     }
 }
+
+/// Where the child holds the executable it runs.
+const EXEC_FD: RawFd = 3;
+/// One past the highest signal number (Linux: 64 signals).
+const NSIG: libc::c_int = 65;
 
 /// Our one child. Dropping it without a reap kills and reaps it, so no
 /// early return can leave a zombie or an orphan holding the password.
@@ -263,6 +284,9 @@ impl Child {
     }
 
     fn kill(&self) {
+        // The helper's whole process group first: anything it started goes
+        // too. The group exists while our unreaped child does.
+        let _ = nix::sys::signal::killpg(self.pid, nix::sys::signal::Signal::SIGKILL);
         match &self.pidfd {
             Some(pidfd) => {
                 // SAFETY: pidfd_send_signal on our own valid pidfd, no siginfo.

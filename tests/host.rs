@@ -105,7 +105,10 @@ fn nothing_logged_contains_a_password() {
     ws.add_user("dave", Some(PASSWORD), &["--scheme=digest-md5"]);
     ws.add_user("bob", None, &["--policy=unmanaged"]);
     let server = Server::start(&ws, &[]);
-    let confdir = ws.simple_stack(&ws.config_for(&server.url(), ""));
+    let confdir = ws.simple_stack(&ws.config_for(
+        &server.url(),
+        "schemes = [\"scram-sha-256\", \"digest-md5\"]",
+    ));
     let socket_path: &Path = &ws.path("log.sock");
     let stop = Arc::new(AtomicBool::new(false));
     let collector = collect(

@@ -332,15 +332,27 @@ fn unsafe_config_fails_closed() {
 }
 
 #[test]
-fn insecure_http_is_refused_unless_loopback() {
+fn plain_http_needs_allow_insecure_http_even_on_loopback() {
     let ws = standard_users();
     let server = Server::start_with(&ws.users(), &[]);
     let loopback = format!("http://{}/checkin", server.addr);
     let confdir = ws.simple_stack(&ws.config_for(&loopback, ""));
     assert_eq!(
         login(&confdir, "alice", "correct horse"),
+        PAM_AUTHINFO_UNAVAIL,
+        "plain http on loopback without the flag"
+    );
+    assert_eq!(
+        server.requests_for("alice"),
+        0,
+        "refused before any request"
+    );
+
+    let confdir = ws.simple_stack(&ws.config_for(&loopback, "allow_insecure_http = true"));
+    assert_eq!(
+        login(&confdir, "alice", "correct horse"),
         PAM_SUCCESS,
-        "plain http on loopback"
+        "plain http on loopback, explicitly allowed"
     );
 
     let remote = "http://mdm.invalid/checkin";
@@ -398,7 +410,17 @@ fn http_digest_users() {
     ws.add_user("dave", Some("digest pw"), &["--scheme=digest-sha256"]);
     ws.add_user("erin", Some("md5 pw"), &["--scheme=digest-md5", "--no-qop"]);
     let server = Server::start(&ws, &[]);
+    // Digest is off by default (no proof from the server): the default
+    // refuses both users before a second request.
     let confdir = ws.simple_stack(&ws.config_for(&server.url(), ""));
+    assert_eq!(login(&confdir, "dave", "digest pw"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(login(&confdir, "erin", "md5 pw"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(server.requests_for("dave"), 1);
+    assert_eq!(server.requests_for("erin"), 1);
+    let confdir = ws.simple_stack(&ws.config_for(
+        &server.url(),
+        "schemes = [\"digest-sha-256\", \"digest-md5\"]",
+    ));
     assert_eq!(login(&confdir, "dave", "digest pw"), PAM_SUCCESS);
     assert_eq!(login(&confdir, "dave", "digest PW"), PAM_AUTH_ERR);
     assert_eq!(login(&confdir, "erin", "md5 pw"), PAM_SUCCESS);
@@ -601,7 +623,7 @@ fn misbehaving_authority_is_never_success() {
     ];
     for (what, replies) in cases {
         let (url, responder) = canned_replies(replies);
-        let confdir = ws.simple_stack(&ws.config_for(&url, ""));
+        let confdir = ws.simple_stack(&ws.config_for(&url, "allow_insecure_http = true"));
         assert_eq!(
             login(&confdir, "alice", "correct horse"),
             PAM_AUTHINFO_UNAVAIL,

@@ -149,7 +149,10 @@ struct TokenReply {
 pub fn parse_token_reply(status: u16, body: &[u8]) -> Outcome {
     match status {
         200 => match serde_json::from_slice::<TokenReply>(body) {
-            Ok(reply) if !reply.token.is_empty() => Outcome::Token(Zeroizing::new(reply.token)),
+            Ok(reply) if !reply.token.is_empty() => match super::check_token(&reply.token) {
+                Ok(()) => Outcome::Token(Zeroizing::new(reply.token)),
+                Err(e) => Outcome::Unavailable(e.to_string()),
+            },
             _ => Outcome::unavailable("malformed token reply from the device"),
         },
         401 => Outcome::Rejected,
@@ -343,6 +346,10 @@ mod tests {
         }
         assert!(matches!(
             parse_token_reply(200, b"{\"token\":\"\"}"),
+            Outcome::Unavailable(_)
+        ));
+        assert!(matches!(
+            parse_token_reply(200, b"{\"token\":\"a\\u0007b\"}"),
             Outcome::Unavailable(_)
         ));
         assert!(matches!(

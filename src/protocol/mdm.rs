@@ -8,7 +8,7 @@ use plist::{Dictionary, Value};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{http_digest, scram, ProtocolError};
+use super::{check_token, http_digest, scram, ProtocolError, Scheme};
 use crate::outcome::Outcome;
 
 pub const CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
@@ -129,33 +129,58 @@ pub trait CheckinTransport {
     fn put(&mut self, body: &[u8]) -> Result<Reply, String>;
 }
 
-/// Client-side knobs from the config.
-#[derive(Debug, Clone, Copy)]
+/// Client-side trust knobs from the config.
+#[derive(Debug, Clone)]
 pub struct ClientSettings {
+    /// The schemes we answer; any other challenge ends the handshake.
+    pub schemes: Vec<Scheme>,
     pub require_server_signature: bool,
+    pub min_scram_iterations: u32,
     pub max_scram_iterations: u32,
 }
 
-/// The challenge schemes we can answer.
-enum Scheme {
+/// A parsed challenge we can answer.
+enum Parsed {
     Scram(scram::Challenge),
     HttpDigest(http_digest::Challenge),
 }
 
-fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Scheme, ProtocolError> {
+impl Parsed {
+    fn scheme(&self) -> Scheme {
+        match self {
+            Parsed::Scram(_) => Scheme::ScramSha256,
+            Parsed::HttpDigest(c) => match c.hash() {
+                http_digest::Algorithm::Sha256 => Scheme::DigestSha256,
+                http_digest::Algorithm::Md5 => Scheme::DigestMd5,
+            },
+        }
+    }
+}
+
+/// Parses the challenge and refuses a scheme the config does not list, so
+/// a peer cannot downgrade us to one that proves nothing about it.
+fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, ProtocolError> {
     let (word, rest) = challenge
         .split_once(' ')
         .ok_or(ProtocolError::UnsupportedChallenge)?;
-    if word == scram::SCHEME {
-        Ok(Scheme::Scram(scram::parse_challenge(
+    let parsed = if word == scram::SCHEME {
+        Parsed::Scram(scram::parse_challenge(
             rest,
-            settings.max_scram_iterations,
-        )?))
+            settings.min_scram_iterations..=settings.max_scram_iterations,
+        )?)
     } else if word.eq_ignore_ascii_case(http_digest::SCHEME) {
-        Ok(Scheme::HttpDigest(http_digest::parse_challenge(rest)?))
+        Parsed::HttpDigest(http_digest::parse_challenge(rest)?)
     } else {
-        Err(ProtocolError::UnsupportedChallenge)
+        return Err(ProtocolError::UnsupportedChallenge);
+    };
+    let scheme = parsed.scheme();
+    if !settings.schemes.contains(&scheme) {
+        return Err(ProtocolError::Refused(format!(
+            "scheme {} not allowed (see schemes in the config)",
+            scheme.name()
+        )));
     }
+    Ok(parsed)
 }
 
 /// Runs the two-step handshake. `cnonce` supplies the client nonce, `step`
@@ -211,7 +236,7 @@ fn handshake(
     let scheme = parse_scheme(challenge, settings)?;
     let nonce = cnonce()?;
     let (digest_response, expected_signature) = match &scheme {
-        Scheme::Scram(c) => {
+        Parsed::Scram(c) => {
             step(&format!(
                 "SCRAM-SHA-256 challenge, {} iterations",
                 c.iterations
@@ -219,7 +244,7 @@ fn handshake(
             let out = scram::client_final(&id.short_name, password, c, &nonce);
             (out.digest_response, Some(out.expected_server_signature))
         }
-        Scheme::HttpDigest(c) => {
+        Parsed::HttpDigest(c) => {
             step(&format!(
                 "HTTP Digest challenge, {}{}",
                 c.hash().name(),
@@ -246,10 +271,19 @@ fn handshake(
         }
     }
     let reply = parse_dict(&second.body, "token reply")?;
-    let token = match reply.get("AuthToken").and_then(Value::as_string) {
-        Some(token) if !token.is_empty() => Zeroizing::new(token.to_owned()),
-        _ => return Ok(Outcome::Rejected),
+    // An empty AuthToken is the authority's "wrong password"; no AuthToken
+    // at all is not an answer.
+    let token = match reply.get("AuthToken") {
+        None => return Err(ProtocolError::Malformed("token reply: no AuthToken")),
+        Some(value) => value
+            .as_string()
+            .ok_or(ProtocolError::Malformed("token reply: AuthToken"))?,
     };
+    if token.is_empty() {
+        return Ok(Outcome::Rejected);
+    }
+    check_token(token)?;
+    let token = Zeroizing::new(token.to_owned());
     if let Some(expected) = expected_signature {
         let received = reply.get("ServerSignature").and_then(Value::as_string);
         let valid = received.is_some_and(|r| scram::server_signature_matches(&expected, r));
@@ -318,10 +352,14 @@ mod tests {
         }
     }
 
-    const SETTINGS: ClientSettings = ClientSettings {
-        require_server_signature: true,
-        max_scram_iterations: 10_000_000,
-    };
+    fn settings() -> ClientSettings {
+        ClientSettings {
+            schemes: vec![Scheme::ScramSha256],
+            require_server_signature: true,
+            min_scram_iterations: 4096,
+            max_scram_iterations: 10_000_000,
+        }
+    }
     const CHALLENGE: &str =
         "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
     const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
@@ -343,7 +381,7 @@ mod tests {
             ok(&[("DigestChallenge", CHALLENGE)]),
             ok(&[("AuthToken", "tok"), ("ServerSignature", SIGNATURE)]),
         ]);
-        match run(&mut script, b"pencil", &SETTINGS) {
+        match run(&mut script, b"pencil", &settings()) {
             Outcome::Token(t) => assert_eq!(&*t, "tok"),
             other => panic!("{other:?}"),
         }
@@ -363,13 +401,13 @@ mod tests {
         ] {
             let mut script = Script::new(vec![ok(&[("DigestChallenge", CHALLENGE)]), second]);
             assert!(matches!(
-                run(&mut script, b"pencil", &SETTINGS),
+                run(&mut script, b"pencil", &settings()),
                 Outcome::Unavailable(_)
             ));
         }
         let lax = ClientSettings {
             require_server_signature: false,
-            ..SETTINGS
+            ..settings()
         };
         let mut script = Script::new(vec![
             ok(&[("DigestChallenge", CHALLENGE)]),
@@ -411,7 +449,35 @@ mod tests {
             ),
             (
                 vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[])],
-                "rejected",
+                "unavailable",
+            ),
+            (
+                vec![
+                    ok(&[("DigestChallenge", CHALLENGE)]),
+                    ok(&[("AuthToken", &"t".repeat(16 * 1024 + 1))]),
+                ],
+                "unavailable",
+            ),
+            (
+                vec![
+                    ok(&[("DigestChallenge", CHALLENGE)]),
+                    ok(&[("AuthToken", "to\nken"), ("ServerSignature", SIGNATURE)]),
+                ],
+                "unavailable",
+            ),
+            (
+                vec![ok(&[(
+                    "DigestChallenge",
+                    "Digest realm=\"mdm\",nonce=\"n1\",qop=\"auth\",algorithm=SHA-256",
+                )])],
+                "unavailable",
+            ),
+            (
+                vec![ok(&[(
+                    "DigestChallenge",
+                    "Digest realm=\"mdm\",nonce=\"n1\"",
+                )])],
+                "unavailable",
             ),
             (
                 vec![ok(&[("DigestChallenge", CHALLENGE)]), status(410)],
@@ -425,7 +491,7 @@ mod tests {
         for (replies, expected) in cases {
             let count = replies.len();
             let mut script = Script::new(replies);
-            let outcome = run(&mut script, b"pencil", &SETTINGS);
+            let outcome = run(&mut script, b"pencil", &settings());
             assert_eq!(outcome.label(), expected, "{outcome:?}");
             assert_eq!(
                 script.sent.len(),
@@ -436,7 +502,11 @@ mod tests {
     }
 
     #[test]
-    fn http_digest_challenge_is_answered() {
+    fn http_digest_challenge_is_answered_when_allowed() {
+        let settings = ClientSettings {
+            schemes: vec![Scheme::DigestSha256],
+            ..settings()
+        };
         let mut script = Script::new(vec![
             ok(&[(
                 "DigestChallenge",
@@ -445,7 +515,7 @@ mod tests {
             ok(&[("AuthToken", "tok")]),
         ]);
         assert!(matches!(
-            run(&mut script, b"pw", &SETTINGS),
+            run(&mut script, b"pw", &settings),
             Outcome::Token(_)
         ));
         let sent = script.sent[1].digest_response.clone().unwrap();

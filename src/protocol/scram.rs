@@ -31,8 +31,14 @@ pub struct Challenge {
     pub iterations: u32,
 }
 
-/// Parses the text after `SCRAM-SHA-256 `.
-pub fn parse_challenge(text: &str, max_iterations: u32) -> Result<Challenge, ProtocolError> {
+/// Parses the text after `SCRAM-SHA-256 `, refusing an iteration count
+/// outside `allowed` (never below [`MIN_ITERATIONS`]).
+pub fn parse_challenge(
+    text: &str,
+    allowed: std::ops::RangeInclusive<u32>,
+) -> Result<Challenge, ProtocolError> {
+    let min_iterations = (*allowed.start()).max(MIN_ITERATIONS);
+    let max_iterations = *allowed.end();
     let mut parts = text.split(',');
     let (Some(r), Some(s), Some(i), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -61,9 +67,9 @@ pub fn parse_challenge(text: &str, max_iterations: u32) -> Result<Challenge, Pro
     let iterations: u32 = iterations_text
         .parse()
         .map_err(|_| ProtocolError::Malformed("SCRAM iteration count"))?;
-    if iterations < MIN_ITERATIONS {
+    if iterations < min_iterations {
         return Err(ProtocolError::Refused(format!(
-            "SCRAM iteration count {iterations} is below {MIN_ITERATIONS}"
+            "SCRAM iteration count {iterations} is below min_scram_iterations {min_iterations}"
         )));
     }
     if iterations > max_iterations {
@@ -373,7 +379,7 @@ mod tests {
     #[test]
     fn rfc7677_vector_client_side() {
         let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
-        let challenge = parse_challenge(text, 10_000_000).unwrap();
+        let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
         let out = client_final("user", b"pencil", &challenge, CNONCE);
         assert_eq!(&*out.digest_response, RESPONSE);
         assert_eq!(out.expected_server_signature, SIGNATURE);
@@ -390,7 +396,7 @@ mod tests {
     #[test]
     fn wrong_password_fails_server_check() {
         let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
-        let challenge = parse_challenge(text, 10_000_000).unwrap();
+        let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
         let out = client_final("user", b"pencil2", &challenge, CNONCE);
         let response = parse_client_response(&out.digest_response).unwrap();
         assert_eq!(server_verify(&vector_verifier(), &response), None);
@@ -399,11 +405,23 @@ mod tests {
     #[test]
     fn iteration_bounds() {
         assert!(matches!(
-            parse_challenge("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4095", 10_000_000),
+            parse_challenge(
+                "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+                100_000..=10_000_000
+            ),
+            Err(ProtocolError::Refused(_))
+        ));
+        assert!(parse_challenge(
+            "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=100000",
+            100_000..=10_000_000
+        )
+        .is_ok());
+        assert!(matches!(
+            parse_challenge("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4095", 0..=10_000_000),
             Err(ProtocolError::Refused(_))
         ));
         assert!(matches!(
-            parse_challenge("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=20000", 10_000),
+            parse_challenge("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=20000", 0..=10_000),
             Err(ProtocolError::Refused(_))
         ));
         for bad in [
@@ -414,7 +432,7 @@ mod tests {
             "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=-4096",
             "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,m=x",
         ] {
-            assert!(parse_challenge(bad, 10_000_000).is_err(), "{bad}");
+            assert!(parse_challenge(bad, 0..=10_000_000).is_err(), "{bad}");
         }
     }
 

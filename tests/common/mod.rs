@@ -107,9 +107,12 @@ impl Workspace {
     }
 
     /// A config for `url` trusting the test CA, with `extra` lines appended.
+    /// Test users are enrolled with 4096 SCRAM rounds (fast), so the
+    /// config lowers `min_scram_iterations` to match; plain-http URLs get
+    /// `allow_insecure_http = true` from the caller.
     pub fn config_for(&self, url: &str, extra: &str) -> PathBuf {
         let body = format!(
-            "backend = \"mdm\"\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout_ms = 4000\nudid = \"{UDID}\"\nhelper = \"{HELPER}\"\ncache_dir = \"{}\"\n{extra}\n",
+            "backend = \"mdm\"\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout_ms = 4000\nudid = \"{UDID}\"\nhelper = \"{HELPER}\"\ncache_dir = \"{}\"\nmin_scram_iterations = 4096\n{extra}\n",
             self.path("tls/ca.pem").display(),
             self.path("cache").display(),
         );

@@ -31,6 +31,14 @@ pub fn authenticate(
         Ok(challenge) => challenge,
         Err(outcome) => return outcome,
     };
+    // A pinned device identity: any other device is not our authority.
+    if let Some(pinned) = &config.hem.eid {
+        if &challenge.eid != pinned {
+            return Outcome::unavailable(
+                "device eid differs from hem.eid: not the configured device",
+            );
+        }
+    }
     // The 410-style opt-out: the device belongs to another user.
     if hem::label_user(&challenge.lbl, &config.hem.labels) != user {
         step("device label names another user: not managed");

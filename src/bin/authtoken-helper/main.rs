@@ -177,11 +177,14 @@ fn read_request() -> Result<HelperRequest, String> {
 
 /// The config for an admin command, or `None` after printing why not.
 fn load_config(config_path: &Path) -> Option<Config> {
-    Config::load(config_path)
+    Config::load(&pam_authtoken::trust::absolute(config_path))
         .map_err(|e| eprintln!("error: {e}"))
         .ok()
 }
 
+/// Checks the config and every file it names. Exit 0 only when nothing is
+/// wrong and no setting lets a peer that is not the authority sign users
+/// in; weaker but safe choices are printed as warnings.
 fn check_config(config_path: &Path) -> ExitCode {
     let Some(config) = load_config(config_path) else {
         return ExitCode::FAILURE;
@@ -195,13 +198,19 @@ fn check_config(config_path: &Path) -> ExitCode {
             problems.push(e);
         }
     }
-    match std::fs::metadata(&config.helper) {
-        Ok(meta) => {
-            if let Err(e) = pam_authtoken::config::check_root_owned(&meta, "helper") {
-                problems.push(format!("{}: {e}", config.helper.display()));
-            }
+    match pam_authtoken::trust::open_executable(&config.helper) {
+        Ok(_) => {}
+        Err(e @ pam_authtoken::trust::TrustError::Missing { .. }) => problems.push(format!(
+            "helper {e}: install the pam-authtoken package, or set helper to where authtoken-helper is"
+        )),
+        Err(e) => problems.push(format!("helper {e}")),
+    }
+    for (refused, text) in config.weaknesses() {
+        if refused {
+            problems.push(format!("insecure: {text}"));
+        } else {
+            eprintln!("warning: {text}");
         }
-        Err(e) => problems.push(format!("helper {}: {e}", config.helper.display())),
     }
     if problems.is_empty() {
         println!(

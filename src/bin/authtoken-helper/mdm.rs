@@ -59,7 +59,9 @@ pub fn authenticate(
         Err(e) => return Outcome::Unavailable(e),
     };
     let settings = ClientSettings {
+        schemes: config.schemes.clone(),
         require_server_signature: config.require_server_signature,
+        min_scram_iterations: config.min_scram_iterations,
         max_scram_iterations: config.max_scram_iterations,
     };
     let mut endpoint = CheckinEndpoint {

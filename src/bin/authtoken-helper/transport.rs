@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use pam_authtoken::config::{Config, Endpoint};
+use pam_authtoken::config::Config;
 use pam_authtoken::protocol::mdm::{CheckinTransport, Reply};
+use pam_authtoken::trust::{self, Rules};
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
-use zeroize::Zeroizing;
 
 /// Largest reply body we read (PROTOCOL.md: 64 KiB is ample).
 pub const MAX_REPLY_BYTES: u64 = 64 * 1024;
@@ -20,11 +20,8 @@ pub struct Http {
 }
 
 impl Http {
+    /// The plain-http rule was applied when the config was validated.
     pub fn new(config: &Config, deadline: Instant) -> Result<Http, String> {
-        let endpoint = Endpoint::parse(&config.url)?;
-        if !endpoint.tls && !endpoint.loopback && !config.allow_insecure_http {
-            return Err("plain http to a non-loopback host is not allowed".into());
-        }
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .root_certs(load_roots(config.ca_file.as_deref())?)
@@ -93,9 +90,12 @@ fn describe(error: ureq::Error) -> String {
     }
 }
 
-/// The certificates of a PEM file (`what` names the config key for errors).
+/// Largest PEM file read (a CA bundle of a few hundred certificates).
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// The certificates of a trusted PEM file (`what` names the config key).
 fn read_certificates(path: &Path, what: &str) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let pem = trust::read(path, Rules::ROOT, MAX_PEM_BYTES).map_err(|e| format!("{what} {e}"))?;
     let certs: Vec<_> = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(PemItem::Certificate(cert)) => Some(cert),
@@ -132,9 +132,8 @@ fn load_client_cert(config: &Config) -> Result<Option<ClientCert>, String> {
         return Ok(None);
     };
     let chain = read_certificates(cert_path, "client_cert")?;
-    let key_pem = Zeroizing::new(
-        std::fs::read(key_path).map_err(|e| format!("client_key {}: {e}", key_path.display()))?,
-    );
+    let key_pem = trust::read(key_path, Rules::ROOT_PRIVATE, MAX_PEM_BYTES)
+        .map_err(|e| format!("client_key {e}"))?;
     let key = ureq::tls::parse_pem(&key_pem)
         .find_map(|item| match item {
             Ok(PemItem::PrivateKey(key)) => Some(key),

@@ -380,7 +380,8 @@ mod tests {
             .as_string()
             .unwrap()
             .to_owned();
-        scram::parse_challenge(text.strip_prefix("SCRAM-SHA-256 ").unwrap(), 10_000_000).unwrap()
+        scram::parse_challenge(text.strip_prefix("SCRAM-SHA-256 ").unwrap(), 0..=10_000_000)
+            .unwrap()
     }
 
     fn respond(user: &str, pw: &[u8], c: &scram::Challenge) -> String {

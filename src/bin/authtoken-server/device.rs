@@ -88,7 +88,7 @@ pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), String>
 
 impl Device {
     pub fn load(file: &Path, state: DeviceState, delay: Duration) -> Result<Device, String> {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = crate::store::read_private(file)?;
         let parsed: DeviceFile =
             toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.message()))?;
         let identity = StaticSecret::from(key32(&parsed.identity_secret, "identity_secret")?);

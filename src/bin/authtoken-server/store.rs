@@ -26,6 +26,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use pam_authtoken::protocol::http_digest::{self, Algorithm};
 use pam_authtoken::protocol::scram::Verifier;
+use pam_authtoken::trust::{self, Rules};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -182,7 +183,7 @@ impl Store {
     }
 
     pub fn load(path: &Path) -> Result<Store, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = read_private(path)?;
         Store::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -274,6 +275,21 @@ pub fn write_private_atomically(path: &Path, text: &str) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         format!("{}: {e}", path.display())
     })
+}
+
+/// Largest store or device file read.
+const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a file of verifiers or keys, trusted the way the client trusts its
+/// config: no symlink anywhere on the path, owned by root or by the user the
+/// server runs as, not writable by group or others, and private to its owner.
+pub fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let rules = Rules {
+        also_owner: (euid != 0).then_some(euid),
+        private: true,
+    };
+    trust::read_text(&trust::absolute(path), rules, MAX_STORE_BYTES).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
