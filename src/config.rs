@@ -250,6 +250,17 @@ impl Config {
                     .to_owned(),
             ));
         }
+        if self.min_scram_iterations < default_min_scram_iterations() {
+            out.push((
+                false,
+                format!(
+                    "min_scram_iterations = {}: a fake server may ask for a proof that is \
+                     cheap to crack offline (default {})",
+                    self.min_scram_iterations,
+                    default_min_scram_iterations()
+                ),
+            ));
+        }
         if !self.require_server_signature {
             out.push((
                 false,
