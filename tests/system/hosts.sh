@@ -58,6 +58,8 @@ timeout_ms = 8000
 udid = "01234567-89AB-CDEF-0123-456789ABCDEF"
 helper = "$bin/authtoken-helper"
 cache_dir = "$work/cache"
+# The test user is enrolled with 4096 rounds (fast); the default floor is 100000.
+min_scram_iterations = 4096
 CONF
 chmod 0600 "$work/authtoken.toml"
 

@@ -97,7 +97,7 @@ server_etc=/etc/authtoken-server
 [ ! -e "$server_etc" ] || { echo "packages: $server_etc exists; not touching it" >&2; exit 1; }
 created_server_etc=yes
 check "gen-tls" authtoken-server gen-tls "$server_etc/tls"
-check "add-user (managed)" bash -c "echo authority-Pa55 | authtoken-server add-user $server_etc/users.toml $local_user --iterations 4096"
+check "add-user (managed)" bash -c "echo authority-Pa55 | authtoken-server add-user $server_etc/users.toml $local_user"
 check "add-user (unmanaged)" authtoken-server add-user "$server_etc/users.toml" authtoken-unmanaged --policy unmanaged </dev/null
 check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=//p' "$unit")"
 unit_opts=$(sed -n 's/^Environment="AUTHTOKEN_SERVER_OPTS=\(.*\)"$/\1/p' "$unit")
