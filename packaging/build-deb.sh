@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 if ! command -v dpkg-deb >/dev/null || ! command -v gcc >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpkg-dev gcc >/dev/null
 fi
-cargo build --release --locked --lib --bins >&2
+cargo build --release --locked --workspace >&2
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 arch=$(dpkg --print-architecture)

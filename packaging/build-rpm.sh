@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if ! command -v rpmbuild >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm >/dev/null
 fi
-cargo build --release --locked --lib --bins >&2
+cargo build --release --locked --workspace >&2
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 work=$(mktemp -d)

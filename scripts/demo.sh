@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 echo "== building"
-cargo build --quiet --bins --lib
+cargo build --quiet --workspace
 bin="$PWD/target/debug"
 module="$bin/libpam_authtoken.so"
 

@@ -9,10 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-# cargo test links the library as an rlib; the cdylib the tests load into
-# libpam comes from a normal build.
-cargo build --locked --lib --bins
-cargo test --all-targets --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The integration tests load the cdylib into libpam and run the helper and
+# server binaries: all come from a normal workspace build.
+cargo build --locked --workspace
+cargo test --workspace --all-targets --locked
 tests/system/packages.sh
 tests/system/hosts.sh

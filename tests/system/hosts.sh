@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 
-cargo build --quiet --locked --lib --bins
+cargo build --quiet --locked --workspace
 bin="$PWD/target/debug"
 module="$bin/libpam_authtoken.so"
 user=authtoken-hosttest

@@ -1,0 +1,454 @@
+//! The login-session cache under `cache_dir` (default `/run/authtoken`):
+//! the current AuthToken of a (user, login session) and the "unmanaged"
+//! (410) mark that spares the rest of the session any further request.
+//!
+//! Layout: `<cache_dir>/<session key>/<user>.token` (exactly the token) and
+//! `<user>.unmanaged` (a small JSON record). Directories are root-owned 0700,
+//! files root-owned 0600, written atomically ([`trust::write_private`]) and
+//! read through [`trust`], so no symlink is ever followed. Anything with the
+//! wrong owner, mode or type, or unparsable, is ignored and logged — never
+//! trusted.
+
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::log::{self, Level};
+use crate::session::{live_audit_session_ids, SessionError, SessionKey};
+use crate::trust::{self, Rules, TrustError};
+use crate::username::Username;
+
+const TOKEN_SUFFIX: &str = ".token";
+const HANDOFF_SUFFIX: &str = ".handoff";
+/// A hand-off older than this is stale (sshd opens the session within
+/// moments of its authentication child finishing).
+const HANDOFF_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(120);
+const UNMANAGED_SUFFIX: &str = ".unmanaged";
+const MAX_ENTRY_BYTES: u64 = 128 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not trusted: {why}")]
+    Untrusted { path: PathBuf, why: String },
+    #[error("{0}")]
+    File(#[from] TrustError),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A user name as a file name: `[A-Za-z0-9_-]` kept, everything else `%XX`.
+fn encode_user(user: &str) -> String {
+    let mut out = String::with_capacity(user.len());
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_user(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The 410 record.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnmanagedRecord {
+    v: u32,
+    user: String,
+    since: u64,
+}
+
+/// A directory of ours: the owner's, not a symlink, private to the owner.
+fn check_private_dir(meta: &std::fs::Metadata, owner: (u32, u32)) -> Result<(), String> {
+    if !meta.is_dir() {
+        return Err(if meta.file_type().is_symlink() {
+            "is a symlink".into()
+        } else {
+            "is not a directory".into()
+        });
+    }
+    if (meta.uid(), meta.gid()) != owner {
+        return Err(format!(
+            "is owned by {}:{}, not {}:{}",
+            meta.uid(),
+            meta.gid(),
+            owner.0,
+            owner.1
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!("has mode {:o}, not private", meta.mode() & 0o7777));
+    }
+    Ok(())
+}
+
+/// One cached (session, user) entry, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub session: String,
+    pub user: String,
+    pub state: EntryState,
+    pub session_alive: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryState {
+    Token { bytes: u64 },
+    Unmanaged { since: u64 },
+    Untrusted,
+}
+
+pub struct Cache {
+    root: PathBuf,
+    /// Who owns every directory and file (root:root, except in unit tests
+    /// that run unprivileged).
+    owner: (u32, u32),
+}
+
+impl Cache {
+    /// Opens (creating if needed) root's cache directory and checks it.
+    pub fn open(root: &Path) -> Result<Cache, CacheError> {
+        Cache::open_owned_by(root, (0, 0))
+    }
+
+    /// The same for a cache owned by `owner` (uid, gid): what an
+    /// unprivileged test of the policy uses.
+    pub fn open_owned_by(root: &Path, owner: (u32, u32)) -> Result<Cache, CacheError> {
+        let cache = Cache {
+            root: root.to_owned(),
+            owner,
+        };
+        cache.ensure_private_dir(root)?;
+        Ok(cache)
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            also_owner: (self.owner.0 != 0).then_some(self.owner.0),
+            private: true,
+        }
+    }
+
+    /// Creates `dir` (0700, ours) if missing, then insists it is a private
+    /// directory of ours and not a symlink.
+    fn ensure_private_dir(&self, dir: &Path) -> Result<(), CacheError> {
+        match DirBuilder::new().mode(0o700).create(dir) {
+            // A setuid host (sudo) runs with the caller's gid, which the new
+            // directory would inherit: make it ours.
+            Ok(()) => std::os::unix::fs::chown(dir, Some(self.owner.0), Some(self.owner.1))
+                .map_err(io_error(dir))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error(dir)(e)),
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(io_error(dir))?;
+        check_private_dir(&meta, self.owner).map_err(|why| CacheError::Untrusted {
+            path: dir.to_owned(),
+            why,
+        })
+    }
+
+    fn session_dir(&self, key: &SessionKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn entry_path(&self, key: &SessionKey, user: &Username, suffix: &str) -> PathBuf {
+        self.session_dir(key)
+            .join(format!("{}{suffix}", encode_user(user.as_str())))
+    }
+
+    /// Whether a trusted private file is at `path`. It is opened (which
+    /// checks it and its directories) but not read: the token stays on disk.
+    fn exists_trusted(&self, path: &Path) -> bool {
+        match trust::open(path, self.rules()) {
+            Ok(_) => true,
+            Err(TrustError::Missing { .. }) => false,
+            Err(e) => {
+                warn(&format!("ignoring cache entry: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Reads a private file, or `None` (logged) if it is absent or untrusted.
+    fn read_trusted(&self, path: &Path) -> Option<Zeroizing<Vec<u8>>> {
+        match trust::read(path, self.rules(), MAX_ENTRY_BYTES) {
+            Ok(bytes) => Some(bytes),
+            Err(TrustError::Missing { .. }) => None,
+            Err(e) => {
+                warn(&format!("ignoring cache entry: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Whether `user` was answered 410 earlier in this login session.
+    pub fn is_unmanaged(&self, key: &SessionKey, user: &Username) -> bool {
+        let dir = self.session_dir(key);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) => {
+                if let Err(why) = check_private_dir(&meta, self.owner) {
+                    warn(&format!(
+                        "ignoring cache directory {}: {why}",
+                        dir.display()
+                    ));
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+        let path = self.entry_path(key, user, UNMANAGED_SUFFIX);
+        let Some(bytes) = self.read_trusted(&path) else {
+            return false;
+        };
+        match serde_json::from_slice::<UnmanagedRecord>(&bytes) {
+            Ok(record) if record.v == 1 && record.user == user.as_str() => true,
+            _ => {
+                warn(&format!("ignoring corrupt cache entry {}", path.display()));
+                false
+            }
+        }
+    }
+
+    /// Remembers a 410 for (`key`, `user`).
+    pub fn mark_unmanaged(&self, key: &SessionKey, user: &Username) -> Result<(), CacheError> {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let record = UnmanagedRecord {
+            v: 1,
+            user: user.as_str().to_owned(),
+            since,
+        };
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        self.write_entry(key, user, UNMANAGED_SUFFIX, &bytes)?;
+        Ok(())
+    }
+
+    /// Writes the session's token, atomically replacing an older one.
+    pub fn store_token(
+        &self,
+        key: &SessionKey,
+        user: &Username,
+        token: &str,
+    ) -> Result<PathBuf, CacheError> {
+        self.write_entry(key, user, TOKEN_SUFFIX, token.as_bytes())
+    }
+
+    /// Replaces the token only where this session already holds one: a new
+    /// handshake (sudo, unlock) killed the old token, but a process that is
+    /// not yet inside the login session must not create entries for it.
+    pub fn replace_token(
+        &self,
+        key: &SessionKey,
+        user: &Username,
+        token: &str,
+    ) -> Result<bool, CacheError> {
+        let path = self.entry_path(key, user, TOKEN_SUFFIX);
+        if !self.exists_trusted(&path) {
+            return Ok(false);
+        }
+        self.store_token(key, user, token)?;
+        Ok(true)
+    }
+
+    /// Leaves the token of a successful `authenticate` for this process
+    /// session's `open_session`, which may run in another process (sshd
+    /// authenticates in a forked child).
+    pub fn leave_handoff(
+        &self,
+        key: &SessionKey,
+        user: &Username,
+        token: &str,
+    ) -> Result<(), CacheError> {
+        self.write_entry(key, user, HANDOFF_SUFFIX, token.as_bytes())?;
+        Ok(())
+    }
+
+    /// The hand-off file for `user` if it is fresh; a stale one is removed.
+    fn fresh_handoff(&self, key: &SessionKey, user: &Username) -> Option<PathBuf> {
+        let path = self.entry_path(key, user, HANDOFF_SUFFIX);
+        let age = std::fs::symlink_metadata(&path)
+            .ok()?
+            .modified()
+            .ok()?
+            .elapsed()
+            .ok();
+        if age.is_some_and(|age| age <= HANDOFF_MAX_AGE) {
+            Some(path)
+        } else {
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
+
+    /// Whether a fresh, trusted hand-off for `user` is waiting.
+    pub fn has_handoff(&self, key: &SessionKey, user: &Username) -> bool {
+        self.fresh_handoff(key, user)
+            .is_some_and(|path| self.exists_trusted(&path))
+    }
+
+    /// Takes (reads and removes) a fresh, trusted hand-off for `user`.
+    pub fn take_handoff(&self, key: &SessionKey, user: &Username) -> Option<Zeroizing<String>> {
+        let path = self.fresh_handoff(key, user)?;
+        let bytes = self.read_trusted(&path)?;
+        let _ = std::fs::remove_file(&path);
+        let token = std::str::from_utf8(&bytes).ok().filter(|t| !t.is_empty())?;
+        Some(Zeroizing::new(token.to_owned()))
+    }
+
+    /// Drops a hand-off that is no longer needed.
+    pub fn discard_handoff(&self, key: &SessionKey, user: &Username) {
+        let _ = std::fs::remove_file(self.entry_path(key, user, HANDOFF_SUFFIX));
+        let _ = std::fs::remove_dir(self.session_dir(key));
+    }
+
+    /// Path of the session's token file if it holds a trusted token.
+    pub fn token_path(&self, key: &SessionKey, user: &Username) -> Option<PathBuf> {
+        let path = self.entry_path(key, user, TOKEN_SUFFIX);
+        self.exists_trusted(&path).then_some(path)
+    }
+
+    fn write_entry(
+        &self,
+        key: &SessionKey,
+        user: &Username,
+        suffix: &str,
+        bytes: &[u8],
+    ) -> Result<PathBuf, CacheError> {
+        self.ensure_private_dir(&self.session_dir(key))?;
+        let target = self.entry_path(key, user, suffix);
+        trust::write_private(&target, bytes, Some(self.owner)).map_err(io_error(&target))?;
+        Ok(target)
+    }
+
+    /// Removes the directories of login sessions that no longer exist.
+    pub fn sweep(&self) {
+        let live = live_audit_session_ids();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = SessionKey::parse(&name) else {
+                continue;
+            };
+            if key.alive(&live) == Some(false) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Every cached entry, without tokens.
+    pub fn list(&self) -> Vec<Entry> {
+        let live = live_audit_session_ids();
+        let mut out = Vec::new();
+        let Ok(sessions) = std::fs::read_dir(&self.root) else {
+            return out;
+        };
+        for session in sessions.flatten() {
+            let name = session.file_name().to_string_lossy().into_owned();
+            let Some(key) = SessionKey::parse(&name) else {
+                continue;
+            };
+            let alive = key.alive(&live);
+            let Ok(files) = std::fs::read_dir(session.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let file_name = file.file_name().to_string_lossy().into_owned();
+                let (encoded, is_token) = if let Some(u) = file_name.strip_suffix(TOKEN_SUFFIX) {
+                    (u, true)
+                } else if let Some(u) = file_name.strip_suffix(UNMANAGED_SUFFIX) {
+                    (u, false)
+                } else {
+                    continue;
+                };
+                let Some(user) = decode_user(encoded) else {
+                    continue;
+                };
+                let path = file.path();
+                let state = if is_token {
+                    // The size, from the open descriptor: the token is not read.
+                    match trust::open(&path, self.rules()).and_then(|f| {
+                        f.metadata()
+                            .map(|m| m.len())
+                            .map_err(|_| TrustError::Missing { path: path.clone() })
+                    }) {
+                        Ok(bytes) => EntryState::Token { bytes },
+                        Err(_) => EntryState::Untrusted,
+                    }
+                } else {
+                    match trust::read(&path, self.rules(), MAX_ENTRY_BYTES)
+                        .ok()
+                        .and_then(|bytes| serde_json::from_slice::<UnmanagedRecord>(&bytes).ok())
+                    {
+                        Some(r) if r.user == user => EntryState::Unmanaged { since: r.since },
+                        _ => EntryState::Untrusted,
+                    }
+                };
+                out.push(Entry {
+                    session: name.clone(),
+                    user,
+                    state,
+                    session_alive: alive,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.session, &a.user).cmp(&(&b.session, &b.user)));
+        out
+    }
+}
+
+fn warn(message: &str) {
+    log::send(log::MODULE_IDENT, Level::Warning, message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_encode_safely() {
+        for user in ["alice", "jos\u{e9}", "a/b", "..", ".hidden", "x%y", "a b"] {
+            let encoded = encode_user(user);
+            assert!(
+                !encoded.contains('/') && !encoded.starts_with('.'),
+                "{encoded}"
+            );
+            assert_eq!(decode_user(&encoded).as_deref(), Some(user));
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! `/etc/authtoken/authtoken.toml`: parsing and validation. The file passes
+//! [`crate::trust`] first, so a tampered config fails closed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::trust::{self, Rules, TrustError};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/authtoken/authtoken.toml";
+pub const DEFAULT_HELPER_PATH: &str = "/usr/libexec/authtoken/authtoken-helper";
+pub const DEFAULT_CACHE_DIR: &str = "/run/authtoken";
+const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// A challenge scheme the client may answer (config `schemes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Scheme {
+    /// SCRAM-SHA-256: the server proves it holds the verifier.
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// HTTP Digest with SHA-256: password-equivalent storage, no server proof.
+    #[serde(rename = "digest-sha-256")]
+    DigestSha256,
+    /// HTTP Digest with MD5 (also a challenge naming no algorithm).
+    #[serde(rename = "digest-md5")]
+    DigestMd5,
+}
+
+impl Scheme {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::ScramSha256 => "scram-sha-256",
+            Scheme::DigestSha256 => "digest-sha-256",
+            Scheme::DigestMd5 => "digest-md5",
+        }
+    }
+
+    /// Whether answering this scheme proves nothing about the server.
+    pub fn is_digest(self) -> bool {
+        !matches!(self, Scheme::ScramSha256)
+    }
+}
+
+/// Fewest SCRAM iterations any client ever answers (RFC 7677 §4).
+pub const SCRAM_MIN_ITERATIONS: u32 = 4096;
+
+/// Which protocol the authority speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Apple MDM `UserAuthenticate` check-in.
+    Mdm,
+    /// Encedo-HEM-style local token device.
+    Hem,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Mdm => "mdm",
+            Backend::Hem => "hem",
+        }
+    }
+}
+
+/// What a zero-length `DigestChallenge` turns into.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyChallengePolicy {
+    /// `PAM_IGNORE`: let the rest of the stack decide.
+    #[default]
+    Ignore,
+    /// `PAM_SUCCESS` without a token.
+    Success,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub backend: Backend,
+    /// MDM `CheckInURL`, or the device's base URL for `hem`.
+    pub url: String,
+    /// Deadline for the whole handshake, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// PEM bundle the server certificate must chain to (else the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain of the device's MDM identity (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of the device's MDM identity.
+    pub client_key: Option<PathBuf>,
+    /// Device id sent as `UDID`; default from `/etc/machine-id`.
+    pub udid: Option<String>,
+    #[serde(default)]
+    pub empty_challenge: EmptyChallengePolicy,
+    #[serde(default = "default_helper")]
+    pub helper: PathBuf,
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Allow plain `http://` at all (loopback included). Off: anyone who can
+    /// answer on that address could pose as the authority.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// The challenge schemes answered; anything else is `Unavailable`
+    /// before a second request.
+    #[serde(default = "default_schemes")]
+    pub schemes: Vec<Scheme>,
+    /// Refuse a SCRAM AuthToken without a valid `ServerSignature`.
+    #[serde(default = "default_true")]
+    pub require_server_signature: bool,
+    /// Fewest SCRAM iterations answered: a cheap challenge would hand a
+    /// fake server a proof it can crack offline.
+    #[serde(default = "default_min_scram_iterations")]
+    pub min_scram_iterations: u32,
+    /// Highest SCRAM iteration count we will compute (a hostile server could
+    /// otherwise pin the CPU).
+    #[serde(default = "default_max_scram_iterations")]
+    pub max_scram_iterations: u32,
+    /// Per-user `UserID` GUIDs that override the derived UUIDv5.
+    #[serde(default)]
+    pub user_ids: BTreeMap<String, String>,
+    #[serde(default)]
+    pub hem: HemConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HemConfig {
+    /// `scope` claim requested from the device.
+    #[serde(default = "default_hem_scope")]
+    pub scope: String,
+    /// Device label → PAM user name, for devices labelled otherwise.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The device identity key (`eid`) expected; another device is refused.
+    pub eid: Option<String>,
+}
+
+impl Default for HemConfig {
+    fn default() -> Self {
+        HemConfig {
+            scope: default_hem_scope(),
+            labels: BTreeMap::new(),
+            eid: None,
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_helper() -> PathBuf {
+    PathBuf::from(DEFAULT_HELPER_PATH)
+}
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_CACHE_DIR)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_scram_iterations() -> u32 {
+    10_000_000
+}
+fn default_min_scram_iterations() -> u32 {
+    100_000
+}
+fn default_schemes() -> Vec<Scheme> {
+    vec![Scheme::ScramSha256]
+}
+fn default_hem_scope() -> String {
+    "master".to_owned()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Untrusted(#[from] TrustError),
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and validates the config, refusing a file (or its directory) that
+    /// someone other than root could have written.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = trust::read_text(path, Rules::ROOT, MAX_CONFIG_BYTES)?;
+        let config = Config::parse(&text).map_err(|message| ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; unknown keys are errors.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
+    }
+
+    /// Semantic checks the TOML types cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_https(&self.url)? && !self.allow_insecure_http {
+            return Err(format!(
+                "url {} is plain http; use https, or set allow_insecure_http = true (tests only: \
+                 anyone answering on that address could pose as the authority)",
+                self.url
+            ));
+        }
+        if !(100..=300_000).contains(&self.timeout_ms) {
+            return Err("timeout_ms must be between 100 and 300000".into());
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err("client_cert and client_key must be set together".into());
+        }
+        let floor = SCRAM_MIN_ITERATIONS;
+        if self.min_scram_iterations < floor {
+            return Err(format!("min_scram_iterations must be at least {floor}"));
+        }
+        if self.max_scram_iterations < self.min_scram_iterations {
+            return Err("max_scram_iterations must be at least min_scram_iterations".into());
+        }
+        if self.schemes.is_empty() {
+            return Err("schemes must name at least one scheme".into());
+        }
+        for path in [&self.ca_file, &self.client_cert, &self.client_key]
+            .into_iter()
+            .flatten()
+        {
+            if !path.is_absolute() {
+                return Err(format!("{} must be an absolute path", path.display()));
+            }
+        }
+        if !self.helper.is_absolute() {
+            return Err("helper must be an absolute path".into());
+        }
+        if !self.cache_dir.is_absolute() {
+            return Err("cache_dir must be an absolute path".into());
+        }
+        for (user, guid) in &self.user_ids {
+            uuid::Uuid::parse_str(guid)
+                .map_err(|_| format!("user_ids.{user} is not a UUID: {guid}"))?;
+        }
+        if self.hem.scope.is_empty() {
+            return Err("hem.scope must not be empty".into());
+        }
+        if self.hem.eid.as_deref() == Some("") {
+            return Err("hem.eid must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The empty-challenge policy in force, and why it was lowered: a
+    /// zero-length challenge proves nothing, so it may only grant a login
+    /// when the peer is the authority's verified TLS identity.
+    pub fn empty_challenge_policy(&self) -> (EmptyChallengePolicy, Option<&'static str>) {
+        match self.empty_challenge {
+            EmptyChallengePolicy::Success if !is_https(&self.url).unwrap_or(false) => (
+                EmptyChallengePolicy::Ignore,
+                Some("empty_challenge = \"success\" applies only over verified https"),
+            ),
+            policy => (policy, None),
+        }
+    }
+
+    /// Settings that weaken what the client can tell about its peer, for
+    /// `check-config`: (refused, text). A refused one lets a peer that is not
+    /// the authority sign users in.
+    pub fn weaknesses(&self) -> Vec<(bool, String)> {
+        let mut out = Vec::new();
+        if self.allow_insecure_http {
+            out.push((
+                true,
+                "allow_insecure_http = true: whoever answers on a plain-http address can pose \
+                 as the authority (and with hem or a Digest scheme, sign anyone in)"
+                    .to_owned(),
+            ));
+        }
+        if self.min_scram_iterations < default_min_scram_iterations() {
+            out.push((
+                false,
+                format!(
+                    "min_scram_iterations = {}: a fake server may ask for a proof that is \
+                     cheap to crack offline (default {})",
+                    self.min_scram_iterations,
+                    default_min_scram_iterations()
+                ),
+            ));
+        }
+        if !self.require_server_signature {
+            out.push((
+                false,
+                "require_server_signature = false: a SCRAM peer need not prove it holds the \
+                 user's verifier"
+                    .to_owned(),
+            ));
+        }
+        for scheme in self.schemes.iter().filter(|s| s.is_digest()) {
+            out.push((
+                false,
+                format!(
+                    "schemes includes {}: the authority stores a password-equivalent hash and \
+                     proves nothing about itself",
+                    scheme.name()
+                ),
+            ));
+        }
+        if self.empty_challenge == EmptyChallengePolicy::Success {
+            out.push((
+                false,
+                "empty_challenge = \"success\": the authority can sign users in without any \
+                 password (only over verified https)"
+                    .to_owned(),
+            ));
+        }
+        out
+    }
+
+    /// How long the module lets the helper run before killing it: the
+    /// helper's own network deadline plus a margin, so a slow authority ends
+    /// in the helper's clean `Unavailable`, not a kill.
+    pub fn kill_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms + 1_500 + self.timeout_ms / 10)
+    }
+}
+
+/// Whether `url` is https (`Ok(false)` for http; anything else is an error).
+pub fn is_https(url: &str) -> Result<bool, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("url {url} is not a URL"))?;
+    if uri.host().is_none() {
+        return Err(format!("url {url} has no host"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(true),
+        Some("http") => Ok(false),
+        _ => Err(format!("url {url} must start with https:// or http://")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c =
+            Config::parse("backend = \"mdm\"\nurl = \"https://mdm.example/checkin\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.timeout_ms, 10_000);
+        assert_eq!(c.empty_challenge, EmptyChallengePolicy::Ignore);
+        assert_eq!(c.helper, PathBuf::from(DEFAULT_HELPER_PATH));
+        assert!(c.require_server_signature);
+        assert_eq!(c.hem.scope, "master");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::parse("backend = \"mdm\"\nurl = \"https://x/\"\nurll = 1\n").unwrap_err();
+        assert!(err.contains("urll"), "{err}");
+        assert!(Config::parse("backend = \"ldap\"\nurl = \"https://x/\"\n").is_err());
+    }
+
+    #[test]
+    fn plain_http_only_with_the_flag() {
+        let parse = |url: &str, insecure: bool| {
+            Config::parse(&format!(
+                "backend = \"mdm\"\nurl = \"{url}\"\nallow_insecure_http = {insecure}\n"
+            ))
+            .unwrap()
+            .validate()
+        };
+        assert!(parse("http://127.0.0.1:8080/checkin", false).is_err());
+        assert!(parse("http://[::1]:8080/", false).is_err());
+        assert!(parse("http://localhost/", false).is_err());
+        assert!(parse("http://mdm.example/checkin", false).is_err());
+        assert!(parse("http://127.0.0.1:8080/checkin", true).is_ok());
+        assert!(parse("http://mdm.example/checkin", true).is_ok());
+        assert!(parse("https://mdm.example/checkin", false).is_ok());
+        assert!(parse("ftp://mdm.example/", true).is_err());
+    }
+
+    #[test]
+    fn trust_defaults_and_limits() {
+        let c = Config::parse("backend = \"mdm\"\nurl = \"https://x/\"\n").unwrap();
+        assert_eq!(c.schemes, vec![Scheme::ScramSha256]);
+        assert_eq!(c.min_scram_iterations, 100_000);
+        assert!(c.weaknesses().is_empty());
+        let with = |extra: &str| {
+            Config::parse(&format!(
+                "backend = \"mdm\"\nurl = \"https://x/\"\n{extra}\n"
+            ))
+        };
+        assert!(with("min_scram_iterations = 4095")
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(with("min_scram_iterations = 4096")
+            .unwrap()
+            .validate()
+            .is_ok());
+        assert!(with("schemes = []").unwrap().validate().is_err());
+        assert!(with("schemes = [\"plain\"]").is_err());
+        let digest = with("schemes = [\"scram-sha-256\", \"digest-md5\"]").unwrap();
+        assert_eq!(digest.weaknesses().len(), 1);
+        assert!(!digest.weaknesses()[0].0, "a Digest scheme is a warning");
+        let http = with("allow_insecure_http = true").unwrap();
+        assert!(
+            http.weaknesses()[0].0,
+            "plain http is refused by check-config"
+        );
+    }
+
+    #[test]
+    fn empty_challenge_success_needs_https() {
+        let policy = |url: &str| {
+            Config::parse(&format!(
+                "backend = \"mdm\"\nurl = \"{url}\"\nempty_challenge = \"success\"\nallow_insecure_http = true\n"
+            ))
+            .unwrap()
+            .empty_challenge_policy()
+        };
+        assert_eq!(policy("https://x/").0, EmptyChallengePolicy::Success);
+        let (lowered, why) = policy("http://127.0.0.1/");
+        assert_eq!(lowered, EmptyChallengePolicy::Ignore);
+        assert!(why.is_some());
+    }
+
+    #[test]
+    fn kill_deadline_exceeds_network_deadline() {
+        let c =
+            Config::parse("backend = \"mdm\"\nurl = \"https://x/\"\ntimeout_ms = 2000\n").unwrap();
+        assert!(c.kill_deadline() > std::time::Duration::from_millis(c.timeout_ms));
+    }
+}

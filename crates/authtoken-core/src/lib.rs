@@ -1,0 +1,18 @@
+//! What the PAM module, its helper and the reference server share, and
+//! nothing that talks to a network or does cryptography: the config, file
+//! trust, the session cache and its key, validated user names, the outcome
+//! model and the module-helper wire format, logging.
+//!
+//! The module links this crate into security-critical hosts (sshd, sudo,
+//! login, gdm), so it stays small: see docs/ARCHITECTURE.md.
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod config;
+pub mod log;
+pub mod outcome;
+pub mod session;
+pub mod trust;
+pub mod username;
+pub mod wire;

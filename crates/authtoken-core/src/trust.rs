@@ -1,0 +1,463 @@
+//! File trust: the one place that decides whether a file we read or run
+//! could have been written by someone other than its rightful owner.
+//!
+//! Every file whose contents decide a login (the config, the CA bundle, the
+//! client identity, the helper binary, the server's stores) is opened by
+//! walking its path from `/` one component at a time with `O_NOFOLLOW`, so
+//! no symlink is followed anywhere and the file checked is the file used.
+//! Each directory on the way must be owned by a trusted owner and not
+//! writable by group or others (a root-owned sticky directory such as
+//! `/tmp` is accepted: nobody else can rename or remove root's entries in
+//! it). The file itself must be a regular file of a trusted owner, not
+//! writable by group or others, and for private keys not readable by them.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
+use zeroize::Zeroizing;
+
+/// Why a file is not trusted. The text names the file and, where there is
+/// one, the command that fixes it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TrustError {
+    #[error("{path}: no such file")]
+    Missing { path: PathBuf },
+    #[error("{path}: symlinks are refused; point the setting at the real file")]
+    Symlink { path: PathBuf },
+    #[error("{path}: not a {expected}")]
+    WrongKind {
+        path: PathBuf,
+        expected: &'static str,
+    },
+    #[error("{path}: owned by uid {uid}, not root; fix: chown root:root {path}")]
+    Owner { path: PathBuf, uid: u32 },
+    #[error("{path}: group- or world-writable (mode {mode:o}); fix: chmod go-w {path}")]
+    Writable { path: PathBuf, mode: u32 },
+    #[error(
+        "{path}: a private key readable by group or others (mode {mode:o}); fix: chmod 600 {path}"
+    )]
+    Readable { path: PathBuf, mode: u32 },
+    #[error("{path}: not executable; fix: chmod 755 {path}")]
+    NotExecutable { path: PathBuf },
+    #[error("{path}: larger than {max} bytes")]
+    TooLarge { path: PathBuf, max: u64 },
+    #[error("{path}: {errno}")]
+    Io { path: PathBuf, errno: Errno },
+}
+
+/// What a file must be to be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Besides root, the one other uid allowed to own the file and its
+    /// directories (the reference server may run as its own user).
+    pub also_owner: Option<u32>,
+    /// Refuse any access by group or others (private keys, stores of
+    /// verifiers, the session cache).
+    pub private: bool,
+}
+
+impl Rules {
+    /// Root's configuration and public key material.
+    pub const ROOT: Rules = Rules {
+        also_owner: None,
+        private: false,
+    };
+    /// Root's private keys.
+    pub const ROOT_PRIVATE: Rules = Rules {
+        also_owner: None,
+        private: true,
+    };
+
+    fn owner_ok(&self, uid: u32) -> bool {
+        uid == 0 || self.also_owner == Some(uid)
+    }
+}
+
+fn io(path: &Path) -> impl Fn(Errno) -> TrustError + '_ {
+    move |errno| match errno {
+        Errno::ENOENT => TrustError::Missing {
+            path: path.to_owned(),
+        },
+        Errno::ELOOP => TrustError::Symlink {
+            path: path.to_owned(),
+        },
+        errno => TrustError::Io {
+            path: path.to_owned(),
+            errno,
+        },
+    }
+}
+
+fn kind(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// Checks a directory on the way to a trusted file.
+fn check_directory(path: &Path, stat: &FileStat, rules: Rules) -> Result<(), TrustError> {
+    let mode = stat.st_mode & 0o7777;
+    if !rules.owner_ok(stat.st_uid) {
+        return Err(TrustError::Owner {
+            path: path.to_owned(),
+            uid: stat.st_uid,
+        });
+    }
+    let sticky_root = stat.st_uid == 0 && mode & 0o1000 != 0;
+    if mode & 0o022 != 0 && !sticky_root {
+        return Err(TrustError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the file itself.
+fn check_file(path: &Path, stat: &FileStat, rules: Rules) -> Result<(), TrustError> {
+    let mode = stat.st_mode & 0o7777;
+    match kind(stat) {
+        SFlag::S_IFREG => {}
+        SFlag::S_IFLNK => {
+            return Err(TrustError::Symlink {
+                path: path.to_owned(),
+            })
+        }
+        _ => {
+            return Err(TrustError::WrongKind {
+                path: path.to_owned(),
+                expected: "regular file",
+            })
+        }
+    }
+    if !rules.owner_ok(stat.st_uid) {
+        return Err(TrustError::Owner {
+            path: path.to_owned(),
+            uid: stat.st_uid,
+        });
+    }
+    if mode & 0o022 != 0 {
+        return Err(TrustError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    if rules.private && mode & 0o077 != 0 {
+        return Err(TrustError::Readable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Opens the directory holding `path`, checking every directory from `/`
+/// down, and returns it with the file's last component.
+fn open_parent(path: &Path, rules: Rules) -> Result<(OwnedFd, PathBuf, &OsStr), TrustError> {
+    if !path.is_absolute() {
+        return Err(TrustError::WrongKind {
+            path: path.to_owned(),
+            expected: "absolute path",
+        });
+    }
+    let mut names: Vec<&OsStr> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir => {}
+            Component::Normal(name) => names.push(name),
+            // `..` would make the walk check directories the path leaves.
+            Component::ParentDir | Component::CurDir | Component::Prefix(_) => {
+                return Err(TrustError::WrongKind {
+                    path: path.to_owned(),
+                    expected: "path without '.' or '..'",
+                })
+            }
+        }
+    }
+    let Some((file_name, dirs)) = names.split_last() else {
+        return Err(TrustError::WrongKind {
+            path: path.to_owned(),
+            expected: "file path",
+        });
+    };
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut walked = PathBuf::from("/");
+    let mut dir = nix::fcntl::open("/", dir_flags, Mode::empty()).map_err(io(&walked))?;
+    check_directory(&walked, &fstat(&dir).map_err(io(&walked))?, rules)?;
+    for name in dirs {
+        walked.push(name);
+        dir = openat(&dir, *name, dir_flags, Mode::empty()).map_err(|e| match e {
+            // O_DIRECTORY|O_NOFOLLOW on a symlink answers ENOTDIR.
+            Errno::ENOTDIR if is_symlink_at(&dir, name) => TrustError::Symlink {
+                path: walked.clone(),
+            },
+            e => io(&walked)(e),
+        })?;
+        check_directory(&walked, &fstat(&dir).map_err(io(&walked))?, rules)?;
+    }
+    Ok((dir, walked, file_name))
+}
+
+fn is_symlink_at(dir: &OwnedFd, name: &OsStr) -> bool {
+    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|stat| kind(&stat) == SFlag::S_IFLNK)
+}
+
+/// Opens `path` for reading after checking it and every directory above it.
+pub fn open(path: &Path, rules: Rules) -> Result<File, TrustError> {
+    let (dir, _, name) = open_parent(path, rules)?;
+    let fd = openat(
+        &dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io(path))?;
+    check_file(path, &fstat(&fd).map_err(io(path))?, rules)?;
+    Ok(File::from(fd))
+}
+
+/// Reads a trusted file of at most `max` bytes into a zeroizing buffer
+/// (key material and stores pass through here).
+pub fn read(path: &Path, rules: Rules, max: u64) -> Result<Zeroizing<Vec<u8>>, TrustError> {
+    let file = open(path, rules)?;
+    let len = fstat(file.as_fd()).map_err(io(path))?.st_size as u64;
+    if len > max {
+        return Err(TrustError::TooLarge {
+            path: path.to_owned(),
+            max,
+        });
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(len as usize + 1));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io(path)(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    if bytes.len() as u64 > max {
+        return Err(TrustError::TooLarge {
+            path: path.to_owned(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Reads a trusted UTF-8 text file.
+pub fn read_text(path: &Path, rules: Rules, max: u64) -> Result<Zeroizing<String>, TrustError> {
+    let bytes = read(path, rules, max)?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+        Err(_) => Err(TrustError::WrongKind {
+            path: path.to_owned(),
+            expected: "UTF-8 text file",
+        }),
+    }
+}
+
+/// Opens a root-owned executable as an `O_PATH` descriptor, for running
+/// exactly the file that was checked (`execveat(fd, "", AT_EMPTY_PATH)`).
+pub fn open_executable(path: &Path) -> Result<OwnedFd, TrustError> {
+    let (dir, _, name) = open_parent(path, Rules::ROOT)?;
+    let fd = openat(
+        &dir,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io(path))?;
+    let stat = fstat(&fd).map_err(io(path))?;
+    check_file(path, &stat, Rules::ROOT)?;
+    if stat.st_mode & 0o111 == 0 {
+        return Err(TrustError::NotExecutable {
+            path: path.to_owned(),
+        });
+    }
+    Ok(fd)
+}
+
+/// Writes `bytes` to `path` atomically: a new private (0600) file beside
+/// it, created exclusively and without following links, optionally given
+/// to `owner` (uid, gid), synced, then renamed over `path`. Readers see the
+/// old file or the new one, never a half-written one, and never a file
+/// others could read in between.
+///
+/// Not `tempfile`: its random names come from a thread-local generator
+/// whose first use registers a thread-exit destructor, and in the PAM
+/// module (a library the host unloads with `pam_end`) that destructor
+/// would later run from unmapped code and crash the host's thread. The
+/// temporary name here is unique by pid, a per-load counter and the clock.
+pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let temp = dir.join(format!(
+        ".tmp-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp)?;
+        // The umask may have taken bits away; never added any.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
+
+/// A path made absolute against the working directory (for paths an
+/// administrator types); a path that is already absolute is unchanged.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A private directory whose ancestors a root test can trust: under
+    /// the target directory when /tmp's ancestors are fine too.
+    fn scratch() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o700);
+        dir
+    }
+
+    #[test]
+    fn relative_and_dotted_paths_are_refused() {
+        assert!(matches!(
+            open(Path::new("etc/passwd"), Rules::ROOT),
+            Err(TrustError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            open(Path::new("/etc/../etc/passwd"), Rules::ROOT),
+            Err(TrustError::WrongKind { .. })
+        ));
+    }
+
+    #[test]
+    fn modes_owners_and_symlinks() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // ownership checks need files owned by root
+        }
+        let dir = scratch();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        chmod(&file, 0o644);
+        assert_eq!(&*read(&file, Rules::ROOT, 10).unwrap(), b"x");
+        assert!(matches!(
+            read(&file, Rules::ROOT_PRIVATE, 10),
+            Err(TrustError::Readable { .. })
+        ));
+        chmod(&file, 0o600);
+        assert!(read(&file, Rules::ROOT_PRIVATE, 10).is_ok());
+        assert!(matches!(
+            read(&file, Rules::ROOT, 0),
+            Err(TrustError::TooLarge { .. })
+        ));
+        chmod(&file, 0o666);
+        let err = read(&file, Rules::ROOT, 10).unwrap_err();
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+
+        chmod(&file, 0o644);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let err = read(&link, Rules::ROOT, 10).unwrap_err();
+        assert!(matches!(err, TrustError::Symlink { .. }));
+        assert!(err.to_string().contains("symlinks are refused"), "{err}");
+
+        // A symlinked directory on the way is refused too.
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("g"), "y").unwrap();
+        let linked_dir = dir.path().join("linked");
+        std::os::unix::fs::symlink(&sub, &linked_dir).unwrap();
+        assert!(matches!(
+            read(&linked_dir.join("g"), Rules::ROOT, 10),
+            Err(TrustError::Symlink { .. })
+        ));
+
+        // A directory others can write makes everything below it untrusted.
+        chmod(&sub, 0o777);
+        assert!(matches!(
+            read(&sub.join("g"), Rules::ROOT, 10),
+            Err(TrustError::Writable { .. })
+        ));
+        chmod(&sub, 0o1777);
+        assert!(read(&sub.join("g"), Rules::ROOT, 10).is_ok(), "root sticky");
+
+        nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let err = read(&file, Rules::ROOT, 10).unwrap_err();
+        assert!(err.to_string().contains("chown root:root"), "{err}");
+        let server = Rules {
+            also_owner: Some(65534),
+            private: false,
+        };
+        assert!(read(&file, server, 10).is_ok());
+        assert!(matches!(
+            read(&dir.path().join("absent"), Rules::ROOT, 10),
+            Err(TrustError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn private_writes_are_atomic_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        write_private(&path, b"one", None).unwrap();
+        write_private(&path, b"two", None).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn executables() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = scratch();
+        let exe = dir.path().join("helper");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        chmod(&exe, 0o644);
+        assert!(matches!(
+            open_executable(&exe),
+            Err(TrustError::NotExecutable { .. })
+        ));
+        chmod(&exe, 0o755);
+        assert!(open_executable(&exe).is_ok());
+        chmod(dir.path(), 0o777);
+        assert!(matches!(
+            open_executable(&exe),
+            Err(TrustError::Writable { .. })
+        ));
+    }
+}

@@ -1,0 +1,75 @@
+//! Backend `hem`: a local token device's `/api/auth/token` challenge and
+//! response over HTTP(S).
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use authtoken_core::config::Config;
+use authtoken_core::outcome::Outcome;
+use authtoken_core::username::Username;
+use authtoken_protocol::hem;
+use zeroize::Zeroizing;
+
+use crate::transport::Http;
+
+pub fn authenticate(
+    config: &Config,
+    user: &Username,
+    password: &[u8],
+    deadline: Instant,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    let http = match Http::new(config, deadline) {
+        Ok(http) => http,
+        Err(e) => return Outcome::unavailable(e),
+    };
+    let url = format!("{}{}", config.url.trim_end_matches('/'), hem::TOKEN_PATH);
+    let reply = match http.request("GET", &url, None, None) {
+        Ok(reply) => reply,
+        Err(e) => return Outcome::unavailable(e),
+    };
+    step(&format!("challenge answered HTTP {}", reply.status));
+    let challenge = match hem::parse_challenge(reply.status, &reply.body) {
+        Ok(challenge) => challenge,
+        Err(outcome) => return outcome,
+    };
+    // A pinned device identity: any other device is not our authority.
+    if let Some(pinned) = &config.hem.eid {
+        if &challenge.eid != pinned {
+            return Outcome::unavailable(
+                "device eid differs from hem.eid: not the configured device",
+            );
+        }
+    }
+    // The 410-style opt-out: the device belongs to another user.
+    if hem::label_user(&challenge.lbl, &config.hem.labels) != user.as_str() {
+        step("device label names another user: not managed");
+        return Outcome::Unmanaged;
+    }
+    let kdf_started = Instant::now();
+    let secret = hem::user_secret(password, &challenge.eid);
+    step(&format!(
+        "key derivation ({} PBKDF2 rounds) took {} ms",
+        hem::KDF_ITERATIONS,
+        kdf_started.elapsed().as_millis()
+    ));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let auth = match hem::client_auth(&secret, &challenge, &config.hem.scope, now) {
+        Ok(auth) => auth,
+        Err(e) => return Outcome::unavailable(e.to_string()),
+    };
+    let body = Zeroizing::new(serde_json::json!({ "auth": auth.as_str() }).to_string());
+    let reply = match http.request(
+        "POST",
+        &url,
+        Some("application/json"),
+        Some(body.as_bytes()),
+    ) {
+        Ok(reply) => reply,
+        Err(e) => return Outcome::unavailable(e),
+    };
+    step(&format!("authentication answered HTTP {}", reply.status));
+    hem::parse_token_reply(reply.status, &reply.body)
+}

@@ -1,0 +1,341 @@
+//! `authtoken-helper`: all network I/O of pam_authtoken, run by the module
+//! as a child process (one request on stdin, one result on stdout), plus the
+//! administrator's commands `check-config`, `login` and `status`.
+
+mod hem;
+mod mdm;
+mod transport;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use authtoken_core::config::{Backend, Config, DEFAULT_CONFIG_PATH};
+use authtoken_core::log::{self, Level};
+use authtoken_core::outcome::{outcome_code, Outcome};
+use authtoken_core::username::Username;
+use authtoken_core::wire::{self, HelperRequest, MAX_REQUEST_BYTES};
+use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
+
+const LOG_IDENT: &str = "authtoken-helper";
+
+#[derive(Parser)]
+#[command(
+    name = "authtoken-helper",
+    version,
+    about = "Token-authority client for pam_authtoken"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one handshake for pam_authtoken.so: request on stdin, result on stdout.
+    Authenticate {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Log protocol steps (never secrets).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Check the configuration file and the files it names.
+    CheckConfig {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Run one interactive handshake for USER and print the outcome.
+    Login {
+        user: Username,
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print protocol steps (never secrets).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// List the login sessions in the cache (never the tokens).
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Authenticate { config, debug } => serve_module(&config, debug),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Login {
+            user,
+            config,
+            debug,
+        } => login(&user, &config, debug),
+        Command::Status { config } => status(&config),
+    }
+}
+
+/// Runs the configured backend under the handshake deadline.
+fn run_backend(
+    config: &Config,
+    user: &Username,
+    password: &[u8],
+    started: Instant,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    let deadline = started + Duration::from_millis(config.timeout_ms);
+    match config.backend {
+        Backend::Mdm => mdm::authenticate(config, user, password, deadline, step),
+        Backend::Hem => hem::authenticate(config, user, password, deadline, step),
+    }
+}
+
+/// The module's side of the contract. Any failure becomes an `Unavailable`
+/// result; the module also treats a crash or silence as unavailable.
+fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
+    let started = Instant::now();
+    // Backstop in case anything below blocks beyond every deadline: SIGALRM's
+    // default action ends us, and the module reports the helper as failed.
+    let _ = nix::unistd::alarm::set(310);
+    let (outcome, user, service, backend) = match read_request() {
+        Err(e) => (Outcome::unavailable(e), String::new(), String::new(), "-"),
+        Ok(request) => {
+            let user = request.user.to_string();
+            let service = request.service.clone();
+            match Config::load(config_path) {
+                Err(e) => (Outcome::unavailable(e.to_string()), user, service, "-"),
+                Ok(config) => {
+                    let _ = nix::unistd::alarm::set((config.timeout_ms / 1000 + 2) as u32);
+                    let backend = config.backend.name();
+                    let mut step = |line: &str| {
+                        if debug {
+                            log::send(
+                                LOG_IDENT,
+                                Level::Debug,
+                                &format!("user={} {line}", log::sanitize(&user)),
+                            );
+                        }
+                    };
+                    let outcome = match request.password() {
+                        Ok(password) => {
+                            run_backend(&config, &request.user, &password, started, &mut step)
+                        }
+                        Err(e) => Outcome::unavailable(e.to_string()),
+                    };
+                    (outcome, user, service, backend)
+                }
+            }
+        }
+    };
+    let reason = match &outcome {
+        Outcome::Unavailable { reason } => format!(" reason=\"{}\"", log::sanitize(reason)),
+        _ => String::new(),
+    };
+    log::send(
+        LOG_IDENT,
+        if matches!(outcome, Outcome::Unavailable { .. }) {
+            Level::Error
+        } else {
+            Level::Info
+        },
+        &format!(
+            "handshake user={} service={} backend={backend} outcome={} elapsed_ms={}{reason}",
+            log::sanitize(&user),
+            log::sanitize(&service),
+            outcome.label(),
+            started.elapsed().as_millis()
+        ),
+    );
+    let encoded = match wire::encode_result(&outcome) {
+        Ok(encoded) => encoded,
+        Err(e) => match wire::encode_result(&Outcome::unavailable(e.to_string())) {
+            Ok(encoded) => encoded,
+            Err(_) => return ExitCode::FAILURE,
+        },
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(&encoded)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_request() -> Result<HelperRequest, String> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES + 1));
+    std::io::stdin()
+        .lock()
+        .take(MAX_REQUEST_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("reading request: {e}"))?;
+    HelperRequest::decode(&buf).map_err(|e| e.to_string())
+}
+
+/// The config for an admin command, or `None` after printing why not.
+fn load_config(config_path: &Path) -> Option<Config> {
+    Config::load(&authtoken_core::trust::absolute(config_path))
+        .map_err(|e| eprintln!("error: {e}"))
+        .ok()
+}
+
+/// Checks the config and every file it names. Exit 0 only when nothing is
+/// wrong and no setting lets a peer that is not the authority sign users
+/// in; weaker but safe choices are printed as warnings.
+fn check_config(config_path: &Path) -> ExitCode {
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = transport::Http::new(&config, Instant::now()) {
+        problems.push(e);
+    }
+    if config.backend == Backend::Mdm {
+        let root = Username::parse(b"root").map_err(|e| e.to_string());
+        if let Err(e) = root.and_then(|root| mdm::identity(&config, &root)) {
+            problems.push(e);
+        }
+    }
+    match authtoken_core::trust::open_executable(&config.helper) {
+        Ok(_) => {}
+        Err(e @ authtoken_core::trust::TrustError::Missing { .. }) => problems.push(format!(
+            "helper {e}: install the pam-authtoken package, or set helper to where authtoken-helper is"
+        )),
+        Err(e) => problems.push(format!("helper {e}")),
+    }
+    for (refused, text) in config.weaknesses() {
+        if refused {
+            problems.push(format!("insecure: {text}"));
+        } else {
+            eprintln!("warning: {text}");
+        }
+    }
+    if problems.is_empty() {
+        println!(
+            "{}: OK (backend {}, url {}, timeout {} ms)",
+            config_path.display(),
+            config.backend.name(),
+            config.url,
+            config.timeout_ms
+        );
+        ExitCode::SUCCESS
+    } else {
+        for problem in problems {
+            eprintln!("error: {problem}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+/// Reads a password from the terminal, or one line of stdin when it is not one.
+fn read_password() -> Result<Zeroizing<Vec<u8>>, String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let mut text =
+            Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?);
+        let bytes = Zeroizing::new(text.as_bytes().to_vec());
+        zeroize::Zeroize::zeroize(&mut *text);
+        Ok(bytes)
+    } else {
+        let mut line = Zeroizing::new(Vec::with_capacity(wire::MAX_PASSWORD_BYTES + 2));
+        std::io::stdin()
+            .lock()
+            .take(wire::MAX_PASSWORD_BYTES as u64 + 1)
+            .read_to_end(&mut line)
+            .map_err(|e| e.to_string())?;
+        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+        line.truncate(end);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Ok(line)
+    }
+}
+
+fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    let password = match read_password() {
+        Ok(password) => password,
+        Err(e) => {
+            eprintln!("error: cannot read password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let mut step = |line: &str| {
+        if debug {
+            eprintln!("debug: {line}");
+        }
+    };
+    let outcome = run_backend(&config, user, &password, started, &mut step);
+    let elapsed = started.elapsed().as_millis();
+    let (policy, lowered) = config.empty_challenge_policy();
+    let code = outcome_code(&outcome, policy);
+    let detail = match (&outcome, lowered) {
+        (Outcome::Token { token }, _) => format!(" ({} bytes, not shown)", token.len()),
+        (Outcome::Unavailable { reason }, _) => format!(" ({reason})"),
+        (Outcome::NoTokenNeeded, Some(why)) => format!(" ({why})"),
+        _ => String::new(),
+    };
+    println!(
+        "{user}: {}{detail}: {} [{elapsed} ms]",
+        outcome.label(),
+        code.name()
+    );
+    ExitCode::from(login_exit_code(&outcome))
+}
+
+/// `login`'s exit status, one per outcome (documented in authtoken-helper(8)).
+fn login_exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Token { .. } => 0,
+        Outcome::Rejected => 1,
+        Outcome::Unmanaged => 2,
+        Outcome::NoTokenNeeded => 3,
+        Outcome::Unavailable { .. } => 4,
+    }
+}
+
+fn status(config_path: &Path) -> ExitCode {
+    use authtoken_core::cache::{Cache, EntryState};
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    let cache = match Cache::open(&config.cache_dir) {
+        Ok(cache) => cache,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let entries = cache.list();
+    if entries.is_empty() {
+        println!("no cached sessions in {}", config.cache_dir.display());
+        return ExitCode::SUCCESS;
+    }
+    println!("{:<32} {:<20} {:<8} STATE", "SESSION", "USER", "ALIVE");
+    for entry in entries {
+        let alive = match entry.session_alive {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        let state = match entry.state {
+            EntryState::Token { bytes } => format!("token ({bytes} bytes)"),
+            EntryState::Unmanaged { since } => format!("unmanaged (410) since {since}"),
+            EntryState::Untrusted => "untrusted entry (ignored)".to_owned(),
+        };
+        println!(
+            "{:<32} {:<20} {alive:<8} {state}",
+            entry.session,
+            log::sanitize(&entry.user)
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,81 @@
+//! Backend `mdm`: who the device and user are, and the handshake over HTTPS.
+
+use std::time::Instant;
+
+use authtoken_core::config::Config;
+use authtoken_core::outcome::Outcome;
+use authtoken_core::username::Username;
+use authtoken_protocol::mdm::{self, ClientSettings, UserIdentity};
+use authtoken_protocol::scram;
+
+use crate::transport::{CheckinEndpoint, Http};
+
+const MACHINE_ID: &str = "/etc/machine-id";
+
+/// The identity sent in both check-ins: configured UDID or the machine id,
+/// configured or derived UserID, and the GECOS name when the user is local.
+pub fn identity(config: &Config, user: &Username) -> Result<UserIdentity, String> {
+    let user = user.as_str();
+    let udid = match &config.udid {
+        Some(udid) => udid.clone(),
+        None => {
+            let text = std::fs::read_to_string(MACHINE_ID)
+                .map_err(|e| format!("{MACHINE_ID}: {e}; set udid in the config"))?;
+            mdm::udid_from_machine_id(&text).map_err(|e| format!("{MACHINE_ID}: {e}"))?
+        }
+    };
+    let user_id = config
+        .user_ids
+        .get(user)
+        .map(|guid| guid.to_uppercase())
+        .unwrap_or_else(|| mdm::derive_user_id(&udid, user));
+    Ok(UserIdentity {
+        udid,
+        user_id,
+        short_name: user.to_owned(),
+        long_name: gecos_name(user).unwrap_or_else(|| user.to_owned()),
+    })
+}
+
+/// The full-name field of the passwd entry, if there is one.
+fn gecos_name(user: &str) -> Option<String> {
+    let entry = nix::unistd::User::from_name(user).ok()??;
+    let gecos = entry.gecos.to_string_lossy().into_owned();
+    let name = gecos.split(',').next()?.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+pub fn authenticate(
+    config: &Config,
+    user: &Username,
+    password: &[u8],
+    deadline: Instant,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    let id = match identity(config, user) {
+        Ok(id) => id,
+        Err(e) => return Outcome::unavailable(e),
+    };
+    let http = match Http::new(config, deadline) {
+        Ok(http) => http,
+        Err(e) => return Outcome::unavailable(e),
+    };
+    let settings = ClientSettings {
+        schemes: config.schemes.clone(),
+        require_server_signature: config.require_server_signature,
+        min_scram_iterations: config.min_scram_iterations,
+        max_scram_iterations: config.max_scram_iterations,
+    };
+    let mut endpoint = CheckinEndpoint {
+        http: &http,
+        url: &config.url,
+    };
+    mdm::user_authenticate(
+        &mut endpoint,
+        &id,
+        password,
+        &settings,
+        &mut scram::new_cnonce,
+        step,
+    )
+}

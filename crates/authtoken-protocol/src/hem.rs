@@ -1,0 +1,250 @@
+//! The local token device (Encedo HEM API `/api/auth/token`): the challenge,
+//! the X25519/HS256 `auth` JWT the client answers with, and the device's
+//! check of it — exactly as PROTOCOL.md's "Backend `hem`" section writes it.
+
+use std::num::NonZeroU32;
+
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::Engine as _;
+use ring::{hmac, pbkdf2};
+use serde::{Deserialize, Serialize};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use super::ProtocolError;
+use authtoken_core::outcome::Outcome;
+
+pub const TOKEN_PATH: &str = "/api/auth/token";
+/// PBKDF2 rounds that turn the passphrase into the user's X25519 secret.
+pub const KDF_ITERATIONS: u32 = 600_000;
+/// Lifetime of the `auth` JWT the client signs.
+pub const AUTH_LIFETIME_SECS: u64 = 3600;
+
+/// `GET /api/auth/token` → 200.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub exp: u64,
+    pub spk: String,
+    pub jti: String,
+    pub lbl: String,
+    pub eid: String,
+}
+
+/// The JWT header of the client's `auth`, in this key order.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthHeader {
+    pub ecdh: String,
+    pub alg: String,
+    pub typ: String,
+}
+
+/// The JWT payload of the client's `auth`, in this key order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthPayload {
+    pub jti: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub iss: String,
+    pub scope: String,
+}
+
+/// The user's X25519 secret: PBKDF2-HMAC-SHA256(passphrase, salt = the
+/// `eid` string as received, 600000, 32), clamped by x25519.
+pub fn user_secret(passphrase: &[u8], eid: &str) -> StaticSecret {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    let rounds = NonZeroU32::new(KDF_ITERATIONS).unwrap_or(NonZeroU32::MIN);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        eid.as_bytes(),
+        passphrase,
+        &mut *seed,
+    );
+    StaticSecret::from(*seed)
+}
+
+/// `iss`: base64 (with padding) of the public key of `secret`.
+pub fn public_key_b64(secret: &StaticSecret) -> String {
+    B64.encode(PublicKey::from(secret).as_bytes())
+}
+
+/// An X25519 public key from base64.
+pub fn decode_key(text: &str, what: &'static str) -> Result<PublicKey, ProtocolError> {
+    let bytes: [u8; 32] = B64
+        .decode(text)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(ProtocolError::Malformed(what))?;
+    Ok(PublicKey::from(bytes))
+}
+
+/// An HS256 signature, b64url without padding.
+pub fn sign(key: &[u8], signing_input: &str) -> String {
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, key),
+        signing_input.as_bytes(),
+    );
+    B64URL.encode(tag.as_ref())
+}
+
+/// A JWT part: compact JSON, b64url without padding.
+pub fn json_b64url<T: Serialize>(value: &T) -> String {
+    B64URL.encode(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Builds the `auth` string for `challenge` at time `now` (seconds).
+pub fn client_auth(
+    secret: &StaticSecret,
+    challenge: &Challenge,
+    scope: &str,
+    now: u64,
+) -> Result<Zeroizing<String>, ProtocolError> {
+    let session_key = decode_key(&challenge.spk, "spk")?;
+    let shared = Zeroizing::new(secret.diffie_hellman(&session_key).to_bytes());
+    let header = AuthHeader {
+        ecdh: "x25519".into(),
+        alg: "HS256".into(),
+        typ: "JWT".into(),
+    };
+    let payload = AuthPayload {
+        jti: challenge.jti.clone(),
+        aud: challenge.spk.clone(),
+        exp: now + AUTH_LIFETIME_SECS,
+        iat: now,
+        iss: public_key_b64(secret),
+        scope: scope.to_owned(),
+    };
+    let signing_input = format!("{}.{}", json_b64url(&header), json_b64url(&payload));
+    let signature = sign(&*shared, &signing_input);
+    Ok(Zeroizing::new(format!("{signing_input}.{signature}")))
+}
+
+/// What the client does with the device's replies (the I/O is the helper's).
+pub fn parse_challenge(status: u16, body: &[u8]) -> Result<Challenge, Outcome> {
+    match status {
+        200 => serde_json::from_slice::<Challenge>(body)
+            .map_err(|_| Outcome::unavailable("malformed challenge from the device")),
+        403 => Err(Outcome::unavailable("device clock not set (403)")),
+        409 => Err(Outcome::unavailable("device not initialised (409)")),
+        other => Err(Outcome::unavailable(format!(
+            "HTTP {other} to the challenge"
+        ))),
+    }
+}
+
+/// The user the device's label names, through the optional label map.
+pub fn label_user<'a>(
+    label: &'a str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+) -> &'a str {
+    labels.get(label).map(String::as_str).unwrap_or(label)
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    token: String,
+}
+
+pub fn parse_token_reply(status: u16, body: &[u8]) -> Outcome {
+    match status {
+        200 => match serde_json::from_slice::<TokenReply>(body) {
+            Ok(reply) if !reply.token.is_empty() => match super::check_token(&reply.token) {
+                Ok(()) => Outcome::token(Zeroizing::new(reply.token)),
+                Err(e) => Outcome::unavailable(e.to_string()),
+            },
+            _ => Outcome::unavailable("malformed token reply from the device"),
+        },
+        401 => Outcome::Rejected,
+        other => Outcome::unavailable(format!("HTTP {other} to the authentication")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    // docs/PROTOCOL.md's vector.
+    const EID: &str = "d4ad81b06b1d493ab2b6f9b1a3e2c7f0";
+    const SPK: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    const AUTH: &str = "eyJlY2RoIjoieDI1NTE5IiwiYWxnIjoiSFMyNTYiLCJ0eXAiOiJKV1QifQ.eyJqdGkiOiIwMTIzNDU2Nzg5YWJjZGVmIiwiYXVkIjoiQVFFQkFRRUJBUUVCQVFFQkFRRUJBUUVCQVFFQkFRRUJBUUVCQVFFQkFRRT0iLCJleHAiOjE3MDAwMDM2MDAsImlhdCI6MTcwMDAwMDAwMCwiaXNzIjoiQ2RMcTUzZVg3ODBGZVpSNC9oT2VlNXJUdGNsN2FqSmRZd1Z3Y2pMNWN4WT0iLCJzY29wZSI6ImtleW1nbXQ6Z2VuIn0.oPm7pWzqB9VImg5OpTllCqbQAO-xkdgoRfdzyLj09qE";
+
+    fn vector_challenge() -> Challenge {
+        Challenge {
+            exp: 1_700_000_060,
+            spk: SPK.into(),
+            jti: "0123456789abcdef".into(),
+            lbl: "alice".into(),
+            eid: EID.into(),
+        }
+    }
+
+    #[test]
+    fn protocol_vector() {
+        let mut seed = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            NonZeroU32::new(KDF_ITERATIONS).unwrap(),
+            EID.as_bytes(),
+            b"correct horse battery staple",
+            &mut seed,
+        );
+        assert_eq!(
+            hex(&seed),
+            "6a0bac730fe27e1fa8b55c49790e3d94436ecee976a9efdeeeb326e7e5b36d29"
+        );
+        let secret = user_secret(b"correct horse battery staple", EID);
+        assert_eq!(
+            public_key_b64(&secret),
+            "CdLq53eX780FeZR4/hOee5rTtcl7ajJdYwVwcjL5cxY="
+        );
+        let shared = secret.diffie_hellman(&PublicKey::from([1u8; 32]));
+        assert_eq!(
+            hex(shared.as_bytes()),
+            "ef921919b80e68924fc0f454e11c4409b7a2cce484387a9c1d8a6bf5d151f740"
+        );
+        let auth = client_auth(&secret, &vector_challenge(), "keymgmt:gen", 1_700_000_000).unwrap();
+        assert_eq!(&*auth, AUTH);
+    }
+
+    #[test]
+    fn reply_mapping() {
+        assert!(matches!(
+            parse_challenge(403, b""),
+            Err(Outcome::Unavailable { .. })
+        ));
+        assert!(matches!(
+            parse_challenge(409, b""),
+            Err(Outcome::Unavailable { .. })
+        ));
+        assert!(matches!(
+            parse_challenge(200, b"{}"),
+            Err(Outcome::Unavailable { .. })
+        ));
+        assert!(matches!(parse_token_reply(401, b""), Outcome::Rejected));
+        for status in [400, 403, 409, 500, 503] {
+            assert!(
+                matches!(parse_token_reply(status, b""), Outcome::Unavailable { .. }),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            parse_token_reply(200, b"{\"token\":\"\"}"),
+            Outcome::Unavailable { .. }
+        ));
+        assert!(matches!(
+            parse_token_reply(200, b"{\"token\":\"a\\u0007b\"}"),
+            Outcome::Unavailable { .. }
+        ));
+        assert!(matches!(
+            parse_token_reply(200, b"{\"token\":\"t\"}"),
+            Outcome::Token { .. }
+        ));
+    }
+}

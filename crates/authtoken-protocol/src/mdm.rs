@@ -1,0 +1,532 @@
+//! Apple MDM `UserAuthenticate` check-in: the two plist messages, their
+//! replies, and the handshake between them. Transport-agnostic: the helper
+//! supplies an HTTPS [`CheckinTransport`], tests can supply anything.
+
+use std::io::Cursor;
+
+use plist::{Dictionary, Value};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{check_token, http_digest, scram, ProtocolError, Scheme};
+use authtoken_core::outcome::Outcome;
+
+pub const CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
+pub const MESSAGE_TYPE: &str = "UserAuthenticate";
+
+/// Namespace of the derived `UserID` GUIDs: UUIDv5(URL namespace,
+/// "urn:pam-authtoken:UserID"), fixed so the same user on the same device
+/// always gets the same GUID.
+pub fn user_id_namespace() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:pam-authtoken:UserID")
+}
+
+/// `UserID` for `user` on device `udid`: UUIDv5 over `UDID ":" username`,
+/// upper-case like Apple's GUIDs.
+pub fn derive_user_id(udid: &str, user: &str) -> String {
+    let name = format!("{udid}:{user}");
+    Uuid::new_v5(&user_id_namespace(), name.as_bytes())
+        .hyphenated()
+        .to_string()
+        .to_uppercase()
+}
+
+/// `/etc/machine-id` (32 hex digits) as an upper-case UUID.
+pub fn udid_from_machine_id(text: &str) -> Result<String, ProtocolError> {
+    let hex = text.trim();
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ProtocolError::Malformed("machine-id"));
+    }
+    let uuid = Uuid::parse_str(hex).map_err(|_| ProtocolError::Malformed("machine-id"))?;
+    Ok(uuid.hyphenated().to_string().to_uppercase())
+}
+
+/// Who is authenticating, as sent in both requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIdentity {
+    pub udid: String,
+    pub user_id: String,
+    pub short_name: String,
+    pub long_name: String,
+}
+
+/// The plist body of a `UserAuthenticate` request (the second one carries
+/// `DigestResponse`).
+pub fn request_body(
+    id: &UserIdentity,
+    digest_response: Option<&str>,
+) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let mut entries = vec![
+        ("MessageType", MESSAGE_TYPE),
+        ("UDID", id.udid.as_str()),
+        ("UserID", id.user_id.as_str()),
+        ("UserShortName", id.short_name.as_str()),
+        ("UserLongName", id.long_name.as_str()),
+    ];
+    if let Some(response) = digest_response {
+        entries.push(("DigestResponse", response));
+    }
+    string_dict(&entries)
+}
+
+/// An XML plist of a dictionary of strings: every message of the
+/// exchange, both ways, is one. Written into a zeroizing buffer, as it may
+/// carry a digest.
+pub fn string_dict(entries: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let dict: Dictionary = entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+        .collect();
+    let mut body = Zeroizing::new(Vec::with_capacity(1024));
+    Value::Dictionary(dict)
+        .to_writer_xml(&mut *body)
+        .map_err(|_| ProtocolError::Malformed("plist"))?;
+    Ok(body)
+}
+
+/// A plist (XML or binary) whose top level is a dictionary.
+pub fn parse_dict(body: &[u8], what: &'static str) -> Result<Dictionary, ProtocolError> {
+    Value::from_reader(Cursor::new(body))
+        .ok()
+        .and_then(Value::into_dictionary)
+        .ok_or(ProtocolError::Malformed(what))
+}
+
+/// One HTTP exchange of the check-in protocol.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// `PUT`s a body to the `CheckInURL`. Errors are transport failures
+/// (connect, TLS, timeout, oversized body), described safely for a log.
+pub trait CheckinTransport {
+    fn put(&mut self, body: &[u8]) -> Result<Reply, String>;
+}
+
+/// Client-side trust knobs from the config.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The schemes we answer; any other challenge ends the handshake.
+    pub schemes: Vec<Scheme>,
+    pub require_server_signature: bool,
+    pub min_scram_iterations: u32,
+    pub max_scram_iterations: u32,
+}
+
+/// A parsed challenge we can answer.
+enum Parsed {
+    Scram(scram::Challenge),
+    HttpDigest(http_digest::Challenge),
+}
+
+impl Parsed {
+    fn scheme(&self) -> Scheme {
+        match self {
+            Parsed::Scram(_) => Scheme::ScramSha256,
+            Parsed::HttpDigest(c) => match c.hash() {
+                http_digest::Algorithm::Sha256 => Scheme::DigestSha256,
+                http_digest::Algorithm::Md5 => Scheme::DigestMd5,
+            },
+        }
+    }
+}
+
+/// Parses the challenge and refuses a scheme the config does not list, so
+/// a peer cannot downgrade us to one that proves nothing about it.
+fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, ProtocolError> {
+    let (word, rest) = challenge
+        .split_once(' ')
+        .ok_or(ProtocolError::UnsupportedChallenge)?;
+    let parsed = if word == scram::SCHEME {
+        Parsed::Scram(scram::parse_challenge(
+            rest,
+            settings.min_scram_iterations..=settings.max_scram_iterations,
+        )?)
+    } else if word.eq_ignore_ascii_case(http_digest::SCHEME) {
+        Parsed::HttpDigest(http_digest::parse_challenge(rest)?)
+    } else {
+        return Err(ProtocolError::UnsupportedChallenge);
+    };
+    let scheme = parsed.scheme();
+    if !settings.schemes.contains(&scheme) {
+        return Err(ProtocolError::Refused(format!(
+            "scheme {} not allowed (see schemes in the config)",
+            scheme.name()
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Runs the two-step handshake. `cnonce` supplies the client nonce, `step`
+/// receives debug lines (never secrets).
+pub fn user_authenticate(
+    transport: &mut dyn CheckinTransport,
+    id: &UserIdentity,
+    password: &[u8],
+    settings: &ClientSettings,
+    cnonce: &mut dyn FnMut() -> Result<String, ProtocolError>,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    match handshake(transport, id, password, settings, cnonce, step) {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::unavailable(e.to_string()),
+    }
+}
+
+fn handshake(
+    transport: &mut dyn CheckinTransport,
+    id: &UserIdentity,
+    password: &[u8],
+    settings: &ClientSettings,
+    cnonce: &mut dyn FnMut() -> Result<String, ProtocolError>,
+    step: &mut dyn FnMut(&str),
+) -> Result<Outcome, ProtocolError> {
+    let first = transport
+        .put(&request_body(id, None)?)
+        .map_err(ProtocolError::Refused)?;
+    step(&format!(
+        "first UserAuthenticate answered HTTP {}",
+        first.status
+    ));
+    match first.status {
+        410 => return Ok(Outcome::Unmanaged),
+        200 => {}
+        status => {
+            return Ok(Outcome::unavailable(format!(
+                "HTTP {status} to UserAuthenticate"
+            )))
+        }
+    }
+    let reply = parse_dict(&first.body, "challenge reply")?;
+    let challenge = reply
+        .get("DigestChallenge")
+        .and_then(Value::as_string)
+        .ok_or(ProtocolError::Malformed(
+            "challenge reply: no DigestChallenge",
+        ))?;
+    if challenge.is_empty() {
+        return Ok(Outcome::NoTokenNeeded);
+    }
+    let scheme = parse_scheme(challenge, settings)?;
+    let nonce = cnonce()?;
+    let (digest_response, expected_signature) = match &scheme {
+        Parsed::Scram(c) => {
+            step(&format!(
+                "SCRAM-SHA-256 challenge, {} iterations",
+                c.iterations
+            ));
+            let out = scram::client_final(&id.short_name, password, c, &nonce);
+            (out.digest_response, Some(out.expected_server_signature))
+        }
+        Parsed::HttpDigest(c) => {
+            step(&format!(
+                "HTTP Digest challenge, {}{}",
+                c.hash().name(),
+                if c.qop_auth { " qop=auth" } else { "" }
+            ));
+            (
+                http_digest::digest_response(&id.short_name, password, c, &nonce),
+                None,
+            )
+        }
+    };
+    let second = transport
+        .put(&request_body(id, Some(&digest_response))?)
+        .map_err(ProtocolError::Refused)?;
+    step(&format!("DigestResponse answered HTTP {}", second.status));
+    match second.status {
+        // Apple's article: a rejected digest may get 410.
+        410 => return Ok(Outcome::Rejected),
+        200 => {}
+        status => {
+            return Ok(Outcome::unavailable(format!(
+                "HTTP {status} to DigestResponse"
+            )))
+        }
+    }
+    let reply = parse_dict(&second.body, "token reply")?;
+    // An empty AuthToken is the authority's "wrong password"; no AuthToken
+    // at all is not an answer.
+    let token = match reply.get("AuthToken") {
+        None => return Err(ProtocolError::Malformed("token reply: no AuthToken")),
+        Some(value) => value
+            .as_string()
+            .ok_or(ProtocolError::Malformed("token reply: AuthToken"))?,
+    };
+    if token.is_empty() {
+        return Ok(Outcome::Rejected);
+    }
+    check_token(token)?;
+    let token = Zeroizing::new(token.to_owned());
+    if let Some(expected) = expected_signature {
+        let received = reply.get("ServerSignature").and_then(Value::as_string);
+        let valid = received.is_some_and(|r| scram::server_signature_matches(&expected, r));
+        if !valid && settings.require_server_signature {
+            let what = if received.is_some() {
+                "wrong"
+            } else {
+                "missing"
+            };
+            return Ok(Outcome::unavailable(format!(
+                "{what} ServerSignature: the peer does not hold this user's verifier"
+            )));
+        }
+    }
+    Ok(Outcome::token(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Replays scripted replies and records what was sent.
+    struct Script {
+        replies: VecDeque<Result<Reply, String>>,
+        sent: Vec<Dictionary>,
+    }
+
+    /// A string field of a sent message.
+    fn field<'a>(sent: &'a Dictionary, key: &str) -> Option<&'a str> {
+        sent.get(key).and_then(Value::as_string)
+    }
+
+    impl Script {
+        fn new(replies: Vec<Result<Reply, String>>) -> Self {
+            Script {
+                replies: replies.into(),
+                sent: Vec::new(),
+            }
+        }
+    }
+
+    impl CheckinTransport for Script {
+        fn put(&mut self, body: &[u8]) -> Result<Reply, String> {
+            self.sent
+                .push(parse_dict(body, "request").expect("client sent a valid plist"));
+            self.replies.pop_front().expect("no more scripted replies")
+        }
+    }
+
+    fn ok(entries: &[(&str, &str)]) -> Result<Reply, String> {
+        Ok(Reply {
+            status: 200,
+            body: string_dict(entries).unwrap().to_vec(),
+        })
+    }
+
+    fn status(code: u16) -> Result<Reply, String> {
+        Ok(Reply {
+            status: code,
+            body: Vec::new(),
+        })
+    }
+
+    fn identity() -> UserIdentity {
+        UserIdentity {
+            udid: "UDID-1".into(),
+            user_id: derive_user_id("UDID-1", "user"),
+            short_name: "user".into(),
+            long_name: "A User".into(),
+        }
+    }
+
+    fn settings() -> ClientSettings {
+        ClientSettings {
+            schemes: vec![Scheme::ScramSha256],
+            require_server_signature: true,
+            min_scram_iterations: 4096,
+            max_scram_iterations: 10_000_000,
+        }
+    }
+    const CHALLENGE: &str =
+        "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+    fn run(script: &mut Script, password: &[u8], settings: &ClientSettings) -> Outcome {
+        user_authenticate(
+            script,
+            &identity(),
+            password,
+            settings,
+            &mut || Ok("rOprNGfwEbeRWgbNEkqO".into()),
+            &mut |_| {},
+        )
+    }
+
+    #[test]
+    fn scram_success_sends_vector_response() {
+        let mut script = Script::new(vec![
+            ok(&[("DigestChallenge", CHALLENGE)]),
+            ok(&[("AuthToken", "tok"), ("ServerSignature", SIGNATURE)]),
+        ]);
+        match run(&mut script, b"pencil", &settings()) {
+            Outcome::Token { token } => assert_eq!(&*token, "tok"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(script.sent.len(), 2);
+        let first = &script.sent[0];
+        let id = identity();
+        for (key, value) in [
+            ("MessageType", "UserAuthenticate"),
+            ("UDID", &id.udid),
+            ("UserID", &id.user_id),
+            ("UserShortName", &id.short_name),
+            ("UserLongName", &id.long_name),
+        ] {
+            assert_eq!(field(first, key), Some(value), "{key}");
+        }
+        assert_eq!(first.len(), 5, "nothing else in the first message");
+        assert_eq!(field(&script.sent[1], "DigestResponse"), Some("SCRAM-SHA-256 n=user,r=rOprNGfwEbeRWgbNEkqO,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+    }
+
+    #[test]
+    fn server_signature_is_enforced() {
+        for second in [
+            ok(&[("AuthToken", "tok")]),
+            ok(&[("AuthToken", "tok"), ("ServerSignature", "v=AAAA")]),
+        ] {
+            let mut script = Script::new(vec![ok(&[("DigestChallenge", CHALLENGE)]), second]);
+            assert!(matches!(
+                run(&mut script, b"pencil", &settings()),
+                Outcome::Unavailable { .. }
+            ));
+        }
+        let lax = ClientSettings {
+            require_server_signature: false,
+            ..settings()
+        };
+        let mut script = Script::new(vec![
+            ok(&[("DigestChallenge", CHALLENGE)]),
+            ok(&[("AuthToken", "tok")]),
+        ]);
+        assert!(matches!(
+            run(&mut script, b"pencil", &lax),
+            Outcome::Token { .. }
+        ));
+    }
+
+    #[test]
+    fn reply_mapping() {
+        let cases: Vec<(Vec<Result<Reply, String>>, &str)> = vec![
+            (vec![status(410)], "unmanaged"),
+            (vec![ok(&[("DigestChallenge", "")])], "no_token_needed"),
+            (vec![status(500)], "unavailable"),
+            (vec![status(403)], "unavailable"),
+            (vec![Err("connection refused".into())], "unavailable"),
+            (vec![ok(&[("Other", "x")])], "unavailable"),
+            (
+                vec![Ok(Reply {
+                    status: 200,
+                    body: b"<html>".to_vec(),
+                })],
+                "unavailable",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", "Basic realm=\"x\"")])],
+                "unavailable",
+            ),
+            (vec![ok(&[("DigestChallenge", " ")])], "unavailable"),
+            (
+                vec![
+                    ok(&[("DigestChallenge", CHALLENGE)]),
+                    ok(&[("AuthToken", "")]),
+                ],
+                "rejected",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", CHALLENGE)]), ok(&[])],
+                "unavailable",
+            ),
+            (
+                vec![
+                    ok(&[("DigestChallenge", CHALLENGE)]),
+                    ok(&[("AuthToken", &"t".repeat(16 * 1024 + 1))]),
+                ],
+                "unavailable",
+            ),
+            (
+                vec![
+                    ok(&[("DigestChallenge", CHALLENGE)]),
+                    ok(&[("AuthToken", "to\nken"), ("ServerSignature", SIGNATURE)]),
+                ],
+                "unavailable",
+            ),
+            (
+                vec![ok(&[(
+                    "DigestChallenge",
+                    "Digest realm=\"mdm\",nonce=\"n1\",qop=\"auth\",algorithm=SHA-256",
+                )])],
+                "unavailable",
+            ),
+            (
+                vec![ok(&[(
+                    "DigestChallenge",
+                    "Digest realm=\"mdm\",nonce=\"n1\"",
+                )])],
+                "unavailable",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", CHALLENGE)]), status(410)],
+                "rejected",
+            ),
+            (
+                vec![ok(&[("DigestChallenge", CHALLENGE)]), status(502)],
+                "unavailable",
+            ),
+        ];
+        for (replies, expected) in cases {
+            let count = replies.len();
+            let mut script = Script::new(replies);
+            let outcome = run(&mut script, b"pencil", &settings());
+            assert_eq!(outcome.label(), expected, "{outcome:?}");
+            assert_eq!(
+                script.sent.len(),
+                count,
+                "no request beyond the scripted ones"
+            );
+        }
+    }
+
+    #[test]
+    fn http_digest_challenge_is_answered_when_allowed() {
+        let settings = ClientSettings {
+            schemes: vec![Scheme::DigestSha256],
+            ..settings()
+        };
+        let mut script = Script::new(vec![
+            ok(&[(
+                "DigestChallenge",
+                "Digest realm=\"mdm\",nonce=\"n1\",qop=\"auth\",algorithm=SHA-256",
+            )]),
+            ok(&[("AuthToken", "tok")]),
+        ]);
+        assert!(matches!(
+            run(&mut script, b"pw", &settings),
+            Outcome::Token { .. }
+        ));
+        let challenge = http_digest::parse_challenge(
+            "realm=\"mdm\",nonce=\"n1\",qop=\"auth\",algorithm=SHA-256",
+        )
+        .unwrap();
+        let expected =
+            http_digest::digest_response("user", b"pw", &challenge, "rOprNGfwEbeRWgbNEkqO");
+        assert_eq!(field(&script.sent[1], "DigestResponse"), Some(&**expected));
+    }
+
+    #[test]
+    fn identifiers() {
+        assert_eq!(
+            udid_from_machine_id("0123456789abcdef0123456789abcdef\n").unwrap(),
+            "01234567-89AB-CDEF-0123-456789ABCDEF"
+        );
+        assert!(udid_from_machine_id("xyz").is_err());
+        let a = derive_user_id("U", "alice");
+        assert_eq!(a, derive_user_id("U", "alice"));
+        assert_ne!(a, derive_user_id("U", "bob"));
+        assert_ne!(a, derive_user_id("V", "alice"));
+        assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
+        assert_eq!(a, a.to_uppercase());
+    }
+}

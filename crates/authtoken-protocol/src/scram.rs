@@ -1,0 +1,307 @@
+//! SCRAM-SHA-256 (RFC 5802, RFC 7677) laid into the two `UserAuthenticate`
+//! messages, exactly as PROTOCOL.md writes it. The password never travels and
+//! the server keeps only a verifier.
+
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ring::{digest, hmac, pbkdf2};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::ProtocolError;
+
+/// The scheme word that starts a SCRAM `DigestChallenge` / `DigestResponse`.
+pub const SCHEME: &str = "SCRAM-SHA-256";
+/// Fewest iterations a client accepts (RFC 7677 §4).
+pub use authtoken_core::config::SCRAM_MIN_ITERATIONS as MIN_ITERATIONS;
+/// Iterations `authtoken-server add-user` uses unless told otherwise.
+pub const DEFAULT_SERVER_ITERATIONS: u32 = 600_000;
+
+/// `r=<snonce>,s=<salt>,i=<iterations>` as received, kept verbatim because
+/// it is part of the AuthMessage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub snonce: String,
+    pub salt_b64: String,
+    pub iterations_text: String,
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+}
+
+/// Parses the text after `SCRAM-SHA-256 `, refusing an iteration count
+/// outside `allowed` (never below [`MIN_ITERATIONS`]).
+pub fn parse_challenge(
+    text: &str,
+    allowed: std::ops::RangeInclusive<u32>,
+) -> Result<Challenge, ProtocolError> {
+    let min_iterations = (*allowed.start()).max(MIN_ITERATIONS);
+    let max_iterations = *allowed.end();
+    let mut parts = text.split(',');
+    let (Some(r), Some(s), Some(i), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ProtocolError::Malformed("SCRAM challenge"));
+    };
+    let (Some(snonce), Some(salt_b64), Some(iterations_text)) = (
+        r.strip_prefix("r="),
+        s.strip_prefix("s="),
+        i.strip_prefix("i="),
+    ) else {
+        return Err(ProtocolError::Malformed("SCRAM challenge"));
+    };
+    if snonce.is_empty() || !snonce.bytes().all(is_nonce_char) {
+        return Err(ProtocolError::Malformed("SCRAM server nonce"));
+    }
+    let salt = B64
+        .decode(salt_b64)
+        .map_err(|_| ProtocolError::Malformed("SCRAM salt"))?;
+    if salt.is_empty() {
+        return Err(ProtocolError::Malformed("SCRAM salt"));
+    }
+    if iterations_text.is_empty() || !iterations_text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ProtocolError::Malformed("SCRAM iteration count"));
+    }
+    let iterations: u32 = iterations_text
+        .parse()
+        .map_err(|_| ProtocolError::Malformed("SCRAM iteration count"))?;
+    if iterations < min_iterations {
+        return Err(ProtocolError::Refused(format!(
+            "SCRAM iteration count {iterations} is below min_scram_iterations {min_iterations}"
+        )));
+    }
+    if iterations > max_iterations {
+        return Err(ProtocolError::Refused(format!(
+            "SCRAM iteration count {iterations} exceeds the configured ceiling {max_iterations}"
+        )));
+    }
+    Ok(Challenge {
+        snonce: snonce.to_owned(),
+        salt_b64: salt_b64.to_owned(),
+        iterations_text: iterations_text.to_owned(),
+        salt,
+        iterations,
+    })
+}
+
+/// RFC 5802 `printable` minus ','.
+pub fn is_nonce_char(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && b != b','
+}
+
+/// The keys derived from a password; the server stores `stored_key` and
+/// `server_key`, the client derives all three per login.
+pub struct Keys {
+    pub client_key: Zeroizing<[u8; 32]>,
+    pub stored_key: [u8; 32],
+    pub server_key: Zeroizing<[u8; 32]>,
+}
+
+/// SaltedPassword and the keys derived from it.
+pub fn derive_keys(password: &[u8], salt: &[u8], iterations: u32) -> Keys {
+    let prepared = prepare_password(password);
+    let mut salted = Zeroizing::new([0u8; 32]);
+    let rounds = NonZeroU32::new(iterations.max(1)).unwrap_or(NonZeroU32::MIN);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        &prepared,
+        &mut *salted,
+    );
+    let salted_key = hmac::Key::new(hmac::HMAC_SHA256, &*salted);
+    let mut client_key = Zeroizing::new([0u8; 32]);
+    client_key.copy_from_slice(hmac::sign(&salted_key, b"Client Key").as_ref());
+    let mut server_key = Zeroizing::new([0u8; 32]);
+    server_key.copy_from_slice(hmac::sign(&salted_key, b"Server Key").as_ref());
+    let mut stored_key = [0u8; 32];
+    stored_key.copy_from_slice(digest::digest(&digest::SHA256, &*client_key).as_ref());
+    Keys {
+        client_key,
+        stored_key,
+        server_key,
+    }
+}
+
+/// SASLprep(password) as UTF-8; the raw bytes if it is not UTF-8 or SASLprep
+/// refuses it (PROTOCOL.md).
+fn prepare_password(password: &[u8]) -> Zeroizing<Vec<u8>> {
+    let prepared = std::str::from_utf8(password)
+        .ok()
+        .and_then(|text| stringprep::saslprep(text).ok());
+    match prepared {
+        Some(Cow::Owned(mut owned)) => {
+            let bytes = Zeroizing::new(owned.as_bytes().to_vec());
+            owned.zeroize();
+            bytes
+        }
+        Some(Cow::Borrowed(text)) => Zeroizing::new(text.as_bytes().to_vec()),
+        None => Zeroizing::new(password.to_vec()),
+    }
+}
+
+/// RFC 5802 `saslname`: '=' → "=3D", ',' → "=2C".
+pub fn saslname(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// RFC 5802 AuthMessage for these parts (both sides compute it).
+pub fn auth_message(
+    user: &str,
+    cnonce: &str,
+    challenge_nonce: &str,
+    salt_b64: &str,
+    iterations: &str,
+) -> String {
+    format!(
+        "n={},r={cnonce},r={challenge_nonce},s={salt_b64},i={iterations},c=biws,r={challenge_nonce}",
+        saslname(user)
+    )
+}
+
+/// HMAC-SHA256 as a 32-byte array.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data).as_ref());
+    out
+}
+
+/// The client's half: what to send, and the server signature to expect.
+pub struct ClientFinal {
+    pub digest_response: Zeroizing<String>,
+    pub expected_server_signature: String,
+}
+
+/// Computes the `DigestResponse` for `challenge` with our nonce `cnonce`.
+pub fn client_final(
+    user: &str,
+    password: &[u8],
+    challenge: &Challenge,
+    cnonce: &str,
+) -> ClientFinal {
+    let keys = derive_keys(password, &challenge.salt, challenge.iterations);
+    let nonce = format!("{cnonce}{}", challenge.snonce);
+    let message = auth_message(
+        user,
+        cnonce,
+        &nonce,
+        &challenge.salt_b64,
+        &challenge.iterations_text,
+    );
+    let mut proof = Zeroizing::new(hmac_sha256(&keys.stored_key, message.as_bytes()));
+    for (p, k) in proof.iter_mut().zip(keys.client_key.iter()) {
+        *p ^= k;
+    }
+    let digest_response = Zeroizing::new(format!(
+        "{SCHEME} n={},r={cnonce},c=biws,r={nonce},p={}",
+        saslname(user),
+        B64.encode(*proof)
+    ));
+    let signature = hmac_sha256(&*keys.server_key, message.as_bytes());
+    ClientFinal {
+        digest_response,
+        expected_server_signature: format!("v={}", B64.encode(signature)),
+    }
+}
+
+/// A fresh client nonce: base64 of 24 random bytes (never contains ',').
+pub fn new_cnonce() -> Result<String, ProtocolError> {
+    let bytes = super::random_bytes(24).map_err(|_| ProtocolError::Random)?;
+    Ok(B64.encode(bytes))
+}
+
+/// Constant-time comparison of the server's `ServerSignature` with ours.
+pub fn server_signature_matches(expected: &str, received: &str) -> bool {
+    expected.len() == received.len() && bool::from(expected.as_bytes().ct_eq(received.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // PROTOCOL.md's vector (RFC 7677 §3).
+    const CNONCE: &str = "rOprNGfwEbeRWgbNEkqO";
+    const CHALLENGE: &str =
+        "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const RESPONSE: &str = "SCRAM-SHA-256 n=user,r=rOprNGfwEbeRWgbNEkqO,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    const STORED_KEY: &str = "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=";
+    const SERVER_KEY: &str = "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+    #[test]
+    fn rfc7677_vector_client_side() {
+        let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
+        let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
+        let out = client_final("user", b"pencil", &challenge, CNONCE);
+        assert_eq!(&*out.digest_response, RESPONSE);
+        assert_eq!(out.expected_server_signature, SIGNATURE);
+        assert!(server_signature_matches(
+            &out.expected_server_signature,
+            SIGNATURE
+        ));
+        assert!(!server_signature_matches(
+            &out.expected_server_signature,
+            "v=AAAA"
+        ));
+    }
+
+    #[test]
+    fn iteration_bounds() {
+        assert!(matches!(
+            parse_challenge(
+                "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+                100_000..=10_000_000
+            ),
+            Err(ProtocolError::Refused(_))
+        ));
+        assert!(parse_challenge(
+            "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=100000",
+            100_000..=10_000_000
+        )
+        .is_ok());
+        assert!(matches!(
+            parse_challenge("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4095", 0..=10_000_000),
+            Err(ProtocolError::Refused(_))
+        ));
+        assert!(matches!(
+            parse_challenge("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=20000", 0..=10_000),
+            Err(ProtocolError::Refused(_))
+        ));
+        for bad in [
+            "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==",
+            "s=W22ZaJ0SNY7soEsUEjb6gQ==,r=abc,i=4096",
+            "r=,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+            "r=abc,s=***,i=4096",
+            "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=-4096",
+            "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,m=x",
+        ] {
+            assert!(parse_challenge(bad, 0..=10_000_000).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn saslname_escapes() {
+        assert_eq!(saslname("a=b,c"), "a=3Db=2Cc");
+    }
+
+    #[test]
+    fn vector_keys() {
+        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let keys = derive_keys(b"pencil", &salt, 4096);
+        assert_eq!(B64.encode(keys.stored_key), STORED_KEY);
+        assert_eq!(B64.encode(*keys.server_key), SERVER_KEY);
+    }
+
+    #[test]
+    fn saslprep_normalises_password() {
+        // U+00AD (soft hyphen) is mapped to nothing by SASLprep.
+        let a = derive_keys("pen\u{ad}cil".as_bytes(), b"salt", 4096);
+        let b = derive_keys(b"pencil", b"salt", 4096);
+        assert_eq!(a.stored_key, b.stored_key);
+        // Not UTF-8: the raw bytes are used, and still differ from others.
+        let c = derive_keys(b"pencil\xff", b"salt", 4096);
+        assert_ne!(c.stored_key, b.stored_key);
+    }
+}

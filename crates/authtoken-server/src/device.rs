@@ -1,0 +1,213 @@
+//! `--protocol hem`: an emulated Encedo-HEM-style token device for tests,
+//! demos and sites without the hardware. It holds an identity key (`eid`), a
+//! per-boot session key (`spk`) and token-signing key, the enrolled user's
+//! public key and label, and single-use, expiring `jti`s.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use authtoken_protocol::hem;
+use authtoken_protocol::random_bytes;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::authority::Answer;
+use crate::proto::hem::{device_check, device_token, AuthCheck};
+
+/// How long a challenge may be answered.
+pub const CHALLENGE_LIFETIME_SECS: u64 = 60;
+/// Lifetime of the access token the device issues.
+pub const TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
+const MAX_PENDING: usize = 1024;
+
+/// Failure states a real device reports, for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceState {
+    Ready,
+    /// Answers 403: the RTC clock is not set.
+    ClockNotSet,
+    /// Answers 409: not initialised.
+    Uninitialised,
+}
+
+/// The enrolment file: the device identity and the user's public key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceFile {
+    identity_secret: String,
+    label: String,
+    user_key: String,
+}
+
+pub struct Device {
+    eid: String,
+    label: String,
+    user_key: [u8; 32],
+    session_secret: StaticSecret,
+    spk: String,
+    token_key: Vec<u8>,
+    state: DeviceState,
+    delay: Duration,
+    pending: Mutex<HashMap<String, u64>>,
+}
+
+fn key32(text: &str, what: &str) -> Result<[u8; 32], String> {
+    B64.decode(text)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| format!("{what} is not 32 bytes of base64"))
+}
+
+fn random32() -> Result<[u8; 32], String> {
+    random_bytes(32)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| "no randomness".to_owned())
+}
+
+/// Creates the enrolment file: a fresh identity, `label`, and the public key
+/// derived from `passphrase` with the device's `eid` as salt.
+pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), String> {
+    let identity = StaticSecret::from(random32()?);
+    let eid = B64.encode(PublicKey::from(&identity).as_bytes());
+    let user_key = hem::public_key_b64(&hem::user_secret(passphrase, &eid));
+    let text = toml::to_string(&DeviceFile {
+        identity_secret: B64.encode(identity.to_bytes()),
+        label: label.to_owned(),
+        user_key,
+    })
+    .map_err(|e| e.to_string())?;
+    crate::store::write_private_atomically(
+        file,
+        &format!("# authtoken-server emulated token device\n{text}"),
+    )
+}
+
+impl Device {
+    pub fn load(file: &Path, state: DeviceState, delay: Duration) -> Result<Device, String> {
+        let text = crate::store::read_private(file)?;
+        let parsed: DeviceFile =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.message()))?;
+        let identity = StaticSecret::from(key32(&parsed.identity_secret, "identity_secret")?);
+        let session_secret = StaticSecret::from(random32()?);
+        Ok(Device {
+            eid: B64.encode(PublicKey::from(&identity).as_bytes()),
+            label: parsed.label,
+            user_key: key32(&parsed.user_key, "user_key")?,
+            spk: B64.encode(PublicKey::from(&session_secret).as_bytes()),
+            session_secret,
+            token_key: random32()?.to_vec(),
+            state,
+            delay,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn refused(&self) -> Option<Answer> {
+        match self.state {
+            DeviceState::Ready => None,
+            DeviceState::ClockNotSet => Some(Answer::status(403, "clock not set")),
+            DeviceState::Uninitialised => Some(Answer::status(409, "not initialised")),
+        }
+    }
+
+    /// `GET /api/auth/token`.
+    pub fn challenge(&self, now: u64) -> Answer {
+        if let Some(answer) = self.refused() {
+            return answer;
+        }
+        let Ok(jti) = random_bytes(24) else {
+            return Answer::status(500, "no randomness");
+        };
+        let jti = B64URL.encode(jti);
+        let exp = now + CHALLENGE_LIFETIME_SECS;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|_, e| *e >= now);
+        if pending.len() >= MAX_PENDING {
+            return Answer::status(503, "too many outstanding challenges");
+        }
+        pending.insert(jti.clone(), exp);
+        drop(pending);
+        let challenge = hem::Challenge {
+            exp,
+            spk: self.spk.clone(),
+            jti,
+            lbl: self.label.clone(),
+            eid: self.eid.clone(),
+        };
+        Answer::json(
+            serde_json::to_vec(&challenge).unwrap_or_default(),
+            "challenge issued",
+        )
+    }
+
+    /// `POST /api/auth/token`. Every answer is delayed, as the device does.
+    pub fn authenticate(&self, body: &[u8], now: u64) -> Answer {
+        let answer = self.check(body, now);
+        Answer {
+            delay: self.delay,
+            ..answer
+        }
+    }
+
+    fn check(&self, body: &[u8], now: u64) -> Answer {
+        if let Some(answer) = self.refused() {
+            return answer;
+        }
+        #[derive(Deserialize)]
+        struct Request {
+            auth: String,
+        }
+        let Ok(request) = serde_json::from_slice::<Request>(body) else {
+            return Answer::status(400, "malformed request");
+        };
+        let payload = match device_check(
+            &request.auth,
+            &self.session_secret,
+            &self.spk,
+            &self.user_key,
+        ) {
+            AuthCheck::Valid(payload) => payload,
+            AuthCheck::Malformed => return Answer::status(400, "malformed auth"),
+            AuthCheck::Unauthenticated => {
+                return Answer::status(401, "rejected: signature, issuer or audience")
+            }
+        };
+        let redeemed = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.remove(&payload.jti)
+        };
+        match redeemed {
+            Some(exp) if exp >= now => {}
+            Some(_) => return Answer::status(401, "rejected: challenge expired"),
+            None => return Answer::status(401, "rejected: unknown or replayed jti"),
+        }
+        if payload.exp < now {
+            return Answer::status(401, "rejected: auth expired");
+        }
+        let Ok(jti) = random_bytes(24) else {
+            return Answer::status(500, "no randomness");
+        };
+        let token = device_token(
+            &self.token_key,
+            &payload.scope,
+            now,
+            now + TOKEN_LIFETIME_SECS,
+            &B64URL.encode(jti),
+        );
+        let event = format!(
+            "token issued sha256={}",
+            crate::authority::token_fingerprint(&token)
+        );
+        Answer::json(
+            serde_json::json!({ "token": token })
+                .to_string()
+                .into_bytes(),
+            event,
+        )
+    }
+}

@@ -1,0 +1,311 @@
+//! `authtoken-server`: a real token authority speaking MDM `UserAuthenticate`
+//! with SCRAM-SHA-256 (or HTTP Digest for compatibility) over a store of
+//! verifiers. The embedded default for a first run, demos, tests and small
+//! sites.
+
+mod authority;
+mod device;
+mod http;
+mod proto;
+mod store;
+mod tls;
+
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authtoken_protocol::http_digest::Algorithm;
+use authtoken_protocol::scram::{DEFAULT_SERVER_ITERATIONS, MIN_ITERATIONS};
+use clap::{Parser, Subcommand, ValueEnum};
+use zeroize::Zeroizing;
+
+use authority::{Authority, UnknownUsers};
+use device::{Device, DeviceState};
+use store::{Policy, Store, User};
+
+#[derive(Parser)]
+#[command(
+    name = "authtoken-server",
+    version,
+    about = "Reference token authority for pam_authtoken"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// Apple MDM UserAuthenticate check-ins.
+    Mdm,
+    /// An Encedo-HEM-style token device (/api/auth/token).
+    Hem,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scheme {
+    /// SCRAM-SHA-256: the server keeps a verifier only (default).
+    Scram,
+    /// HTTP Digest with MD5 (password-equivalent HA1; compatibility only).
+    DigestMd5,
+    /// HTTP Digest with SHA-256 (password-equivalent HA1; compatibility only).
+    DigestSha256,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve UserAuthenticate check-ins.
+    Serve {
+        /// Address to listen on; port 0 picks a free one (printed on start).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// What to serve: MDM check-ins, or an emulated token device.
+        #[arg(long, value_enum, default_value = "mdm")]
+        protocol: Protocol,
+        /// The user store written by add-user (protocol mdm).
+        #[arg(long, required_if_eq("protocol", "mdm"))]
+        users: Option<PathBuf>,
+        /// The enrolment file written by enroll-device (protocol hem).
+        #[arg(long, required_if_eq("protocol", "hem"))]
+        device: Option<PathBuf>,
+        /// Emulate a device fault: 403 (clock not set) or 409 (not initialised).
+        #[arg(long, value_enum, default_value = "ready")]
+        device_state: DeviceState,
+        /// The device's deliberate delay before answering an authentication.
+        #[arg(long, default_value_t = 500)]
+        device_delay_ms: u64,
+        /// PEM certificate chain; without it the server speaks plain HTTP (loopback only).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates issued by this CA (mutual TLS).
+        #[arg(long, requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
+        /// Users not in the store: 410, or a decoy challenge that cannot succeed.
+        #[arg(long, value_enum, default_value = "unmanaged")]
+        unknown_users: UnknownUsers,
+        /// Delay before answering a rejected digest.
+        #[arg(long, default_value_t = 1000)]
+        failure_delay_ms: u64,
+        /// Allow plain HTTP on a non-loopback address.
+        #[arg(long)]
+        allow_insecure_http: bool,
+    },
+    /// Add or replace USER in the store FILE; the password is read from stdin
+    /// (first line) or prompted for, and only its verifier is kept.
+    AddUser {
+        file: PathBuf,
+        user: String,
+        #[arg(long, value_enum, default_value = "managed")]
+        policy: Policy,
+        #[arg(long, value_enum, default_value = "scram")]
+        scheme: Scheme,
+        /// SCRAM iteration count.
+        #[arg(long, default_value_t = DEFAULT_SERVER_ITERATIONS)]
+        iterations: u32,
+        /// HTTP Digest realm.
+        #[arg(long, default_value = "authtoken")]
+        realm: String,
+        /// HTTP Digest without qop (RFC 2069 style).
+        #[arg(long)]
+        no_qop: bool,
+    },
+    /// Create the enrolment FILE of an emulated token device labelled LABEL;
+    /// the user's passphrase is read from stdin (first line) or prompted for.
+    EnrollDevice {
+        file: PathBuf,
+        #[arg(long)]
+        label: String,
+    },
+    /// Create a small CA, a server certificate for HOSTs and a device client
+    /// certificate in DIR.
+    GenTls {
+        dir: PathBuf,
+        #[arg(long = "host", default_values_t = vec!["127.0.0.1".to_owned(), "localhost".to_owned()])]
+        hosts: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve {
+            listen,
+            protocol,
+            users,
+            device,
+            device_state,
+            device_delay_ms,
+            tls_cert,
+            tls_key,
+            client_ca,
+            unknown_users,
+            failure_delay_ms,
+            allow_insecure_http,
+        } => serve(ServeOptions {
+            listen,
+            protocol,
+            users,
+            device,
+            device_state,
+            device_delay: Duration::from_millis(device_delay_ms),
+            tls: tls_cert.zip(tls_key),
+            client_ca,
+            unknown_users,
+            failure_delay: Duration::from_millis(failure_delay_ms),
+            allow_insecure_http,
+        }),
+        Command::EnrollDevice { file, label } => {
+            read_password(&label).and_then(|passphrase| device::enroll(&file, &label, &passphrase))
+        }
+        Command::AddUser {
+            file,
+            user,
+            policy,
+            scheme,
+            iterations,
+            realm,
+            no_qop,
+        } => add_user(&file, &user, policy, scheme, iterations, &realm, !no_qop),
+        Command::GenTls { dir, hosts } => tls::generate(&dir, &hosts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authtoken-server: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct ServeOptions {
+    listen: SocketAddr,
+    protocol: Protocol,
+    users: Option<PathBuf>,
+    device: Option<PathBuf>,
+    device_state: DeviceState,
+    device_delay: Duration,
+    tls: Option<(PathBuf, PathBuf)>,
+    client_ca: Option<PathBuf>,
+    unknown_users: UnknownUsers,
+    failure_delay: Duration,
+    allow_insecure_http: bool,
+}
+
+fn serve(options: ServeOptions) -> Result<(), String> {
+    let (service, description) = match (options.protocol, &options.users, &options.device) {
+        (Protocol::Mdm, Some(users), _) => {
+            let store = Store::load(users)?;
+            let description = format!("protocol mdm, {} users", store.users.len());
+            let authority = Authority::new(store, options.unknown_users, options.failure_delay);
+            (http::Service::Mdm(authority), description)
+        }
+        (Protocol::Hem, _, Some(file)) => {
+            let device = Device::load(file, options.device_state, options.device_delay)?;
+            (http::Service::Hem(device), "protocol hem".to_owned())
+        }
+        _ => return Err("--users (mdm) or --device (hem) is required".into()),
+    };
+    let service = Arc::new(service);
+    if options.tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_insecure_http {
+        return Err("plain HTTP is only served on loopback; give --tls-cert/--tls-key".into());
+    }
+    let acceptor = match &options.tls {
+        Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            cert,
+            key,
+            options.client_ca.as_deref(),
+        )?)),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| format!("{}: {e}", options.listen))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "authtoken-server: listening on {local} ({}, {description})",
+            if acceptor.is_some() { "https" } else { "http" }
+        );
+        tokio::select! {
+            result = http::serve(listener, acceptor, service) => result.map_err(|e| e.to_string()),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+/// Reads the password: the first line of stdin, or a prompt on a terminal.
+fn read_password(user: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    if std::io::stdin().is_terminal() {
+        let text = Zeroizing::new(
+            rpassword::prompt_password(format!("Password for {user}: "))
+                .map_err(|e| e.to_string())?,
+        );
+        return Ok(Zeroizing::new(text.as_bytes().to_vec()));
+    }
+    let mut input = Zeroizing::new(Vec::with_capacity(8192));
+    std::io::stdin()
+        .lock()
+        .take(8191)
+        .read_to_end(&mut input)
+        .map_err(|e| e.to_string())?;
+    let end = input
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(input.len());
+    input.truncate(end);
+    if input.last() == Some(&b'\r') {
+        input.pop();
+    }
+    if input.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(input)
+}
+
+fn add_user(
+    file: &Path,
+    user: &str,
+    policy: Policy,
+    scheme: Scheme,
+    iterations: u32,
+    realm: &str,
+    qop: bool,
+) -> Result<(), String> {
+    authtoken_core::username::Username::parse(user.as_bytes()).map_err(|e| e.to_string())?;
+    if iterations < MIN_ITERATIONS {
+        return Err(format!("--iterations must be at least {MIN_ITERATIONS}"));
+    }
+    let mut store = if file.exists() {
+        Store::load(file)?
+    } else {
+        Store::new()?
+    };
+    let credential = match policy {
+        Policy::Managed => {
+            let password = read_password(user)?;
+            Some(match scheme {
+                Scheme::Scram => Store::scram_credential(&password, iterations)?,
+                Scheme::DigestMd5 => {
+                    Store::digest_credential(user, &password, realm, Algorithm::Md5, qop)
+                }
+                Scheme::DigestSha256 => {
+                    Store::digest_credential(user, &password, realm, Algorithm::Sha256, qop)
+                }
+            })
+        }
+        Policy::NoToken | Policy::Unmanaged => None,
+    };
+    store
+        .users
+        .insert(user.to_owned(), User { policy, credential });
+    store.save(file)
+}

@@ -1,0 +1,342 @@
+//! The user store: one TOML file of verifiers, never passwords.
+//!
+//! ```toml
+//! secret = "…"                 # base64; keys the decoy salts of unknown users
+//! [users.alice]
+//! policy = "managed"           # managed | no-token | unmanaged
+//! scheme = "scram-sha-256"     # or "digest"
+//! salt = "…"                   # base64
+//! iterations = 600000
+//! stored_key = "…"             # base64
+//! server_key = "…"             # base64
+//! [users.dave]                 # HTTP Digest compatibility: HA1 is password-equivalent
+//! scheme = "digest"
+//! realm = "authtoken"
+//! algorithm = "SHA-256"
+//! qop = true
+//! ha1 = "…"                    # hex
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::proto::scram::Verifier;
+use authtoken_core::trust::{self, Rules};
+use authtoken_protocol::http_digest::{self, Algorithm};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Challenge with the user's scheme and issue a token on a good digest.
+    #[default]
+    Managed,
+    /// Answer an empty `DigestChallenge`: no token needed.
+    NoToken,
+    /// Answer `410 Gone`: not this authority's user.
+    Unmanaged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Scram(Verifier),
+    Digest {
+        realm: String,
+        algorithm: Algorithm,
+        qop: bool,
+        ha1: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub policy: Policy,
+    pub credential: Option<Credential>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub secret: Vec<u8>,
+    pub users: BTreeMap<String, User>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    #[serde(default)]
+    users: BTreeMap<String, UserRecord>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserRecord {
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    salt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iterations: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stored_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    realm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    algorithm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    qop: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ha1: Option<String>,
+}
+
+fn key32(field: &str, value: Option<&String>) -> Result<[u8; 32], String> {
+    let text = value.ok_or_else(|| format!("{field} missing"))?;
+    B64.decode(text)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| format!("{field} is not 32 bytes of base64"))
+}
+
+impl UserRecord {
+    fn to_user(&self) -> Result<User, String> {
+        let credential = match self.scheme.as_deref() {
+            None => None,
+            Some("scram-sha-256") => {
+                let salt = self
+                    .salt
+                    .as_ref()
+                    .and_then(|s| B64.decode(s).ok())
+                    .filter(|s| !s.is_empty())
+                    .ok_or("salt missing or not base64")?;
+                Some(Credential::Scram(Verifier {
+                    salt,
+                    iterations: self.iterations.ok_or("iterations missing")?,
+                    stored_key: key32("stored_key", self.stored_key.as_ref())?,
+                    server_key: key32("server_key", self.server_key.as_ref())?,
+                }))
+            }
+            Some("digest") => Some(Credential::Digest {
+                realm: self.realm.clone().ok_or("realm missing")?,
+                algorithm: Algorithm::parse(self.algorithm.as_deref().unwrap_or("MD5"))
+                    .ok_or("algorithm must be MD5 or SHA-256")?,
+                qop: self.qop.unwrap_or(true),
+                ha1: self.ha1.clone().ok_or("ha1 missing")?.to_ascii_lowercase(),
+            }),
+            Some(other) => return Err(format!("unknown scheme {other}")),
+        };
+        if self.policy == Policy::Managed && credential.is_none() {
+            return Err("a managed user needs a scheme and its verifier".into());
+        }
+        Ok(User {
+            policy: self.policy,
+            credential,
+        })
+    }
+
+    fn from_user(user: &User) -> UserRecord {
+        let mut record = UserRecord {
+            policy: user.policy,
+            ..UserRecord::default()
+        };
+        match &user.credential {
+            None => {}
+            Some(Credential::Scram(v)) => {
+                record.scheme = Some("scram-sha-256".into());
+                record.salt = Some(B64.encode(&v.salt));
+                record.iterations = Some(v.iterations);
+                record.stored_key = Some(B64.encode(v.stored_key));
+                record.server_key = Some(B64.encode(v.server_key));
+            }
+            Some(Credential::Digest {
+                realm,
+                algorithm,
+                qop,
+                ha1,
+            }) => {
+                record.scheme = Some("digest".into());
+                record.realm = Some(realm.clone());
+                record.algorithm = Some(algorithm.name().into());
+                record.qop = Some(*qop);
+                record.ha1 = Some(ha1.clone());
+            }
+        }
+        record
+    }
+}
+
+impl Store {
+    /// An empty store with a fresh secret.
+    pub fn new() -> Result<Store, String> {
+        Ok(Store {
+            secret: authtoken_protocol::random_bytes(32).map_err(|_| "no randomness")?,
+            users: BTreeMap::new(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Store, String> {
+        let text = read_private(path)?;
+        Store::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Store, String> {
+        let file: StoreFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let secret = match &file.secret {
+            Some(s) => B64.decode(s).map_err(|_| "secret is not base64")?,
+            None => return Err("secret missing (recreate the store with add-user)".into()),
+        };
+        let mut users = BTreeMap::new();
+        for (name, record) in &file.users {
+            users.insert(
+                name.clone(),
+                record.to_user().map_err(|e| format!("users.{name}: {e}"))?,
+            );
+        }
+        Ok(Store { secret, users })
+    }
+
+    pub fn to_toml(&self) -> Result<String, String> {
+        let file = StoreFile {
+            secret: Some(B64.encode(&self.secret)),
+            users: self
+                .users
+                .iter()
+                .map(|(name, user)| (name.clone(), UserRecord::from_user(user)))
+                .collect(),
+        };
+        let body = toml::to_string(&file).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "# authtoken-server user store: verifiers only, no passwords.\n# Edit with `authtoken-server add-user`.\n{body}"
+        ))
+    }
+
+    /// Writes the store next to `path` and renames it into place, mode 0600.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        write_private_atomically(path, &self.to_toml()?)
+    }
+
+    /// A SCRAM user's credential, from the password.
+    pub fn scram_credential(password: &[u8], iterations: u32) -> Result<Credential, String> {
+        let salt = authtoken_protocol::random_bytes(16).map_err(|_| "no randomness")?;
+        Ok(Credential::Scram(Verifier::from_password(
+            password, salt, iterations,
+        )))
+    }
+
+    /// An HTTP Digest user's credential (password-equivalent HA1).
+    pub fn digest_credential(
+        user: &str,
+        password: &[u8],
+        realm: &str,
+        algorithm: Algorithm,
+        qop: bool,
+    ) -> Credential {
+        Credential::Digest {
+            realm: realm.to_owned(),
+            algorithm,
+            qop,
+            ha1: http_digest::ha1(algorithm, user, realm, password).to_string(),
+        }
+    }
+}
+
+/// Writes `text` to a temporary file beside `path` (mode 0600) and renames
+/// it into place, so readers never see half a file.
+pub fn write_private_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: {e}", path.display())
+    })
+}
+
+/// Largest store or device file read.
+const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a file of verifiers or keys, trusted the way the client trusts its
+/// config: no symlink anywhere on the path, owned by root or by the user the
+/// server runs as, not writable by group or others, and private to its owner.
+pub fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let rules = Rules {
+        also_owner: (euid != 0).then_some(euid),
+        private: true,
+    };
+    trust::read_text(&trust::absolute(path), rules, MAX_STORE_BYTES).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_round_trips_and_holds_no_password() {
+        let mut store = Store::new().unwrap();
+        store.users.insert(
+            "alice".into(),
+            User {
+                policy: Policy::Managed,
+                credential: Some(Store::scram_credential(b"hunter2-secret", 4096).unwrap()),
+            },
+        );
+        store.users.insert(
+            "dave".into(),
+            User {
+                policy: Policy::Managed,
+                credential: Some(Store::digest_credential(
+                    "dave",
+                    b"hunter2-secret",
+                    "r",
+                    Algorithm::Sha256,
+                    false,
+                )),
+            },
+        );
+        store.users.insert(
+            "bob".into(),
+            User {
+                policy: Policy::Unmanaged,
+                credential: None,
+            },
+        );
+        let text = store.to_toml().unwrap();
+        assert!(!text.contains("hunter2"));
+        let back = Store::parse(&text).unwrap();
+        assert_eq!(back.users, store.users);
+        assert_eq!(back.secret, store.secret);
+    }
+
+    #[test]
+    fn managed_user_needs_credential() {
+        let err = Store::parse("secret = \"AAAA\"\n[users.x]\npolicy = \"managed\"\n").unwrap_err();
+        assert!(err.contains("users.x"), "{err}");
+        assert!(Store::parse("secret = \"AAAA\"\n[users.x]\nfoo = 1\n").is_err());
+    }
+}

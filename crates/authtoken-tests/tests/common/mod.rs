@@ -1,0 +1,617 @@
+//! Shared fixtures for the integration tests: a real `authtoken-server` on
+//! 127.0.0.1 with a private test CA, and the real `pam_authtoken.so` loaded
+//! by the real libpam through `pam_start_confdir`.
+
+#![allow(dead_code)]
+
+use std::ffi::{CStr, CString};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The workspace's binaries, as `cargo build --workspace` left them.
+pub const HELPER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-helper");
+pub const SERVER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-server");
+pub const UDID: &str = "01234567-89AB-CDEF-0123-456789ABCDEF";
+
+/// The cdylib cargo built next to the binaries.
+pub fn module_path() -> PathBuf {
+    let path = Path::new(HELPER).with_file_name("libpam_authtoken.so");
+    for built in [path.as_path(), Path::new(HELPER), Path::new(SERVER)] {
+        assert!(
+            built.exists(),
+            "{} was not built: run `cargo build --workspace` first (scripts/test.sh does)",
+            built.display()
+        );
+    }
+    path
+}
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests load a PAM module whose config must be root-owned: run them as root"
+    );
+}
+
+/// Makes sure this test process's session leader is visible, as it is in
+/// every real login (sshd, login and display managers start a session per
+/// login). A runner entered into a container without a new session (some CI
+/// sandboxes), or whose session leader has exited, has no session key, and
+/// the module rightly keeps no session cache there; this process then
+/// starts its own session, once (`Once` keeps concurrent tests from racing).
+pub fn require_visible_session() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if authtoken_core::session::SessionKey::process_session().is_err() {
+            nix::unistd::setsid().expect(
+                "the test process cannot start its own session (it leads a process group): \
+                 run the tests with `cargo test` or under `setsid -w`",
+            );
+        }
+    });
+}
+
+/// A private directory with a test CA, server and client certificates.
+pub struct Workspace {
+    pub dir: TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        require_root();
+        require_visible_session();
+        let dir = tempfile::Builder::new()
+            .prefix("authtoken-test")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let ws = Workspace { dir };
+        ws.gen_tls("tls");
+        ws
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A fresh CA and certificates under `name/`.
+    pub fn gen_tls(&self, name: &str) -> PathBuf {
+        let dir = self.path(name);
+        run_ok(Command::new(SERVER).arg("gen-tls").arg(&dir), None);
+        dir
+    }
+
+    pub fn users(&self) -> PathBuf {
+        self.path("users.toml")
+    }
+
+    /// `authtoken-server add-user` with the password on stdin.
+    pub fn add_user(&self, user: &str, password: Option<&str>, extra: &[&str]) {
+        let mut cmd = Command::new(SERVER);
+        cmd.arg("add-user").arg(self.users()).arg(user).args(extra);
+        if password.is_some() && !extra.iter().any(|a| a.starts_with("--iterations")) {
+            cmd.arg("--iterations=4096");
+        }
+        run_ok(&mut cmd, password.map(|p| format!("{p}\n")).as_deref());
+    }
+
+    /// Writes a root-owned 0600 config file and returns its path.
+    pub fn write_config(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// A config for `url` trusting the test CA, with `extra` lines appended.
+    /// Test users are enrolled with 4096 SCRAM rounds (fast), so the
+    /// config lowers `min_scram_iterations` to match; plain-http URLs get
+    /// `allow_insecure_http = true` from the caller.
+    pub fn config_for(&self, url: &str, extra: &str) -> PathBuf {
+        let body = format!(
+            "backend = \"mdm\"\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout_ms = 4000\nudid = \"{UDID}\"\nhelper = \"{HELPER}\"\ncache_dir = \"{}\"\nmin_scram_iterations = 4096\n{extra}\n",
+            self.path("tls/ca.pem").display(),
+            self.path("cache").display(),
+        );
+        self.write_config("authtoken.toml", &body)
+    }
+
+    /// A pam.d directory with `service` holding `lines`.
+    pub fn pam_service(&self, service: &str, lines: &[String]) -> PathBuf {
+        let dir = self.path("pam.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(service), lines.join("\n") + "\n").unwrap();
+        dir
+    }
+
+    /// The usual one-line stack: `auth required pam_authtoken.so config=… debug`.
+    pub fn simple_stack(&self, config: &Path) -> PathBuf {
+        self.pam_service(
+            "authtoken-test",
+            &[
+                format!(
+                    "auth required {} config={} debug",
+                    module_path().display(),
+                    config.display()
+                ),
+                format!(
+                    "account required {} config={}",
+                    module_path().display(),
+                    config.display()
+                ),
+            ],
+        )
+    }
+}
+
+pub fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running `authtoken-server serve`, killed on drop. Its request log
+/// goes to a file: the server writes each line before it answers, so
+/// everything a finished login caused is already in the file when read.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: tempfile::NamedTempFile,
+}
+
+impl Server {
+    /// Serves `users` over TLS with the workspace's certificates.
+    pub fn start(ws: &Workspace, extra: &[&str]) -> Server {
+        let tls = ws.path("tls");
+        let mut args: Vec<String> = vec![
+            "--tls-cert".into(),
+            tls.join("server.pem").display().to_string(),
+            "--tls-key".into(),
+            tls.join("server.key").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Server::start_with(&ws.users(), &args)
+    }
+
+    pub fn start_with(users: &Path, args: &[String]) -> Server {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(SERVER)
+            .arg("serve")
+            .arg("--listen=127.0.0.1:0")
+            .arg("--users")
+            .arg(users)
+            .arg("--failure-delay-ms=100")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        let found = poll_until(Duration::from_secs(20), || {
+            server.lines().iter().find_map(|line| {
+                let rest = line.split("listening on ").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+        });
+        server.addr = found.unwrap_or_else(|| panic!("server did not start: {:?}", server.lines()));
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}/checkin", self.addr)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Requests that reached the server for `user`.
+    pub fn requests_for(&self, user: &str) -> usize {
+        let needle = format!(" user={user} ");
+        self.lines()
+            .iter()
+            .filter(|l| l.starts_with("request ") && l.contains(&needle))
+            .count()
+    }
+
+    /// Waits (bounded) until the log has `n` lines containing `needle`.
+    pub fn wait_for(&self, needle: &str, n: usize) -> bool {
+        poll_until(Duration::from_secs(10), || {
+            (self.lines().iter().filter(|l| l.contains(needle)).count() >= n).then_some(())
+        })
+        .is_some()
+    }
+}
+
+/// Polls `probe` every 20 ms until it answers, for at most `limit`.
+pub fn poll_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- libpam, driven directly -------------------------------------------
+
+pub const PAM_SUCCESS: i32 = 0;
+pub const PAM_SERVICE_ERR: i32 = 3;
+pub const PAM_PERM_DENIED: i32 = 6;
+pub const PAM_AUTH_ERR: i32 = 7;
+pub const PAM_AUTHINFO_UNAVAIL: i32 = 9;
+pub const PAM_USER_UNKNOWN: i32 = 10;
+pub const PAM_IGNORE: i32 = 25;
+
+const PAM_PROMPT_ECHO_OFF: i32 = 1;
+const PAM_PROMPT_ECHO_ON: i32 = 2;
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: libc::c_int,
+    msg: *const libc::c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut libc::c_char,
+    resp_retcode: libc::c_int,
+}
+
+#[repr(C)]
+struct PamConv {
+    conv: extern "C" fn(
+        libc::c_int,
+        *mut *const PamMessage,
+        *mut *mut PamResponse,
+        *mut libc::c_void,
+    ) -> libc::c_int,
+    appdata_ptr: *mut libc::c_void,
+}
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_start_confdir(
+        service: *const libc::c_char,
+        user: *const libc::c_char,
+        conv: *const PamConv,
+        confdir: *const libc::c_char,
+        pamh: *mut *mut libc::c_void,
+    ) -> libc::c_int;
+    fn pam_authenticate(pamh: *mut libc::c_void, flags: libc::c_int) -> libc::c_int;
+    fn pam_acct_mgmt(pamh: *mut libc::c_void, flags: libc::c_int) -> libc::c_int;
+    fn pam_setcred(pamh: *mut libc::c_void, flags: libc::c_int) -> libc::c_int;
+    fn pam_open_session(pamh: *mut libc::c_void, flags: libc::c_int) -> libc::c_int;
+    fn pam_close_session(pamh: *mut libc::c_void, flags: libc::c_int) -> libc::c_int;
+    fn pam_chauthtok(pamh: *mut libc::c_void, flags: libc::c_int) -> libc::c_int;
+    fn pam_getenv(pamh: *mut libc::c_void, name: *const libc::c_char) -> *const libc::c_char;
+    fn pam_end(pamh: *mut libc::c_void, status: libc::c_int) -> libc::c_int;
+}
+
+/// What the conversation saw and answers with.
+pub struct Conversation {
+    password: Option<CString>,
+    pub prompts: Vec<String>,
+    pub messages: Vec<String>,
+}
+
+extern "C" fn converse(
+    num_msg: libc::c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: libpam passes the appdata we registered (a live Conversation)
+    // and `num_msg` valid message pointers (Linux-PAM layout: array of pointers).
+    unsafe {
+        let state = &mut *(appdata as *mut Conversation);
+        let n = num_msg as usize;
+        let replies = libc::calloc(n, std::mem::size_of::<PamResponse>()) as *mut PamResponse;
+        for i in 0..n {
+            let m = &**msg.add(i);
+            let text = CStr::from_ptr(m.msg).to_string_lossy().into_owned();
+            if m.msg_style == PAM_PROMPT_ECHO_OFF || m.msg_style == PAM_PROMPT_ECHO_ON {
+                state.prompts.push(text);
+                match &state.password {
+                    Some(p) => (*replies.add(i)).resp = libc::strdup(p.as_ptr()),
+                    None => {
+                        libc::free(replies as *mut libc::c_void);
+                        return 19; // PAM_CONV_ERR
+                    }
+                }
+            } else {
+                state.messages.push(text);
+            }
+        }
+        *resp = replies;
+    }
+    PAM_SUCCESS
+}
+
+/// One PAM transaction (`pam_start_confdir` … `pam_end`).
+pub struct Pam {
+    handle: *mut libc::c_void,
+    conv: Box<PamConv>,
+    pub conversation: Box<Conversation>,
+}
+
+impl Pam {
+    pub fn start(confdir: &Path, service: &str, user: &str, password: Option<&str>) -> Pam {
+        Pam::start_raw(confdir, service, user.as_bytes(), password)
+    }
+
+    pub fn start_raw(confdir: &Path, service: &str, user: &[u8], password: Option<&str>) -> Pam {
+        let mut conversation = Box::new(Conversation {
+            password: password.map(|p| CString::new(p).unwrap()),
+            prompts: Vec::new(),
+            messages: Vec::new(),
+        });
+        let conv = Box::new(PamConv {
+            conv: converse,
+            appdata_ptr: &mut *conversation as *mut Conversation as *mut libc::c_void,
+        });
+        let service = CString::new(service).unwrap();
+        let user = CString::new(user).unwrap();
+        let confdir = CString::new(confdir.as_os_str().as_encoded_bytes()).unwrap();
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: all pointers are valid C strings / our boxed conv, which
+        // outlive the handle (stored in the returned Pam).
+        let rc = unsafe {
+            pam_start_confdir(
+                service.as_ptr(),
+                user.as_ptr(),
+                &*conv,
+                confdir.as_ptr(),
+                &mut handle,
+            )
+        };
+        assert_eq!(rc, PAM_SUCCESS, "pam_start_confdir failed");
+        Pam {
+            handle,
+            conv,
+            conversation,
+        }
+    }
+
+    pub fn authenticate(&mut self) -> i32 {
+        // SAFETY: live handle from pam_start_confdir.
+        unsafe { pam_authenticate(self.handle, 0) }
+    }
+
+    pub fn acct_mgmt(&mut self) -> i32 {
+        // SAFETY: live handle.
+        unsafe { pam_acct_mgmt(self.handle, 0) }
+    }
+
+    pub fn setcred(&mut self) -> i32 {
+        // SAFETY: live handle; PAM_ESTABLISH_CRED.
+        unsafe { pam_setcred(self.handle, 0x2) }
+    }
+
+    pub fn open_session(&mut self) -> i32 {
+        // SAFETY: live handle.
+        unsafe { pam_open_session(self.handle, 0) }
+    }
+
+    pub fn close_session(&mut self) -> i32 {
+        // SAFETY: live handle.
+        unsafe { pam_close_session(self.handle, 0) }
+    }
+
+    pub fn chauthtok(&mut self) -> i32 {
+        // SAFETY: live handle.
+        unsafe { pam_chauthtok(self.handle, 0) }
+    }
+
+    pub fn getenv(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).unwrap();
+        // SAFETY: live handle; result copied at once.
+        let ptr = unsafe { pam_getenv(self.handle, name.as_ptr()) };
+        // SAFETY: non-null results are NUL-terminated strings owned by libpam.
+        (!ptr.is_null()).then(|| {
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
+impl Drop for Pam {
+    fn drop(&mut self) {
+        // SAFETY: live handle, ended once.
+        unsafe { pam_end(self.handle, PAM_SUCCESS) };
+        let _ = &self.conv;
+    }
+}
+
+/// Authenticates once and returns the PAM code.
+pub fn login(confdir: &Path, user: &str, password: &str) -> i32 {
+    Pam::start(confdir, "authtoken-test", user, Some(password)).authenticate()
+}
+
+/// Runs `f` and returns its result with the time it took.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+// ---- pamtester under bwrap ---------------------------------------------
+
+/// Runs `pamtester SERVICE USER authenticate` in a private mount namespace
+/// where `confdir` is `/etc/pam.d` and `log_socket` (if any) is `/dev/log`.
+/// The password is pamtester's stdin. Returns (exit code, output).
+pub fn pamtester(
+    confdir: &Path,
+    log_socket: Option<&Path>,
+    user: &str,
+    password: &str,
+) -> (i32, String) {
+    pamtester_with(confdir, log_socket, user, password, SessionOf::Inherited)
+}
+
+/// Makes `cmd`'s child start a new process session (`setsid`).
+pub fn in_new_session(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Which process session pamtester runs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SessionOf {
+    /// This test process's session.
+    Inherited,
+    /// A new process session (`setsid`): a new login session as far as the
+    /// session cache can tell.
+    New,
+    /// This process's session, seen from a new pid namespace where its
+    /// leader is not visible (`getsid` = 0), as in a container entered
+    /// without a new session.
+    HiddenLeader,
+}
+
+/// [`pamtester`] in the given process session.
+pub fn pamtester_with(
+    confdir: &Path,
+    log_socket: Option<&Path>,
+    user: &str,
+    password: &str,
+    session: SessionOf,
+) -> (i32, String) {
+    let mut cmd = Command::new("bwrap");
+    if session == SessionOf::HiddenLeader {
+        cmd.arg("--unshare-pid");
+    }
+    if session == SessionOf::New {
+        in_new_session(&mut cmd);
+    }
+    cmd.args(["--bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+    cmd.arg("--bind").arg(confdir).arg("/etc/pam.d");
+    if let Some(socket) = log_socket {
+        cmd.arg("--bind").arg(socket).arg("/dev/log");
+    }
+    cmd.args([
+        "--die-with-parent",
+        "pamtester",
+        "-v",
+        "authtoken-test",
+        user,
+        "authenticate",
+    ]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bwrap and pamtester are installed (.ci/run installs them)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Children of this process: (pid, state letter, exe path if readable).
+pub fn children() -> Vec<(i32, char, Option<PathBuf>)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ..." — comm may contain spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == me {
+            out.push((
+                pid,
+                state,
+                std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+            ));
+        }
+    }
+    out
+}
+
+/// Fingerprints (as the server logs them) of the tokens issued to `user`.
+pub fn issued_fingerprints(server: &Server, user: &str) -> Vec<String> {
+    let needle = format!(" user={user} ");
+    server
+        .lines()
+        .iter()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.split("token issued sha256=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The server's fingerprint of a token: hex of the first 8 bytes of SHA-256.
+pub fn fingerprint(token: &[u8]) -> String {
+    let hash = ring::digest::digest(&ring::digest::SHA256, token);
+    hash.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,442 @@
+//! Runs the helper the way `unix_chkpwd` is run: fork + exec of the very
+//! file that passed the trust checks (opened `O_PATH|O_NOFOLLOW` and run with
+//! `execveat(fd, "", AT_EMPTY_PATH)`), an empty environment, the request on
+//! stdin, the result on stdout, a hard deadline, and a wait on that one pid
+//! only. The child starts clean: working directory `/`, every signal at its
+//! default and unblocked, its own process group (killed whole at the
+//! deadline).
+//!
+//! Host-process etiquette: no threads, no signal handlers, no change to the
+//! host's `SIGCHLD` disposition, no zombie left behind, and it still works
+//! when the host ignores `SIGCHLD` (the kernel then reaps the child itself).
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use zeroize::Zeroizing;
+
+use authtoken_core::outcome::Outcome;
+use authtoken_core::trust::{self, TrustError};
+use authtoken_core::wire::{self, WireError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("helper {0} is missing; install the package or set helper in the config")]
+    Missing(PathBuf),
+    #[error("helper is not trusted: {0}")]
+    Untrusted(TrustError),
+    #[error("cannot start helper: {0}")]
+    Spawn(String),
+    #[error("helper did not answer within {0} ms and was killed")]
+    Timeout(u128),
+    #[error("helper failed: {0}")]
+    Crashed(String),
+    #[error("bad helper result: {0}")]
+    Result(#[from] WireError),
+}
+
+/// Runs `helper args…`, feeds it `request`, and returns the outcome it
+/// reported. Every failure is an error, never an outcome.
+pub fn run_helper(
+    helper: &Path,
+    args: &[&str],
+    request: &[u8],
+    deadline: Duration,
+) -> Result<Outcome, HelperError> {
+    let executable = above_stdio(open_helper(helper)?)?;
+    let start = Instant::now();
+    let prepared = Prepared::new(executable, args)?;
+    let spawn_err = |e: Errno| HelperError::Spawn(e.desc().to_owned());
+
+    // stdin is a socketpair rather than a pipe: `send(MSG_NOSIGNAL)` cannot
+    // raise SIGPIPE in the host if the helper has already died.
+    let (request_end, child_stdin) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(spawn_err)?;
+    let (result_end, child_stdout) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(spawn_err)?;
+    let devnull = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| HelperError::Spawn(e.to_string()))?;
+    let child_stdin = above_stdio(child_stdin)?;
+    let child_stdout = above_stdio(child_stdout)?;
+    let child_stderr = above_stdio(OwnedFd::from(devnull))?;
+
+    let child = prepared.spawn(
+        child_stdin.as_raw_fd(),
+        child_stdout.as_raw_fd(),
+        child_stderr.as_raw_fd(),
+    )?;
+    drop((child_stdin, child_stdout, child_stderr));
+
+    let ends_at = start + deadline;
+    // A helper that dies early shows up below as a crash, so a failed send
+    // only stops the sending.
+    let _ = send_request(&request_end, request, ends_at);
+    drop(request_end);
+
+    let result = match read_result(&result_end, ends_at) {
+        Ok(result) => result,
+        Err(ReadError::Timeout) => {
+            child.kill_and_reap();
+            return Err(HelperError::Timeout(deadline.as_millis()));
+        }
+        Err(ReadError::TooLarge) => {
+            child.kill_and_reap();
+            return Err(WireError::TooLarge(wire::MAX_RESULT_BYTES).into());
+        }
+        Err(ReadError::Io(e)) => {
+            child.kill_and_reap();
+            return Err(HelperError::Crashed(format!(
+                "reading its result: {}",
+                e.desc()
+            )));
+        }
+    };
+    match child.wait_until(ends_at) {
+        ExitKind::Success | ExitKind::ReapedElsewhere => Ok(wire::decode_result(&result)?),
+        ExitKind::Failed(why) => Err(HelperError::Crashed(why)),
+        ExitKind::TimedOut => Err(HelperError::Timeout(deadline.as_millis())),
+    }
+}
+
+/// The helper runs as root with the password: it must be a root-owned
+/// executable nobody else can replace, reached through directories nobody
+/// else can write. The descriptor returned is what gets executed.
+fn open_helper(helper: &Path) -> Result<OwnedFd, HelperError> {
+    trust::open_executable(helper).map_err(|e| match e {
+        TrustError::Missing { .. } => HelperError::Missing(helper.to_owned()),
+        other => HelperError::Untrusted(other),
+    })
+}
+
+/// Moves a descriptor to 3 or above so that the child's `dup2` onto 0–2
+/// cannot clobber another of its descriptors (the host may have closed its
+/// own stdio).
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, HelperError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let moved = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(|e| HelperError::Spawn(e.desc().to_owned()))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// Everything the child needs, built before `fork` because the child may
+/// only make async-signal-safe calls (the host can be multithreaded).
+struct Prepared {
+    executable: OwnedFd,
+    _args: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: [*const libc::c_char; 1],
+    max_fd: libc::c_int,
+}
+
+impl Prepared {
+    fn new(executable: OwnedFd, args: &[&str]) -> Result<Prepared, HelperError> {
+        let nul = |_| HelperError::Spawn("argument contains NUL".into());
+        let mut owned = vec![CString::new("authtoken-helper").map_err(nul)?];
+        for arg in args {
+            owned.push(CString::new(*arg).map_err(nul)?);
+        }
+        let mut argv: Vec<*const libc::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let max_fd = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(65_536) as libc::c_int)
+            .unwrap_or(1024);
+        Ok(Prepared {
+            executable,
+            _args: owned,
+            argv,
+            envp: [std::ptr::null()],
+            max_fd,
+        })
+    }
+
+    fn spawn(&self, stdin: RawFd, stdout: RawFd, stderr: RawFd) -> Result<Child, HelperError> {
+        // SAFETY: the child branch only calls async-signal-safe functions on
+        // memory prepared before the fork, then execs or `_exit`s.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(HelperError::Spawn(Errno::last().desc().to_owned()));
+        }
+        if pid == 0 {
+            // SAFETY: we are the freshly forked child; see `exec_child`.
+            unsafe { self.exec_child(stdin, stdout, stderr) }
+        }
+        let pid = Pid::from_raw(pid);
+        // The child does the same; whichever runs first wins, so the group
+        // exists before any kill below can name it.
+        let _ = nix::unistd::setpgid(pid, pid);
+        Ok(Child::new(pid))
+    }
+
+    /// Child side of the fork. Never returns.
+    ///
+    /// # Safety
+    /// Must only be called in the child right after `fork`.
+    unsafe fn exec_child(&self, stdin: RawFd, stdout: RawFd, stderr: RawFd) -> ! {
+        // SAFETY: sigemptyset/sigprocmask/signal/setpgid/chdir/dup2/fcntl/
+        // syscall/close/_exit are async-signal-safe and only touch this
+        // process's own state, on pointers prepared before the fork.
+        unsafe {
+            // The host may block, ignore or catch signals (exec keeps ignored
+            // ones ignored); the helper starts with every default.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            for signal in 1..NSIG {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+            }
+            libc::setpgid(0, 0);
+            if libc::chdir(c"/".as_ptr()) != 0 {
+                libc::_exit(126);
+            }
+            if libc::dup2(stdin, 0) < 0 || libc::dup2(stdout, 1) < 0 || libc::dup2(stderr, 2) < 0 {
+                libc::_exit(126);
+            }
+            // The executable moves to 3 (still close-on-exec); the rest go.
+            let executable = self.executable.as_raw_fd();
+            if executable != EXEC_FD && libc::dup3(executable, EXEC_FD, libc::O_CLOEXEC) != EXEC_FD
+            {
+                libc::_exit(126);
+            }
+            if libc::syscall(libc::SYS_close_range, (EXEC_FD + 1) as u32, u32::MAX, 0u32) != 0 {
+                for fd in EXEC_FD + 1..self.max_fd {
+                    libc::close(fd);
+                }
+            }
+            let exec = || {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    EXEC_FD,
+                    c"".as_ptr(),
+                    self.argv.as_ptr(),
+                    self.envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+            exec();
+            // A script's interpreter reopens it as /dev/fd/3, which
+            // close-on-exec would hide (ENOENT): keep 3 open for it.
+            if *libc::__errno_location() == libc::ENOENT {
+                libc::fcntl(EXEC_FD, libc::F_SETFD, 0);
+                exec();
+            }
+            libc::_exit(127)
+        }
+    }
+}
+
+/// Where the child holds the executable it runs.
+const EXEC_FD: RawFd = 3;
+/// One past the highest signal number (Linux: 64 signals).
+const NSIG: libc::c_int = 65;
+
+/// Our one child. Dropping it without a reap kills and reaps it, so no
+/// early return can leave a zombie or an orphan holding the password.
+struct Child {
+    pid: Pid,
+    /// A pidfd, when the kernel has them, so a kill can never reach a
+    /// recycled pid (relevant when the host ignores SIGCHLD).
+    pidfd: Option<OwnedFd>,
+    reaped: bool,
+}
+
+enum ExitKind {
+    Success,
+    /// The host ignores SIGCHLD or reaped it: the status is unknowable, and
+    /// the complete, well-formed result decides.
+    ReapedElsewhere,
+    Failed(String),
+    TimedOut,
+}
+
+impl Child {
+    fn new(pid: Pid) -> Child {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        let pidfd = (raw >= 0).then(|| {
+            // SAFETY: pidfd_open returned a fresh descriptor owned by nobody else.
+            unsafe { OwnedFd::from_raw_fd(raw as RawFd) }
+        });
+        Child {
+            pid,
+            pidfd,
+            reaped: false,
+        }
+    }
+
+    fn kill(&self) {
+        // The helper's whole process group first: anything it started goes
+        // too. The group exists while our unreaped child does.
+        let _ = nix::sys::signal::killpg(self.pid, nix::sys::signal::Signal::SIGKILL);
+        match &self.pidfd {
+            Some(pidfd) => {
+                // SAFETY: pidfd_send_signal on our own valid pidfd, no siginfo.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd.as_raw_fd(),
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    );
+                }
+            }
+            None => {
+                // Without a pidfd, only signal a child that has not been reaped.
+                if matches!(
+                    waitpid(self.pid, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                ) {
+                    let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    fn kill_and_reap(mut self) {
+        self.kill();
+        self.reap_blocking();
+    }
+
+    fn reap_blocking(&mut self) {
+        while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
+        self.reaped = true;
+    }
+
+    /// Waits for the exit after the result was read, up to `ends_at`.
+    fn wait_until(mut self, ends_at: Instant) -> ExitKind {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.reaped = true;
+                    return if code == 0 {
+                        ExitKind::Success
+                    } else {
+                        ExitKind::Failed(format!("exit status {code}"))
+                    };
+                }
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    self.reaped = true;
+                    return ExitKind::Failed(format!("killed by {signal}"));
+                }
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(Errno::ECHILD) => {
+                    self.reaped = true;
+                    return ExitKind::ReapedElsewhere;
+                }
+                Err(e) => {
+                    self.kill_and_reap();
+                    return ExitKind::Failed(e.desc().to_owned());
+                }
+            }
+            if Instant::now() >= ends_at {
+                self.kill_and_reap();
+                return ExitKind::TimedOut;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            self.reap_blocking();
+        }
+    }
+}
+
+fn remaining(ends_at: Instant) -> Option<PollTimeout> {
+    let left = ends_at.checked_duration_since(Instant::now())?;
+    // Round up so a sub-millisecond remainder still waits, then cap to i32.
+    let millis = (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32;
+    PollTimeout::try_from(millis).ok()
+}
+
+/// Waits until `fd` is ready for `events`, retrying on EINTR; `ETIMEDOUT`
+/// once `ends_at` passes.
+fn wait_ready(fd: &OwnedFd, events: PollFlags, ends_at: Instant) -> Result<(), Errno> {
+    loop {
+        let timeout = remaining(ends_at).ok_or(Errno::ETIMEDOUT)?;
+        let mut fds = [PollFd::new(fd.as_fd(), events)];
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(0) => return Err(Errno::ETIMEDOUT),
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn send_request(fd: &OwnedFd, request: &[u8], ends_at: Instant) -> Result<(), Errno> {
+    let mut sent = 0;
+    while sent < request.len() {
+        wait_ready(fd, PollFlags::POLLOUT, ends_at)?;
+        match socket::send(
+            fd.as_raw_fd(),
+            &request[sent..],
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => sent += n,
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write)
+}
+
+enum ReadError {
+    Timeout,
+    TooLarge,
+    Io(Errno),
+}
+
+/// Reads stdout to EOF, bounded in size and time.
+fn read_result(fd: &OwnedFd, ends_at: Instant) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+    let mut buf = Zeroizing::new(vec![0u8; wire::MAX_RESULT_BYTES + 1]);
+    let mut len = 0;
+    loop {
+        match wait_ready(fd, PollFlags::POLLIN, ends_at) {
+            Ok(()) => {}
+            Err(Errno::ETIMEDOUT) => return Err(ReadError::Timeout),
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+        if len == buf.len() {
+            return Err(ReadError::TooLarge);
+        }
+        match nix::unistd::read(fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    if len > wire::MAX_RESULT_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
