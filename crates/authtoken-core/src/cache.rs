@@ -355,8 +355,9 @@ impl Cache {
     }
 
     /// Removes the directories of login sessions that no longer exist.
-    pub fn sweep(&self) {
-        let live = live_audit_session_ids();
+    /// `alive` tells whether a login session still exists (`None`: cannot
+    /// tell, so it stays); [`SessionKey::alive`] is the system's answer.
+    pub fn sweep(&self, alive: &dyn Fn(&SessionKey) -> Option<bool>) {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return;
         };
@@ -365,7 +366,7 @@ impl Cache {
             let Some(key) = SessionKey::parse(&name) else {
                 continue;
             };
-            if key.alive(&live) == Some(false) {
+            if alive(&key) == Some(false) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

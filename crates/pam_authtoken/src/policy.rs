@@ -61,6 +61,8 @@ pub trait Host {
     /// The process session (shared with a forked authentication child).
     fn process_session(&self) -> Result<SessionKey, SessionError>;
     fn open_cache(&self, dir: &Path) -> Result<Cache, CacheError>;
+    /// Whether a login session still exists (`None`: cannot tell).
+    fn session_alive(&self, key: &SessionKey) -> Option<bool>;
     fn log(&self, level: Level, message: &str);
 }
 
@@ -89,6 +91,9 @@ impl Host for RealHost {
     }
     fn open_cache(&self, dir: &Path) -> Result<Cache, CacheError> {
         Cache::open(dir)
+    }
+    fn session_alive(&self, key: &SessionKey) -> Option<bool> {
+        key.alive(&authtoken_core::session::live_audit_session_ids())
     }
     fn log(&self, level: Level, message: &str) {
         log::send(log::MODULE_IDENT, level, message);
@@ -516,7 +521,7 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
             return PamCode::SessionErr;
         }
     }
-    cache.sweep();
+    cache.sweep(&|key| host.session_alive(key));
     host.log(
         Level::Info,
         &format!(
@@ -551,7 +556,7 @@ pub fn close_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) 
         .and_then(|options| host.load_config(&options.config_path).ok())
         .and_then(|config| host.open_cache(&config.cache_dir).ok());
     if let Some(cache) = cache {
-        cache.sweep();
+        cache.sweep(&|key| host.session_alive(key));
     }
     if removed {
         PamCode::Success
