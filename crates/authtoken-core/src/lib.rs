@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod log;
 pub mod outcome;
+pub mod secret;
 pub mod session;
 pub mod trust;
 pub mod username;

@@ -280,18 +280,29 @@ pub fn open_executable(path: &Path) -> Result<OwnedFd, TrustError> {
     Ok(fd)
 }
 
-/// Writes `bytes` to `path` atomically: a new private (0600) file beside
-/// it, created exclusively and without following links, optionally given
-/// to `owner` (uid, gid), synced, then renamed over `path`. Readers see the
-/// old file or the new one, never a half-written one, and never a file
-/// others could read in between.
+/// Writes `bytes` to `path` atomically and private to its owner (0600);
+/// see [`write_atomic`].
+pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    write_atomic(path, bytes, 0o600, owner)
+}
+
+/// Writes `bytes` to `path` atomically: a new file beside it, created
+/// exclusively, without following links and private until complete,
+/// optionally given to `owner` (uid, gid), synced, set to `mode`, then
+/// renamed over `path`. Readers see the old file or the new one, never a
+/// half-written one, and never a file others could read in between.
 ///
 /// Not `tempfile`: its random names come from a thread-local generator
 /// whose first use registers a thread-exit destructor, and in the PAM
 /// module (a library the host unloads with `pam_end`) that destructor
 /// would later run from unmapped code and crash the host's thread. The
 /// temporary name here is unique by pid, a per-load counter and the clock.
-pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -313,13 +324,13 @@ pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> st
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temp)?;
-        // The umask may have taken bits away; never added any.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         }
         file.write_all(bytes)?;
         file.sync_all()?;
+        // Exactly `mode`, whatever the umask took away.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         std::fs::rename(&temp, path)
     };
     write().inspect_err(|_| {

@@ -20,12 +20,12 @@ pub fn authenticate(
 ) -> Outcome {
     let http = match Http::new(config, deadline) {
         Ok(http) => http,
-        Err(e) => return Outcome::unavailable(e),
+        Err(e) => return Outcome::unavailable(e.to_string()),
     };
     let url = format!("{}{}", config.url.trim_end_matches('/'), hem::TOKEN_PATH);
     let reply = match http.request("GET", &url, None, None) {
         Ok(reply) => reply,
-        Err(e) => return Outcome::unavailable(e),
+        Err(e) => return Outcome::unavailable(e.to_string()),
     };
     step(&format!("challenge answered HTTP {}", reply.status));
     let challenge = match hem::parse_challenge(reply.status, &reply.body) {
@@ -68,7 +68,7 @@ pub fn authenticate(
         Some(body.as_bytes()),
     ) {
         Ok(reply) => reply,
-        Err(e) => return Outcome::unavailable(e),
+        Err(e) => return Outcome::unavailable(e.to_string()),
     };
     step(&format!("authentication answered HTTP {}", reply.status));
     hem::parse_token_reply(reply.status, &reply.body)

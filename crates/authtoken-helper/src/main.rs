@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use authtoken_core::config::{Backend, Config, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
 use authtoken_core::outcome::{outcome_code, Outcome};
+use authtoken_core::secret::first_line;
 use authtoken_core::username::Username;
-use authtoken_core::wire::{self, HelperRequest, MAX_REQUEST_BYTES};
+use authtoken_core::wire::{self, HelperRequest, WireError, MAX_REQUEST_BYTES};
 use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
@@ -100,7 +101,12 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
     // default action ends us, and the module reports the helper as failed.
     let _ = nix::unistd::alarm::set(310);
     let (outcome, user, service, backend) = match read_request() {
-        Err(e) => (Outcome::unavailable(e), String::new(), String::new(), "-"),
+        Err(e) => (
+            Outcome::unavailable(e.to_string()),
+            String::new(),
+            String::new(),
+            "-",
+        ),
         Ok(request) => {
             let user = request.user.to_string();
             let service = request.service.clone();
@@ -166,14 +172,22 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn read_request() -> Result<HelperRequest, String> {
+/// Why the module's request could not be read.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("reading request: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    Wire(#[from] WireError),
+}
+
+fn read_request() -> Result<HelperRequest, RequestError> {
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES + 1));
     std::io::stdin()
         .lock()
         .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading request: {e}"))?;
-    HelperRequest::decode(&buf).map_err(|e| e.to_string())
+        .read_to_end(&mut buf)?;
+    Ok(HelperRequest::decode(&buf)?)
 }
 
 /// The config for an admin command, or `None` after printing why not.
@@ -192,11 +206,13 @@ fn check_config(config_path: &Path) -> ExitCode {
     };
     let mut problems = Vec::new();
     if let Err(e) = transport::Http::new(&config, Instant::now()) {
-        problems.push(e);
+        problems.push(e.to_string());
     }
     if config.backend == Backend::Mdm {
         let root = Username::parse(b"root").map_err(|e| e.to_string());
-        if let Err(e) = root.and_then(|root| mdm::identity(&config, &root)) {
+        if let Err(e) =
+            root.and_then(|root| mdm::identity(&config, &root).map_err(|e| e.to_string()))
+        {
             problems.push(e);
         }
     }
@@ -232,27 +248,13 @@ fn check_config(config_path: &Path) -> ExitCode {
 }
 
 /// Reads a password from the terminal, or one line of stdin when it is not one.
-fn read_password() -> Result<Zeroizing<Vec<u8>>, String> {
+fn read_password() -> std::io::Result<Zeroizing<Vec<u8>>> {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
-        let mut text =
-            Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?);
-        let bytes = Zeroizing::new(text.as_bytes().to_vec());
-        zeroize::Zeroize::zeroize(&mut *text);
-        Ok(bytes)
+        let text = Zeroizing::new(rpassword::prompt_password("Password: ")?);
+        Ok(Zeroizing::new(text.as_bytes().to_vec()))
     } else {
-        let mut line = Zeroizing::new(Vec::with_capacity(wire::MAX_PASSWORD_BYTES + 2));
-        std::io::stdin()
-            .lock()
-            .take(wire::MAX_PASSWORD_BYTES as u64 + 1)
-            .read_to_end(&mut line)
-            .map_err(|e| e.to_string())?;
-        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
-        line.truncate(end);
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        Ok(line)
+        first_line(std::io::stdin().lock(), wire::MAX_PASSWORD_BYTES + 2)
     }
 }
 
@@ -261,6 +263,12 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let password = match read_password() {
+        Ok(password) if password.is_empty() => {
+            eprintln!(
+                "error: empty password refused (the module refuses it too, without a request)"
+            );
+            return ExitCode::FAILURE;
+        }
         Ok(password) => password,
         Err(e) => {
             eprintln!("error: cannot read password: {e}");

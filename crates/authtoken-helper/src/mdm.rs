@@ -12,16 +12,23 @@ use crate::transport::{CheckinEndpoint, Http};
 
 const MACHINE_ID: &str = "/etc/machine-id";
 
+/// No device identity to send.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{MACHINE_ID}: {0}; set udid in the config")]
+    MachineId(String),
+}
+
 /// The identity sent in both check-ins: configured UDID or the machine id,
 /// configured or derived UserID, and the GECOS name when the user is local.
-pub fn identity(config: &Config, user: &Username) -> Result<UserIdentity, String> {
+pub fn identity(config: &Config, user: &Username) -> Result<UserIdentity, IdentityError> {
     let user = user.as_str();
     let udid = match &config.udid {
         Some(udid) => udid.clone(),
         None => {
             let text = std::fs::read_to_string(MACHINE_ID)
-                .map_err(|e| format!("{MACHINE_ID}: {e}; set udid in the config"))?;
-            mdm::udid_from_machine_id(&text).map_err(|e| format!("{MACHINE_ID}: {e}"))?
+                .map_err(|e| IdentityError::MachineId(e.to_string()))?;
+            mdm::udid_from_machine_id(&text).map_err(|e| IdentityError::MachineId(e.to_string()))?
         }
     };
     let user_id = config
@@ -54,11 +61,11 @@ pub fn authenticate(
 ) -> Outcome {
     let id = match identity(config, user) {
         Ok(id) => id,
-        Err(e) => return Outcome::unavailable(e),
+        Err(e) => return Outcome::unavailable(e.to_string()),
     };
     let http = match Http::new(config, deadline) {
         Ok(http) => http,
-        Err(e) => return Outcome::unavailable(e),
+        Err(e) => return Outcome::unavailable(e.to_string()),
     };
     let settings = ClientSettings {
         schemes: config.schemes.clone(),

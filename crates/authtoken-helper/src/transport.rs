@@ -3,16 +3,50 @@
 //! request bounded by the one handshake deadline. One agent per handshake so
 //! both steps reuse one connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use authtoken_core::config::Config;
-use authtoken_core::trust::{self, Rules};
+use authtoken_core::trust::{self, Rules, TrustError};
 use authtoken_protocol::mdm::{CheckinTransport, Reply};
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
 
-/// Largest reply body we read (PROTOCOL.md: 64 KiB is ample).
+/// Largest reply body we read (docs/PROTOCOL.md: 64 KiB is ample).
 pub const MAX_REPLY_BYTES: u64 = 64 * 1024;
+
+/// Why a request, or setting up for one, failed. The text is safe to log.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("timeout")]
+    Timeout,
+    #[error("reply larger than {MAX_REPLY_BYTES} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    Http(String),
+    #[error("bad request: {0}")]
+    Request(String),
+    #[error("{what} {source}")]
+    File {
+        what: &'static str,
+        source: TrustError,
+    },
+    #[error("{what} {} holds no certificate", path.display())]
+    NoCertificate { what: &'static str, path: PathBuf },
+    #[error("client_key {} holds no private key", .0.display())]
+    NoPrivateKey(PathBuf),
+    #[error("no system root certificates found; set ca_file")]
+    NoRoots,
+}
+
+impl From<ureq::Error> for TransportError {
+    fn from(error: ureq::Error) -> Self {
+        match error {
+            ureq::Error::Timeout(_) => TransportError::Timeout,
+            ureq::Error::BodyExceedsLimit(_) => TransportError::TooLarge,
+            other => TransportError::Http(other.to_string()),
+        }
+    }
+}
 
 pub struct Http {
     agent: ureq::Agent,
@@ -21,7 +55,7 @@ pub struct Http {
 
 impl Http {
     /// The plain-http rule was applied when the config was validated.
-    pub fn new(config: &Config, deadline: Instant) -> Result<Http, String> {
+    pub fn new(config: &Config, deadline: Instant) -> Result<Http, TransportError> {
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .root_certs(load_roots(config.ca_file.as_deref())?)
@@ -40,11 +74,11 @@ impl Http {
         Ok(Http { agent, deadline })
     }
 
-    fn time_left(&self) -> Result<std::time::Duration, String> {
+    fn time_left(&self) -> Result<std::time::Duration, TransportError> {
         self.deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| "timeout".to_owned())
+            .ok_or(TransportError::Timeout)
     }
 
     /// One request; `body` of `None` sends no body (GET).
@@ -54,7 +88,7 @@ impl Http {
         url: &str,
         content_type: Option<&str>,
         body: Option<&[u8]>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, TransportError> {
         let left = self.time_left()?;
         let request = http::Request::builder().method(method).uri(url);
         let request = match content_type {
@@ -63,30 +97,20 @@ impl Http {
         };
         let request = request
             .body(body.unwrap_or_default())
-            .map_err(|e| format!("bad request: {e}"))?;
+            .map_err(|e| TransportError::Request(e.to_string()))?;
         let request = self
             .agent
             .configure_request(request)
             .timeout_global(Some(left))
             .build();
-        let mut response = self.agent.run(request).map_err(describe)?;
+        let mut response = self.agent.run(request)?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_REPLY_BYTES)
-            .read_to_vec()
-            .map_err(describe)?;
+            .read_to_vec()?;
         Ok(Reply { status, body })
-    }
-}
-
-/// Transport errors as log-safe text.
-fn describe(error: ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(_) => "timeout".into(),
-        ureq::Error::BodyExceedsLimit(_) => format!("reply larger than {MAX_REPLY_BYTES} bytes"),
-        other => other.to_string(),
     }
 }
 
@@ -94,8 +118,12 @@ fn describe(error: ureq::Error) -> String {
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// The certificates of a trusted PEM file (`what` names the config key).
-fn read_certificates(path: &Path, what: &str) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = trust::read(path, Rules::ROOT, MAX_PEM_BYTES).map_err(|e| format!("{what} {e}"))?;
+fn read_certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<Certificate<'static>>, TransportError> {
+    let pem = trust::read(path, Rules::ROOT, MAX_PEM_BYTES)
+        .map_err(|source| TransportError::File { what, source })?;
     let certs: Vec<_> = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(PemItem::Certificate(cert)) => Some(cert),
@@ -103,12 +131,15 @@ fn read_certificates(path: &Path, what: &str) -> Result<Vec<Certificate<'static>
         })
         .collect();
     if certs.is_empty() {
-        return Err(format!("{what} {} holds no certificate", path.display()));
+        return Err(TransportError::NoCertificate {
+            what,
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
 
-fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, String> {
+fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, TransportError> {
     let certs = match ca_file {
         Some(path) => read_certificates(path, "ca_file")?,
         None => {
@@ -119,7 +150,7 @@ fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, String> {
                 .map(|der| Certificate::from_der(der.as_ref()).to_owned())
                 .collect();
             if certs.is_empty() {
-                return Err("no system root certificates found; set ca_file".into());
+                return Err(TransportError::NoRoots);
             }
             certs
         }
@@ -127,19 +158,23 @@ fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, String> {
     Ok(RootCerts::new_with_certs(&certs))
 }
 
-fn load_client_cert(config: &Config) -> Result<Option<ClientCert>, String> {
+fn load_client_cert(config: &Config) -> Result<Option<ClientCert>, TransportError> {
     let (Some(cert_path), Some(key_path)) = (&config.client_cert, &config.client_key) else {
         return Ok(None);
     };
     let chain = read_certificates(cert_path, "client_cert")?;
-    let key_pem = trust::read(key_path, Rules::ROOT_PRIVATE, MAX_PEM_BYTES)
-        .map_err(|e| format!("client_key {e}"))?;
+    let key_pem = trust::read(key_path, Rules::ROOT_PRIVATE, MAX_PEM_BYTES).map_err(|source| {
+        TransportError::File {
+            what: "client_key",
+            source,
+        }
+    })?;
     let key = ureq::tls::parse_pem(&key_pem)
         .find_map(|item| match item {
             Ok(PemItem::PrivateKey(key)) => Some(key),
             _ => None,
         })
-        .ok_or_else(|| format!("client_key {} holds no private key", key_path.display()))?;
+        .ok_or_else(|| TransportError::NoPrivateKey(key_path.clone()))?;
     Ok(Some(ClientCert::new_with_certs(&chain, key)))
 }
 
@@ -151,11 +186,13 @@ pub struct CheckinEndpoint<'a> {
 
 impl CheckinTransport for CheckinEndpoint<'_> {
     fn put(&mut self, body: &[u8]) -> Result<Reply, String> {
-        self.http.request(
-            "PUT",
-            self.url,
-            Some(authtoken_protocol::mdm::CONTENT_TYPE),
-            Some(body),
-        )
+        self.http
+            .request(
+                "PUT",
+                self.url,
+                Some(authtoken_protocol::mdm::CONTENT_TYPE),
+                Some(body),
+            )
+            .map_err(|e| e.to_string())
     }
 }

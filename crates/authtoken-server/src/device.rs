@@ -9,13 +9,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use authtoken_protocol::hem;
-use authtoken_protocol::random_bytes;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::authority::Answer;
+use crate::error::{key32, random, read_private, write_private, ServerError};
 use crate::proto::hem::{device_check, device_token, AuthCheck};
 
 /// How long a challenge may be answered.
@@ -55,23 +55,13 @@ pub struct Device {
     pending: Mutex<HashMap<String, u64>>,
 }
 
-fn key32(text: &str, what: &str) -> Result<[u8; 32], String> {
-    B64.decode(text)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| format!("{what} is not 32 bytes of base64"))
-}
-
-fn random32() -> Result<[u8; 32], String> {
-    random_bytes(32)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| "no randomness".to_owned())
+fn random32() -> Result<[u8; 32], ServerError> {
+    random(32)?.try_into().map_err(|_| ServerError::Random)
 }
 
 /// Creates the enrolment file: a fresh identity, `label`, and the public key
 /// derived from `passphrase` with the device's `eid` as salt.
-pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), String> {
+pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), ServerError> {
     let identity = StaticSecret::from(random32()?);
     let eid = B64.encode(PublicKey::from(&identity).as_bytes());
     let user_key = hem::public_key_b64(&hem::user_secret(passphrase, &eid));
@@ -80,18 +70,20 @@ pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), String>
         label: label.to_owned(),
         user_key,
     })
-    .map_err(|e| e.to_string())?;
-    crate::store::write_private_atomically(
+    .map_err(|e| ServerError::Usage(e.to_string()))?;
+    write_private(
         file,
         &format!("# authtoken-server emulated token device\n{text}"),
     )
 }
 
 impl Device {
-    pub fn load(file: &Path, state: DeviceState, delay: Duration) -> Result<Device, String> {
-        let text = crate::store::read_private(file)?;
-        let parsed: DeviceFile =
-            toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.message()))?;
+    pub fn load(file: &Path, state: DeviceState, delay: Duration) -> Result<Device, ServerError> {
+        let text = read_private(file)?;
+        let parsed: DeviceFile = toml::from_str(&text).map_err(|e| ServerError::Format {
+            path: file.to_owned(),
+            problem: e.message().to_owned(),
+        })?;
         let identity = StaticSecret::from(key32(&parsed.identity_secret, "identity_secret")?);
         let session_secret = StaticSecret::from(random32()?);
         Ok(Device {
@@ -120,7 +112,7 @@ impl Device {
         if let Some(answer) = self.refused() {
             return answer;
         }
-        let Ok(jti) = random_bytes(24) else {
+        let Ok(jti) = random(24) else {
             return Answer::status(500, "no randomness");
         };
         let jti = B64URL.encode(jti);
@@ -189,7 +181,7 @@ impl Device {
         if payload.exp < now {
             return Answer::status(401, "rejected: auth expired");
         }
-        let Ok(jti) = random_bytes(24) else {
+        let Ok(jti) = random(24) else {
             return Answer::status(500, "no randomness");
         };
         let token = device_token(

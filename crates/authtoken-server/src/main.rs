@@ -5,18 +5,20 @@
 
 mod authority;
 mod device;
+mod error;
 mod http;
 mod proto;
 mod store;
 mod tls;
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authtoken_core::secret::first_line;
 use authtoken_protocol::http_digest::Algorithm;
 use authtoken_protocol::scram::{DEFAULT_SERVER_ITERATIONS, MIN_ITERATIONS};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,6 +26,7 @@ use zeroize::Zeroizing;
 
 use authority::{Authority, UnknownUsers};
 use device::{Device, DeviceState};
+use error::ServerError;
 use store::{Policy, Store, User};
 
 #[derive(Parser)]
@@ -195,7 +198,7 @@ struct ServeOptions {
     allow_insecure_http: bool,
 }
 
-fn serve(options: ServeOptions) -> Result<(), String> {
+fn serve(options: ServeOptions) -> Result<(), ServerError> {
     let (service, description) = match (options.protocol, &options.users, &options.device) {
         (Protocol::Mdm, Some(users), _) => {
             let store = Store::load(users)?;
@@ -207,11 +210,17 @@ fn serve(options: ServeOptions) -> Result<(), String> {
             let device = Device::load(file, options.device_state, options.device_delay)?;
             (http::Service::Hem(device), "protocol hem".to_owned())
         }
-        _ => return Err("--users (mdm) or --device (hem) is required".into()),
+        _ => {
+            return Err(ServerError::Usage(
+                "--users (mdm) or --device (hem) is required".into(),
+            ))
+        }
     };
     let service = Arc::new(service);
     if options.tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_insecure_http {
-        return Err("plain HTTP is only served on loopback; give --tls-cert/--tls-key".into());
+        return Err(ServerError::Usage(
+            "plain HTTP is only served on loopback; give --tls-cert/--tls-key".into(),
+        ));
     }
     let acceptor = match &options.tls {
         Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
@@ -225,50 +234,45 @@ fn serve(options: ServeOptions) -> Result<(), String> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| ServerError::Network {
+            what: "starting the runtime".into(),
+            source,
+        })?;
+    let network = |what: String| move |source| ServerError::Network { what, source };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .map_err(|e| format!("{}: {e}", options.listen))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(network(options.listen.to_string()))?;
+        let local = listener
+            .local_addr()
+            .map_err(network("listening socket".into()))?;
         eprintln!(
             "authtoken-server: listening on {local} ({}, {description})",
             if acceptor.is_some() { "https" } else { "http" }
         );
         tokio::select! {
-            result = http::serve(listener, acceptor, service) => result.map_err(|e| e.to_string()),
+            result = http::serve(listener, acceptor, service) => result.map_err(network("serving".into())),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
 }
 
 /// Reads the password: the first line of stdin, or a prompt on a terminal.
-fn read_password(user: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    if std::io::stdin().is_terminal() {
+fn read_password(user: &str) -> Result<Zeroizing<Vec<u8>>, ServerError> {
+    let password = if std::io::stdin().is_terminal() {
         let text = Zeroizing::new(
             rpassword::prompt_password(format!("Password for {user}: "))
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| ServerError::Password(e.to_string()))?,
         );
-        return Ok(Zeroizing::new(text.as_bytes().to_vec()));
+        Zeroizing::new(text.as_bytes().to_vec())
+    } else {
+        first_line(std::io::stdin().lock(), 8191)
+            .map_err(|e| ServerError::Password(e.to_string()))?
+    };
+    if password.is_empty() {
+        return Err(ServerError::Password("empty password".into()));
     }
-    let mut input = Zeroizing::new(Vec::with_capacity(8192));
-    std::io::stdin()
-        .lock()
-        .take(8191)
-        .read_to_end(&mut input)
-        .map_err(|e| e.to_string())?;
-    let end = input
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(input.len());
-    input.truncate(end);
-    if input.last() == Some(&b'\r') {
-        input.pop();
-    }
-    if input.is_empty() {
-        return Err("empty password".into());
-    }
-    Ok(input)
+    Ok(password)
 }
 
 fn add_user(
@@ -279,10 +283,13 @@ fn add_user(
     iterations: u32,
     realm: &str,
     qop: bool,
-) -> Result<(), String> {
-    authtoken_core::username::Username::parse(user.as_bytes()).map_err(|e| e.to_string())?;
+) -> Result<(), ServerError> {
+    authtoken_core::username::Username::parse(user.as_bytes())
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
     if iterations < MIN_ITERATIONS {
-        return Err(format!("--iterations must be at least {MIN_ITERATIONS}"));
+        return Err(ServerError::Usage(format!(
+            "--iterations must be at least {MIN_ITERATIONS}"
+        )));
     }
     let mut store = if file.exists() {
         Store::load(file)?

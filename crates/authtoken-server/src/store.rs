@@ -18,12 +18,10 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use crate::error::{key32, random, read_private, write_private, ServerError};
 use crate::proto::scram::Verifier;
-use authtoken_core::trust::{self, Rules};
 use authtoken_protocol::http_digest::{self, Algorithm};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -98,43 +96,54 @@ struct UserRecord {
     ha1: Option<String>,
 }
 
-fn key32(field: &str, value: Option<&String>) -> Result<[u8; 32], String> {
-    let text = value.ok_or_else(|| format!("{field} missing"))?;
-    B64.decode(text)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| format!("{field} is not 32 bytes of base64"))
+/// What is wrong inside a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Toml(String),
+    #[error("secret missing or not base64 (recreate the store with add-user)")]
+    Secret,
+    #[error("users.{user}: {problem}")]
+    User { user: String, problem: String },
+}
+
+/// A required field of a user record.
+fn field<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, ServerError> {
+    value
+        .as_ref()
+        .ok_or_else(|| ServerError::Usage(format!("{name} missing")))
 }
 
 impl UserRecord {
-    fn to_user(&self) -> Result<User, String> {
+    fn to_user(&self) -> Result<User, ServerError> {
         let credential = match self.scheme.as_deref() {
             None => None,
             Some("scram-sha-256") => {
-                let salt = self
-                    .salt
-                    .as_ref()
-                    .and_then(|s| B64.decode(s).ok())
+                let salt = B64
+                    .decode(field(&self.salt, "salt")?)
+                    .ok()
                     .filter(|s| !s.is_empty())
-                    .ok_or("salt missing or not base64")?;
+                    .ok_or(ServerError::BadKey("salt"))?;
                 Some(Credential::Scram(Verifier {
                     salt,
-                    iterations: self.iterations.ok_or("iterations missing")?,
-                    stored_key: key32("stored_key", self.stored_key.as_ref())?,
-                    server_key: key32("server_key", self.server_key.as_ref())?,
+                    iterations: *field(&self.iterations, "iterations")?,
+                    stored_key: key32(field(&self.stored_key, "stored_key")?, "stored_key")?,
+                    server_key: key32(field(&self.server_key, "server_key")?, "server_key")?,
                 }))
             }
             Some("digest") => Some(Credential::Digest {
-                realm: self.realm.clone().ok_or("realm missing")?,
+                realm: field(&self.realm, "realm")?.clone(),
                 algorithm: Algorithm::parse(self.algorithm.as_deref().unwrap_or("MD5"))
-                    .ok_or("algorithm must be MD5 or SHA-256")?,
+                    .ok_or_else(|| ServerError::Usage("algorithm must be MD5 or SHA-256".into()))?,
                 qop: self.qop.unwrap_or(true),
-                ha1: self.ha1.clone().ok_or("ha1 missing")?.to_ascii_lowercase(),
+                ha1: field(&self.ha1, "ha1")?.to_ascii_lowercase(),
             }),
-            Some(other) => return Err(format!("unknown scheme {other}")),
+            Some(other) => return Err(ServerError::Usage(format!("unknown scheme {other}"))),
         };
         if self.policy == Policy::Managed && credential.is_none() {
-            return Err("a managed user needs a scheme and its verifier".into());
+            return Err(ServerError::Usage(
+                "a managed user needs a scheme and its verifier".into(),
+            ));
         }
         Ok(User {
             policy: self.policy,
@@ -175,35 +184,41 @@ impl UserRecord {
 
 impl Store {
     /// An empty store with a fresh secret.
-    pub fn new() -> Result<Store, String> {
+    pub fn new() -> Result<Store, ServerError> {
         Ok(Store {
-            secret: authtoken_protocol::random_bytes(32).map_err(|_| "no randomness")?,
+            secret: random(32)?,
             users: BTreeMap::new(),
         })
     }
 
-    pub fn load(path: &Path) -> Result<Store, String> {
+    pub fn load(path: &Path) -> Result<Store, ServerError> {
         let text = read_private(path)?;
-        Store::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        Store::parse(&text).map_err(|e| ServerError::Format {
+            path: path.to_owned(),
+            problem: e.to_string(),
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Store, String> {
-        let file: StoreFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-        let secret = match &file.secret {
-            Some(s) => B64.decode(s).map_err(|_| "secret is not base64")?,
-            None => return Err("secret missing (recreate the store with add-user)".into()),
-        };
+    pub fn parse(text: &str) -> Result<Store, StoreError> {
+        let file: StoreFile =
+            toml::from_str(text).map_err(|e| StoreError::Toml(e.message().to_owned()))?;
+        let secret = file
+            .secret
+            .as_ref()
+            .and_then(|s| B64.decode(s).ok())
+            .ok_or(StoreError::Secret)?;
         let mut users = BTreeMap::new();
         for (name, record) in &file.users {
-            users.insert(
-                name.clone(),
-                record.to_user().map_err(|e| format!("users.{name}: {e}"))?,
-            );
+            let user = record.to_user().map_err(|e| StoreError::User {
+                user: name.clone(),
+                problem: e.to_string(),
+            })?;
+            users.insert(name.clone(), user);
         }
         Ok(Store { secret, users })
     }
 
-    pub fn to_toml(&self) -> Result<String, String> {
+    pub fn to_toml(&self) -> Result<String, ServerError> {
         let file = StoreFile {
             secret: Some(B64.encode(&self.secret)),
             users: self
@@ -212,20 +227,20 @@ impl Store {
                 .map(|(name, user)| (name.clone(), UserRecord::from_user(user)))
                 .collect(),
         };
-        let body = toml::to_string(&file).map_err(|e| e.to_string())?;
+        let body = toml::to_string(&file).map_err(|e| ServerError::Usage(e.to_string()))?;
         Ok(format!(
             "# authtoken-server user store: verifiers only, no passwords.\n# Edit with `authtoken-server add-user`.\n{body}"
         ))
     }
 
     /// Writes the store next to `path` and renames it into place, mode 0600.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        write_private_atomically(path, &self.to_toml()?)
+    pub fn save(&self, path: &Path) -> Result<(), ServerError> {
+        write_private(path, &self.to_toml()?)
     }
 
     /// A SCRAM user's credential, from the password.
-    pub fn scram_credential(password: &[u8], iterations: u32) -> Result<Credential, String> {
-        let salt = authtoken_protocol::random_bytes(16).map_err(|_| "no randomness")?;
+    pub fn scram_credential(password: &[u8], iterations: u32) -> Result<Credential, ServerError> {
+        let salt = random(16)?;
         Ok(Credential::Scram(Verifier::from_password(
             password, salt, iterations,
         )))
@@ -246,50 +261,6 @@ impl Store {
             ha1: http_digest::ha1(algorithm, user, realm, password).to_string(),
         }
     }
-}
-
-/// Writes `text` to a temporary file beside `path` (mode 0600) and renames
-/// it into place, so readers never see half a file.
-pub fn write_private_atomically(path: &Path, text: &str) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: {e}", path.display())
-    })
-}
-
-/// Largest store or device file read.
-const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Reads a file of verifiers or keys, trusted the way the client trusts its
-/// config: no symlink anywhere on the path, owned by root or by the user the
-/// server runs as, not writable by group or others, and private to its owner.
-pub fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
-    let euid = nix::unistd::geteuid().as_raw();
-    let rules = Rules {
-        also_owner: (euid != 0).then_some(euid),
-        private: true,
-    };
-    trust::read_text(&trust::absolute(path), rules, MAX_STORE_BYTES).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -336,7 +307,7 @@ mod tests {
     #[test]
     fn managed_user_needs_credential() {
         let err = Store::parse("secret = \"AAAA\"\n[users.x]\npolicy = \"managed\"\n").unwrap_err();
-        assert!(err.contains("users.x"), "{err}");
+        assert!(err.to_string().contains("users.x"), "{err}");
         assert!(Store::parse("secret = \"AAAA\"\n[users.x]\nfoo = 1\n").is_err());
     }
 }

@@ -14,67 +14,53 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
+use crate::error::{write_private, write_public, ServerError};
+
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .map_err(|e| pem_error(cert, e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        .map_err(|e| pem_error(cert, e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-            {
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, e))? {
                 roots
-                    .add(cert.map_err(|e| format!("{}: {e}", path.display()))?)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .add(cert.map_err(|e| pem_error(path, e))?)
+                    .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ServerError::Tls(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn write_public(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+fn pem_error(path: &Path, error: rustls::pki_types::pem::Error) -> ServerError {
+    ServerError::Tls(format!("{}: {error}", path.display()))
 }
 
 /// Writes `ca.pem`, `server.pem`/`server.key` for `hosts`, and
 /// `client.pem`/`client.key` (a device identity for mutual TLS) into `dir`.
-pub fn generate(dir: &Path, hosts: &[String]) -> Result<(), String> {
-    let err = |e: rcgen::Error| e.to_string();
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn generate(dir: &Path, hosts: &[String]) -> Result<(), ServerError> {
+    let err = |e: rcgen::Error| ServerError::Tls(e.to_string());
+    std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
