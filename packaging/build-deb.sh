@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Debian package and prints its path as the last line.
+# Builds the two Debian packages and prints their paths as the last two
+# lines: pam-authtoken (the module and its helper: every client) and
+# authtoken-server (the reference authority: the machine that serves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v dpkg-deb >/dev/null || ! command -v gcc >/dev/null; then
@@ -10,39 +12,61 @@ cargo build --release --locked --workspace >&2
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 arch=$(dpkg --print-architecture)
 multiarch=$(gcc -print-multiarch)
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p target/packages
 
-packaging/stage.sh "$root" "/usr/lib/$multiarch/security" /lib/systemd/system
-install -D -m 0644 packaging/debian/pam-configs/authtoken "$root/usr/share/pam-configs/authtoken"
-cp LICENSE "$root/usr/share/doc/pam-authtoken/copyright"
-
-mkdir -p "$root/DEBIAN"
-install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
-echo /etc/authtoken/authtoken.toml >"$root/DEBIAN/conffiles"
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-cat >"$root/DEBIAN/control" <<CONTROL
-Package: pam-authtoken
+# control NAME DEPENDS SUMMARY DESCRIPTION ROOT
+control() {
+  local size
+  size=$(du -sk --exclude=DEBIAN "$5" | cut -f1)
+  mkdir -p "$5/DEBIAN"
+  cat >"$5/DEBIAN/control" <<CONTROL
+Package: $1
 Version: $version
 Architecture: $arch
 Maintainer: pam_authtoken maintainers <root@localhost>
 Installed-Size: $size
-Depends: libc6, libpam0g, libpam-runtime (>= 1.0.1-6)
+Depends: $2
 Section: admin
 Priority: optional
 Homepage: https://github.com/pam-authtoken/pam-authtoken
-Description: PAM module signing users in against a token authority
- pam_authtoken authenticates users at login (console, display manager, sudo,
+Description: $3
+$4
+CONTROL
+}
+
+client="$work/client"
+packaging/stage.sh client "$client" "/usr/lib/$multiarch/security"
+install -D -m 0644 packaging/debian/pam-configs/authtoken "$client/usr/share/pam-configs/authtoken"
+cp LICENSE "$client/usr/share/doc/pam-authtoken/copyright"
+mkdir -p "$client/DEBIAN"
+install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$client/DEBIAN/"
+echo /etc/authtoken/authtoken.toml >"$client/DEBIAN/conffiles"
+control pam-authtoken "libc6, libpam0g, libpam-runtime (>= 1.0.1-6)" \
+  "PAM module signing users in against a token authority" \
+" pam_authtoken authenticates users at login (console, display manager, sudo,
  su, sshd, screen unlock) with a challenge/digest handshake against an MDM
  server (Apple UserAuthenticate, SCRAM-SHA-256) or a local token device, and
  keeps the returned AuthToken for the login session. Includes
- authtoken-helper and the reference authority authtoken-server.
+ authtoken-helper, which does all network I/O in a child process.
  .
  The pam-auth-update profile is off until enabled with
- "pam-auth-update --enable authtoken".
-CONTROL
+ \"pam-auth-update --enable authtoken\"." "$client"
 
-mkdir -p target/packages
-out="target/packages/pam-authtoken_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$out" >&2
-echo "$PWD/$out"
+server="$work/server"
+packaging/stage.sh server "$server" /lib/systemd/system
+cp LICENSE "$server/usr/share/doc/authtoken-server/copyright"
+control authtoken-server "libc6" \
+  "Reference token authority for pam_authtoken" \
+" authtoken-server answers Apple MDM UserAuthenticate check-ins with
+ SCRAM-SHA-256 (or HTTP Digest for compatibility) over a store of verifiers,
+ and can emulate an Encedo-HEM-style token device: the embedded default for
+ a first run, demos, tests and small sites. Install it on the machine that
+ serves logins, not on every client." "$server"
+
+for part in client:pam-authtoken server:authtoken-server; do
+  out="target/packages/${part#*:}_${version}_${arch}.deb"
+  dpkg-deb --root-owner-group -Zxz --build "$work/${part%%:*}" "$out" >&2
+  echo "$PWD/$out"
+done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the RPM package (with rpmbuild, which Debian packages as "rpm") and
-# prints its path as the last line.
+# Builds the two RPM packages (with rpmbuild, which Debian packages as
+# "rpm") and prints their paths as the last two lines: pam-authtoken and
+# its subpackage authtoken-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v rpmbuild >/dev/null; then
@@ -12,7 +13,8 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 stage="$work/stage"
-packaging/stage.sh "$stage" /usr/lib64/security /usr/lib/systemd/system
+packaging/stage.sh client "$stage" /usr/lib64/security
+packaging/stage.sh server "$stage" /usr/lib/systemd/system
 
 rpmbuild -bb --quiet \
   --define "_topdir $work/rpmbuild" \
@@ -23,6 +25,8 @@ rpmbuild -bb --quiet \
   packaging/rpm/pam-authtoken.spec >&2
 
 mkdir -p target/packages
-out="target/packages/pam-authtoken-${version}-1.x86_64.rpm"
-cp "$work/rpmbuild/RPMS/x86_64/pam-authtoken-${version}-1.x86_64.rpm" "$out"
-echo "$PWD/$out"
+for name in pam-authtoken authtoken-server; do
+  out="target/packages/${name}-${version}-1.x86_64.rpm"
+  cp "$work/rpmbuild/RPMS/x86_64/${name}-${version}-1.x86_64.rpm" "$out"
+  echo "$PWD/$out"
+done

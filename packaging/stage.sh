@@ -1,26 +1,48 @@
 #!/usr/bin/env bash
-# stage.sh ROOT SECURITY_DIR UNIT_DIR: installs the release build into ROOT
-# at the distribution's paths. Shared by build-deb.sh and build-rpm.sh.
+# stage.sh PART ROOT DIR: installs one package's share of the release build
+# into ROOT at the distribution's paths. Shared by build-deb.sh and
+# build-rpm.sh.
+#   stage.sh client ROOT SECURITY_DIR  the module, its helper, config, man pages
+#   stage.sh server ROOT UNIT_DIR      the reference authority and its unit
+# The client package never carries the server, so clients do not ship a
+# token authority they do not run.
 set -euo pipefail
-root=$1 security_dir=$2 unit_dir=$3
+part=$1 root=$2 dir=$3
 top=$(cd "$(dirname "$0")/.." && pwd)
-install -d -m 0755 "$root"
 rel="$top/target/release"
-doc="$root/usr/share/doc/pam-authtoken"
+install -d -m 0755 "$root"
 
-install -D -m 0644 "$rel/libpam_authtoken.so" "$root$security_dir/pam_authtoken.so"
-install -D -m 0755 "$rel/authtoken-helper" "$root/usr/libexec/authtoken/authtoken-helper"
-install -D -m 0755 "$rel/authtoken-server" "$root/usr/sbin/authtoken-server"
-install -D -m 0644 "$top/conf/authtoken.toml" "$root/etc/authtoken/authtoken.toml"
-install -D -m 0644 "$top/packaging/tmpfiles.d/authtoken.conf" "$root/usr/lib/tmpfiles.d/authtoken.conf"
-install -D -m 0644 "$top/packaging/systemd/authtoken-server.service" "$root$unit_dir/authtoken-server.service"
-for page in pam_authtoken.8 authtoken-helper.8 authtoken-server.8 authtoken.toml.5; do
-  section=${page##*.}
+man_page() {
+  local page=$1 section=${1##*.}
   mkdir -p "$root/usr/share/man/man$section"
   gzip -9n -c "$top/packaging/man/$page" >"$root/usr/share/man/man$section/$page.gz"
-done
-install -D -m 0644 "$top/README.md" "$doc/README.md"
-install -D -m 0644 "$top/LICENSE" "$doc/LICENSE"
-install -d -m 0755 "$doc/examples/pam.d"
-install -m 0644 "$top"/pam.d/* "$doc/examples/pam.d/"
-chmod 0755 "$root/etc/authtoken"
+}
+
+case "$part" in
+client)
+  doc="$root/usr/share/doc/pam-authtoken"
+  install -D -m 0644 "$rel/libpam_authtoken.so" "$root$dir/pam_authtoken.so"
+  install -D -m 0755 "$rel/authtoken-helper" "$root/usr/libexec/authtoken/authtoken-helper"
+  install -D -m 0644 "$top/conf/authtoken.toml" "$root/etc/authtoken/authtoken.toml"
+  install -D -m 0644 "$top/packaging/tmpfiles.d/authtoken.conf" "$root/usr/lib/tmpfiles.d/authtoken.conf"
+  for page in pam_authtoken.8 authtoken-helper.8 authtoken.toml.5; do man_page "$page"; done
+  install -D -m 0644 "$top/README.md" "$doc/README.md"
+  install -D -m 0644 "$top/SECURITY.md" "$doc/SECURITY.md"
+  install -D -m 0644 "$top/LICENSE" "$doc/LICENSE"
+  install -d -m 0755 "$doc/examples/pam.d"
+  install -m 0644 "$top"/pam.d/* "$doc/examples/pam.d/"
+  chmod 0755 "$root/etc/authtoken"
+  ;;
+server)
+  doc="$root/usr/share/doc/authtoken-server"
+  install -D -m 0755 "$rel/authtoken-server" "$root/usr/sbin/authtoken-server"
+  install -D -m 0644 "$top/packaging/systemd/authtoken-server.service" "$root$dir/authtoken-server.service"
+  man_page authtoken-server.8
+  install -D -m 0644 "$top/README.md" "$doc/README.md"
+  install -D -m 0644 "$top/LICENSE" "$doc/LICENSE"
+  ;;
+*)
+  echo "stage.sh: unknown part $part" >&2
+  exit 2
+  ;;
+esac

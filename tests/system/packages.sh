@@ -1,38 +1,51 @@
 #!/usr/bin/env bash
-# Builds the .deb and .rpm, checks their listings, then installs the .deb on
-# this (throwaway, CI) machine: pam-auth-update --enable puts the module into
-# common-auth before pam_unix, and dpkg -r / --purge take everything out and
-# leave common-auth exactly as it was.
+# Builds the .debs and .rpms (the client package pam-authtoken and the
+# server package authtoken-server), checks their listings, then installs
+# both .debs on this (throwaway, CI) machine: pam-auth-update --enable puts
+# the module into common-auth before pam_unix, and dpkg -r / --purge take
+# everything out and leave common-auth exactly as it was.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 
-deb=$(packaging/build-deb.sh | tail -1)
-rpm=$(packaging/build-rpm.sh | tail -1)
+mapfile -t debs < <(packaging/build-deb.sh | tail -2)
+mapfile -t rpms < <(packaging/build-rpm.sh | tail -2)
+deb=${debs[0]} server_deb=${debs[1]}
+rpm=${rpms[0]} server_rpm=${rpms[1]}
 passed=0 failed=0
 check() {
   local what=$1; shift
   if "$@" >/dev/null 2>&1; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
 }
 contains() { grep -qxF -- "$2" <<<"$1"; }
+refused() { ! "$@"; }
 
 common=(
   /usr/libexec/authtoken/authtoken-helper
-  /usr/sbin/authtoken-server
   /etc/authtoken/authtoken.toml
   /usr/lib/tmpfiles.d/authtoken.conf
   /usr/share/man/man8/pam_authtoken.8.gz
   /usr/share/man/man8/authtoken-helper.8.gz
-  /usr/share/man/man8/authtoken-server.8.gz
   /usr/share/man/man5/authtoken.toml.5.gz
   /usr/share/doc/pam-authtoken/README.md
+  /usr/share/doc/pam-authtoken/SECURITY.md
   /usr/share/doc/pam-authtoken/LICENSE
 )
-deb_list=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|')
+server_files=(
+  /usr/sbin/authtoken-server
+  /usr/share/man/man8/authtoken-server.8.gz
+)
+listing() { dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
+deb_list=$(listing "$deb")
+server_deb_list=$(listing "$server_deb")
 for path in "${common[@]}" /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so \
-  /lib/systemd/system/authtoken-server.service /usr/share/pam-configs/authtoken \
-  /usr/share/doc/pam-authtoken/copyright; do
+  /usr/share/pam-configs/authtoken /usr/share/doc/pam-authtoken/copyright; do
   check "deb contains $path" contains "$deb_list" "$path"
+done
+for path in "${server_files[@]}" /lib/systemd/system/authtoken-server.service \
+  /usr/share/doc/authtoken-server/copyright; do
+  check "server deb contains $path" contains "$server_deb_list" "$path"
+  check "client deb lacks $path" refused contains "$deb_list" "$path"
 done
 check "deb: config is 0644 root" grep -q '^-rw-r--r-- root/root .* ./etc/authtoken/authtoken.toml$' <<<"$(dpkg-deb -c "$deb")"
 check "deb: config is a conffile" grep -qx /etc/authtoken/authtoken.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
@@ -40,8 +53,13 @@ check "deb: postinst runs pam-auth-update --package" grep -q 'pam-auth-update --
 check "deb: prerm removes the profile" grep -q 'pam-auth-update --package --remove authtoken' <<<"$(dpkg-deb -I "$deb" prerm)"
 
 rpm_list=$(rpm -qlp "$rpm" 2>/dev/null)
-for path in "${common[@]}" /usr/lib64/security/pam_authtoken.so /usr/lib/systemd/system/authtoken-server.service; do
+server_rpm_list=$(rpm -qlp "$server_rpm" 2>/dev/null)
+for path in "${common[@]}" /usr/lib64/security/pam_authtoken.so; do
   check "rpm contains $path" contains "$rpm_list" "$path"
+done
+for path in "${server_files[@]}" /usr/lib/systemd/system/authtoken-server.service; do
+  check "server rpm contains $path" contains "$server_rpm_list" "$path"
+  check "client rpm lacks $path" refused contains "$rpm_list" "$path"
 done
 check "rpm: config is %config(noreplace)" grep -qx 'cn /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 check "rpm: config is 0644 root" grep -qx -- '-rw-r--r-- root root /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
@@ -52,13 +70,13 @@ server_pid= created_server_etc=
 cleanup() {
   [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
   [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
-  dpkg --purge pam-authtoken >/dev/null 2>&1 || true
+  dpkg --purge pam-authtoken authtoken-server >/dev/null 2>&1 || true
   rm -f "$before"
 }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-check "dpkg -i" dpkg -i "$deb"
+check "dpkg -i (client and server)" dpkg -i "$deb" "$server_deb"
 check "helper installed" test -x /usr/libexec/authtoken/authtoken-helper
 check "module installed" test -f /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so
 check "profile off until enabled" cmp "$before" /etc/pam.d/common-auth
@@ -76,7 +94,6 @@ id "$local_user" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$local_user
 echo "$local_user:local-Pa55" | chpasswd
 # A real login of the local account through the installed common-auth.
 common_auth_login() { echo "$1" | timeout 60 pamtester common-auth "$local_user" authenticate; }
-refused() { ! "$@"; }
 check "local account signs in with the module enabled" common_auth_login local-Pa55
 check "wrong local password refused" refused common_auth_login wrong
 
@@ -129,11 +146,12 @@ wait "$server_pid" 2>/dev/null || true
 rm -f "$server_log"
 
 userdel "$local_user" >/dev/null 2>&1 || true
-check "dpkg -r" dpkg -r pam-authtoken
+check "dpkg -r" dpkg -r pam-authtoken authtoken-server
 check "common-auth restored exactly" cmp "$before" /etc/pam.d/common-auth
 check "no module line left" bash -c "! grep -rq pam_authtoken /etc/pam.d"
 check "conffile kept after remove" test -f /etc/authtoken/authtoken.toml
-check "dpkg --purge" dpkg --purge pam-authtoken
+check "dpkg --purge" dpkg --purge pam-authtoken authtoken-server
+check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken
 

@@ -1,6 +1,6 @@
 //! The local token device (Encedo HEM API `/api/auth/token`): the challenge,
 //! the X25519/HS256 `auth` JWT the client answers with, and the device's
-//! check of it — exactly as PROTOCOL.md's "Backend `hem`" section writes it.
+//! check of it — exactly as docs/PROTOCOL.md's "Backend `hem`" section writes it.
 
 use std::num::NonZeroU32;
 

@@ -11,7 +11,7 @@ use super::ProtocolError;
 pub const SCHEME: &str = "Digest";
 /// The nonce count we always send: every nonce is used once.
 pub const NONCE_COUNT: &str = "00000001";
-/// Method and URI the digest covers in `UserAuthenticate` (PROTOCOL.md).
+/// Method and URI the digest covers in `UserAuthenticate` (docs/PROTOCOL.md).
 pub const METHOD: &str = "PUT";
 pub const URI: &str = "/";
 
@@ -145,7 +145,7 @@ pub fn response_from_ha1(
     Zeroizing::new(algorithm.hex(data.as_bytes()))
 }
 
-/// The whole `DigestResponse` for `PUT /`, in PROTOCOL.md's field order.
+/// The whole `DigestResponse` for `PUT /`, in docs/PROTOCOL.md's field order.
 pub fn digest_response(
     user: &str,
     password: &[u8],

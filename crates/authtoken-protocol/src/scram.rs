@@ -1,5 +1,5 @@
 //! SCRAM-SHA-256 (RFC 5802, RFC 7677) laid into the two `UserAuthenticate`
-//! messages, exactly as PROTOCOL.md writes it. The password never travels and
+//! messages, exactly as docs/PROTOCOL.md writes it. The password never travels and
 //! the server keeps only a verifier.
 
 use std::borrow::Cow;
@@ -126,7 +126,7 @@ pub fn derive_keys(password: &[u8], salt: &[u8], iterations: u32) -> Keys {
 }
 
 /// SASLprep(password) as UTF-8; the raw bytes if it is not UTF-8 or SASLprep
-/// refuses it (PROTOCOL.md).
+/// refuses it (docs/PROTOCOL.md).
 fn prepare_password(password: &[u8]) -> Zeroizing<Vec<u8>> {
     let prepared = std::str::from_utf8(password)
         .ok()
@@ -221,7 +221,7 @@ pub fn server_signature_matches(expected: &str, received: &str) -> bool {
 mod tests {
     use super::*;
 
-    // PROTOCOL.md's vector (RFC 7677 §3).
+    // docs/PROTOCOL.md's vector (RFC 7677 §3).
     const CNONCE: &str = "rOprNGfwEbeRWgbNEkqO";
     const CHALLENGE: &str =
         "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
