@@ -2,6 +2,8 @@
 //! as a child process (one request on stdin, one result on stdout), plus the
 //! administrator's commands `check-config`, `login` and `status`.
 
+#![forbid(unsafe_code)]
+
 mod hem;
 mod mdm;
 mod transport;

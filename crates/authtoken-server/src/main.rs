@@ -3,6 +3,8 @@
 //! verifiers. The embedded default for a first run, demos, tests and small
 //! sites.
 
+#![forbid(unsafe_code)]
+
 mod authority;
 mod device;
 mod error;
