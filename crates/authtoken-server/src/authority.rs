@@ -1,50 +1,87 @@
-//! The token authority's decisions for `UserAuthenticate`, without I/O:
-//! which challenge to issue, whether a digest is right, which token to hand
-//! out. Nonces are random, single use, bound to the user, and expire.
+//! The token authority's decisions for `UserAuthenticate`, without I/O of
+//! its own: which challenge to issue, whether a digest is right, which
+//! token to hand out, and when to stop listening to a guesser. Challenges
+//! are stateless ([`crate::nonce`]); responses are accepted once; failed
+//! proofs are throttled ([`crate::throttle`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use authtoken_protocol::http_digest;
 use authtoken_protocol::mdm::MESSAGE_TYPE;
-use authtoken_protocol::scram::DEFAULT_SERVER_ITERATIONS;
-use authtoken_protocol::{http_digest, random_bytes};
-use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::{digest, hmac};
 use zeroize::Zeroizing;
 
+use crate::error::random;
+use crate::nonce::{Claim, NonceKey, ReplayRecord};
 use crate::proto::digest as digest_server;
 use crate::proto::mdm::{reply_body, CheckinRequest};
 use crate::proto::scram::{self as scram_server, Verifier};
 use crate::store::{Credential, Policy, Store};
-
-/// How long an issued challenge may be answered.
-pub const NONCE_LIFETIME: Duration = Duration::from_secs(60);
-/// Most challenges outstanding at once; beyond it the server answers 503.
-pub const MAX_PENDING: usize = 10_000;
+use crate::throttle::{Throttle, Verdict};
 
 /// What to do with users the store does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum UnknownUsers {
-    /// `410 Gone`, as NanoMDM and MicroMDM do.
-    Unmanaged,
     /// A SCRAM challenge with a fake but stable salt, so user names cannot
-    /// be probed; the digest is then always rejected.
+    /// be probed; the digest is then always rejected (the default).
     Decoy,
+    /// `410 Gone`, as NanoMDM and MicroMDM do: names can be probed.
+    Unmanaged,
 }
 
-struct Pending {
-    user: String,
-    issued: Instant,
+/// What an answer meant, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    Challenge,
+    Token,
+    Rejected,
+    Unmanaged,
+    NoToken,
+    Throttled,
+    Malformed,
+    Failed,
+}
+
+impl Event {
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Challenge => "challenge",
+            Event::Token => "token",
+            Event::Rejected => "rejected",
+            Event::Unmanaged => "unmanaged",
+            Event::NoToken => "no_token",
+            Event::Throttled => "throttled",
+            Event::Malformed => "malformed",
+            Event::Failed => "failed",
+        }
+    }
+}
+
+/// The store in force and the nonce key derived from its secret; replaced
+/// whole on reload.
+struct Loaded {
+    store: Store,
+    nonce_key: NonceKey,
+}
+
+/// How the authority is set up.
+pub struct Settings {
+    pub unknown: UnknownUsers,
+    pub failure_delay: Duration,
+    /// Iterations of decoy challenges: those of `add-user`'s default, not a
+    /// stored user's, so a decoy looks like any default account.
+    pub decoy_iterations: u32,
+    pub replay: ReplayRecord,
 }
 
 pub struct Authority {
-    store: Store,
-    unknown: UnknownUsers,
-    failure_delay: Duration,
-    pending: Mutex<HashMap<String, Pending>>,
-    decoy_iterations: u32,
+    loaded: RwLock<Arc<Loaded>>,
+    settings: Settings,
+    throttle: Throttle,
 }
 
 /// The reply to one request.
@@ -54,38 +91,42 @@ pub struct Answer {
     pub content_type: Option<&'static str>,
     /// Wait this long before answering (after a failed digest).
     pub delay: Duration,
+    /// `Retry-After` seconds (with 429).
+    pub retry_after: Option<u64>,
     /// What happened, for the request log: never a password, digest or token.
-    pub event: String,
+    pub note: String,
+    pub event: Event,
+    /// Whether a proof was checked (throttled attempts are not).
+    pub proof_evaluated: bool,
 }
 
 impl Answer {
-    pub fn status(status: u16, event: impl Into<String>) -> Answer {
+    pub fn status(status: u16, event: Event, note: impl Into<String>) -> Answer {
         Answer {
             status,
             body: Vec::new(),
             content_type: None,
             delay: Duration::ZERO,
-            event: event.into(),
+            retry_after: None,
+            note: note.into(),
+            event,
+            proof_evaluated: false,
         }
     }
 
-    fn plist(entries: &[(&str, &str)], event: impl Into<String>) -> Answer {
+    fn plist(entries: &[(&str, &str)], event: Event, note: impl Into<String>) -> Answer {
         Answer {
-            status: 200,
             body: reply_body(entries),
             content_type: Some("application/xml"),
-            delay: Duration::ZERO,
-            event: event.into(),
+            ..Answer::status(200, event, note)
         }
     }
 
-    pub fn json(body: Vec<u8>, event: impl Into<String>) -> Answer {
+    pub fn json(body: Vec<u8>, event: Event, note: impl Into<String>) -> Answer {
         Answer {
-            status: 200,
             body,
             content_type: Some("application/json"),
-            delay: Duration::ZERO,
-            event: event.into(),
+            ..Answer::status(200, event, note)
         }
     }
 }
@@ -99,56 +140,80 @@ pub fn token_fingerprint(token: &str) -> String {
         .collect()
 }
 
+/// Where and when a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub source: IpAddr,
+    /// Wall-clock milliseconds since the epoch (nonces carry wall-clock
+    /// expiries, so that other server processes can check them).
+    pub now_ms: u64,
+}
+
+impl Origin {
+    fn now_secs(&self) -> u64 {
+        self.now_ms / 1000
+    }
+}
+
 impl Authority {
-    pub fn new(store: Store, unknown: UnknownUsers, failure_delay: Duration) -> Authority {
-        let decoy_iterations = store
-            .users
-            .values()
-            .find_map(|u| match &u.credential {
-                Some(Credential::Scram(v)) => Some(v.iterations),
-                _ => None,
-            })
-            .unwrap_or(DEFAULT_SERVER_ITERATIONS);
+    pub fn new(store: Store, settings: Settings) -> Authority {
         Authority {
-            store,
-            unknown,
-            failure_delay,
-            pending: Mutex::new(HashMap::new()),
-            decoy_iterations,
+            loaded: RwLock::new(Arc::new(Loaded::from(store))),
+            settings,
+            throttle: Throttle::default(),
         }
     }
 
-    pub fn handle(&self, request: &CheckinRequest, now: Instant) -> Answer {
+    /// Puts a new store in force, atomically: requests already running
+    /// finish with the old one.
+    pub fn replace_store(&self, store: Store) {
+        let loaded = Arc::new(Loaded::from(store));
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn handle(&self, request: &CheckinRequest, origin: Origin) -> Answer {
         if request.message_type != MESSAGE_TYPE {
             return Answer::status(
                 400,
+                Event::Malformed,
                 format!("unsupported MessageType {}", request.message_type),
             );
         }
+        let loaded = self.current();
         let user = request.identity.short_name.as_str();
         match &request.digest_response {
-            None => self.challenge(user, now),
-            Some(response) => self.verify(user, response, now),
+            None => self.challenge(&loaded, user, origin),
+            Some(response) => self.verify(&loaded, user, response, origin),
         }
     }
 
-    fn challenge(&self, user: &str, now: Instant) -> Answer {
-        let Some(entry) = self.store.users.get(user) else {
-            return match self.unknown {
-                UnknownUsers::Unmanaged => Answer::status(410, "unknown user: 410"),
-                UnknownUsers::Decoy => self.issue(
-                    user,
-                    now,
-                    |nonce| self.decoy_verifier(user).challenge(nonce),
-                    "decoy",
-                ),
+    fn challenge(&self, loaded: &Loaded, user: &str, origin: Origin) -> Answer {
+        let Some(entry) = loaded.store.users.get(user) else {
+            return match self.settings.unknown {
+                UnknownUsers::Unmanaged => {
+                    Answer::status(410, Event::Unmanaged, "unknown user: 410")
+                }
+                UnknownUsers::Decoy => self.issue(loaded, user, origin, |nonce| {
+                    self.decoy_verifier(loaded, user).challenge(nonce)
+                }),
             };
         };
         match (entry.policy, &entry.credential) {
-            (Policy::Unmanaged, _) => Answer::status(410, "unmanaged: 410"),
-            (Policy::NoToken, _) => Answer::plist(&[("DigestChallenge", "")], "no token needed"),
+            (Policy::Unmanaged, _) => Answer::status(410, Event::Unmanaged, "unmanaged: 410"),
+            (Policy::NoToken, _) => Answer::plist(
+                &[("DigestChallenge", "")],
+                Event::NoToken,
+                "no token needed",
+            ),
             (Policy::Managed, Some(Credential::Scram(verifier))) => {
-                self.issue(user, now, |nonce| verifier.challenge(nonce), "scram")
+                self.issue(loaded, user, origin, |nonce| verifier.challenge(nonce))
             }
             (
                 Policy::Managed,
@@ -158,175 +223,212 @@ impl Authority {
                     qop,
                     ..
                 }),
-            ) => self.issue(
-                user,
-                now,
-                |nonce| {
-                    digest_server::challenge_header(&http_digest::Challenge {
-                        realm: realm.clone(),
-                        nonce: nonce.to_owned(),
-                        qop_auth: *qop,
-                        algorithm: Some(*algorithm),
-                        opaque: None,
-                    })
-                },
-                "digest",
-            ),
-            (Policy::Managed, None) => Answer::status(500, "managed user without credential"),
-        }
-    }
-
-    /// Registers a fresh nonce for `user` and answers with the challenge text.
-    fn issue(
-        &self,
-        user: &str,
-        now: Instant,
-        challenge: impl FnOnce(&str) -> String,
-        kind: &str,
-    ) -> Answer {
-        let Ok(bytes) = random_bytes(18) else {
-            return Answer::status(500, "no randomness");
-        };
-        let nonce = B64URL.encode(bytes);
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.len() >= MAX_PENDING {
-            pending.retain(|_, p| now.duration_since(p.issued) < NONCE_LIFETIME);
-            if pending.len() >= MAX_PENDING {
-                return Answer::status(503, "too many outstanding challenges");
+            ) => self.issue(loaded, user, origin, |nonce| {
+                digest_server::challenge_header(&http_digest::Challenge {
+                    realm: realm.clone(),
+                    nonce: nonce.to_owned(),
+                    qop_auth: *qop,
+                    algorithm: Some(*algorithm),
+                    opaque: None,
+                })
+            }),
+            (Policy::Managed, None) => {
+                Answer::status(500, Event::Failed, "managed user without credential")
             }
         }
-        pending.insert(
-            nonce.clone(),
-            Pending {
-                user: user.to_owned(),
-                issued: now,
-            },
-        );
-        drop(pending);
-        Answer::plist(
-            &[("DigestChallenge", &challenge(&nonce))],
-            format!("challenge {kind}"),
-        )
     }
 
-    /// Takes a nonce out of the table: valid only once, for its own user,
-    /// within its lifetime.
-    fn redeem(&self, nonce: &str, user: &str, now: Instant) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        match pending.remove(nonce) {
-            Some(p) => p.user == user && now.duration_since(p.issued) < NONCE_LIFETIME,
-            None => false,
+    /// Answers with a challenge around a fresh stateless nonce.
+    fn issue(
+        &self,
+        loaded: &Loaded,
+        user: &str,
+        origin: Origin,
+        challenge: impl FnOnce(&str) -> String,
+    ) -> Answer {
+        match loaded.nonce_key.issue(user, origin.now_secs()) {
+            Ok(nonce) => Answer::plist(
+                &[("DigestChallenge", &challenge(&nonce))],
+                Event::Challenge,
+                "challenge",
+            ),
+            Err(e) => Answer::status(500, Event::Failed, e.to_string()),
         }
     }
 
-    fn decoy_verifier(&self, user: &str) -> Verifier {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.store.secret);
+    fn decoy_verifier(&self, loaded: &Loaded, user: &str) -> Verifier {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &loaded.store.secret);
         let salt = hmac::sign(&key, user.as_bytes()).as_ref()[..16].to_vec();
         Verifier {
             salt,
-            iterations: self.decoy_iterations,
+            iterations: self.settings.decoy_iterations,
             stored_key: [0; 32],
             server_key: [0; 32],
         }
     }
 
-    fn reject(&self, why: &str) -> Answer {
+    fn reject(&self, user: &str, origin: Origin, why: &str) -> Answer {
+        let blocked = self.throttle.failed(origin.source, user, origin.now_ms);
         Answer {
-            delay: self.failure_delay,
-            ..Answer::plist(&[("AuthToken", "")], format!("rejected: {why}"))
+            delay: self.settings.failure_delay,
+            proof_evaluated: true,
+            ..Answer::plist(
+                &[("AuthToken", "")],
+                Event::Rejected,
+                format!(
+                    "rejected: {why}{}",
+                    if blocked {
+                        "; throttling this source"
+                    } else {
+                        ""
+                    }
+                ),
+            )
         }
     }
 
-    fn verify(&self, user: &str, response: &str, now: Instant) -> Answer {
-        let entry = self.store.users.get(user);
-        if let Some(entry) = entry {
-            if entry.policy == Policy::Unmanaged {
-                return Answer::status(410, "unmanaged: 410");
-            }
+    fn verify(&self, loaded: &Loaded, user: &str, response: &str, origin: Origin) -> Answer {
+        if let Verdict::Refuse { retry_after_secs } =
+            self.throttle.check(origin.source, user, origin.now_ms)
+        {
+            return Answer {
+                retry_after: Some(retry_after_secs),
+                ..Answer::status(
+                    429,
+                    Event::Throttled,
+                    format!("throttled: retry after {retry_after_secs} s"),
+                )
+            };
+        }
+        let entry = loaded.store.users.get(user);
+        if entry.is_some_and(|e| e.policy == Policy::Unmanaged) {
+            return Answer::status(410, Event::Unmanaged, "unmanaged: 410");
         }
         let credential = entry
             .filter(|e| e.policy == Policy::Managed)
             .and_then(|e| e.credential.as_ref());
         match credential {
-            Some(Credential::Scram(verifier)) => self.verify_scram(user, verifier, response, now),
+            Some(Credential::Scram(verifier)) => {
+                self.verify_scram(loaded, user, verifier, response, origin)
+            }
             Some(Credential::Digest {
                 realm,
                 algorithm,
                 ha1,
                 ..
-            }) => self.verify_digest(user, realm, *algorithm, ha1, response, now),
-            None => {
-                // Unknown (decoy) or token-less user: spend the nonce, reject.
-                if let Ok(parsed) = scram_server::parse_client_response(response) {
-                    self.redeem(parsed.snonce(), user, now);
-                }
-                self.reject("no verifier for this user")
-            }
+            }) => self.verify_digest(loaded, user, realm, *algorithm, ha1, response, origin),
+            // Unknown (decoy) or token-less user: a failure like any other.
+            None => self.reject(user, origin, "no verifier for this user"),
         }
     }
 
     fn verify_scram(
         &self,
+        loaded: &Loaded,
         user: &str,
         verifier: &Verifier,
         response: &str,
-        now: Instant,
+        origin: Origin,
     ) -> Answer {
         let Ok(parsed) = scram_server::parse_client_response(response) else {
-            return self.reject("malformed SCRAM response");
+            return self.reject(user, origin, "malformed SCRAM response");
         };
-        if !self.redeem(parsed.snonce(), user, now) {
-            return self.reject("unknown, reused, expired or foreign nonce");
-        }
+        let Some(expiry) = loaded
+            .nonce_key
+            .check(parsed.snonce(), user, origin.now_secs())
+        else {
+            return self.reject(user, origin, "foreign, forged or expired nonce");
+        };
         if parsed.user != user {
-            return self.reject("n= names another user");
+            return self.reject(user, origin, "n= names another user");
         }
         match scram_server::server_verify(verifier, &parsed) {
-            Some(signature) => self.grant(&[("ServerSignature", &signature)]),
-            None => self.reject("wrong proof"),
+            Some(signature) => self.grant(
+                user,
+                origin,
+                parsed.snonce(),
+                expiry,
+                &[("ServerSignature", &signature)],
+            ),
+            None => self.reject(user, origin, "wrong proof"),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn verify_digest(
         &self,
+        loaded: &Loaded,
         user: &str,
         realm: &str,
         algorithm: http_digest::Algorithm,
         ha1: &str,
         response: &str,
-        now: Instant,
+        origin: Origin,
     ) -> Answer {
         let Ok(parsed) = digest_server::parse_client_response(response) else {
-            return self.reject("malformed Digest response");
+            return self.reject(user, origin, "malformed Digest response");
         };
-        if !self.redeem(&parsed.nonce, user, now) {
-            return self.reject("unknown, reused, expired or foreign nonce");
-        }
+        let Some(expiry) = loaded
+            .nonce_key
+            .check(&parsed.nonce, user, origin.now_secs())
+        else {
+            return self.reject(user, origin, "foreign, forged or expired nonce");
+        };
         if parsed.username != user
             || parsed.realm != realm
             || parsed.uri != http_digest::URI
             || parsed.algorithm.is_some_and(|a| a != algorithm)
         {
-            return self.reject("response for another user, realm or URI");
+            return self.reject(user, origin, "response for another user, realm or URI");
         }
         if digest_server::server_verify(algorithm, ha1, &parsed) {
-            self.grant(&[])
+            self.grant(user, origin, &parsed.nonce, expiry, &[])
         } else {
-            self.reject("wrong response")
+            self.reject(user, origin, "wrong response")
         }
     }
 
-    fn grant(&self, extra: &[(&str, &str)]) -> Answer {
-        let Ok(bytes) = random_bytes(32) else {
-            return Answer::status(500, "no randomness");
+    /// A good proof: claims the nonce (a response is accepted once, by any
+    /// process sharing the replay record) and issues a token.
+    fn grant(
+        &self,
+        user: &str,
+        origin: Origin,
+        nonce: &str,
+        expiry: u64,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        match self.settings.replay.claim(nonce, expiry, origin.now_secs()) {
+            Claim::First => {}
+            Claim::Replayed => return self.reject(user, origin, "replayed response"),
+            Claim::Unavailable => {
+                return Answer::status(503, Event::Failed, "replay record unavailable")
+            }
+        }
+        self.throttle.succeeded(origin.source, user);
+        let Ok(bytes) = random(32) else {
+            return Answer::status(500, Event::Failed, "no randomness");
         };
         let token = Zeroizing::new(B64.encode(bytes));
         let mut entries = vec![("AuthToken", token.as_str())];
         entries.extend_from_slice(extra);
-        Answer::plist(
-            &entries,
-            format!("token issued sha256={}", token_fingerprint(&token)),
-        )
+        Answer {
+            proof_evaluated: true,
+            ..Answer::plist(
+                &entries,
+                Event::Token,
+                format!("token issued sha256={}", token_fingerprint(&token)),
+            )
+        }
+    }
+}
+
+impl From<Store> for Loaded {
+    fn from(store: Store) -> Loaded {
+        Loaded {
+            nonce_key: NonceKey::new(&store.secret),
+            store,
+        }
     }
 }
 
@@ -353,7 +455,24 @@ mod tests {
                 credential: None,
             },
         );
-        Authority::new(store, unknown, Duration::from_millis(1))
+        Authority::new(
+            store,
+            Settings {
+                unknown,
+                failure_delay: Duration::from_millis(1),
+                decoy_iterations: 600_000,
+                replay: ReplayRecord::memory(),
+            },
+        )
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn at(now_ms: u64) -> Origin {
+        Origin {
+            source: IpAddr::from([127, 0, 0, 2]),
+            now_ms,
+        }
     }
 
     fn request(user: &str, digest_response: Option<String>) -> CheckinRequest {
@@ -376,7 +495,7 @@ mod tests {
             .unwrap()
     }
 
-    fn challenge_for(a: &Authority, user: &str, now: Instant) -> scram::Challenge {
+    fn challenge_for(a: &Authority, user: &str, now: Origin) -> scram::Challenge {
         let answer = a.handle(&request(user, None), now);
         assert_eq!(answer.status, 200);
         let text = dict(&answer)["DigestChallenge"]
@@ -396,7 +515,7 @@ mod tests {
     #[test]
     fn nonce_is_single_use_user_bound_and_expires() {
         let a = authority(UnknownUsers::Unmanaged);
-        let now = Instant::now();
+        let now = at(T0);
         let c = challenge_for(&a, "alice", now);
         let good = respond("alice", b"pw", &c);
         let answer = a.handle(&request("alice", Some(good.clone())), now);
@@ -409,15 +528,67 @@ mod tests {
         let c = challenge_for(&a, "alice", now);
         let late = a.handle(
             &request("alice", Some(respond("alice", b"pw", &c))),
-            now + NONCE_LIFETIME,
+            at(T0 + crate::nonce::NONCE_LIFETIME_SECS * 1000),
         );
         assert_eq!(dict(&late)["AuthToken"].as_string(), Some(""));
     }
 
     #[test]
+    fn a_reloaded_store_is_in_force_for_the_next_request() {
+        let a = authority(UnknownUsers::Decoy);
+        let mut store = Store::new().unwrap();
+        store.users.insert(
+            "carol".into(),
+            User {
+                policy: Policy::Managed,
+                credential: Some(Store::scram_credential(b"pw3", 4096).unwrap()),
+            },
+        );
+        a.replace_store(store);
+        let c = challenge_for(&a, "carol", at(T0));
+        let answer = a.handle(
+            &request("carol", Some(respond("carol", b"pw3", &c))),
+            at(T0),
+        );
+        assert_eq!(answer.event, Event::Token);
+        let c = challenge_for(&a, "alice", at(T0));
+        let answer = a.handle(&request("alice", Some(respond("alice", b"pw", &c))), at(T0));
+        assert_eq!(answer.event, Event::Rejected, "alice is gone");
+    }
+
+    #[test]
+    fn guessing_is_throttled_per_source() {
+        let a = authority(UnknownUsers::Decoy);
+        let mut refused = 0;
+        for i in 0..10 {
+            let c = challenge_for(&a, "alice", at(T0 + i));
+            let answer = a.handle(
+                &request("alice", Some(respond("alice", b"guess", &c))),
+                at(T0 + i),
+            );
+            if answer.status == 429 {
+                refused += 1;
+                assert!(answer.retry_after.is_some() && !answer.proof_evaluated);
+            }
+        }
+        assert_eq!(refused, 10 - crate::throttle::FREE_PER_USER as usize - 1);
+        // The real user, elsewhere, is not locked out.
+        let elsewhere = Origin {
+            source: IpAddr::from([127, 0, 0, 3]),
+            now_ms: T0 + 20,
+        };
+        let c = challenge_for(&a, "alice", elsewhere);
+        let answer = a.handle(
+            &request("alice", Some(respond("alice", b"pw", &c))),
+            elsewhere,
+        );
+        assert_eq!(answer.event, Event::Token);
+    }
+
+    #[test]
     fn wrong_password_and_unknown_users() {
         let a = authority(UnknownUsers::Unmanaged);
-        let now = Instant::now();
+        let now = at(T0);
         let c = challenge_for(&a, "alice", now);
         let answer = a.handle(&request("alice", Some(respond("alice", b"nope", &c))), now);
         assert_eq!(dict(&answer)["AuthToken"].as_string(), Some(""));
@@ -428,7 +599,10 @@ mod tests {
         let first = challenge_for(&decoy, "mallory", now);
         let again = challenge_for(&decoy, "mallory", now);
         assert_eq!(first.salt, again.salt, "decoy salt is stable");
-        assert_eq!(first.iterations, 4096, "decoy looks like a real user");
+        assert_eq!(
+            first.iterations, 600_000,
+            "decoys have add-user's default, not a stored user's count"
+        );
         let answer = decoy.handle(
             &request("mallory", Some(respond("mallory", b"x", &first))),
             now,

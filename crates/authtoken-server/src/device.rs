@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::authority::Answer;
+use crate::authority::{Answer, Event};
 use crate::error::{key32, random, read_private, write_private, ServerError};
 use crate::proto::hem::{device_check, device_token, AuthCheck};
 
@@ -102,8 +102,10 @@ impl Device {
     fn refused(&self) -> Option<Answer> {
         match self.state {
             DeviceState::Ready => None,
-            DeviceState::ClockNotSet => Some(Answer::status(403, "clock not set")),
-            DeviceState::Uninitialised => Some(Answer::status(409, "not initialised")),
+            DeviceState::ClockNotSet => Some(Answer::status(403, Event::Failed, "clock not set")),
+            DeviceState::Uninitialised => {
+                Some(Answer::status(409, Event::Failed, "not initialised"))
+            }
         }
     }
 
@@ -113,14 +115,14 @@ impl Device {
             return answer;
         }
         let Ok(jti) = random(24) else {
-            return Answer::status(500, "no randomness");
+            return Answer::status(500, Event::Failed, "no randomness");
         };
         let jti = B64URL.encode(jti);
         let exp = now + CHALLENGE_LIFETIME_SECS;
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, e| *e >= now);
         if pending.len() >= MAX_PENDING {
-            return Answer::status(503, "too many outstanding challenges");
+            return Answer::status(503, Event::Failed, "too many outstanding challenges");
         }
         pending.insert(jti.clone(), exp);
         drop(pending);
@@ -133,6 +135,7 @@ impl Device {
         };
         Answer::json(
             serde_json::to_vec(&challenge).unwrap_or_default(),
+            Event::Challenge,
             "challenge issued",
         )
     }
@@ -155,7 +158,7 @@ impl Device {
             auth: String,
         }
         let Ok(request) = serde_json::from_slice::<Request>(body) else {
-            return Answer::status(400, "malformed request");
+            return Answer::status(400, Event::Malformed, "malformed request");
         };
         let payload = match device_check(
             &request.auth,
@@ -164,9 +167,13 @@ impl Device {
             &self.user_key,
         ) {
             AuthCheck::Valid(payload) => payload,
-            AuthCheck::Malformed => return Answer::status(400, "malformed auth"),
+            AuthCheck::Malformed => return Answer::status(400, Event::Malformed, "malformed auth"),
             AuthCheck::Unauthenticated => {
-                return Answer::status(401, "rejected: signature, issuer or audience")
+                return Answer::status(
+                    401,
+                    Event::Rejected,
+                    "rejected: signature, issuer or audience",
+                )
             }
         };
         let redeemed = {
@@ -175,14 +182,16 @@ impl Device {
         };
         match redeemed {
             Some(exp) if exp >= now => {}
-            Some(_) => return Answer::status(401, "rejected: challenge expired"),
-            None => return Answer::status(401, "rejected: unknown or replayed jti"),
+            Some(_) => return Answer::status(401, Event::Rejected, "rejected: challenge expired"),
+            None => {
+                return Answer::status(401, Event::Rejected, "rejected: unknown or replayed jti")
+            }
         }
         if payload.exp < now {
-            return Answer::status(401, "rejected: auth expired");
+            return Answer::status(401, Event::Rejected, "rejected: auth expired");
         }
         let Ok(jti) = random(24) else {
-            return Answer::status(500, "no randomness");
+            return Answer::status(500, Event::Failed, "no randomness");
         };
         let token = device_token(
             &self.token_key,
@@ -199,6 +208,7 @@ impl Device {
             serde_json::json!({ "token": token })
                 .to_string()
                 .into_bytes(),
+            Event::Token,
             event,
         )
     }

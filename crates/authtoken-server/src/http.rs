@@ -1,11 +1,23 @@
 //! Serving over HTTP/1.1 (TLS or loopback plain HTTP): MDM `UserAuthenticate`
-//! check-ins or the emulated device's `/api/auth/token`, with request
-//! limits, answer delays, and one log line per request.
+//! check-ins or the emulated device's `/api/auth/token`, with connection and
+//! request limits, answer delays, metrics, and one access-log line per
+//! request.
+//!
+//! Limits, so that no one source can crowd out the others:
+//! * at most [`MAX_CONNECTIONS`] connections, at most [`PER_SOURCE`] from one
+//!   address, and only [`PER_SOURCE_WHEN_BUSY`] once more than half of all
+//!   slots are taken, which leaves room for new sources;
+//! * a TLS handshake, a request's headers, and its body each have
+//!   [`REQUEST_DEADLINE`]; a keep-alive connection idle for [`IDLE_TIMEOUT`]
+//!   is closed.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use authtoken_protocol::mdm::CONTENT_TYPE;
@@ -13,19 +25,27 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::authority::{Answer, Authority};
+use crate::authority::{Answer, Authority, Event, Origin};
 use crate::device::Device;
+use crate::metrics::Metrics;
 use crate::proto::mdm::parse_request;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-const MAX_CONNECTIONS: usize = 512;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections open at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections from one source address.
+pub const PER_SOURCE: usize = 32;
+/// Most connections from one source address once the server is half full.
+pub const PER_SOURCE_WHEN_BUSY: usize = 4;
+/// Deadline of a TLS handshake, of a request's headers, and of its body.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// A keep-alive connection with no request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What this server is.
 pub enum Service {
@@ -35,70 +55,295 @@ pub enum Service {
     Hem(Device),
 }
 
+/// Open connections, in all and per source address.
+#[derive(Default)]
+struct Slots {
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection's slot, given back on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    source: IpAddr,
+}
+
+impl Slots {
+    fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Slot, &'static str> {
+        let mut per_source = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = per_source.values().sum();
+        if total >= MAX_CONNECTIONS {
+            return Err("server_full");
+        }
+        let limit = if total > MAX_CONNECTIONS / 2 {
+            PER_SOURCE_WHEN_BUSY
+        } else {
+            PER_SOURCE
+        };
+        let mine = per_source.entry(source).or_insert(0);
+        if *mine >= limit {
+            return Err("per_source");
+        }
+        *mine += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_source = self
+            .slots
+            .per_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_source.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     service: Arc<Service>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Slots::default());
     let next_id = AtomicU64::new(1);
     loop {
         let (stream, peer) = listener.accept().await?;
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            log_line(0, peer, "-", "connection refused: too many connections");
-            continue;
+        let slot = match slots.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                metrics.connection_refused(reason);
+                log_line(0, peer, "-", &format!("connection refused: {reason}"));
+                continue;
+            }
         };
         let conn = next_id.fetch_add(1, Ordering::Relaxed);
         let tls = tls.clone();
         let service = service.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
+            let at = Connection {
+                conn,
+                peer,
+                service,
+                metrics,
+            };
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(TokioIo::new(stream), conn, peer, service).await
-                        }
+                    match tokio::time::timeout(REQUEST_DEADLINE, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => at.serve(stream).await,
                         Ok(Err(e)) => {
                             log_line(conn, peer, "-", &format!("TLS handshake failed: {e}"))
                         }
-                        Err(_) => log_line(conn, peer, "-", "TLS handshake timed out"),
+                        Err(_) => {
+                            at.metrics.connection_refused("tls_handshake_timeout");
+                            log_line(conn, peer, "-", "TLS handshake timed out")
+                        }
                     }
                 }
-                None => serve_connection(TokioIo::new(stream), conn, peer, service).await,
+                None => at.serve(stream).await,
             }
         });
     }
 }
 
-async fn serve_connection<I>(io: I, conn: u64, peer: SocketAddr, service: Arc<Service>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let handler = hyper::service::service_fn(move |request| {
-        let service = service.clone();
-        async move {
-            let response = match &*service {
-                Service::Mdm(authority) => handle_mdm(request, conn, peer, authority).await,
-                Service::Hem(device) => handle_hem(request, conn, peer, device).await,
-            };
-            Ok::<_, Infallible>(response)
+/// Serves `GET /metrics` on its own listener.
+pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        reply(
+                            200,
+                            metrics.render().into_bytes(),
+                            Some("text/plain; version=0.0.4"),
+                            None,
+                        )
+                    } else {
+                        reply(404, Vec::new(), None, None)
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = tokio::time::timeout(
+                REQUEST_DEADLINE,
+                hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), handler),
+            )
+            .await;
+        });
+    }
+}
+
+/// The last moment a connection read anything, and whether a request is
+/// being answered: what the idle timeout looks at.
+#[derive(Default)]
+struct Activity {
+    epoch: std::sync::OnceLock<Instant>,
+    last_read_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    fn touch(&self) {
+        self.last_read_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        (self.in_flight.load(Ordering::Relaxed) == 0).then(|| {
+            Duration::from_millis(
+                self.now_ms()
+                    .saturating_sub(self.last_read_ms.load(Ordering::Relaxed)),
+            )
+        })
+    }
+}
+
+/// A stream that records when it last read something.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
         }
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .keep_alive(true)
-        .serve_connection(io, handler)
-        .await;
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// One accepted connection.
+struct Connection {
+    conn: u64,
+    peer: SocketAddr,
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+}
+
+/// Decrements the in-flight count when a request's answer is done.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connection {
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::default());
+        activity.touch();
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let Connection {
+            conn,
+            peer,
+            service,
+            metrics,
+        } = self;
+        let watched = activity.clone();
+        let handler = hyper::service::service_fn(move |request| {
+            let service = service.clone();
+            let metrics = metrics.clone();
+            watched.in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight(watched.clone());
+            async move {
+                let _in_flight = in_flight;
+                let at = Exchange {
+                    conn,
+                    peer,
+                    metrics: &metrics,
+                    started: Instant::now(),
+                };
+                let response = match &*service {
+                    Service::Mdm(authority) => handle_mdm(request, &at, authority).await,
+                    Service::Hem(device) => handle_hem(request, &at, device).await,
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(REQUEST_DEADLINE)
+            .keep_alive(true)
+            .serve_connection(io, handler);
+        tokio::pin!(connection);
+        let idle = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if activity.idle_for().is_some_and(|idle| idle >= IDLE_TIMEOUT) {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = &mut connection => {}
+            _ = idle => log_line(conn, peer, "-", "connection closed: idle"),
+        }
+    }
 }
 
 fn log_line(conn: u64, peer: SocketAddr, user: &str, event: &str) {
     eprintln!("request conn={conn} peer={peer} user={user} {event}");
 }
 
-fn reply(status: u16, body: Vec<u8>, content_type: Option<&'static str>) -> Response<Full<Bytes>> {
+fn reply(
+    status: u16,
+    body: Vec<u8>,
+    content_type: Option<&'static str>,
+    retry_after: Option<u64>,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -107,6 +352,11 @@ fn reply(status: u16, body: Vec<u8>, content_type: Option<&'static str>) -> Resp
             "Content-Type",
             hyper::header::HeaderValue::from_static(kind),
         );
+    }
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert("Retry-After", hyper::header::HeaderValue::from(seconds));
     }
     response
 }
@@ -126,79 +376,117 @@ fn media_type(request: &Request<Incoming>) -> Option<String> {
         })
 }
 
-async fn read_body(request: Request<Incoming>) -> Option<Bytes> {
-    Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .ok()
-        .map(|collected| collected.to_bytes())
+/// The body, capped in size and bounded by the request deadline (a body
+/// sent a byte at a time ends there).
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Answer> {
+    let collect = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(REQUEST_DEADLINE, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(Answer::status(
+            413,
+            Event::Malformed,
+            "body too large or broken",
+        )),
+        Err(_) => Err(Answer::status(408, Event::Malformed, "body too slow")),
+    }
 }
 
-/// Where a request was answered, for its log line.
-struct Context<'a> {
+/// One request being answered.
+struct Exchange<'a> {
     conn: u64,
     peer: SocketAddr,
-    user: &'a str,
-    step: &'a str,
+    metrics: &'a Metrics,
     started: Instant,
 }
 
-/// Waits out the answer's delay, logs it and turns it into a response.
-async fn respond(answer: Answer, at: Context<'_>) -> Response<Full<Bytes>> {
-    if !answer.delay.is_zero() {
-        tokio::time::sleep(answer.delay).await;
+impl Exchange<'_> {
+    fn origin(&self) -> Origin {
+        Origin {
+            source: self.peer.ip(),
+            now_ms: unix_now_ms(),
+        }
     }
-    log_line(
-        at.conn,
-        at.peer,
-        at.user,
-        &format!(
-            "step={} status={} {} elapsed_ms={}",
-            at.step,
-            answer.status,
+
+    /// Waits out the answer's delay, logs it, counts it and turns it into
+    /// a response.
+    async fn respond(
+        &self,
+        answer: Answer,
+        user: &str,
+        step: &'static str,
+    ) -> Response<Full<Bytes>> {
+        if !answer.delay.is_zero() {
+            tokio::time::sleep(answer.delay).await;
+        }
+        let elapsed = self.started.elapsed();
+        self.metrics.answered(
+            step,
             answer.event,
-            at.started.elapsed().as_millis()
-        ),
-    );
-    reply(answer.status, answer.body, answer.content_type)
+            answer.proof_evaluated,
+            elapsed.as_secs_f64(),
+        );
+        log_line(
+            self.conn,
+            self.peer,
+            user,
+            &format!(
+                "step={step} status={} outcome={} {} elapsed_ms={}",
+                answer.status,
+                answer.event.name(),
+                answer.note,
+                elapsed.as_millis()
+            ),
+        );
+        reply(
+            answer.status,
+            answer.body,
+            answer.content_type,
+            answer.retry_after,
+        )
+    }
 }
 
-fn unix_now() -> u64 {
+fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
 async fn handle_mdm(
     request: Request<Incoming>,
-    conn: u64,
-    peer: SocketAddr,
+    at: &Exchange<'_>,
     authority: &Authority,
 ) -> Response<Full<Bytes>> {
-    let started = Instant::now();
     if request.method() != Method::PUT {
-        log_line(
-            conn,
-            peer,
-            "-",
-            &format!("status=405 method {}", request.method()),
-        );
-        return reply(405, Vec::new(), None);
+        let note = format!("method {}", request.method());
+        return at
+            .respond(Answer::status(405, Event::Malformed, note), "-", "request")
+            .await;
     }
     if media_type(&request).as_deref() != Some(CONTENT_TYPE) {
-        log_line(conn, peer, "-", "status=415 wrong Content-Type");
-        return reply(415, Vec::new(), None);
+        return at
+            .respond(
+                Answer::status(415, Event::Malformed, "wrong Content-Type"),
+                "-",
+                "request",
+            )
+            .await;
     }
-    let Some(body) = read_body(request).await else {
-        log_line(conn, peer, "-", "status=413 body too large or broken");
-        return reply(413, Vec::new(), None);
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(answer) => return at.respond(answer, "-", "request").await,
     };
     let checkin = match parse_request(&body) {
         Ok(checkin) => checkin,
         Err(e) => {
-            log_line(conn, peer, "-", &format!("status=400 {e}"));
-            return reply(400, Vec::new(), None);
+            return at
+                .respond(
+                    Answer::status(400, Event::Malformed, e.to_string()),
+                    "-",
+                    "request",
+                )
+                .await
         }
     };
     let step = if checkin.digest_response.is_some() {
@@ -207,57 +495,39 @@ async fn handle_mdm(
         "challenge"
     };
     let user = authtoken_core::log::sanitize(&checkin.identity.short_name);
-    let answer = authority.handle(&checkin, Instant::now());
-    respond(
-        answer,
-        Context {
-            conn,
-            peer,
-            user: &user,
-            step,
-            started,
-        },
-    )
-    .await
+    let answer = authority.handle(&checkin, at.origin());
+    at.respond(answer, &user, step).await
 }
 
 async fn handle_hem(
     request: Request<Incoming>,
-    conn: u64,
-    peer: SocketAddr,
+    at: &Exchange<'_>,
     device: &Device,
 ) -> Response<Full<Bytes>> {
-    let started = Instant::now();
-    let at = |step| Context {
-        conn,
-        peer,
-        user: "-",
-        step,
-        started,
-    };
     if request.uri().path() != authtoken_protocol::hem::TOKEN_PATH {
-        log_line(
-            conn,
-            peer,
-            "-",
-            &format!("status=404 path {}", request.uri().path()),
-        );
-        return reply(404, Vec::new(), None);
+        let note = format!("path {}", request.uri().path());
+        return at
+            .respond(Answer::status(404, Event::Malformed, note), "-", "request")
+            .await;
     }
+    let now = unix_now_ms() / 1000;
     match *request.method() {
-        Method::GET => respond(device.challenge(unix_now()), at("challenge")).await,
+        Method::GET => at.respond(device.challenge(now), "-", "challenge").await,
         Method::POST => {
             if media_type(&request).as_deref() != Some("application/json") {
-                return respond(Answer::status(400, "wrong Content-Type"), at("auth")).await;
+                let answer = Answer::status(400, Event::Malformed, "wrong Content-Type");
+                return at.respond(answer, "-", "auth").await;
             }
-            match read_body(request).await {
-                Some(body) => respond(device.authenticate(&body, unix_now()), at("auth")).await,
-                None => respond(Answer::status(413, "body too large or broken"), at("auth")).await,
-            }
+            let answer = match read_body(request).await {
+                Ok(body) => device.authenticate(&body, now),
+                Err(answer) => answer,
+            };
+            at.respond(answer, "-", "auth").await
         }
         ref other => {
-            log_line(conn, peer, "-", &format!("status=405 method {other}"));
-            reply(405, Vec::new(), None)
+            let note = format!("method {other}");
+            at.respond(Answer::status(405, Event::Malformed, note), "-", "request")
+                .await
         }
     }
 }

@@ -9,8 +9,11 @@ mod authority;
 mod device;
 mod error;
 mod http;
+mod metrics;
+mod nonce;
 mod proto;
 mod store;
+mod throttle;
 mod tls;
 
 use std::io::IsTerminal;
@@ -26,9 +29,11 @@ use authtoken_protocol::scram::{DEFAULT_SERVER_ITERATIONS, MIN_ITERATIONS};
 use clap::{Parser, Subcommand, ValueEnum};
 use zeroize::Zeroizing;
 
-use authority::{Authority, UnknownUsers};
+use authority::{Authority, Settings, UnknownUsers};
 use device::{Device, DeviceState};
 use error::ServerError;
+use metrics::Metrics;
+use nonce::ReplayRecord;
 use store::{Policy, Store, User};
 
 #[derive(Parser)]
@@ -62,7 +67,8 @@ enum Scheme {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve UserAuthenticate check-ins.
+    /// Serve MDM UserAuthenticate check-ins (--protocol mdm), or an emulated
+    /// token device's /api/auth/token (--protocol hem).
     Serve {
         /// Address to listen on; port 0 picks a free one (printed on start).
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -90,9 +96,20 @@ enum Command {
         /// Require client certificates issued by this CA (mutual TLS).
         #[arg(long, requires = "tls_cert")]
         client_ca: Option<PathBuf>,
-        /// Users not in the store: 410, or a decoy challenge that cannot succeed.
-        #[arg(long, value_enum, default_value = "unmanaged")]
+        /// Users not in the store: a decoy challenge that cannot succeed (so
+        /// names cannot be probed), or 410.
+        #[arg(long, value_enum, default_value = "decoy")]
         unknown_users: UnknownUsers,
+        /// SCRAM iterations of decoy challenges (match your users').
+        #[arg(long, default_value_t = DEFAULT_SERVER_ITERATIONS)]
+        decoy_iterations: u32,
+        /// Remember accepted responses in this directory, shared by every
+        /// server process serving the same store (default: in memory).
+        #[arg(long)]
+        replay_dir: Option<PathBuf>,
+        /// Serve Prometheus metrics on http://ADDR/metrics.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
         /// Delay before answering a rejected digest.
         #[arg(long, default_value_t = 1000)]
         failure_delay_ms: u64,
@@ -126,13 +143,36 @@ enum Command {
         #[arg(long)]
         label: String,
     },
-    /// Create a small CA, a server certificate for HOSTs and a device client
-    /// certificate in DIR.
+    /// Create a small CA (ca.pem, and ca.key kept for issue-cert), a server
+    /// certificate for the names clients use (server.pem/.key) and a device
+    /// identity (client.pem/.key) in DIR.
     GenTls {
         dir: PathBuf,
-        #[arg(long = "host", default_values_t = vec!["127.0.0.1".to_owned(), "localhost".to_owned()])]
+        /// A name clients use to reach the server (repeat for several;
+        /// default: this machine's name, localhost and 127.0.0.1).
+        #[arg(long = "host")]
         hosts: Vec<String>,
+        /// Replace a CA that is already there.
+        #[arg(long)]
+        force: bool,
     },
+    /// Issue another certificate under the CA that gen-tls made in DIR.
+    IssueCert {
+        dir: PathBuf,
+        /// Server certificate, or device (client) identity.
+        #[arg(long, value_enum)]
+        role: tls::Role,
+        /// Names (server) or the common name (client).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Base name of the files written (NAME.pem, NAME.key).
+        #[arg(long = "out")]
+        out: String,
+    },
+    /// List the users in the store FILE (never their verifiers).
+    ListUsers { file: PathBuf },
+    /// Remove USER from the store FILE.
+    RemoveUser { file: PathBuf, user: String },
 }
 
 fn main() -> ExitCode {
@@ -148,6 +188,9 @@ fn main() -> ExitCode {
             tls_key,
             client_ca,
             unknown_users,
+            decoy_iterations,
+            replay_dir,
+            metrics_listen,
             failure_delay_ms,
             allow_insecure_http,
         } => serve(ServeOptions {
@@ -160,6 +203,9 @@ fn main() -> ExitCode {
             tls: tls_cert.zip(tls_key),
             client_ca,
             unknown_users,
+            decoy_iterations,
+            replay_dir,
+            metrics_listen,
             failure_delay: Duration::from_millis(failure_delay_ms),
             allow_insecure_http,
         }),
@@ -175,7 +221,25 @@ fn main() -> ExitCode {
             realm,
             no_qop,
         } => add_user(&file, &user, policy, scheme, iterations, &realm, !no_qop),
-        Command::GenTls { dir, hosts } => tls::generate(&dir, &hosts),
+        Command::GenTls { dir, hosts, force } => {
+            let hosts = if hosts.is_empty() {
+                tls::default_hosts()
+            } else {
+                hosts
+            };
+            tls::generate(&dir, &hosts, force).map(|written| {
+                println!("certificate names: {}", hosts.join(", "));
+                report_written(&written);
+            })
+        }
+        Command::IssueCert {
+            dir,
+            role,
+            names,
+            out,
+        } => tls::issue(&dir, role, &names, &out).map(|written| report_written(&written)),
+        Command::ListUsers { file } => list_users(&file),
+        Command::RemoveUser { file, user } => remove_user(&file, &user),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,8 +260,17 @@ struct ServeOptions {
     tls: Option<(PathBuf, PathBuf)>,
     client_ca: Option<PathBuf>,
     unknown_users: UnknownUsers,
+    decoy_iterations: u32,
+    replay_dir: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
     failure_delay: Duration,
     allow_insecure_http: bool,
+}
+
+fn report_written(paths: &[PathBuf]) {
+    for path in paths {
+        println!("wrote {}", path.display());
+    }
 }
 
 fn serve(options: ServeOptions) -> Result<(), ServerError> {
@@ -205,7 +278,22 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         (Protocol::Mdm, Some(users), _) => {
             let store = Store::load(users)?;
             let description = format!("protocol mdm, {} users", store.users.len());
-            let authority = Authority::new(store, options.unknown_users, options.failure_delay);
+            let replay = match &options.replay_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
+                    ReplayRecord::Directory(dir.clone())
+                }
+                None => ReplayRecord::memory(),
+            };
+            let authority = Authority::new(
+                store,
+                Settings {
+                    unknown: options.unknown_users,
+                    failure_delay: options.failure_delay,
+                    decoy_iterations: options.decoy_iterations,
+                    replay,
+                },
+            );
             (http::Service::Mdm(authority), description)
         }
         (Protocol::Hem, _, Some(file)) => {
@@ -232,6 +320,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         )?)),
         None => None,
     };
+    let metrics = Arc::new(Metrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -248,15 +337,100 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         let local = listener
             .local_addr()
             .map_err(network("listening socket".into()))?;
+        if let Some(addr) = options.metrics_listen {
+            let metrics_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(network(addr.to_string()))?;
+            let bound = metrics_listener
+                .local_addr()
+                .map_err(network("metrics socket".into()))?;
+            eprintln!("authtoken-server: metrics on http://{bound}/metrics");
+            tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
+        }
         eprintln!(
             "authtoken-server: listening on {local} ({}, {description})",
             if acceptor.is_some() { "https" } else { "http" }
         );
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(network("SIGHUP handler".into()))?;
+        let reloads = {
+            let service = service.clone();
+            let users = options.users.clone();
+            async move {
+                while hangups.recv().await.is_some() {
+                    reload(&service, users.as_deref());
+                }
+            }
+        };
         tokio::select! {
-            result = http::serve(listener, acceptor, service) => result.map_err(network("serving".into())),
+            result = http::serve(listener, acceptor, service, metrics) => result.map_err(network("serving".into())),
+            _ = reloads => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
+}
+
+/// `SIGHUP`: reads the store again and puts it in force whole; a store that
+/// does not load leaves the one in force, and says why.
+fn reload(service: &http::Service, users: Option<&Path>) {
+    let (http::Service::Mdm(authority), Some(users)) = (service, users) else {
+        eprintln!("authtoken-server: SIGHUP: nothing to reload (no user store)");
+        return;
+    };
+    match Store::load(users) {
+        Ok(store) => {
+            let count = store.users.len();
+            authority.replace_store(store);
+            eprintln!(
+                "authtoken-server: reloaded {}: {count} users",
+                users.display()
+            );
+        }
+        Err(e) => eprintln!("authtoken-server: reload refused, keeping the store in force: {e}"),
+    }
+}
+
+fn list_users(file: &Path) -> Result<(), ServerError> {
+    let store = Store::load(file)?;
+    println!(
+        "{:<24} {:<10} {:<16} ITERATIONS",
+        "USER", "POLICY", "SCHEME"
+    );
+    for (name, user) in &store.users {
+        let (scheme, iterations) = match &user.credential {
+            None => ("-".to_owned(), "-".to_owned()),
+            Some(store::Credential::Scram(v)) => {
+                ("scram-sha-256".to_owned(), v.iterations.to_string())
+            }
+            Some(store::Credential::Digest { algorithm, .. }) => (
+                format!("digest-{}", algorithm.name().to_ascii_lowercase()),
+                "-".to_owned(),
+            ),
+        };
+        println!(
+            "{:<24} {:<10} {:<16} {iterations}",
+            authtoken_core::log::sanitize(name),
+            user.policy.name(),
+            scheme
+        );
+    }
+    Ok(())
+}
+
+fn remove_user(file: &Path, user: &str) -> Result<(), ServerError> {
+    let mut store = Store::load(file)?;
+    if store.users.remove(user).is_none() {
+        return Err(ServerError::Usage(format!(
+            "{user} is not in {}",
+            file.display()
+        )));
+    }
+    store.save(file)?;
+    println!(
+        "removed {user} from {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
+        file.display()
+    );
+    Ok(())
 }
 
 /// Reads the password: the first line of stdin, or a prompt on a terminal.
@@ -316,5 +490,10 @@ fn add_user(
     store
         .users
         .insert(user.to_owned(), User { policy, credential });
-    store.save(file)
+    store.save(file)?;
+    println!(
+        "wrote {user} to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
+        file.display()
+    );
+    Ok(())
 }

@@ -39,6 +39,16 @@ pub enum Policy {
     Unmanaged,
 }
 
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Managed => "managed",
+            Policy::NoToken => "no-token",
+            Policy::Unmanaged => "unmanaged",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     Scram(Verifier),

@@ -2,7 +2,7 @@
 //! for mutual TLS, and `gen-tls` to make a small private CA for a site or a
 //! test.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
@@ -56,46 +56,139 @@ fn pem_error(path: &Path, error: rustls::pki_types::pem::Error) -> ServerError {
     ServerError::Tls(format!("{}: {error}", path.display()))
 }
 
-/// Writes `ca.pem`, `server.pem`/`server.key` for `hosts`, and
-/// `client.pem`/`client.key` (a device identity for mutual TLS) into `dir`.
-pub fn generate(dir: &Path, hosts: &[String]) -> Result<(), ServerError> {
-    let err = |e: rcgen::Error| ServerError::Tls(e.to_string());
+/// The CA's name; `issue-cert` rebuilds the issuer from it and the kept key.
+const CA_NAME: &str = "authtoken-server CA";
+/// How long the CA is valid.
+const CA_DAYS: i64 = 3650;
+/// How long server and client certificates are valid (what browsers and
+/// Apple platforms accept for a leaf).
+pub const LEAF_DAYS: i64 = 825;
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// A server certificate for the names given.
+    Server,
+    /// A device (client) identity for mutual TLS.
+    Client,
+}
+
+fn tls_error(e: rcgen::Error) -> ServerError {
+    ServerError::Tls(e.to_string())
+}
+
+/// `not_before` a day ago (clock skew), `not_after` `days` from now.
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, CA_NAME);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+/// The CA kept in `dir` (made by [`generate`]): its name and key.
+fn load_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>, ServerError> {
+    let key_path = dir.join("ca.key");
+    let pem = crate::error::read_private(&key_path)?;
+    let key = KeyPair::from_pem(&pem).map_err(tls_error)?;
+    Ok(Issuer::new(ca_params(), key))
+}
+
+/// Issues a certificate of `role` for `names` under the CA in `dir`, and
+/// writes `<name>.pem` and `<name>.key` there. Returns the files written.
+pub fn issue(
+    dir: &Path,
+    role: Role,
+    names: &[String],
+    file_name: &str,
+) -> Result<Vec<PathBuf>, ServerError> {
+    let ca = load_ca(dir)?;
+    issue_with(&ca, dir, role, names, file_name)
+}
+
+fn issue_with(
+    ca: &Issuer<'_, KeyPair>,
+    dir: &Path,
+    role: Role,
+    names: &[String],
+    file_name: &str,
+) -> Result<Vec<PathBuf>, ServerError> {
+    let (mut params, common_name, usage) = match role {
+        Role::Server => (
+            CertificateParams::new(names.to_vec()).map_err(tls_error)?,
+            names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "authtoken-server".into()),
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        Role::Client => (
+            CertificateParams::default(),
+            names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "authtoken device".into()),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+    };
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.extended_key_usages = vec![usage];
+    validity(&mut params, LEAF_DAYS);
+    let key = KeyPair::generate().map_err(tls_error)?;
+    let cert = params.signed_by(&key, ca).map_err(tls_error)?;
+    let pem = dir.join(format!("{file_name}.pem"));
+    let key_path = dir.join(format!("{file_name}.key"));
+    write_public(&pem, &cert.pem())?;
+    write_private(&key_path, &key.serialize_pem())?;
+    Ok(vec![pem, key_path])
+}
+
+/// Writes a new CA (`ca.pem`, and `ca.key` kept 0600 for `issue-cert`), a
+/// server certificate for `hosts` (`server.pem`/`server.key`) and a device
+/// identity (`client.pem`/`client.key`) into `dir`. An existing CA is only
+/// replaced with `force`: every certificate it issued would stop working.
+pub fn generate(dir: &Path, hosts: &[String], force: bool) -> Result<Vec<PathBuf>, ServerError> {
+    let ca_pem = dir.join("ca.pem");
+    if !force && (ca_pem.exists() || dir.join("ca.key").exists()) {
+        return Err(ServerError::Usage(format!(
+            "{} already holds a CA; use issue-cert to add certificates, or --force to replace \
+             it (clients trusting the old CA will refuse this server)",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
+    let mut params = ca_params();
+    validity(&mut params, CA_DAYS);
+    let ca_key = KeyPair::generate().map_err(tls_error)?;
+    let ca_cert = params.self_signed(&ca_key).map_err(tls_error)?;
+    let ca_key_path = dir.join("ca.key");
+    write_private(&ca_key_path, &ca_key.serialize_pem())?;
+    write_public(&ca_pem, &ca_cert.pem())?;
+    let ca = Issuer::new(ca_params(), ca_key);
+    let mut written = vec![ca_pem, ca_key_path];
+    written.extend(issue_with(&ca, dir, Role::Server, hosts, "server")?);
+    written.extend(issue_with(&ca, dir, Role::Client, &[], "client")?);
+    Ok(written)
+}
 
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "authtoken-server CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
-    let ca = Issuer::new(ca_params, ca_key);
-
-    let mut server_params = CertificateParams::new(hosts.to_vec()).map_err(err)?;
-    server_params.distinguished_name.push(
-        DnType::CommonName,
-        hosts
-            .first()
-            .map(String::as_str)
-            .unwrap_or("authtoken-server"),
-    );
-    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_key = KeyPair::generate().map_err(err)?;
-    let server_cert = server_params.signed_by(&server_key, &ca).map_err(err)?;
-
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "authtoken device");
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client_key = KeyPair::generate().map_err(err)?;
-    let client_cert = client_params.signed_by(&client_key, &ca).map_err(err)?;
-
-    write_public(&dir.join("ca.pem"), &ca_cert.pem())?;
-    write_public(&dir.join("server.pem"), &server_cert.pem())?;
-    write_private(&dir.join("server.key"), &server_key.serialize_pem())?;
-    write_public(&dir.join("client.pem"), &client_cert.pem())?;
-    write_private(&dir.join("client.key"), &client_key.serialize_pem())?;
-    Ok(())
+/// The names a server certificate gets when none are given: this machine's
+/// name as well as the loopback names, since the server usually listens on
+/// more than loopback.
+pub fn default_hosts() -> Vec<String> {
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim();
+        if !name.is_empty() && name != "localhost" {
+            hosts.insert(0, name.to_owned());
+        }
+    }
+    hosts
 }

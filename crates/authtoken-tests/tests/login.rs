@@ -102,21 +102,29 @@ fn unmanaged_user_is_ignored_after_exactly_one_request() {
 }
 
 #[test]
-fn unknown_user_is_unmanaged_by_default() {
+fn unknown_users_get_a_decoy_by_default_and_410_when_configured() {
     let ws = standard_users();
+    let stack = |server: &Server| {
+        ws.pam_service(
+            "authtoken-test",
+            &[
+                format!(
+                    "auth [ignore=ignore default=die] {} config={}",
+                    module_path().display(),
+                    ws.config_for(&server.url(), "").display()
+                ),
+                "auth required pam_permit.so".into(),
+            ],
+        )
+    };
+    // Default: a challenge like any user's, and then a rejection, so the
+    // name cannot be probed.
     let server = Server::start(&ws, &[]);
-    let confdir = ws.pam_service(
-        "authtoken-test",
-        &[
-            format!(
-                "auth [ignore=ignore default=die] {} config={}",
-                module_path().display(),
-                ws.config_for(&server.url(), "").display()
-            ),
-            "auth required pam_permit.so".into(),
-        ],
-    );
-    assert_eq!(login(&confdir, "zed", "x"), PAM_SUCCESS);
+    assert_eq!(login(&stack(&server), "zed", "x"), PAM_AUTH_ERR);
+    assert_eq!(server.requests_for("zed"), 2);
+    // --unknown-users unmanaged: 410, and the module steps aside.
+    let server = Server::start(&ws, &["--unknown-users=unmanaged"]);
+    assert_eq!(login(&stack(&server), "zed", "x"), PAM_SUCCESS);
     assert_eq!(server.requests_for("zed"), 1);
 }
 

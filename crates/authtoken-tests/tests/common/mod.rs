@@ -225,6 +225,10 @@ impl Server {
         format!("https://{}/checkin", self.addr)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(self.log.path())
             .unwrap_or_default()
