@@ -11,6 +11,7 @@ use crate::trust::{self, Rules, TrustError};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/authtoken/authtoken.toml";
 pub const DEFAULT_HELPER_PATH: &str = "/usr/libexec/authtoken/authtoken-helper";
 pub const DEFAULT_CACHE_DIR: &str = "/run/authtoken";
+pub const DEFAULT_CHKPWD_PATH: &str = "/usr/libexec/authtoken/authtoken-chkpwd";
 const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// A challenge scheme the client may answer (config `schemes`).
@@ -99,6 +100,13 @@ pub struct Config {
     pub helper: PathBuf,
     #[serde(default = "default_cache_dir")]
     pub cache_dir: PathBuf,
+    /// The account the helper becomes before any network I/O.
+    #[serde(default = "default_helper_user")]
+    pub helper_user: String,
+    /// The setuid-root entry point the module runs when it is not root
+    /// (screen lockers): it signs in only the caller's own user.
+    #[serde(default = "default_chkpwd")]
+    pub chkpwd: PathBuf,
     /// Allow plain `http://` at all (loopback included). Off: anyone who can
     /// answer on that address could pose as the authority.
     #[serde(default)]
@@ -153,6 +161,12 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_helper() -> PathBuf {
     PathBuf::from(DEFAULT_HELPER_PATH)
+}
+fn default_helper_user() -> String {
+    "authtoken".to_owned()
+}
+fn default_chkpwd() -> PathBuf {
+    PathBuf::from(DEFAULT_CHKPWD_PATH)
 }
 fn default_cache_dir() -> PathBuf {
     PathBuf::from(DEFAULT_CACHE_DIR)
@@ -239,6 +253,12 @@ impl Config {
         }
         if !self.helper.is_absolute() {
             return Err("helper must be an absolute path".into());
+        }
+        if !self.chkpwd.is_absolute() {
+            return Err("chkpwd must be an absolute path".into());
+        }
+        if self.helper_user.is_empty() || self.helper_user == "root" {
+            return Err("helper_user must name an unprivileged account".into());
         }
         if !self.cache_dir.is_absolute() {
             return Err("cache_dir must be an absolute path".into());

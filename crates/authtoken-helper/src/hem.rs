@@ -13,15 +13,11 @@ use crate::transport::Http;
 
 pub fn authenticate(
     config: &Config,
+    http: &Http,
     user: &Username,
     password: &[u8],
-    deadline: Instant,
     step: &mut dyn FnMut(&str),
 ) -> Outcome {
-    let http = match Http::new(config, deadline) {
-        Ok(http) => http,
-        Err(e) => return Outcome::unavailable(e.to_string()),
-    };
     let url = format!("{}{}", config.url.trim_end_matches('/'), hem::TOKEN_PATH);
     let reply = match http.request("GET", &url, None, None) {
         Ok(reply) => reply,

@@ -6,6 +6,7 @@
 
 mod hem;
 mod mdm;
+mod privilege;
 mod transport;
 
 use std::io::{Read, Write};
@@ -89,9 +90,22 @@ fn run_backend(
     step: &mut dyn FnMut(&str),
 ) -> Outcome {
     let deadline = started + Duration::from_millis(config.timeout_ms);
+    // Everything that needs root (the CA, the client key) is read here...
+    let http = match transport::Http::new(config, deadline) {
+        Ok(http) => http,
+        Err(e) => return Outcome::unavailable(e.to_string()),
+    };
+    // ...and root is gone before the first byte goes out.
+    if let Err(e) = privilege::drop_to(&config.helper_user) {
+        return Outcome::unavailable(format!("cannot drop privileges: {e}"));
+    }
+    step(&format!(
+        "running as uid {}, no new privileges",
+        nix::unistd::Uid::effective()
+    ));
     match config.backend {
-        Backend::Mdm => mdm::authenticate(config, user, password, deadline, step),
-        Backend::Hem => hem::authenticate(config, user, password, deadline, step),
+        Backend::Mdm => mdm::authenticate(config, &http, user, password, step),
+        Backend::Hem => hem::authenticate(config, &http, user, password, step),
     }
 }
 

@@ -1,7 +1,5 @@
 //! Backend `mdm`: who the device and user are, and the handshake over HTTPS.
 
-use std::time::Instant;
-
 use authtoken_core::config::Config;
 use authtoken_core::outcome::Outcome;
 use authtoken_core::username::Username;
@@ -54,17 +52,13 @@ fn gecos_name(user: &str) -> Option<String> {
 
 pub fn authenticate(
     config: &Config,
+    http: &Http,
     user: &Username,
     password: &[u8],
-    deadline: Instant,
     step: &mut dyn FnMut(&str),
 ) -> Outcome {
     let id = match identity(config, user) {
         Ok(id) => id,
-        Err(e) => return Outcome::unavailable(e.to_string()),
-    };
-    let http = match Http::new(config, deadline) {
-        Ok(http) => http,
         Err(e) => return Outcome::unavailable(e.to_string()),
     };
     let settings = ClientSettings {
@@ -74,7 +68,7 @@ pub fn authenticate(
         max_scram_iterations: config.max_scram_iterations,
     };
     let mut endpoint = CheckinEndpoint {
-        http: &http,
+        http,
         url: &config.url,
     };
     mdm::user_authenticate(

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,11 +112,10 @@ fn nothing_logged_contains_a_password() {
     ));
     let socket_path: &Path = &ws.path("log.sock");
     let stop = Arc::new(AtomicBool::new(false));
-    let collector = collect(
-        UnixDatagram::bind(socket_path).unwrap(),
-        stop.clone(),
-        Duration::from_millis(300),
-    );
+    let socket = UnixDatagram::bind(socket_path).unwrap();
+    // Like the real /dev/log: the helper writes to it after dropping root.
+    std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let collector = collect(socket, stop.clone(), Duration::from_millis(300));
 
     let wrong = format!("{PASSWORD}-wrong");
     let cases = [
@@ -165,4 +165,59 @@ fn nothing_logged_contains_a_password() {
     }
     let server_log = server.lines().join("\n");
     assert!(!server_log.contains(PASSWORD));
+}
+
+/// One field of `/proc/PID/status`.
+fn status_field(pid: i32, name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .map(|v| v.trim().to_owned())
+        })
+}
+
+#[test]
+fn helper_is_unprivileged_before_it_opens_a_socket() {
+    let ws = Workspace::new();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    // An authority that accepts the connection and holds its reply.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/checkin", listener.local_addr().unwrap());
+    for helper_user in ["nobody", "no-such-account"] {
+        let config = ws.config_for(&url, &format!("helper_user = \"{helper_user}\""));
+        let confdir = ws.simple_stack(&config);
+        let login_thread = std::thread::spawn(move || login(&confdir, "alice", PASSWORD));
+        // The moment the helper's connection arrives, it must already be
+        // the unprivileged user: root was dropped before the socket.
+        listener.set_nonblocking(false).unwrap();
+        let (held, _) = listener.accept().unwrap();
+        let helper = std::fs::canonicalize(HELPER).unwrap();
+        let pid = children()
+            .into_iter()
+            .find(|(_, _, exe)| exe.as_deref() == Some(helper.as_path()))
+            .map(|(pid, _, _)| pid)
+            .expect("the helper is waiting for the authority");
+        let ids = |field: &str| -> Vec<u32> {
+            status_field(pid, field)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        };
+        assert_eq!(ids("Uid"), vec![nobody.uid.as_raw(); 4], "{helper_user}");
+        assert_eq!(ids("Gid"), vec![nobody.gid.as_raw(); 4], "{helper_user}");
+        assert!(ids("Groups").is_empty(), "no supplementary groups");
+        assert_eq!(status_field(pid, "NoNewPrivs").as_deref(), Some("1"));
+        for caps in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            assert_eq!(
+                status_field(pid, caps).as_deref(),
+                Some("0000000000000000"),
+                "{caps}"
+            );
+        }
+        drop(held);
+        assert_eq!(login_thread.join().unwrap(), PAM_AUTHINFO_UNAVAIL);
+    }
 }
