@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The real setuid programs: sudo -S run by an ordinary local user, and sshd
 # on a loopback port (UsePAM, keyboard-interactive), each with a pam.d stack
-# that includes the module, against authtoken-server on 127.0.0.1 over TLS.
+# that includes the module, against authtoken-server on 127.0.0.1 over TLS;
+# and a screen-locker-style caller without root (pamtester run as the user),
+# which the module serves through the setuid authtoken-chkpwd.
 # The stacks have Debian's common-auth shape (module, then pam_unix with
 # try_first_pass); the user's local password is random and never used, so
 # only the token authority can let them in.
@@ -24,9 +26,13 @@ wrong_pw='not the token password'
 work=$(mktemp -d /tmp/authtoken-hosts.XXXXXX)
 chmod 0700 "$work"
 pids=()
+made_etc_authtoken=
 cleanup() {
   [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  # sshd runs under the namespace's shell: stop it by its own pid file.
+  [ -s "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true
   userdel "$user" >/dev/null 2>&1 || true
+  [ -z "$made_etc_authtoken" ] || rmdir /etc/authtoken 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -36,6 +42,7 @@ check() {
   local what=$1; shift
   if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
 }
+refused() { ! "$@"; }
 
 # An ordinary local user whose local password nobody knows.
 id "$user" >/dev/null 2>&1 || useradd -M -s /bin/sh "$user"
@@ -79,9 +86,29 @@ done
 echo "$user ALL=(root) ALL" >"$work/sudoers.d/authtoken-hosttest"
 chmod 0440 "$work/sudoers.d/authtoken-hosttest"
 
+# chkpwd reads the system config only: inside the namespace, /etc/authtoken
+# is ours. (The mount point must exist; if the host has none, an empty one
+# is made for the run and removed after it.)
+if [ ! -d /etc/authtoken ]; then mkdir /etc/authtoken; made_etc_authtoken=yes; fi
+mkdir -p "$work/etc-authtoken" "$work/libexec"
+chmod 0711 "$work"   # the ordinary user may pass through, not list
+chmod 0755 "$work/etc-authtoken" "$work/libexec"
+install -m 4755 -o root -g root "$bin/authtoken-chkpwd" "$work/libexec/authtoken-chkpwd"
+sed '/^cache_dir/d' "$work/authtoken.toml" >"$work/etc-authtoken/authtoken.toml"
+cat >>"$work/etc-authtoken/authtoken.toml" <<CONF
+cache_dir = "$work/cache"
+chkpwd = "$work/libexec/authtoken-chkpwd"
+helper_user = "nobody"
+CONF
+chmod 0644 "$work/etc-authtoken/authtoken.toml"
+cat >"$work/pam.d/unlock" <<PAM
+auth     required                       $module config=/etc/authtoken/authtoken.toml
+account  required                       pam_permit.so
+PAM
+
 in_namespace() {
   unshare -m --propagation private bash -c \
-    "mount --bind '$work/pam.d' /etc/pam.d && mount --bind '$work/sudoers.d' /etc/sudoers.d && $1"
+    "mount --bind '$work/pam.d' /etc/pam.d && mount --bind '$work/sudoers.d' /etc/sudoers.d && mount --bind '$work/etc-authtoken' /etc/authtoken && $1"
 }
 
 # sudo: setuid root, started by the ordinary user (setpriv drops to it
@@ -100,7 +127,28 @@ check "the cache sudo created (with the caller's gid) is root:root" \
   test "$(stat -c %u:%g "$work/cache")" = 0:0
 check "the authority saw both sudo logins" test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq 2
 
+# A screen locker: pam_authenticate in a process of the ordinary user, for
+# the user itself (no root anywhere in it but the setuid chkpwd).
+unlock_as_user() {
+  local who=$1 password=$2
+  printf '%s\n' "$password" | in_namespace \
+    "exec timeout 60 setpriv --reuid=$user --regid=$user --init-groups pamtester unlock $who authenticate" >/dev/null 2>&1
+}
+check "authtoken-chkpwd is setuid root" test "$(stat -c '%a %U' "$work/libexec/authtoken-chkpwd")" = "4755 root"
+check "a caller without root signs its own user in" unlock_as_user "$user" "$token_pw"
+check "a caller without root: a wrong password is refused" refused unlock_as_user "$user" "$wrong_pw"
+check "a caller without root cannot ask about another user" refused unlock_as_user root "$token_pw"
+check "no request was made for the other user" test "$(grep -c 'user=root ' "$work/server.log")" -eq 0
+start=$(date +%s%N)
+burst_ok=0
+for _ in $(seq 10); do unlock_as_user "$user" "$token_pw" && burst_ok=$((burst_ok + 1)); done
+burst_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "hosts: 10 unlocks in a row took $burst_ms ms ($burst_ok signed in)"
+check "10 unlocks in a row are spaced at least 1 s apart (>= 9 s)" test "$burst_ms" -ge 9000
+check "and each of them signed in" test "$burst_ok" -eq 10
+
 # sshd on a free loopback port.
+challenges_before_ssh=$(grep -c "user=$user step=challenge" "$work/server.log")
 port=
 for candidate in $(shuf -i 20000-60999 -n 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null || { port=$candidate; break; }
@@ -140,7 +188,8 @@ check "the ssh session has AUTHTOKEN_FILE from the session cache" \
   grep -Eq " file=$work/cache/[^ ]+/$user[.]token$" <<<"$out"
 out=$(ssh_login "$wrong_pw" 2>>"$work/ssh.err") && status=0 || status=$?
 check "ssh with another password is refused" test "$status" -ne 0 -a -z "$out"
-check "the authority saw both ssh logins" test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq 4
+check "the authority saw both ssh logins" \
+  test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq $((challenges_before_ssh + 2))
 
 if [ "$failed" -ne 0 ]; then
   for f in server.log sudo.err sshd.log ssh.err; do echo "--- $f"; cat "$work/$f" 2>/dev/null || true; done

@@ -12,6 +12,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/authtoken/authtoken.toml";
 pub const DEFAULT_HELPER_PATH: &str = "/usr/libexec/authtoken/authtoken-helper";
 pub const DEFAULT_CACHE_DIR: &str = "/run/authtoken";
 pub const DEFAULT_CHKPWD_PATH: &str = "/usr/libexec/authtoken/authtoken-chkpwd";
+/// Longest `authtoken-chkpwd` waits to space out one user's attempts; a
+/// longer wait is refused at once instead (so the module's deadline holds).
+pub const CHKPWD_MAX_WAIT_MS: u64 = 4_000;
 const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// A challenge scheme the client may answer (config `schemes`).
@@ -347,6 +350,12 @@ impl Config {
     /// in the helper's clean `Unavailable`, not a kill.
     pub fn kill_deadline(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.timeout_ms + 1_500 + self.timeout_ms / 10)
+    }
+
+    /// The same for `authtoken-chkpwd`, which may first wait out its rate
+    /// limit, then runs the helper under `kill_deadline`.
+    pub fn chkpwd_deadline(&self) -> std::time::Duration {
+        self.kill_deadline() + std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500)
     }
 }
 

@@ -22,6 +22,10 @@ pub enum Outcome {
         #[serde(with = "token_b64")]
         token: Zeroizing<String>,
     },
+    /// The authority issued a non-empty AuthToken, which the setuid
+    /// `authtoken-chkpwd` kept (it refreshes the session's token file
+    /// itself): what an unprivileged caller gets instead of the token.
+    Verified,
     /// A zero-length `DigestChallenge`: the authority needs no token for this user.
     NoTokenNeeded,
     /// `410` (or a device label of another user): not this authority's user.
@@ -48,6 +52,7 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Token { .. } => "token",
+            Outcome::Verified => "verified",
             Outcome::NoTokenNeeded => "no_token_needed",
             Outcome::Unmanaged => "unmanaged",
             Outcome::Rejected => "rejected",
@@ -100,6 +105,7 @@ pub fn outcome_code(outcome: &Outcome, policy: EmptyChallengePolicy) -> PamCode 
     match outcome {
         Outcome::Token { token } if !token.is_empty() => PamCode::Success,
         Outcome::Token { .. } => PamCode::AuthinfoUnavail,
+        Outcome::Verified => PamCode::Success,
         Outcome::NoTokenNeeded => match policy {
             EmptyChallengePolicy::Success => PamCode::Success,
             EmptyChallengePolicy::Ignore => PamCode::Ignore,

@@ -211,11 +211,21 @@ fn is_symlink_at(dir: &OwnedFd, name: &OsStr) -> bool {
 
 /// Opens `path` for reading after checking it and every directory above it.
 pub fn open(path: &Path, rules: Rules) -> Result<File, TrustError> {
+    open_with(path, rules, OFlag::O_RDONLY)
+}
+
+/// Opens an existing `path` for reading and writing, with the same checks
+/// (a record that must survive the process, such as a rate limit).
+pub fn open_read_write(path: &Path, rules: Rules) -> Result<File, TrustError> {
+    open_with(path, rules, OFlag::O_RDWR)
+}
+
+fn open_with(path: &Path, rules: Rules, access: OFlag) -> Result<File, TrustError> {
     let (dir, _, name) = open_parent(path, rules)?;
     let fd = openat(
         &dir,
         name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(io(path))?;

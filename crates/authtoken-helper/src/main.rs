@@ -4,15 +4,10 @@
 
 #![forbid(unsafe_code)]
 
-mod hem;
-mod mdm;
-mod privilege;
-mod transport;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use authtoken_core::config::{Backend, Config, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
@@ -20,6 +15,7 @@ use authtoken_core::outcome::{outcome_code, Outcome};
 use authtoken_core::secret::first_line;
 use authtoken_core::username::Username;
 use authtoken_core::wire::{self, HelperRequest, WireError, MAX_REQUEST_BYTES};
+use authtoken_helper::{mdm, run_backend, transport};
 use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
@@ -78,34 +74,6 @@ fn main() -> ExitCode {
             debug,
         } => login(&user, &config, debug),
         Command::Status { config } => status(&config),
-    }
-}
-
-/// Runs the configured backend under the handshake deadline.
-fn run_backend(
-    config: &Config,
-    user: &Username,
-    password: &[u8],
-    started: Instant,
-    step: &mut dyn FnMut(&str),
-) -> Outcome {
-    let deadline = started + Duration::from_millis(config.timeout_ms);
-    // Everything that needs root (the CA, the client key) is read here...
-    let http = match transport::Http::new(config, deadline) {
-        Ok(http) => http,
-        Err(e) => return Outcome::unavailable(e.to_string()),
-    };
-    // ...and root is gone before the first byte goes out.
-    if let Err(e) = privilege::drop_to(&config.helper_user) {
-        return Outcome::unavailable(format!("cannot drop privileges: {e}"));
-    }
-    step(&format!(
-        "running as uid {}, no new privileges",
-        nix::unistd::Uid::effective()
-    ));
-    match config.backend {
-        Backend::Mdm => mdm::authenticate(config, &http, user, password, step),
-        Backend::Hem => hem::authenticate(config, &http, user, password, step),
     }
 }
 
@@ -318,7 +286,7 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
 /// `login`'s exit status, one per outcome (documented in authtoken-helper(8)).
 fn login_exit_code(outcome: &Outcome) -> u8 {
     match outcome {
-        Outcome::Token { .. } => 0,
+        Outcome::Token { .. } | Outcome::Verified => 0,
         Outcome::Rejected => 1,
         Outcome::Unmanaged => 2,
         Outcome::NoTokenNeeded => 3,

@@ -61,6 +61,10 @@ pub trait Host {
     /// The process session (shared with a forked authentication child).
     fn process_session(&self) -> Result<SessionKey, SessionError>;
     fn open_cache(&self, dir: &Path) -> Result<Cache, CacheError>;
+    /// Whether this process is root. A caller without root (a screen
+    /// locker) cannot use root's session cache or client key: it runs the
+    /// setuid `authtoken-chkpwd` instead of the helper.
+    fn privileged(&self) -> bool;
     /// Whether a login session still exists (`None`: cannot tell).
     fn session_alive(&self, key: &SessionKey) -> Option<bool>;
     fn log(&self, level: Level, message: &str);
@@ -94,6 +98,9 @@ impl Host for RealHost {
     }
     fn session_alive(&self, key: &SessionKey) -> Option<bool> {
         key.alive(&authtoken_core::session::live_audit_session_ids())
+    }
+    fn privileged(&self) -> bool {
+        nix::unistd::geteuid().is_root()
     }
     fn log(&self, level: Level, message: &str) {
         log::send(log::MODULE_IDENT, level, message);
@@ -300,6 +307,9 @@ fn authenticate_user<P: PamApi, H: Host>(
         &format!("config {} loaded", options.config_path.display()),
     );
 
+    if !host.privileged() {
+        return authenticate_unprivileged(pam, host, options, &config, user, policy, attempt);
+    }
     let session = session_cache(host, &config);
     if let Some((cache, key)) = &session {
         if cache.is_unmanaged(key, &user) {
@@ -308,11 +318,7 @@ fn authenticate_user<P: PamApi, H: Host>(
         }
     }
 
-    let password = obtain_password(pam, options)?;
-    let request = HelperRequest::new(&user, &password, &attempt.service);
-    drop(password);
-    let encoded = request.encode()?;
-    drop(request);
+    let encoded = encoded_request(pam, options, &user, &attempt.service)?;
 
     let config_arg = options.config_path.to_string_lossy();
     let mut args = vec!["authenticate", "--config", &config_arg];
@@ -324,7 +330,11 @@ fn authenticate_user<P: PamApi, H: Host>(
         options,
         &format!("running helper {}", config.helper.display()),
     );
-    let outcome = host.run_helper(&config.helper, &args, &encoded, config.kill_deadline())?;
+    let outcome = match host.run_helper(&config.helper, &args, &encoded, config.kill_deadline())? {
+        // Only the setuid entry point withholds the token.
+        Outcome::Verified => Outcome::unavailable("the helper answered verified without a token"),
+        outcome => outcome,
+    };
     if let Some((cache, key)) = &session {
         let stored =
             match &outcome {
@@ -342,6 +352,44 @@ fn authenticate_user<P: PamApi, H: Host>(
             host.log(Level::Warning, &format!("session cache: {e}"));
         }
     }
+    Ok((outcome, policy, user))
+}
+
+/// The password, as the request the helper reads on stdin.
+fn encoded_request<P: PamApi>(
+    pam: &mut P,
+    options: &ModuleOptions,
+    user: &Username,
+    service: &str,
+) -> Result<Zeroizing<Vec<u8>>, AuthError> {
+    let password = obtain_password(pam, options)?;
+    let request = HelperRequest::new(user, &password, service);
+    drop(password);
+    Ok(request.encode()?)
+}
+
+/// A caller without root: `authtoken-chkpwd` (setuid root) signs in the
+/// caller's own user, keeps the session's 410 marks and token itself, and
+/// answers `Verified` instead of handing over the token.
+fn authenticate_unprivileged<P: PamApi, H: Host>(
+    pam: &mut P,
+    host: &H,
+    options: &ModuleOptions,
+    config: &Config,
+    user: Username,
+    policy: authtoken_core::config::EmptyChallengePolicy,
+    attempt: &mut Attempt,
+) -> Result<Authenticated, AuthError> {
+    let encoded = encoded_request(pam, options, &user, &attempt.service)?;
+    debug(
+        host,
+        options,
+        &format!("not root: running {}", config.chkpwd.display()),
+    );
+    let outcome = match host.run_helper(&config.chkpwd, &[], &encoded, config.chkpwd_deadline())? {
+        Outcome::Token { .. } => Outcome::unavailable("authtoken-chkpwd handed out a token"),
+        outcome => outcome,
+    };
     Ok((outcome, policy, user))
 }
 

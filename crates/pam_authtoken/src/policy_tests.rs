@@ -102,6 +102,9 @@ struct TestHost {
     process_session: Result<SessionKey, SessionError>,
     /// The sessions that still exist; the cache sweeps the others.
     live_sessions: Vec<String>,
+    privileged: bool,
+    /// The programs run, in order.
+    programs: RefCell<Vec<PathBuf>>,
     logs: RefCell<Vec<String>>,
 }
 
@@ -127,6 +130,8 @@ impl TestHost {
             login_session: Ok(SessionKey::parse("sid-100-1").expect("key")),
             process_session: Ok(SessionKey::parse("sid-100-1").expect("key")),
             live_sessions: vec!["sid-100-1".into()],
+            privileged: true,
+            programs: RefCell::new(Vec::new()),
             logs: RefCell::new(Vec::new()),
         }
     }
@@ -162,12 +167,17 @@ impl Host for TestHost {
 
     fn run_helper(
         &self,
-        _helper: &Path,
+        program: &Path,
         args: &[&str],
         request: &[u8],
         _deadline: Duration,
     ) -> Result<Outcome, HelperError> {
-        assert_eq!(&args[..3], ["authenticate", "--config", CONFIG]);
+        self.programs.borrow_mut().push(program.to_owned());
+        if self.privileged {
+            assert_eq!(&args[..3], ["authenticate", "--config", CONFIG]);
+        } else {
+            assert!(args.is_empty(), "chkpwd takes no arguments: {args:?}");
+        }
         let request = HelperRequest::decode(request).expect("a valid request");
         self.requests.borrow_mut().push((
             request.user.to_string(),
@@ -194,6 +204,10 @@ impl Host for TestHost {
             nix::unistd::getegid().as_raw(),
         );
         Cache::open_owned_by(dir, owner)
+    }
+
+    fn privileged(&self) -> bool {
+        self.privileged
     }
 
     fn session_alive(&self, key: &SessionKey) -> Option<bool> {
@@ -655,4 +669,39 @@ fn unknown_options_are_logged_and_ignored() {
     );
     assert!(host.logged("ignoring unknown option nonsense\\n"));
     assert!(host.logged("running helper"), "debug adds protocol steps");
+}
+
+#[test]
+fn a_caller_without_root_runs_chkpwd_and_keeps_no_token() {
+    let mut host = TestHost::new().answers(vec![
+        Ok(Outcome::Verified),
+        Ok(Outcome::Rejected),
+        token("a token must not come back"),
+    ]);
+    host.privileged = false;
+    let mut pam = FakePam::new("alice", Some("pw"));
+    assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::Success);
+    assert!(pam.get_data(policy::TOKEN_KEY).is_none(), "nothing kept");
+    assert_eq!(
+        host.programs.borrow()[0],
+        Path::new(authtoken_core::config::DEFAULT_CHKPWD_PATH)
+    );
+    assert_eq!(
+        authenticate(&mut FakePam::new("alice", Some("wrong")), &host, &[]),
+        PamCode::AuthErr
+    );
+    assert_eq!(
+        authenticate(&mut FakePam::new("alice", Some("pw")), &host, &[]),
+        PamCode::AuthinfoUnavail,
+        "chkpwd never hands out tokens"
+    );
+    let cache_dir = host.dir.path().join("cache");
+    assert!(!cache_dir.exists(), "no root cache touched without root");
+}
+
+#[test]
+fn only_chkpwd_may_answer_verified() {
+    let host = TestHost::new().answers(vec![Ok(Outcome::Verified)]);
+    let mut pam = FakePam::new("alice", Some("pw"));
+    assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::AuthinfoUnavail);
 }

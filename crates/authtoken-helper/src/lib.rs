@@ -1,0 +1,45 @@
+//! The helper's parts, shared by `authtoken-helper` (run by the module as
+//! root, or by an administrator) and `authtoken-chkpwd` (the setuid entry
+//! point for callers without root): HTTPS, the two backends, and dropping
+//! root before the network.
+
+#![forbid(unsafe_code)]
+
+pub mod hem;
+pub mod mdm;
+pub mod privilege;
+pub mod transport;
+
+use std::time::{Duration, Instant};
+
+use authtoken_core::config::{Backend, Config};
+use authtoken_core::outcome::Outcome;
+use authtoken_core::username::Username;
+
+/// Runs the configured backend under the handshake deadline.
+pub fn run_backend(
+    config: &Config,
+    user: &Username,
+    password: &[u8],
+    started: Instant,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    let deadline = started + Duration::from_millis(config.timeout_ms);
+    // Everything that needs root (the CA, the client key) is read here...
+    let http = match transport::Http::new(config, deadline) {
+        Ok(http) => http,
+        Err(e) => return Outcome::unavailable(e.to_string()),
+    };
+    // ...and root is gone before the first byte goes out.
+    if let Err(e) = privilege::drop_to(&config.helper_user) {
+        return Outcome::unavailable(format!("cannot drop privileges: {e}"));
+    }
+    step(&format!(
+        "running as uid {}, no new privileges",
+        nix::unistd::Uid::effective()
+    ));
+    match config.backend {
+        Backend::Mdm => mdm::authenticate(config, &http, user, password, step),
+        Backend::Hem => hem::authenticate(config, &http, user, password, step),
+    }
+}
