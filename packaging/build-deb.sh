@@ -43,7 +43,7 @@ cp LICENSE "$client/usr/share/doc/pam-authtoken/copyright"
 mkdir -p "$client/DEBIAN"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$client/DEBIAN/"
 echo /etc/authtoken/authtoken.toml >"$client/DEBIAN/conffiles"
-control pam-authtoken "libc6, libpam0g, libpam-runtime (>= 1.0.1-6)" \
+control pam-authtoken "libc6, libpam0g, libpam-runtime (>= 1.0.1-6), passwd" \
   "PAM module signing users in against a token authority" \
 " pam_authtoken authenticates users at login (console, display manager, sudo,
  su, sshd, screen unlock) with a challenge/digest handshake against an MDM
@@ -57,7 +57,9 @@ control pam-authtoken "libc6, libpam0g, libpam-runtime (>= 1.0.1-6)" \
 server="$work/server"
 packaging/stage.sh server "$server" /lib/systemd/system
 cp LICENSE "$server/usr/share/doc/authtoken-server/copyright"
-control authtoken-server "libc6" \
+mkdir -p "$server/DEBIAN"
+install -m 0755 packaging/debian/server-postinst "$server/DEBIAN/postinst"
+control authtoken-server "libc6, passwd" \
   "Reference token authority for pam_authtoken" \
 " authtoken-server answers Apple MDM UserAuthenticate check-ins with
  SCRAM-SHA-256 (or HTTP Digest for compatibility) over a store of verifiers,

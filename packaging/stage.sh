@@ -23,6 +23,9 @@ client)
   doc="$root/usr/share/doc/pam-authtoken"
   install -D -m 0644 "$rel/libpam_authtoken.so" "$root$dir/pam_authtoken.so"
   install -D -m 0755 "$rel/authtoken-helper" "$root/usr/libexec/authtoken/authtoken-helper"
+  # setuid root: the entry point for callers without root (screen lockers).
+  install -D -m 4755 "$rel/authtoken-chkpwd" "$root/usr/libexec/authtoken/authtoken-chkpwd"
+  install -D -m 0644 "$top/packaging/sysusers.d/authtoken.conf" "$root/usr/lib/sysusers.d/authtoken.conf"
   install -D -m 0644 "$top/conf/authtoken.toml" "$root/etc/authtoken/authtoken.toml"
   install -D -m 0644 "$top/packaging/tmpfiles.d/authtoken.conf" "$root/usr/lib/tmpfiles.d/authtoken.conf"
   for page in pam_authtoken.8 authtoken-helper.8 authtoken.toml.5; do man_page "$page"; done
@@ -37,6 +40,7 @@ server)
   doc="$root/usr/share/doc/authtoken-server"
   install -D -m 0755 "$rel/authtoken-server" "$root/usr/sbin/authtoken-server"
   install -D -m 0644 "$top/packaging/systemd/authtoken-server.service" "$root$dir/authtoken-server.service"
+  install -D -m 0644 "$top/packaging/sysusers.d/authtoken-server.conf" "$root/usr/lib/sysusers.d/authtoken-server.conf"
   man_page authtoken-server.8
   install -D -m 0644 "$top/README.md" "$doc/README.md"
   install -D -m 0644 "$top/LICENSE" "$doc/LICENSE"

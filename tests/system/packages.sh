@@ -22,6 +22,8 @@ refused() { ! "$@"; }
 
 common=(
   /usr/libexec/authtoken/authtoken-helper
+  /usr/libexec/authtoken/authtoken-chkpwd
+  /usr/lib/sysusers.d/authtoken.conf
   /etc/authtoken/authtoken.toml
   /usr/lib/tmpfiles.d/authtoken.conf
   /usr/share/man/man8/pam_authtoken.8.gz
@@ -33,6 +35,7 @@ common=(
 )
 server_files=(
   /usr/sbin/authtoken-server
+  /usr/lib/sysusers.d/authtoken-server.conf
   /usr/share/man/man8/authtoken-server.8.gz
 )
 listing() { dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
@@ -47,6 +50,8 @@ for path in "${server_files[@]}" /lib/systemd/system/authtoken-server.service \
   check "server deb contains $path" contains "$server_deb_list" "$path"
   check "client deb lacks $path" refused contains "$deb_list" "$path"
 done
+check "deb: authtoken-chkpwd is setuid root" grep -q '^-rwsr-xr-x root/root .* ./usr/libexec/authtoken/authtoken-chkpwd$' <<<"$(dpkg-deb -c "$deb")"
+check "deb: postinst honours dpkg-statoverride for authtoken-chkpwd" grep -q 'dpkg-statoverride --list' <<<"$(dpkg-deb -I "$deb" postinst)"
 check "deb: config is 0644 root" grep -q '^-rw-r--r-- root/root .* ./etc/authtoken/authtoken.toml$' <<<"$(dpkg-deb -c "$deb")"
 check "deb: config is a conffile" grep -qx /etc/authtoken/authtoken.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
 check "deb: postinst runs pam-auth-update --package" grep -q 'pam-auth-update --package' <<<"$(dpkg-deb -I "$deb" postinst)"
@@ -62,15 +67,24 @@ for path in "${server_files[@]}" /usr/lib/systemd/system/authtoken-server.servic
   check "client rpm lacks $path" refused contains "$rpm_list" "$path"
 done
 check "rpm: config is %config(noreplace)" grep -qx 'cn /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
+check "rpm: authtoken-chkpwd is setuid root" grep -qx -- '-rwsr-xr-x root root /usr/libexec/authtoken/authtoken-chkpwd' <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 check "rpm: config is 0644 root" grep -qx -- '-rw-r--r-- root root /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 
 before=$(mktemp)
 cp /etc/pam.d/common-auth "$before"
 server_pid= created_server_etc=
+# The packages create system accounts and keep them on purge (Debian
+# policy); the test removes the ones it caused.
+new_users=()
+for account in authtoken authtoken-server; do
+  getent passwd "$account" >/dev/null || new_users+=("$account")
+done
 cleanup() {
   [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
   [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
+  rm -f /etc/authtoken/ca.pem
   dpkg --purge pam-authtoken authtoken-server >/dev/null 2>&1 || true
+  for account in "${new_users[@]}"; do userdel "$account" >/dev/null 2>&1 || true; done
   rm -f "$before"
 }
 trap cleanup EXIT
@@ -79,6 +93,9 @@ export DEBIAN_FRONTEND=noninteractive
 check "dpkg -i (client and server)" dpkg -i "$deb" "$server_deb"
 check "helper installed" test -x /usr/libexec/authtoken/authtoken-helper
 check "module installed" test -f /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so
+check "authtoken-chkpwd installed setuid root" test "$(stat -c '%a %U %G' /usr/libexec/authtoken/authtoken-chkpwd)" = "4755 root root"
+check "helper account authtoken exists, without a shell" test "$(getent passwd authtoken | cut -d: -f7)" = /usr/sbin/nologin
+check "server account authtoken-server exists" getent passwd authtoken-server
 check "profile off until enabled" cmp "$before" /etc/pam.d/common-auth
 check "cache dir created 0700" test "$(stat -c %a /run/authtoken)" = 700
 check "installed config is root-owned 0644" test "$(stat -c '%U %a' /etc/authtoken/authtoken.toml)" = "root 644"
@@ -117,16 +134,28 @@ check "gen-tls" authtoken-server gen-tls "$server_etc/tls"
 check "add-user (managed)" bash -c "echo authority-Pa55 | authtoken-server add-user $server_etc/users.toml $local_user"
 check "add-user (unmanaged)" authtoken-server add-user "$server_etc/users.toml" authtoken-unmanaged --policy unmanaged </dev/null
 check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=//p' "$unit")"
+unit_user=$(sed -n 's/^User=//p' "$unit")
+unit_group=$(sed -n 's/^Group=//p' "$unit")
+check "unit runs as its own account" test "$unit_user" = authtoken-server
+# As the README says: the service account owns its files.
+chown -R "$unit_user:$unit_group" "$server_etc"
 unit_opts=$(sed -n 's/^Environment="AUTHTOKEN_SERVER_OPTS=\(.*\)"$/\1/p' "$unit")
 unit_exec=$(sed -n 's/^ExecStart=//p' "$unit")
 read -ra server_cmd <<<"${unit_exec//\$AUTHTOKEN_SERVER_OPTS/$unit_opts}"
 server_log=$(mktemp)
-"${server_cmd[@]}" </dev/null >/dev/null 2>"$server_log" &
+setpriv --reuid="$unit_user" --regid="$unit_group" --clear-groups --no-new-privs \
+  "${server_cmd[@]}" </dev/null >/dev/null 2>"$server_log" &
 server_pid=$!
 listen=$(grep -o -- '--listen [0-9.:]*' <<<"$unit_opts" | awk '{print $2}')
 for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
 check "server started by the unit's ExecStart listens on $listen" grep -q "listening on $listen" "$server_log"
-sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"$server_etc/tls/ca.pem\"|" /etc/authtoken/authtoken.toml
+check "add-user as root keeps the store the service account's" bash -c \
+  "echo other-Pa55 | authtoken-server add-user $server_etc/users.toml authtoken-other && test \"\$(stat -c %U $server_etc/users.toml)\" = $unit_user"
+check "reload (SIGHUP) as the unit does it" kill -HUP "$server_pid"
+check "the server reloaded the store it can still read" bash -c "sleep 0.5; grep -q 'reloaded' '$server_log'"
+# As the README says: the server's CA, copied to the client (root, 0644).
+install -m 0644 -o root -g root "$server_etc/tls/ca.pem" /etc/authtoken/ca.pem
+sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"/etc/authtoken/ca.pem\"|" /etc/authtoken/authtoken.toml
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
 check "check-config OK" bash -c '/usr/libexec/authtoken/authtoken-helper check-config | grep -q ": OK"'
 # authtoken-helper login's exit code: 0 token, 1 rejected, 2 unmanaged.
@@ -150,10 +179,12 @@ check "dpkg -r" dpkg -r pam-authtoken authtoken-server
 check "common-auth restored exactly" cmp "$before" /etc/pam.d/common-auth
 check "no module line left" bash -c "! grep -rq pam_authtoken /etc/pam.d"
 check "conffile kept after remove" test -f /etc/authtoken/authtoken.toml
+rm -f /etc/authtoken/ca.pem
 check "dpkg --purge" dpkg --purge pam-authtoken authtoken-server
 check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken
+check "accounts kept after purge (uids are not reused)" getent passwd authtoken
 
 echo "packages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -51,13 +51,26 @@ impl ServerError {
 /// Largest store or device file read.
 const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The account the packaged unit runs the server as.
+pub const SERVICE_ACCOUNT: &str = "authtoken-server";
+
 /// Reads a file of verifiers or keys, trusted the way the client trusts its
-/// config: no symlink anywhere on the path, owned by root or by the user the
-/// server runs as, not writable by group or others, and private to its owner.
+/// config: no symlink anywhere on the path, not writable by group or others,
+/// private to its owner, and owned by root or by the user the server runs
+/// as (for root, that is the service account, whose files an
+/// administrator's `add-user` edits).
 pub fn read_private(path: &Path) -> Result<Zeroizing<String>, ServerError> {
     let euid = nix::unistd::geteuid().as_raw();
+    let also_owner = if euid == 0 {
+        nix::unistd::User::from_name(SERVICE_ACCOUNT)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    } else {
+        Some(euid)
+    };
     let rules = Rules {
-        also_owner: (euid != 0).then_some(euid),
+        also_owner,
         private: true,
     };
     Ok(trust::read_text(
@@ -67,14 +80,32 @@ pub fn read_private(path: &Path) -> Result<Zeroizing<String>, ServerError> {
     )?)
 }
 
-/// Replaces `path` atomically with `text`, private to the server (0600).
+/// Whom a file written at `path` belongs to: the owner of the file it
+/// replaces, else of its directory. So an administrator's `add-user` (as
+/// root) keeps a store that the service user owns readable by the service
+/// (`User=authtoken-server`), and new files in its directory are its own.
+fn inherited_owner(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None; // only root may give files away
+    }
+    let meta = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .or_else(|| std::fs::metadata(path.parent()?).ok())?;
+    Some((meta.uid(), meta.gid()))
+}
+
+/// Replaces `path` atomically with `text`, private to its owner (0600).
 pub fn write_private(path: &Path, text: &str) -> Result<(), ServerError> {
-    trust::write_private(path, text.as_bytes(), None).map_err(ServerError::io(path))
+    trust::write_private(path, text.as_bytes(), inherited_owner(path))
+        .map_err(ServerError::io(path))
 }
 
 /// Replaces `path` atomically with `text`, readable by all (0644).
 pub fn write_public(path: &Path, text: &str) -> Result<(), ServerError> {
-    trust::write_atomic(path, text.as_bytes(), 0o644, None).map_err(ServerError::io(path))
+    trust::write_atomic(path, text.as_bytes(), 0o644, inherited_owner(path))
+        .map_err(ServerError::io(path))
 }
 
 /// A 32-byte key from base64.
