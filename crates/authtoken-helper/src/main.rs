@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -138,22 +138,7 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
             started.elapsed().as_millis()
         ),
     );
-    let encoded = match wire::encode_result(&outcome) {
-        Ok(encoded) => encoded,
-        Err(e) => match wire::encode_result(&Outcome::unavailable(e.to_string())) {
-            Ok(encoded) => encoded,
-            Err(_) => return ExitCode::FAILURE,
-        },
-    };
-    let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(&encoded)
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    authtoken_helper::write_result(&outcome)
 }
 
 /// Why the module's request could not be read.
