@@ -194,8 +194,8 @@ fn default_hem_scope() -> String {
 pub enum ConfigError {
     #[error("{0}")]
     Untrusted(#[from] TrustError),
-    #[error("{path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    #[error("{}:{}", path.display(), error)]
+    Syntax { path: PathBuf, error: ParseError },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -205,9 +205,9 @@ impl Config {
     /// someone other than root could have written.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = trust::read_text(path, Rules::ROOT, MAX_CONFIG_BYTES)?;
-        let config = Config::parse(&text).map_err(|message| ConfigError::Syntax {
+        let config = Config::parse_located(&text).map_err(|error| ConfigError::Syntax {
             path: path.to_owned(),
-            message,
+            error,
         })?;
         config.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
@@ -218,7 +218,13 @@ impl Config {
 
     /// Parses TOML text; unknown keys are errors.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
+        Config::parse_located(text).map_err(|e| e.to_string())
+    }
+
+    /// Parses TOML text; an error says where (line and column), which key,
+    /// and how to fix it when that is clear.
+    pub fn parse_located(text: &str) -> Result<Config, ParseError> {
+        toml::from_str(text).map_err(|e| ParseError::new(text, &e))
     }
 
     /// Semantic checks the TOML types cannot express.
@@ -359,6 +365,88 @@ impl Config {
     }
 }
 
+/// A config file that does not parse: where, which key, what, and a fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub key: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ParseError {
+    fn new(text: &str, error: &toml::de::Error) -> ParseError {
+        let offset = error.span().map(|r| r.start).unwrap_or(0).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let column = before[line_start..].chars().count() + 1;
+        let line_text = text[line_start..].lines().next().unwrap_or("");
+        let key = line_text
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .filter(|k| !k.is_empty() && !k.starts_with('['));
+        let message = error.message().trim().replace('\n', " ");
+        let value = line_text.split_once('=').map(|(_, v)| v.trim()).unwrap_or("");
+        let hint = hint_for(&message, key.as_deref(), value);
+        ParseError {
+            line,
+            column,
+            key,
+            message,
+            hint,
+        }
+    }
+}
+
+/// A one-line fix for the common mistakes.
+fn hint_for(message: &str, key: Option<&str>, value: &str) -> Option<String> {
+    let key = key.unwrap_or("key");
+    let bare_word = !value.is_empty()
+        && !value.starts_with(['"', '\'', '[', '{'])
+        && value.chars().any(|c| c.is_ascii_alphabetic());
+    let digits_and_letters = value.chars().next().is_some_and(|c| c.is_ascii_digit());
+    if message.starts_with("unknown field") {
+        Some(format!(
+            "remove {key}, or correct its spelling (see conf/authtoken.toml or authtoken.toml(5))"
+        ))
+    } else if digits_and_letters && bare_word {
+        Some(format!(
+            "{key} takes a whole number: digits only, e.g. {key} = {}",
+            value
+                .chars()
+                .filter(|c| c.is_ascii_digit())
+                .collect::<String>()
+        ))
+    } else if bare_word && value != "true" && value != "false" {
+        Some(format!(
+            "text values need quotes: {key} = \"{}\"",
+            value.trim_end_matches(|c: char| c.is_whitespace())
+        ))
+    } else if message.starts_with("unknown variant") {
+        Some(format!("{key} takes one of the values the message lists, in quotes"))
+    } else if message.starts_with("missing field") {
+        Some("add it: backend and url are required".into())
+    } else {
+        None
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: ", self.line, self.column)?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; fix: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Whether `url` is https (`Ok(false)` for http; anything else is an error).
 pub fn is_https(url: &str) -> Result<bool, String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("url {url} is not a URL"))?;
@@ -458,6 +546,29 @@ mod tests {
         let (lowered, why) = policy("http://127.0.0.1/");
         assert_eq!(lowered, EmptyChallengePolicy::Ignore);
         assert!(why.is_some());
+    }
+
+    #[test]
+    fn parse_errors_say_where_which_key_and_how_to_fix() {
+        let base = "backend = \"mdm\"\nurl = \"https://x/\"\n";
+        let error = |extra: &str| Config::parse_located(&format!("{base}{extra}\n")).unwrap_err();
+        let overflow = error("max_scram_iterations = 10_000_000x");
+        assert_eq!((overflow.line, overflow.key.as_deref()), (3, Some("max_scram_iterations")));
+        assert!(
+            overflow.to_string().contains("max_scram_iterations = 10000000"),
+            "{overflow}"
+        );
+        let bare = error("empty_challenge = ignore");
+        assert_eq!(bare.line, 3);
+        assert!(
+            bare.to_string().contains("empty_challenge = \"ignore\""),
+            "{bare}"
+        );
+        let unknown = error("\nurll = \"x\"");
+        assert_eq!((unknown.line, unknown.column), (4, 1));
+        assert!(unknown.to_string().contains("correct its spelling"), "{unknown}");
+        let variant = error("backend2 = 1");
+        assert!(variant.to_string().starts_with("3:"), "{variant}");
     }
 
     #[test]

@@ -584,3 +584,32 @@ fn the_trusted_authority_still_signs_in() {
     assert_eq!(login(&confdir, "alice", RIGHT), PAM_SUCCESS);
     assert_eq!(login(&confdir, "alice", WRONG), PAM_AUTH_ERR);
 }
+
+/// What an administrator reads from `check-config` for the usual mistakes.
+#[test]
+fn check_config_says_where_and_how_to_fix() {
+    let bench = Bench::new();
+    let good = std::fs::read_to_string(bench.config("https://127.0.0.1:1/checkin", "")).unwrap();
+    let lines = good.lines().count();
+    let cases = [
+        ("max_scram_iterations = 10_000_000x", format!("{}:", lines + 1), "max_scram_iterations = 10000000"),
+        ("empty_challenge = ignore", format!("{}:", lines + 1), "empty_challenge = \"ignore\""),
+        ("urll = \"x\"", format!("{}:1:", lines + 1), "correct its spelling"),
+    ];
+    for (extra, place, hint) in cases {
+        let config = bench.ws.write_config("authtoken.toml", &format!("{good}{extra}\n"));
+        let (code, stderr) = check_config(&config);
+        assert_ne!(code, 0, "{extra}");
+        assert!(stderr.contains(&format!("authtoken.toml:{place}")), "{extra}: {stderr}");
+        assert!(stderr.contains(hint), "{extra}: {stderr}");
+    }
+    let missing_helper = good.replace(HELPER, "/nonexistent/authtoken-helper");
+    let config = bench.ws.write_config("authtoken.toml", &missing_helper);
+    assert_refused_by_check_config(&config, "install the pam-authtoken package, or set helper");
+    let link = bench.ws.path("linked.toml");
+    std::os::unix::fs::symlink(bench.ws.write_config("authtoken.toml", &good), &link).unwrap();
+    assert_refused_by_check_config(&link, "symlinks are refused");
+    let config = bench.ws.write_config("authtoken.toml", &good);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_refused_by_check_config(&config, "fix: chmod go-w");
+}
