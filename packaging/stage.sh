@@ -25,6 +25,9 @@ client)
   install -D -m 0755 "$rel/authtoken-helper" "$root/usr/libexec/authtoken/authtoken-helper"
   # setuid root: the entry point for callers without root (screen lockers).
   install -D -m 4755 "$rel/authtoken-chkpwd" "$root/usr/libexec/authtoken/authtoken-chkpwd"
+  # The administrator's command on root's PATH: authtoken check-config, login, status.
+  install -d -m 0755 "$root/usr/sbin"
+  ln -s ../libexec/authtoken/authtoken-helper "$root/usr/sbin/authtoken"
   install -D -m 0644 "$top/packaging/sysusers.d/authtoken.conf" "$root/usr/lib/sysusers.d/authtoken.conf"
   install -D -m 0644 "$top/conf/authtoken.toml" "$root/etc/authtoken/authtoken.toml"
   install -D -m 0644 "$top/packaging/tmpfiles.d/authtoken.conf" "$root/usr/lib/tmpfiles.d/authtoken.conf"

@@ -21,6 +21,7 @@ contains() { grep -qxF -- "$2" <<<"$1"; }
 refused() { ! "$@"; }
 
 common=(
+  /usr/sbin/authtoken
   /usr/libexec/authtoken/authtoken-helper
   /usr/libexec/authtoken/authtoken-chkpwd
   /usr/lib/sysusers.d/authtoken.conf
@@ -157,11 +158,12 @@ check "the server reloaded the store it can still read" bash -c "sleep 0.5; grep
 install -m 0644 -o root -g root "$server_etc/tls/ca.pem" /etc/authtoken/ca.pem
 sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"/etc/authtoken/ca.pem\"|" /etc/authtoken/authtoken.toml
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
-check "check-config OK" bash -c '/usr/libexec/authtoken/authtoken-helper check-config | grep -q ": OK"'
+check "authtoken is on root's PATH" test "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v authtoken)" = /usr/sbin/authtoken
+check "authtoken check-config OK" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
 # authtoken-helper login's exit code: 0 token, 1 rejected, 2 unmanaged.
 helper_login_exits() {
   local code=0
-  echo "$2" | timeout 60 /usr/libexec/authtoken/authtoken-helper login "$1" || code=$?
+  echo "$2" | timeout 60 authtoken login "$1" || code=$?
   [ "$code" -eq "$3" ]
 }
 check "helper login: authority password (exit 0)" helper_login_exits "$local_user" authority-Pa55 0
