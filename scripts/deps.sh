@@ -7,6 +7,7 @@ packages=(
   # packaging and the real-host tests (tests/system/)
   dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
+  man-db groff-base  # tests/system/docs.sh renders the man pages
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -25,7 +25,7 @@ const LOG_IDENT: &str = "authtoken-helper";
 #[command(
     name = "authtoken-helper",
     version,
-    about = "Token-authority client for pam_authtoken"
+    about = "Token-authority client of pam_authtoken, and its administrator's commands (also installed as `authtoken`)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +36,7 @@ struct Cli {
 enum Command {
     /// Run one handshake for pam_authtoken.so: request on stdin, result on stdout.
     Authenticate {
+        /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Log protocol steps (never secrets).
@@ -44,12 +45,16 @@ enum Command {
     },
     /// Check the configuration file and the files it names.
     CheckConfig {
+        /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
     /// Run one interactive handshake for USER and print the outcome.
     Login {
+        /// The user to sign in (the password is prompted for, or read from
+        /// standard input).
         user: Username,
+        /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Print protocol steps (never secrets).
@@ -58,6 +63,7 @@ enum Command {
     },
     /// List the login sessions in the cache (never the tokens).
     Status {
+        /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },

@@ -70,8 +70,9 @@ enum Command {
     /// Serve MDM UserAuthenticate check-ins (--protocol mdm), or an emulated
     /// token device's /api/auth/token (--protocol hem).
     Serve {
-        /// Address to listen on; port 0 picks a free one (printed on start).
-        #[arg(long, default_value = "127.0.0.1:8443")]
+        /// Address to listen on, HOST:PORT (a name or an IP address); port 0
+        /// picks a free one (printed on start).
+        #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_listen)]
         listen: SocketAddr,
         /// What to serve: MDM check-ins, or an emulated token device.
         #[arg(long, value_enum, default_value = "mdm")]
@@ -91,6 +92,7 @@ enum Command {
         /// PEM certificate chain; without it the server speaks plain HTTP (loopback only).
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
         /// Require client certificates issued by this CA (mutual TLS).
@@ -107,23 +109,28 @@ enum Command {
         /// server process serving the same store (default: in memory).
         #[arg(long)]
         replay_dir: Option<PathBuf>,
-        /// Serve Prometheus metrics on http://ADDR/metrics.
-        #[arg(long)]
+        /// Serve Prometheus metrics on http://ADDR/metrics (HOST:PORT).
+        #[arg(long, value_parser = parse_listen)]
         metrics_listen: Option<SocketAddr>,
         /// Delay before answering a rejected digest.
         #[arg(long, default_value_t = 1000)]
         failure_delay_ms: u64,
-        /// Allow plain HTTP on a non-loopback address.
+        /// Allow plain HTTP on a non-loopback address (clients must set
+        /// allow_insecure_http too: tests only).
         #[arg(long)]
         allow_insecure_http: bool,
     },
     /// Add or replace USER in the store FILE; the password is read from stdin
     /// (first line) or prompted for, and only its verifier is kept.
     AddUser {
+        /// The user store (created if missing).
         file: PathBuf,
+        /// The user's name, as PAM knows it.
         user: String,
+        /// What the authority answers for this user.
         #[arg(long, value_enum, default_value = "managed")]
         policy: Policy,
+        /// How a managed user proves the password.
         #[arg(long, value_enum, default_value = "scram")]
         scheme: Scheme,
         /// SCRAM iteration count.
@@ -139,7 +146,9 @@ enum Command {
     /// Create the enrolment FILE of an emulated token device labelled LABEL;
     /// the user's passphrase is read from stdin (first line) or prompted for.
     EnrollDevice {
+        /// The enrolment file to write.
         file: PathBuf,
+        /// The device's user label (the PAM user name it belongs to).
         #[arg(long)]
         label: String,
     },
@@ -147,6 +156,7 @@ enum Command {
     /// certificate for the names clients use (server.pem/.key) and a device
     /// identity (client.pem/.key) in DIR.
     GenTls {
+        /// Where to write the CA and certificates.
         dir: PathBuf,
         /// A name clients use to reach the server (repeat for several;
         /// default: this machine's name, localhost and 127.0.0.1).
@@ -158,6 +168,7 @@ enum Command {
     },
     /// Issue another certificate under the CA that gen-tls made in DIR.
     IssueCert {
+        /// The directory gen-tls wrote (with ca.key).
         dir: PathBuf,
         /// Server certificate, or device (client) identity.
         #[arg(long, value_enum)]
@@ -170,9 +181,17 @@ enum Command {
         out: String,
     },
     /// List the users in the store FILE (never their verifiers).
-    ListUsers { file: PathBuf },
+    ListUsers {
+        /// The user store.
+        file: PathBuf,
+    },
     /// Remove USER from the store FILE.
-    RemoveUser { file: PathBuf, user: String },
+    RemoveUser {
+        /// The user store.
+        file: PathBuf,
+        /// The user to remove.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -248,6 +267,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `HOST:PORT`, with a host name or an IP address.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .map_err(|e| format!("{text}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text}: no address"))
 }
 
 struct ServeOptions {

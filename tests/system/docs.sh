@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The man pages cannot drift from the programs: every option that a
+# command's --help lists appears in its man page, and every page renders
+# without a warning from man/groff.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --quiet --locked --workspace
+bin="$PWD/target/debug"
+man_dir="$PWD/packaging/man"
+passed=0 failed=0
+check() {
+  local what=$1; shift
+  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
+}
+
+# options PROGRAM [SUBCOMMAND]: the long options --help lists.
+options() {
+  "$@" --help | grep -oE -- '(^|[[:space:]])--[a-z][a-z0-9-]*' | tr -d ' \t' | sort -u |
+    grep -vxE -- '--(help|version)'
+}
+# in_page PAGE OPTION: the option, as roff writes it (\-\-name).
+in_page() { grep -qF -- "$(sed 's/-/\\-/g' <<<"$2")" "$man_dir/$1"; }
+
+for sub in authenticate check-config login status; do
+  for option in $(options "$bin/authtoken-helper" "$sub"); do
+    check "authtoken-helper $sub $option is in authtoken-helper.8" in_page authtoken-helper.8 "$option"
+  done
+  check "authtoken-helper.8 has $sub" grep -q "^\.B authtoken-helper $sub" "$man_dir/authtoken-helper.8"
+done
+for sub in serve add-user enroll-device gen-tls issue-cert list-users remove-user; do
+  for option in $(options "$bin/authtoken-server" "$sub"); do
+    check "authtoken-server $sub $option is in authtoken-server.8" in_page authtoken-server.8 "$option"
+  done
+  check "authtoken-server.8 has $sub" grep -q "^\.B authtoken-server $sub" "$man_dir/authtoken-server.8"
+done
+for page in "$man_dir"/*.[58]; do
+  warnings=$(MANWIDTH=80 man --warnings -E UTF-8 -l "$page" 2>&1 >/dev/null || true)
+  check "$(basename "$page") renders without warnings${warnings:+: $warnings}" test -z "$warnings"
+  # roff that runs an option into its argument: "--configPATH".
+  check "$(basename "$page") synopsis keeps options and arguments apart" \
+    bash -c "! MANWIDTH=200 man -l '$page' 2>/dev/null | grep -qE -- '--[a-z-]+[A-Z]{2,}'"
+done
+echo "docs: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
