@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
 
 scripts/deps.sh
-echo "== building"
-cargo build --quiet --workspace
+echo "== building (the first build takes a few minutes)"
+cargo build --workspace
 bin="$PWD/target/debug"
 module="$bin/libpam_authtoken.so"
 
@@ -41,11 +41,11 @@ start_server() {
 }
 
 echo "== a private CA and server certificate for 127.0.0.1"
-"$bin/authtoken-server" gen-tls "$work/tls"
+"$bin/authtoken-server" gen-tls "$work/tls" --host 127.0.0.1 --host localhost | sed 's/^/   /'
 
 echo "== the user store (verifiers only; SCRAM-SHA-256 with 600000 iterations)"
-echo "correct horse battery staple" | "$bin/authtoken-server" add-user "$work/users.toml" alice
-"$bin/authtoken-server" add-user "$work/users.toml" bob --policy unmanaged
+echo "correct horse battery staple" | "$bin/authtoken-server" add-user "$work/users.toml" alice >/dev/null
+"$bin/authtoken-server" add-user "$work/users.toml" bob --policy unmanaged >/dev/null
 grep -c stored_key "$work/users.toml" >/dev/null && echo "   alice: managed (SCRAM verifier), bob: unmanaged (410)"
 
 echo "== starting authtoken-server on 127.0.0.1"
@@ -72,13 +72,21 @@ auth requisite pam_echo.so pam_authtoken stepped aside (PAM_IGNORE): not managed
 auth required pam_deny.so
 PAM
 
+echo
+echo "== the PAM stack of every login below: pam_authtoken decides for the users"
+echo "   it manages; for anyone else it steps aside and the rest of the stack,"
+echo "   here only pam_deny, refuses (a real system has pam_unix there)"
+
 login() {
   local user=$1 password=$2 label=$3 service=${4:-authtoken-demo}
   echo
   echo "== login: $label"
   set +e
+  # pamtester prints its prompt without a newline (the password comes from
+  # a pipe): put what follows it on a line of its own.
   echo "$password" | bwrap --bind / / --dev /dev --proc /proc --bind "$work/pam.d" /etc/pam.d \
-    --die-with-parent pamtester "$service" "$user" authenticate 2>&1 | sed 's/^/   /'
+    --die-with-parent stdbuf -o0 pamtester "$service" "$user" authenticate 2>&1 |
+    sed -e 's/Password: /Password: (typed)\n/' | sed 's/^/   /'
   local rc=${PIPESTATUS[1]}
   set -e
   echo "   -> pamtester exit status $rc ($([ "$rc" -eq 0 ] && echo signed in || echo refused))"

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, the integration
 # tests that load the real pam_authtoken.so into the real libpam against a
-# real authtoken-server on 127.0.0.1, and the system tests that build the
-# packages, install the .deb and log in through real sudo and sshd.
+# real authtoken-server on 127.0.0.1, the documentation checks, and the
+# system tests that build the packages, install the .debs and log in
+# through real sudo, sshd and an unprivileged screen-locker-style caller.
 # Run as root on a throwaway machine (CI, a VM): the system tests install
-# and purge the package and add and delete a local user.
+# and purge the packages and add and delete local users. It ends by
+# checking that it left no process, user, package or system file behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+before=$(mktemp)
+trap 'rm -f "$before"' EXIT
+scripts/hygiene.sh snapshot "$before"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests load the cdylib into libpam and run the helper and
 # server binaries: all come from a normal workspace build.
 cargo build --locked --workspace
 cargo test --workspace --all-targets --locked
+tests/system/docs.sh
 tests/system/packages.sh
 tests/system/hosts.sh
+scripts/hygiene.sh check "$before"
