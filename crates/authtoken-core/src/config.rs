@@ -388,7 +388,10 @@ impl ParseError {
             .map(|(k, _)| k.trim().trim_matches('"').to_owned())
             .filter(|k| !k.is_empty() && !k.starts_with('['));
         let message = error.message().trim().replace('\n', " ");
-        let value = line_text.split_once('=').map(|(_, v)| v.trim()).unwrap_or("");
+        let value = line_text
+            .split_once('=')
+            .map(|(_, v)| v.trim())
+            .unwrap_or("");
         let hint = hint_for(&message, key.as_deref(), value);
         ParseError {
             line,
@@ -425,7 +428,9 @@ fn hint_for(message: &str, key: Option<&str>, value: &str) -> Option<String> {
             value.trim_end_matches(|c: char| c.is_whitespace())
         ))
     } else if message.starts_with("unknown variant") {
-        Some(format!("{key} takes one of the values the message lists, in quotes"))
+        Some(format!(
+            "{key} takes one of the values the message lists, in quotes"
+        ))
     } else if message.starts_with("missing field") {
         Some("add it: backend and url are required".into())
     } else {
@@ -553,9 +558,14 @@ mod tests {
         let base = "backend = \"mdm\"\nurl = \"https://x/\"\n";
         let error = |extra: &str| Config::parse_located(&format!("{base}{extra}\n")).unwrap_err();
         let overflow = error("max_scram_iterations = 10_000_000x");
-        assert_eq!((overflow.line, overflow.key.as_deref()), (3, Some("max_scram_iterations")));
+        assert_eq!(
+            (overflow.line, overflow.key.as_deref()),
+            (3, Some("max_scram_iterations"))
+        );
         assert!(
-            overflow.to_string().contains("max_scram_iterations = 10000000"),
+            overflow
+                .to_string()
+                .contains("max_scram_iterations = 10000000"),
             "{overflow}"
         );
         let bare = error("empty_challenge = ignore");
@@ -566,7 +576,10 @@ mod tests {
         );
         let unknown = error("\nurll = \"x\"");
         assert_eq!((unknown.line, unknown.column), (4, 1));
-        assert!(unknown.to_string().contains("correct its spelling"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("correct its spelling"),
+            "{unknown}"
+        );
         let variant = error("backend2 = 1");
         assert!(variant.to_string().starts_with("3:"), "{variant}");
     }

@@ -28,7 +28,10 @@ fn documented_stacks() -> Vec<(String, Vec<String>)> {
         match (&mut block, line.trim()) {
             (None, "```pam") => block = Some(Vec::new()),
             (Some(lines), "```") => {
-                stacks.push((format!("README.md block {}", stacks.len() + 1), lines.clone()));
+                stacks.push((
+                    format!("README.md block {}", stacks.len() + 1),
+                    lines.clone(),
+                ));
                 block = None;
             }
             (Some(lines), _) => lines.push(line.to_owned()),
@@ -42,7 +45,10 @@ fn documented_stacks() -> Vec<(String, Vec<String>)> {
         match line {
             ".EX" => in_example = true,
             ".EE" => {
-                stacks.push(("pam_authtoken(8) EXAMPLES".into(), std::mem::take(&mut example)));
+                stacks.push((
+                    "pam_authtoken(8) EXAMPLES".into(),
+                    std::mem::take(&mut example),
+                ));
                 in_example = false;
             }
             _ if in_example => example.push(line.to_owned()),
@@ -53,7 +59,12 @@ fn documented_stacks() -> Vec<(String, Vec<String>)> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("macos-"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("macos-")
+        })
         .collect();
     files.sort();
     for file in files {

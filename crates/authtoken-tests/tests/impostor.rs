@@ -592,15 +592,32 @@ fn check_config_says_where_and_how_to_fix() {
     let good = std::fs::read_to_string(bench.config("https://127.0.0.1:1/checkin", "")).unwrap();
     let lines = good.lines().count();
     let cases = [
-        ("max_scram_iterations = 10_000_000x", format!("{}:", lines + 1), "max_scram_iterations = 10000000"),
-        ("empty_challenge = ignore", format!("{}:", lines + 1), "empty_challenge = \"ignore\""),
-        ("urll = \"x\"", format!("{}:1:", lines + 1), "correct its spelling"),
+        (
+            "max_scram_iterations = 10_000_000x",
+            format!("{}:", lines + 1),
+            "max_scram_iterations = 10000000",
+        ),
+        (
+            "empty_challenge = ignore",
+            format!("{}:", lines + 1),
+            "empty_challenge = \"ignore\"",
+        ),
+        (
+            "urll = \"x\"",
+            format!("{}:1:", lines + 1),
+            "correct its spelling",
+        ),
     ];
     for (extra, place, hint) in cases {
-        let config = bench.ws.write_config("authtoken.toml", &format!("{good}{extra}\n"));
+        let config = bench
+            .ws
+            .write_config("authtoken.toml", &format!("{good}{extra}\n"));
         let (code, stderr) = check_config(&config);
         assert_ne!(code, 0, "{extra}");
-        assert!(stderr.contains(&format!("authtoken.toml:{place}")), "{extra}: {stderr}");
+        assert!(
+            stderr.contains(&format!("authtoken.toml:{place}")),
+            "{extra}: {stderr}"
+        );
         assert!(stderr.contains(hint), "{extra}: {stderr}");
     }
     let missing_helper = good.replace(HELPER, "/nonexistent/authtoken-helper");

@@ -645,3 +645,19 @@ fn misbehaving_authority_is_never_success() {
         "the redirect was not followed"
     );
 }
+
+#[test]
+fn helper_login_refuses_an_empty_password_without_a_request() {
+    let ws = standard_users();
+    let server = Server::start(&ws, &[]);
+    let config = ws.config_for(&server.url(), "");
+    let out = std::process::Command::new(HELPER)
+        .args(["login", "alice", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty password refused"));
+    assert_eq!(server.requests_for("alice"), 0);
+}
