@@ -50,6 +50,29 @@ impl Scheme {
 /// Fewest SCRAM iterations any client ever answers (RFC 7677 §4).
 pub const SCRAM_MIN_ITERATIONS: u32 = 4096;
 
+/// `url = "…"` or `url = ["…", "…"]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Urls::One(url) => std::slice::from_ref(url),
+            Urls::Many(urls) => urls,
+        }
+    }
+}
+
+impl std::fmt::Display for Urls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_slice().join(", "))
+    }
+}
+
 /// Which protocol the authority speaks.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -84,8 +107,12 @@ pub enum EmptyChallengePolicy {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub backend: Backend,
-    /// MDM `CheckInURL`, or the device's base URL for `hem`.
-    pub url: String,
+    /// MDM `CheckInURL`, or the device's base URL for `hem`: one, or a list
+    /// tried in order (the next only when one cannot be connected to).
+    pub url: Urls,
+    /// How long to try connecting to one authority before the next.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
     /// Deadline for the whole handshake, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -165,6 +192,9 @@ fn default_timeout_ms() -> u64 {
 fn default_helper() -> PathBuf {
     PathBuf::from(DEFAULT_HELPER_PATH)
 }
+fn default_connect_timeout_ms() -> u64 {
+    1500
+}
 fn default_helper_user() -> String {
     "authtoken".to_owned()
 }
@@ -229,12 +259,19 @@ impl Config {
 
     /// Semantic checks the TOML types cannot express.
     pub fn validate(&self) -> Result<(), String> {
-        if !is_https(&self.url)? && !self.allow_insecure_http {
-            return Err(format!(
-                "url {} is plain http; use https, or set allow_insecure_http = true (tests only: \
-                 anyone answering on that address could pose as the authority)",
-                self.url
-            ));
+        if self.url.as_slice().is_empty() {
+            return Err("url must name at least one authority".into());
+        }
+        for url in self.url.as_slice() {
+            if !is_https(url)? && !self.allow_insecure_http {
+                return Err(format!(
+                    "url {url} is plain http; use https, or set allow_insecure_http = true (tests only: \
+                     anyone answering on that address could pose as the authority)"
+                ));
+            }
+        }
+        if !(100..=self.timeout_ms).contains(&self.connect_timeout_ms) {
+            return Err("connect_timeout_ms must be between 100 and timeout_ms".into());
         }
         if !(100..=300_000).contains(&self.timeout_ms) {
             return Err("timeout_ms must be between 100 and 300000".into());
@@ -290,10 +327,18 @@ impl Config {
     /// when the peer is the authority's verified TLS identity.
     pub fn empty_challenge_policy(&self) -> (EmptyChallengePolicy, Option<&'static str>) {
         match self.empty_challenge {
-            EmptyChallengePolicy::Success if !is_https(&self.url).unwrap_or(false) => (
-                EmptyChallengePolicy::Ignore,
-                Some("empty_challenge = \"success\" applies only over verified https"),
-            ),
+            EmptyChallengePolicy::Success
+                if !self
+                    .url
+                    .as_slice()
+                    .iter()
+                    .all(|url| is_https(url).unwrap_or(false)) =>
+            {
+                (
+                    EmptyChallengePolicy::Ignore,
+                    Some("empty_challenge = \"success\" applies only over verified https"),
+                )
+            }
             policy => (policy, None),
         }
     }

@@ -35,6 +35,10 @@ pub enum Outcome {
     /// Anything else: network, TLS, timeout, 5xx, malformed or oversized reply,
     /// unsupported challenge, bad server signature. The reason is safe to log.
     Unavailable { reason: String },
+    /// No authority could be reached at all: every one failed to connect
+    /// (refused, name not found, connect timeout, TLS handshake). Only this
+    /// may open the offline path; an authority that answered never does.
+    Unreachable { reason: String },
 }
 
 impl Outcome {
@@ -57,6 +61,7 @@ impl Outcome {
             Outcome::Unmanaged => "unmanaged",
             Outcome::Rejected => "rejected",
             Outcome::Unavailable { .. } => "unavailable",
+            Outcome::Unreachable { .. } => "unreachable",
         }
     }
 }
@@ -112,7 +117,7 @@ pub fn outcome_code(outcome: &Outcome, policy: EmptyChallengePolicy) -> PamCode 
         },
         Outcome::Unmanaged => PamCode::Ignore,
         Outcome::Rejected => PamCode::AuthErr,
-        Outcome::Unavailable { .. } => PamCode::AuthinfoUnavail,
+        Outcome::Unavailable { .. } | Outcome::Unreachable { .. } => PamCode::AuthinfoUnavail,
     }
 }
 

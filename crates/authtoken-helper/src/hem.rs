@@ -9,7 +9,8 @@ use authtoken_core::username::Username;
 use authtoken_protocol::hem;
 use zeroize::Zeroizing;
 
-use crate::transport::Http;
+use crate::transport::{report, Authorities, Http};
+use authtoken_protocol::mdm::TransportFailure;
 
 pub fn authenticate(
     config: &Config,
@@ -17,11 +18,25 @@ pub fn authenticate(
     user: &Username,
     password: &[u8],
     step: &mut dyn FnMut(&str),
+) -> (Outcome, Option<String>) {
+    let mut authorities = Authorities::new(http, config.url.as_slice());
+    let outcome = exchange(config, &mut authorities, user, password, step);
+    (outcome, authorities.answered_by().map(str::to_owned))
+}
+
+fn exchange(
+    config: &Config,
+    authorities: &mut Authorities<'_>,
+    user: &Username,
+    password: &[u8],
+    step: &mut dyn FnMut(&str),
 ) -> Outcome {
-    let url = format!("{}{}", config.url.trim_end_matches('/'), hem::TOKEN_PATH);
-    let reply = match http.request("GET", &url, None, None) {
+    let reply = authorities.request("GET", hem::TOKEN_PATH, None, None);
+    report(authorities, step);
+    let reply = match reply {
         Ok(reply) => reply,
-        Err(e) => return Outcome::unavailable(e.to_string()),
+        Err(TransportFailure::Unreachable(reason)) => return Outcome::Unreachable { reason },
+        Err(TransportFailure::Failed(reason)) => return Outcome::unavailable(reason),
     };
     step(&format!("challenge answered HTTP {}", reply.status));
     let challenge = match hem::parse_challenge(reply.status, &reply.body) {
@@ -57,14 +72,16 @@ pub fn authenticate(
         Err(e) => return Outcome::unavailable(e.to_string()),
     };
     let body = Zeroizing::new(serde_json::json!({ "auth": auth.as_str() }).to_string());
-    let reply = match http.request(
+    let reply = match authorities.request(
         "POST",
-        &url,
+        hem::TOKEN_PATH,
         Some("application/json"),
         Some(body.as_bytes()),
     ) {
         Ok(reply) => reply,
-        Err(e) => return Outcome::unavailable(e.to_string()),
+        Err(TransportFailure::Unreachable(reason) | TransportFailure::Failed(reason)) => {
+            return Outcome::unavailable(reason)
+        }
     };
     step(&format!("authentication answered HTTP {}", reply.status));
     hem::parse_token_reply(reply.status, &reply.body)

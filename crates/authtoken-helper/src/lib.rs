@@ -23,25 +23,36 @@ pub fn run_backend(
     password: &[u8],
     started: Instant,
     step: &mut dyn FnMut(&str),
-) -> Outcome {
+) -> Handshake {
     let deadline = started + Duration::from_millis(config.timeout_ms);
     // Everything that needs root (the CA, the client key) is read here...
+    let failed = |reason: String| Handshake {
+        outcome: Outcome::unavailable(reason),
+        authority: None,
+    };
     let http = match transport::Http::new(config, deadline) {
         Ok(http) => http,
-        Err(e) => return Outcome::unavailable(e.to_string()),
+        Err(e) => return failed(e.to_string()),
     };
     // ...and root is gone before the first byte goes out.
     if let Err(e) = privilege::drop_to(&config.helper_user) {
-        return Outcome::unavailable(format!("cannot drop privileges: {e}"));
+        return failed(format!("cannot drop privileges: {e}"));
     }
     step(&format!(
         "running as uid {}, no new privileges",
         nix::unistd::Uid::effective()
     ));
-    match config.backend {
+    let (outcome, authority) = match config.backend {
         Backend::Mdm => mdm::authenticate(config, &http, user, password, step),
         Backend::Hem => hem::authenticate(config, &http, user, password, step),
-    }
+    };
+    Handshake { outcome, authority }
+}
+
+/// What one handshake ended in, and which authority answered.
+pub struct Handshake {
+    pub outcome: Outcome,
+    pub authority: Option<String>,
 }
 
 /// Writes `outcome` to stdout in the module's wire format: the last thing

@@ -90,18 +90,25 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
     // Backstop in case anything below blocks beyond every deadline: SIGALRM's
     // default action ends us, and the module reports the helper as failed.
     let _ = nix::unistd::alarm::set(310);
-    let (outcome, user, service, backend) = match read_request() {
+    let (outcome, user, service, backend, authority) = match read_request() {
         Err(e) => (
             Outcome::unavailable(e.to_string()),
             String::new(),
             String::new(),
             "-",
+            None,
         ),
         Ok(request) => {
             let user = request.user.to_string();
             let service = request.service.clone();
             match Config::load(config_path) {
-                Err(e) => (Outcome::unavailable(e.to_string()), user, service, "-"),
+                Err(e) => (
+                    Outcome::unavailable(e.to_string()),
+                    user,
+                    service,
+                    "-",
+                    None,
+                ),
                 Ok(config) => {
                     let _ = nix::unistd::alarm::set((config.timeout_ms / 1000 + 2) as u32);
                     let backend = config.backend.name();
@@ -114,30 +121,34 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
                             );
                         }
                     };
-                    let outcome = match request.password() {
+                    let (outcome, authority) = match request.password() {
                         Ok(password) => {
-                            run_backend(&config, &request.user, &password, started, &mut step)
+                            let done =
+                                run_backend(&config, &request.user, &password, started, &mut step);
+                            (done.outcome, done.authority)
                         }
-                        Err(e) => Outcome::unavailable(e.to_string()),
+                        Err(e) => (Outcome::unavailable(e.to_string()), None),
                     };
-                    (outcome, user, service, backend)
+                    (outcome, user, service, backend, authority)
                 }
             }
         }
     };
-    let reason = match &outcome {
-        Outcome::Unavailable { reason } => format!(" reason=\"{}\"", log::sanitize(reason)),
-        _ => String::new(),
+    let (reason, level) = match &outcome {
+        Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => (
+            format!(" reason=\"{}\"", log::sanitize(reason)),
+            Level::Error,
+        ),
+        _ => (String::new(), Level::Info),
     };
+    let authority = authority
+        .map(|url| format!(" authority={}", log::sanitize(&url)))
+        .unwrap_or_default();
     log::send(
         LOG_IDENT,
-        if matches!(outcome, Outcome::Unavailable { .. }) {
-            Level::Error
-        } else {
-            Level::Info
-        },
+        level,
         &format!(
-            "handshake user={} service={} backend={backend} outcome={} elapsed_ms={}{reason}",
+            "handshake user={} service={} backend={backend} outcome={}{authority} elapsed_ms={}{reason}",
             log::sanitize(&user),
             log::sanitize(&service),
             outcome.label(),
@@ -256,13 +267,19 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
             eprintln!("debug: {line}");
         }
     };
-    let outcome = run_backend(&config, user, &password, started, &mut step);
+    let done = run_backend(&config, user, &password, started, &mut step);
+    let outcome = done.outcome;
+    if let Some(url) = &done.authority {
+        println!("{user}: answered by {url}");
+    }
     let elapsed = started.elapsed().as_millis();
     let (policy, lowered) = config.empty_challenge_policy();
     let code = outcome_code(&outcome, policy);
     let detail = match (&outcome, lowered) {
         (Outcome::Token { token }, _) => format!(" ({} bytes, not shown)", token.len()),
-        (Outcome::Unavailable { reason }, _) => format!(" ({reason})"),
+        (Outcome::Unavailable { reason } | Outcome::Unreachable { reason }, _) => {
+            format!(" ({reason})")
+        }
         (Outcome::NoTokenNeeded, Some(why)) => format!(" ({why})"),
         _ => String::new(),
     };
@@ -281,7 +298,7 @@ fn login_exit_code(outcome: &Outcome) -> u8 {
         Outcome::Rejected => 1,
         Outcome::Unmanaged => 2,
         Outcome::NoTokenNeeded => 3,
-        Outcome::Unavailable { .. } => 4,
+        Outcome::Unavailable { .. } | Outcome::Unreachable { .. } => 4,
     }
 }
 

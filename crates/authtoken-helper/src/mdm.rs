@@ -6,7 +6,7 @@ use authtoken_core::username::Username;
 use authtoken_protocol::mdm::{self, ClientSettings, UserIdentity};
 use authtoken_protocol::scram;
 
-use crate::transport::{CheckinEndpoint, Http};
+use crate::transport::{report, Authorities, Http};
 
 const MACHINE_ID: &str = "/etc/machine-id";
 
@@ -56,10 +56,10 @@ pub fn authenticate(
     user: &Username,
     password: &[u8],
     step: &mut dyn FnMut(&str),
-) -> Outcome {
+) -> (Outcome, Option<String>) {
     let id = match identity(config, user) {
         Ok(id) => id,
-        Err(e) => return Outcome::unavailable(e.to_string()),
+        Err(e) => return (Outcome::unavailable(e.to_string()), None),
     };
     let settings = ClientSettings {
         schemes: config.schemes.clone(),
@@ -67,16 +67,15 @@ pub fn authenticate(
         min_scram_iterations: config.min_scram_iterations,
         max_scram_iterations: config.max_scram_iterations,
     };
-    let mut endpoint = CheckinEndpoint {
-        http,
-        url: &config.url,
-    };
-    mdm::user_authenticate(
-        &mut endpoint,
+    let mut authorities = Authorities::new(http, config.url.as_slice());
+    let outcome = mdm::user_authenticate(
+        &mut authorities,
         &id,
         password,
         &settings,
         &mut scram::new_cnonce,
         step,
-    )
+    );
+    report(&authorities, step);
+    (outcome, authorities.answered_by().map(str::to_owned))
 }

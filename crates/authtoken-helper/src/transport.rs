@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use authtoken_core::config::Config;
 use authtoken_core::trust::{self, Rules, TrustError};
-use authtoken_protocol::mdm::{CheckinTransport, Reply};
+use authtoken_protocol::mdm::{CheckinTransport, Reply, TransportFailure};
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
 
 /// Largest reply body we read (docs/PROTOCOL.md: 64 KiB is ample).
@@ -17,6 +17,10 @@ pub const MAX_REPLY_BYTES: u64 = 64 * 1024;
 /// Why a request, or setting up for one, failed. The text is safe to log.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// Could not connect: refused, name not found, connect timeout, TLS
+    /// handshake. The next authority may be tried.
+    #[error("cannot connect: {0}")]
+    Connect(String),
     #[error("timeout")]
     Timeout,
     #[error("reply larger than {MAX_REPLY_BYTES} bytes")]
@@ -40,7 +44,25 @@ pub enum TransportError {
 
 impl From<ureq::Error> for TransportError {
     fn from(error: ureq::Error) -> Self {
+        use std::io::ErrorKind;
+        use ureq::Timeout;
         match error {
+            ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve)
+            | ureq::Error::Tls(_)
+            | ureq::Error::Rustls(_) => TransportError::Connect(error.to_string()),
+            ureq::Error::Io(ref e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::HostUnreachable
+                        | ErrorKind::NetworkUnreachable
+                        | ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                TransportError::Connect(error.to_string())
+            }
             ureq::Error::Timeout(_) => TransportError::Timeout,
             ureq::Error::BodyExceedsLimit(_) => TransportError::TooLarge,
             other => TransportError::Http(other.to_string()),
@@ -68,6 +90,9 @@ impl Http {
             .max_redirects_will_error(false)
             .http_status_as_error(false)
             .max_idle_connections_per_host(1)
+            .timeout_connect(Some(std::time::Duration::from_millis(
+                config.connect_timeout_ms,
+            )))
             .user_agent(concat!("authtoken-helper/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
@@ -178,21 +203,90 @@ fn load_client_cert(config: &Config) -> Result<Option<ClientCert>, TransportErro
     Ok(Some(ClientCert::new_with_certs(&chain, key)))
 }
 
-/// The MDM check-in endpoint over [`Http`].
-pub struct CheckinEndpoint<'a> {
-    pub http: &'a Http,
-    pub url: &'a str,
+/// The configured authorities, tried in order: a connect-phase failure
+/// moves on to the next one; an answer of any kind, or any later failure,
+/// stays with the authority that gave it, and every later request of the
+/// handshake goes to that one.
+pub struct Authorities<'a> {
+    http: &'a Http,
+    urls: &'a [String],
+    chosen: Option<usize>,
+    /// The authorities passed over, and why (for debug lines).
+    pub passed_over: Vec<String>,
 }
 
-impl CheckinTransport for CheckinEndpoint<'_> {
-    fn put(&mut self, body: &[u8]) -> Result<Reply, String> {
-        self.http
-            .request(
-                "PUT",
-                self.url,
-                Some(authtoken_protocol::mdm::CONTENT_TYPE),
-                Some(body),
-            )
-            .map_err(|e| e.to_string())
+impl<'a> Authorities<'a> {
+    pub fn new(http: &'a Http, urls: &'a [String]) -> Self {
+        Authorities {
+            http,
+            urls,
+            chosen: None,
+            passed_over: Vec::new(),
+        }
+    }
+
+    /// The authority that answered, once one has.
+    pub fn answered_by(&self) -> Option<&str> {
+        self.chosen.map(|i| self.urls[i].as_str())
+    }
+
+    /// One request to `url` (plus `suffix`) of the chosen authority, or of
+    /// the first that can be connected to.
+    pub fn request(
+        &mut self,
+        method: &str,
+        suffix: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, TransportFailure> {
+        let target = |base: &str| match suffix {
+            "" => base.to_owned(),
+            _ => format!("{}{suffix}", base.trim_end_matches('/')),
+        };
+        if let Some(i) = self.chosen {
+            return self
+                .http
+                .request(method, &target(&self.urls[i]), content_type, body)
+                .map_err(|e| TransportFailure::Failed(e.to_string()));
+        }
+        let mut unreachable = Vec::new();
+        for (i, base) in self.urls.iter().enumerate() {
+            match self.http.request(method, &target(base), content_type, body) {
+                Err(TransportError::Connect(why)) => {
+                    unreachable.push(format!("{base}: {why}"));
+                }
+                result => {
+                    self.chosen = Some(i);
+                    self.passed_over = unreachable;
+                    return result.map_err(|e| TransportFailure::Failed(e.to_string()));
+                }
+            }
+        }
+        self.passed_over = unreachable.clone();
+        Err(TransportFailure::Unreachable(format!(
+            "no authority reachable ({})",
+            unreachable.join("; ")
+        )))
+    }
+}
+
+/// Debug lines about the authorities passed over, and the one that answered.
+pub fn report(authorities: &Authorities<'_>, step: &mut dyn FnMut(&str)) {
+    for line in &authorities.passed_over {
+        step(&format!("authority unreachable, tried the next: {line}"));
+    }
+    if let Some(url) = authorities.answered_by() {
+        step(&format!("authority {url} answered"));
+    }
+}
+
+impl CheckinTransport for Authorities<'_> {
+    fn put(&mut self, body: &[u8]) -> Result<Reply, TransportFailure> {
+        self.request(
+            "PUT",
+            "",
+            Some(authtoken_protocol::mdm::CONTENT_TYPE),
+            Some(body),
+        )
     }
 }

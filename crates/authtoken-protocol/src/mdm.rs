@@ -98,10 +98,19 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// `PUT`s a body to the `CheckInURL`. Errors are transport failures
-/// (connect, TLS, timeout, oversized body), described safely for a log.
+/// Why a `PUT` got no reply, described safely for a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// No authority could be connected to (refused, name not found,
+    /// connect timeout, TLS handshake).
+    Unreachable(String),
+    /// Connected, but no usable reply (timeout, oversized body, reset).
+    Failed(String),
+}
+
+/// `PUT`s a body to the `CheckInURL`.
 pub trait CheckinTransport {
-    fn put(&mut self, body: &[u8]) -> Result<Reply, String>;
+    fn put(&mut self, body: &[u8]) -> Result<Reply, TransportFailure>;
 }
 
 /// Client-side trust knobs from the config.
@@ -182,9 +191,11 @@ fn handshake(
     cnonce: &mut dyn FnMut() -> Result<String, ProtocolError>,
     step: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ProtocolError> {
-    let first = transport
-        .put(&request_body(id, None)?)
-        .map_err(ProtocolError::Refused)?;
+    let first = match transport.put(&request_body(id, None)?) {
+        Ok(reply) => reply,
+        Err(TransportFailure::Unreachable(reason)) => return Ok(Outcome::Unreachable { reason }),
+        Err(TransportFailure::Failed(reason)) => return Err(ProtocolError::Refused(reason)),
+    };
     step(&format!(
         "first UserAuthenticate answered HTTP {}",
         first.status
@@ -233,7 +244,11 @@ fn handshake(
     };
     let second = transport
         .put(&request_body(id, Some(&digest_response))?)
-        .map_err(ProtocolError::Refused)?;
+        .map_err(|failure| match failure {
+            TransportFailure::Unreachable(reason) | TransportFailure::Failed(reason) => {
+                ProtocolError::Refused(reason)
+            }
+        })?;
     step(&format!("DigestResponse answered HTTP {}", second.status));
     match second.status {
         // Apple's article: a rejected digest may get 410.
@@ -283,7 +298,7 @@ mod tests {
 
     /// Replays scripted replies and records what was sent.
     struct Script {
-        replies: VecDeque<Result<Reply, String>>,
+        replies: VecDeque<Result<Reply, TransportFailure>>,
         sent: Vec<Dictionary>,
     }
 
@@ -293,7 +308,7 @@ mod tests {
     }
 
     impl Script {
-        fn new(replies: Vec<Result<Reply, String>>) -> Self {
+        fn new(replies: Vec<Result<Reply, TransportFailure>>) -> Self {
             Script {
                 replies: replies.into(),
                 sent: Vec::new(),
@@ -302,21 +317,21 @@ mod tests {
     }
 
     impl CheckinTransport for Script {
-        fn put(&mut self, body: &[u8]) -> Result<Reply, String> {
+        fn put(&mut self, body: &[u8]) -> Result<Reply, TransportFailure> {
             self.sent
                 .push(parse_dict(body, "request").expect("client sent a valid plist"));
             self.replies.pop_front().expect("no more scripted replies")
         }
     }
 
-    fn ok(entries: &[(&str, &str)]) -> Result<Reply, String> {
+    fn ok(entries: &[(&str, &str)]) -> Result<Reply, TransportFailure> {
         Ok(Reply {
             status: 200,
             body: string_dict(entries).unwrap().to_vec(),
         })
     }
 
-    fn status(code: u16) -> Result<Reply, String> {
+    fn status(code: u16) -> Result<Reply, TransportFailure> {
         Ok(Reply {
             status: code,
             body: Vec::new(),
@@ -409,12 +424,28 @@ mod tests {
 
     #[test]
     fn reply_mapping() {
-        let cases: Vec<(Vec<Result<Reply, String>>, &str)> = vec![
+        let cases: Vec<(Vec<Result<Reply, TransportFailure>>, &str)> = vec![
             (vec![status(410)], "unmanaged"),
             (vec![ok(&[("DigestChallenge", "")])], "no_token_needed"),
             (vec![status(500)], "unavailable"),
             (vec![status(403)], "unavailable"),
-            (vec![Err("connection refused".into())], "unavailable"),
+            (
+                vec![Err(TransportFailure::Unreachable(
+                    "connection refused".into(),
+                ))],
+                "unreachable",
+            ),
+            (
+                vec![Err(TransportFailure::Failed("timeout".into()))],
+                "unavailable",
+            ),
+            (
+                vec![
+                    ok(&[("DigestChallenge", CHALLENGE)]),
+                    Err(TransportFailure::Unreachable("gone".into())),
+                ],
+                "unavailable",
+            ),
             (vec![ok(&[("Other", "x")])], "unavailable"),
             (
                 vec![Ok(Reply {

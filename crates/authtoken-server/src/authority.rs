@@ -76,6 +76,8 @@ pub struct Settings {
     /// stored user's, so a decoy looks like any default account.
     pub decoy_iterations: u32,
     pub replay: ReplayRecord,
+    /// Failed proofs for one user from one source before refusing.
+    pub throttle_after: u32,
 }
 
 pub struct Authority {
@@ -159,8 +161,8 @@ impl Authority {
     pub fn new(store: Store, settings: Settings) -> Authority {
         Authority {
             loaded: RwLock::new(Arc::new(Loaded::from(store))),
+            throttle: Throttle::new(settings.throttle_after),
             settings,
-            throttle: Throttle::default(),
         }
     }
 
@@ -462,6 +464,7 @@ mod tests {
                 failure_delay: Duration::from_millis(1),
                 decoy_iterations: 600_000,
                 replay: ReplayRecord::memory(),
+                throttle_after: crate::throttle::FREE_PER_USER,
             },
         )
     }

@@ -109,6 +109,10 @@ enum Command {
         /// server process serving the same store (default: in memory).
         #[arg(long)]
         replay_dir: Option<PathBuf>,
+        /// Failed proofs for one user from one source address before answers
+        /// are refused with 429 and a growing Retry-After.
+        #[arg(long, default_value_t = throttle::FREE_PER_USER)]
+        throttle_after: u32,
         /// Serve Prometheus metrics on http://ADDR/metrics (HOST:PORT).
         #[arg(long, value_parser = parse_listen)]
         metrics_listen: Option<SocketAddr>,
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
             unknown_users,
             decoy_iterations,
             replay_dir,
+            throttle_after,
             metrics_listen,
             failure_delay_ms,
             allow_insecure_http,
@@ -224,6 +229,7 @@ fn main() -> ExitCode {
             unknown_users,
             decoy_iterations,
             replay_dir,
+            throttle_after,
             metrics_listen,
             failure_delay: Duration::from_millis(failure_delay_ms),
             allow_insecure_http,
@@ -290,6 +296,7 @@ struct ServeOptions {
     unknown_users: UnknownUsers,
     decoy_iterations: u32,
     replay_dir: Option<PathBuf>,
+    throttle_after: u32,
     metrics_listen: Option<SocketAddr>,
     failure_delay: Duration,
     allow_insecure_http: bool,
@@ -320,6 +327,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
                     failure_delay: options.failure_delay,
                     decoy_iterations: options.decoy_iterations,
                     replay,
+                    throttle_after: options.throttle_after,
                 },
             );
             (http::Service::Mdm(authority), description)

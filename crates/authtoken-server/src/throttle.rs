@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-/// Failures for one user from one source before answers are refused.
+/// Failures for one user from one source before answers are refused
+/// (`--throttle-after`).
 pub const FREE_PER_USER: u32 = 3;
 /// Failures from one source, for any users, before answers are refused.
 pub const FREE_PER_SOURCE: u32 = 10;
@@ -38,9 +39,16 @@ struct Failures {
     blocked_until_ms: u64,
 }
 
-#[derive(Default)]
 pub struct Throttle {
     keys: Mutex<HashMap<Key, Failures>>,
+    free_per_user: u32,
+    free_per_source: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new(FREE_PER_USER)
+    }
 }
 
 /// The throttle's decision before a proof is evaluated.
@@ -54,6 +62,16 @@ pub enum Verdict {
 }
 
 impl Throttle {
+    /// `free_per_user` failures for one user from one source before
+    /// refusing (the per-source allowance grows with it).
+    pub fn new(free_per_user: u32) -> Throttle {
+        Throttle {
+            keys: Mutex::new(HashMap::new()),
+            free_per_user,
+            free_per_source: FREE_PER_SOURCE.max(free_per_user.saturating_mul(3)),
+        }
+    }
+
     fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Failures>> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -84,8 +102,8 @@ impl Throttle {
         }
         let mut blocked = false;
         for (key, free) in [
-            (Key::Pair(source, user.to_owned()), FREE_PER_USER),
-            (Key::Source(source), FREE_PER_SOURCE),
+            (Key::Pair(source, user.to_owned()), self.free_per_user),
+            (Key::Source(source), self.free_per_source),
         ] {
             if keys.len() >= MAX_KEYS && !keys.contains_key(&key) {
                 continue;

@@ -307,7 +307,8 @@ fn stale_sessions_are_swept() {
 #[test]
 fn concurrent_logins_keep_the_cache_consistent() {
     let ws = workspace();
-    let server = Server::start(&ws, &[]);
+    // Ten wrong passwords for alice, all from 127.0.0.1: not a guesser.
+    let server = Server::start(&ws, &["--throttle-after=1000"]);
     let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
     let cases: Vec<(&str, &str, i32)> = (0..50)
         .map(|i| match i % 5 {

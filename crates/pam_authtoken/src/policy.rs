@@ -231,7 +231,7 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     let (code, outcome_word, detail) = match &result {
         Ok((outcome, policy, _)) => {
             let detail = match outcome {
-                Outcome::Unavailable { reason } => {
+                Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => {
                     format!(" reason=\"{}\"", log::sanitize(reason))
                 }
                 Outcome::NoTokenNeeded => match attempt.policy_lowered {

@@ -48,7 +48,9 @@ fn main() -> ExitCode {
     }
     let outcome = check().unwrap_or_else(Outcome::unavailable);
     let reason = match &outcome {
-        Outcome::Unavailable { reason } => format!(" reason=\"{}\"", log::sanitize(reason)),
+        Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => {
+            format!(" reason=\"{}\"", log::sanitize(reason))
+        }
         _ => String::new(),
     };
     log::send(
