@@ -161,6 +161,82 @@ pub struct Config {
     pub user_ids: BTreeMap<String, String>,
     #[serde(default)]
     pub hem: HemConfig,
+    #[serde(default)]
+    pub offline: OfflineConfig,
+}
+
+/// `[offline]`: signing in with a local verifier when every authority is
+/// unreachable. Off by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// A verifier older than this (since its online login) is not used.
+    #[serde(default = "default_offline_max_age_days")]
+    pub max_age_days: u64,
+    /// The PAM services that may sign in offline (never sshd unless listed).
+    #[serde(default = "default_offline_services")]
+    pub services: Vec<String>,
+    /// Offline failures in a row that lock offline login until the next
+    /// online success.
+    #[serde(default = "default_offline_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_offline_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig {
+            enabled: false,
+            max_age_days: default_offline_max_age_days(),
+            services: default_offline_services(),
+            max_failures: default_offline_max_failures(),
+            dir: default_offline_dir(),
+        }
+    }
+}
+
+impl OfflineConfig {
+    /// Whether `service` may sign in offline.
+    pub fn allows(&self, service: &str) -> bool {
+        self.enabled && self.services.iter().any(|s| s == service)
+    }
+}
+
+fn default_offline_max_age_days() -> u64 {
+    7
+}
+fn default_offline_max_failures() -> u32 {
+    5
+}
+fn default_offline_dir() -> PathBuf {
+    PathBuf::from("/var/lib/authtoken/offline")
+}
+/// Local consoles, display managers, sudo/su and screen lockers: where a
+/// person sits at the machine. Never sshd unless listed.
+fn default_offline_services() -> Vec<String> {
+    [
+        "login",
+        "gdm-password",
+        "sddm",
+        "lightdm",
+        "sudo",
+        "su",
+        "polkit-1",
+        "swaylock",
+        "i3lock",
+        "xscreensaver",
+        "xsecurelock",
+        "kde",
+        "gnome-screensaver",
+        "cinnamon-screensaver",
+        "mate-screensaver",
+        "hyprlock",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -315,6 +391,12 @@ impl Config {
         }
         if self.hem.scope.is_empty() {
             return Err("hem.scope must not be empty".into());
+        }
+        if !self.offline.dir.is_absolute() {
+            return Err("offline.dir must be an absolute path".into());
+        }
+        if self.offline.max_failures == 0 {
+            return Err("offline.max_failures must be at least 1".into());
         }
         if self.hem.eid.as_deref() == Some("") {
             return Err("hem.eid must not be empty".into());

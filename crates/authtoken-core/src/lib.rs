@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod config;
 pub mod log;
+pub mod offline;
 pub mod outcome;
 pub mod secret;
 pub mod session;

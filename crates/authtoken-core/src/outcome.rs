@@ -35,6 +35,12 @@ pub enum Outcome {
     /// Anything else: network, TLS, timeout, 5xx, malformed or oversized reply,
     /// unsupported challenge, bad server signature. The reason is safe to log.
     Unavailable { reason: String },
+    /// Every authority unreachable, and the password matched the user's
+    /// offline verifier (only under the `[offline]` policy).
+    OfflineVerified,
+    /// Every authority unreachable, and the password did not match the
+    /// offline verifier.
+    OfflineRejected,
     /// No authority could be reached at all: every one failed to connect
     /// (refused, name not found, connect timeout, TLS handshake). Only this
     /// may open the offline path; an authority that answered never does.
@@ -62,6 +68,8 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Unavailable { .. } => "unavailable",
             Outcome::Unreachable { .. } => "unreachable",
+            Outcome::OfflineVerified => "offline",
+            Outcome::OfflineRejected => "offline_rejected",
         }
     }
 }
@@ -110,7 +118,8 @@ pub fn outcome_code(outcome: &Outcome, policy: EmptyChallengePolicy) -> PamCode 
     match outcome {
         Outcome::Token { token } if !token.is_empty() => PamCode::Success,
         Outcome::Token { .. } => PamCode::AuthinfoUnavail,
-        Outcome::Verified => PamCode::Success,
+        Outcome::Verified | Outcome::OfflineVerified => PamCode::Success,
+        Outcome::OfflineRejected => PamCode::AuthErr,
         Outcome::NoTokenNeeded => match policy {
             EmptyChallengePolicy::Success => PamCode::Success,
             EmptyChallengePolicy::Ignore => PamCode::Ignore,

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::offline::OfflineVerifier;
 use crate::outcome::Outcome;
 use crate::username::Username;
 
@@ -38,6 +39,13 @@ pub struct HelperRequest {
     password_b64: Zeroizing<String>,
     /// The PAM service: for logging and per-service policy.
     pub service: String,
+    /// Compute a new offline verifier when the authority issues a token.
+    #[serde(default)]
+    pub want_verifier: bool,
+    /// The user's offline verifier, to check the password against when no
+    /// authority is reachable (sent only where the offline policy allows).
+    #[serde(default)]
+    pub offline: Option<OfflineVerifier>,
 }
 
 impl std::fmt::Debug for HelperRequest {
@@ -58,6 +66,8 @@ impl HelperRequest {
             user: user.clone(),
             password_b64: encoded,
             service: service.to_owned(),
+            want_verifier: false,
+            offline: None,
         }
     }
 
@@ -88,20 +98,48 @@ impl HelperRequest {
 }
 
 /// One result, helper → module: the outcome, tagged by serde (the same
-/// words as [`Outcome::label`]).
+/// words as [`Outcome::label`]), and a new offline verifier after an online
+/// success when one was asked for.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HelperResult<O> {
     v: u32,
     result: O,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verifier: Option<OfflineVerifier>,
+}
+
+/// What the helper answered.
+#[derive(Debug)]
+pub struct HelperAnswer {
+    pub outcome: Outcome,
+    pub verifier: Option<OfflineVerifier>,
+}
+
+impl From<Outcome> for HelperAnswer {
+    fn from(outcome: Outcome) -> Self {
+        HelperAnswer {
+            outcome,
+            verifier: None,
+        }
+    }
 }
 
 /// Encodes an outcome as the helper's result message.
 pub fn encode_result(outcome: &Outcome) -> Result<Zeroizing<Vec<u8>>, WireError> {
+    encode_answer(outcome, None)
+}
+
+/// Encodes an outcome and a new offline verifier.
+pub fn encode_answer(
+    outcome: &Outcome,
+    verifier: Option<&OfflineVerifier>,
+) -> Result<Zeroizing<Vec<u8>>, WireError> {
     encode_bounded(
         &HelperResult {
             v: WIRE_VERSION,
             result: outcome,
+            verifier: verifier.cloned(),
         },
         MAX_RESULT_BYTES,
     )
@@ -110,11 +148,22 @@ pub fn encode_result(outcome: &Outcome) -> Result<Zeroizing<Vec<u8>>, WireError>
 /// Decodes the helper's result. Anything malformed is an error, which the
 /// module treats as `PAM_AUTHINFO_UNAVAIL` — never as success.
 pub fn decode_result(bytes: &[u8]) -> Result<Outcome, WireError> {
+    decode_answer(bytes).map(|answer| answer.outcome)
+}
+
+/// Decodes the helper's result with its offline verifier, if any.
+pub fn decode_answer(bytes: &[u8]) -> Result<HelperAnswer, WireError> {
     let result: HelperResult<Outcome> = decode_bounded(bytes, MAX_RESULT_BYTES)?;
     if result.v != WIRE_VERSION {
         return Err(WireError::Version(result.v));
     }
-    Ok(result.result)
+    if result.verifier.is_some() && !matches!(result.result, Outcome::Token { .. }) {
+        return Err(WireError::Malformed("a verifier without a token".into()));
+    }
+    Ok(HelperAnswer {
+        outcome: result.result,
+        verifier: result.verifier,
+    })
 }
 
 fn encode_bounded<T: Serialize>(value: &T, max: usize) -> Result<Zeroizing<Vec<u8>>, WireError> {

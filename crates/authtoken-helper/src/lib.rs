@@ -13,8 +13,19 @@ pub mod transport;
 use std::time::{Duration, Instant};
 
 use authtoken_core::config::{Backend, Config};
+use authtoken_core::offline::OfflineVerifier;
 use authtoken_core::outcome::Outcome;
 use authtoken_core::username::Username;
+
+/// What the module asked of offline login for this handshake.
+#[derive(Default)]
+pub struct OfflineAsk<'a> {
+    /// Compute a new verifier if the authority issues a token.
+    pub want_verifier: bool,
+    /// The verifier to check the password against if no authority can be
+    /// reached at all.
+    pub verifier: Option<&'a OfflineVerifier>,
+}
 
 /// Runs the configured backend under the handshake deadline.
 pub fn run_backend(
@@ -22,6 +33,7 @@ pub fn run_backend(
     user: &Username,
     password: &[u8],
     started: Instant,
+    offline: OfflineAsk<'_>,
     step: &mut dyn FnMut(&str),
 ) -> Handshake {
     let deadline = started + Duration::from_millis(config.timeout_ms);
@@ -29,6 +41,7 @@ pub fn run_backend(
     let failed = |reason: String| Handshake {
         outcome: Outcome::unavailable(reason),
         authority: None,
+        verifier: None,
     };
     let http = match transport::Http::new(config, deadline) {
         Ok(http) => http,
@@ -46,21 +59,52 @@ pub fn run_backend(
         Backend::Mdm => mdm::authenticate(config, &http, user, password, step),
         Backend::Hem => hem::authenticate(config, &http, user, password, step),
     };
-    Handshake { outcome, authority }
+    let mut verifier = None;
+    let outcome = match (outcome, offline.verifier) {
+        (outcome @ Outcome::Token { .. }, _) if offline.want_verifier => {
+            match authtoken_protocol::offline::new_verifier(password) {
+                Ok(new) => verifier = Some(new),
+                Err(e) => step(&format!("no offline verifier: {e}")),
+            }
+            outcome
+        }
+        // Only when no authority answered at all, never after an answer.
+        (Outcome::Unreachable { reason }, Some(stored)) => {
+            step(&format!(
+                "no authority reachable ({reason}): checking offline"
+            ));
+            match authtoken_protocol::offline::matches(password, stored) {
+                Ok(true) => Outcome::OfflineVerified,
+                Ok(false) => Outcome::OfflineRejected,
+                Err(e) => Outcome::unavailable(e.to_string()),
+            }
+        }
+        (outcome, _) => outcome,
+    };
+    Handshake {
+        outcome,
+        authority,
+        verifier,
+    }
 }
 
-/// What one handshake ended in, and which authority answered.
+/// What one handshake ended in, which authority answered, and a new
+/// offline verifier when one was asked for and a token was issued.
 pub struct Handshake {
     pub outcome: Outcome,
     pub authority: Option<String>,
+    pub verifier: Option<OfflineVerifier>,
 }
 
-/// Writes `outcome` to stdout in the module's wire format: the last thing
-/// the helper and `authtoken-chkpwd` do. A failure here is a failed exit,
-/// which the module reads as unavailable.
-pub fn write_result(outcome: &Outcome) -> std::process::ExitCode {
+/// Writes `outcome` (and a new offline verifier) to stdout in the module's
+/// wire format: the last thing the helper and `authtoken-chkpwd` do. A
+/// failure here is a failed exit, which the module reads as unavailable.
+pub fn write_result(
+    outcome: &Outcome,
+    verifier: Option<&OfflineVerifier>,
+) -> std::process::ExitCode {
     use std::io::Write;
-    let encoded = match authtoken_core::wire::encode_result(outcome) {
+    let encoded = match authtoken_core::wire::encode_answer(outcome, verifier) {
         Ok(encoded) => encoded,
         Err(e) => match authtoken_core::wire::encode_result(&Outcome::unavailable(e.to_string())) {
             Ok(encoded) => encoded,

@@ -15,7 +15,7 @@ use authtoken_core::outcome::{outcome_code, Outcome};
 use authtoken_core::secret::first_line;
 use authtoken_core::username::Username;
 use authtoken_core::wire::{self, HelperRequest, WireError, MAX_REQUEST_BYTES};
-use authtoken_helper::{mdm, run_backend, transport};
+use authtoken_helper::{mdm, run_backend, transport, OfflineAsk};
 use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
@@ -67,6 +67,15 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Remove USER's offline verifier (offline login then needs an online
+    /// login first).
+    Forget {
+        /// The user.
+        user: Username,
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +89,7 @@ fn main() -> ExitCode {
             debug,
         } => login(&user, &config, debug),
         Command::Status { config } => status(&config),
+        Command::Forget { user, config } => forget(&user, &config),
     }
 }
 
@@ -90,12 +100,13 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
     // Backstop in case anything below blocks beyond every deadline: SIGALRM's
     // default action ends us, and the module reports the helper as failed.
     let _ = nix::unistd::alarm::set(310);
-    let (outcome, user, service, backend, authority) = match read_request() {
+    let (outcome, user, service, backend, authority, verifier) = match read_request() {
         Err(e) => (
             Outcome::unavailable(e.to_string()),
             String::new(),
             String::new(),
             "-",
+            None,
             None,
         ),
         Ok(request) => {
@@ -107,6 +118,7 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
                     user,
                     service,
                     "-",
+                    None,
                     None,
                 ),
                 Ok(config) => {
@@ -121,15 +133,25 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
                             );
                         }
                     };
-                    let (outcome, authority) = match request.password() {
+                    let (outcome, authority, verifier) = match request.password() {
                         Ok(password) => {
-                            let done =
-                                run_backend(&config, &request.user, &password, started, &mut step);
-                            (done.outcome, done.authority)
+                            let offline = OfflineAsk {
+                                want_verifier: request.want_verifier,
+                                verifier: request.offline.as_ref(),
+                            };
+                            let done = run_backend(
+                                &config,
+                                &request.user,
+                                &password,
+                                started,
+                                offline,
+                                &mut step,
+                            );
+                            (done.outcome, done.authority, done.verifier)
                         }
-                        Err(e) => (Outcome::unavailable(e.to_string()), None),
+                        Err(e) => (Outcome::unavailable(e.to_string()), None, None),
                     };
-                    (outcome, user, service, backend, authority)
+                    (outcome, user, service, backend, authority, verifier)
                 }
             }
         }
@@ -155,7 +177,7 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
             started.elapsed().as_millis()
         ),
     );
-    authtoken_helper::write_result(&outcome)
+    authtoken_helper::write_result(&outcome, verifier.as_ref())
 }
 
 /// Why the module's request could not be read.
@@ -267,7 +289,14 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
             eprintln!("debug: {line}");
         }
     };
-    let done = run_backend(&config, user, &password, started, &mut step);
+    let done = run_backend(
+        &config,
+        user,
+        &password,
+        started,
+        OfflineAsk::default(),
+        &mut step,
+    );
     let outcome = done.outcome;
     if let Some(url) = &done.authority {
         println!("{user}: answered by {url}");
@@ -294,11 +323,81 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
 /// `login`'s exit status, one per outcome (documented in authtoken-helper(8)).
 fn login_exit_code(outcome: &Outcome) -> u8 {
     match outcome {
-        Outcome::Token { .. } | Outcome::Verified => 0,
+        Outcome::Token { .. } | Outcome::Verified | Outcome::OfflineVerified => 0,
+        Outcome::OfflineRejected => 1,
         Outcome::Rejected => 1,
         Outcome::Unmanaged => 2,
         Outcome::NoTokenNeeded => 3,
         Outcome::Unavailable { .. } | Outcome::Unreachable { .. } => 4,
+    }
+}
+
+/// The offline verifiers: who has one, how old, how many failures (never
+/// the verifier).
+fn offline_status(config: &Config) {
+    use authtoken_core::offline::OfflineStore;
+    if !config.offline.enabled {
+        println!("offline login: off");
+        return;
+    }
+    let Ok(store) = OfflineStore::open(&config.offline.dir) else {
+        println!(
+            "offline login: on, {} unreadable",
+            config.offline.dir.display()
+        );
+        return;
+    };
+    let records = store.list();
+    println!(
+        "offline login: on ({} verifiers in {}; max_age_days {}, max_failures {})",
+        records.len(),
+        config.offline.dir.display(),
+        config.offline.max_age_days,
+        config.offline.max_failures
+    );
+    if !records.is_empty() {
+        println!("{:<20} {:<12} {:<9} STATE", "USER", "AGE", "FAILURES");
+    }
+    for (user, state) in records {
+        let line = match state {
+            Some((age, failures)) => {
+                let days = age / 86_400;
+                let state = if failures >= config.offline.max_failures {
+                    "locked"
+                } else if days >= config.offline.max_age_days {
+                    "too old"
+                } else {
+                    "usable"
+                };
+                format!(
+                    "{:<12} {failures:<9} {state}",
+                    format!("{days}d {}h", age % 86_400 / 3600)
+                )
+            }
+            None => format!("{:<12} {:<9} untrusted (ignored)", "-", "-"),
+        };
+        println!("{:<20} {line}", log::sanitize(&user));
+    }
+}
+
+fn forget(user: &Username, config_path: &Path) -> ExitCode {
+    use authtoken_core::offline::OfflineStore;
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    match OfflineStore::open(&config.offline.dir).and_then(|store| store.forget(user)) {
+        Ok(true) => {
+            println!("removed the offline verifier of {user}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("{user} has no offline verifier");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -314,6 +413,7 @@ fn status(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    offline_status(&config);
     let entries = cache.list();
     if entries.is_empty() {
         println!("no cached sessions in {}", config.cache_dir.display());

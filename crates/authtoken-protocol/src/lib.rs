@@ -7,6 +7,7 @@
 pub mod hem;
 pub mod http_digest;
 pub mod mdm;
+pub mod offline;
 pub mod scram;
 
 pub use authtoken_core::config::Scheme;

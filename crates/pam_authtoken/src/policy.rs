@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use authtoken_core::cache::{Cache, CacheError};
 use authtoken_core::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
+use authtoken_core::offline::{self, OfflineError, OfflineStore};
 use authtoken_core::outcome::{outcome_code, Outcome, PamCode};
 use authtoken_core::session::{SessionError, SessionKey};
 use authtoken_core::username::{Username, UsernameError};
-use authtoken_core::wire::{HelperRequest, WireError, MAX_PASSWORD_BYTES};
+use authtoken_core::wire::{HelperAnswer, HelperRequest, WireError, MAX_PASSWORD_BYTES};
 use zeroize::Zeroizing;
 
 use crate::pam_api::{DataKey, PamApi};
@@ -44,6 +45,16 @@ pub struct OpenedSession {
 
 pub const OPENED_KEY: DataKey<OpenedSession> = DataKey::new("pam_authtoken.session");
 
+/// The user this handle signed in offline (no token, so no token file).
+pub struct SignedInOffline {
+    pub user: Username,
+}
+
+pub const OFFLINE_KEY: DataKey<SignedInOffline> = DataKey::new("pam_authtoken.offline");
+
+/// Exported instead of `AUTHTOKEN_FILE` after an offline login.
+pub const OFFLINE_ENV: &str = "AUTHTOKEN_OFFLINE";
+
 /// Everything outside the PAM handle that the policy touches. [`RealHost`]
 /// is the system; tests supply their own config, cache root, helper and
 /// session.
@@ -55,12 +66,13 @@ pub trait Host {
         args: &[&str],
         request: &[u8],
         deadline: Duration,
-    ) -> Result<Outcome, HelperError>;
+    ) -> Result<HelperAnswer, HelperError>;
     /// The login session this process belongs to.
     fn login_session(&self) -> Result<SessionKey, SessionError>;
     /// The process session (shared with a forked authentication child).
     fn process_session(&self) -> Result<SessionKey, SessionError>;
     fn open_cache(&self, dir: &Path) -> Result<Cache, CacheError>;
+    fn open_offline(&self, dir: &Path) -> Result<OfflineStore, OfflineError>;
     /// Whether this process is root. A caller without root (a screen
     /// locker) cannot use root's session cache or client key: it runs the
     /// setuid `authtoken-chkpwd` instead of the helper.
@@ -84,7 +96,7 @@ impl Host for RealHost {
         args: &[&str],
         request: &[u8],
         deadline: Duration,
-    ) -> Result<Outcome, HelperError> {
+    ) -> Result<HelperAnswer, HelperError> {
         crate::spawn::run_helper(helper, args, request, deadline)
     }
     fn login_session(&self) -> Result<SessionKey, SessionError> {
@@ -95,6 +107,9 @@ impl Host for RealHost {
     }
     fn open_cache(&self, dir: &Path) -> Result<Cache, CacheError> {
         Cache::open(dir)
+    }
+    fn open_offline(&self, dir: &Path) -> Result<OfflineStore, OfflineError> {
+        OfflineStore::open(dir)
     }
     fn session_alive(&self, key: &SessionKey) -> Option<bool> {
         key.alive(&authtoken_core::session::live_audit_session_ids())
@@ -270,13 +285,18 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     if let Err(AuthError::Config(_)) = &result {
         pam.error_message("pam_authtoken: configuration error, see the system log");
     }
-    if let Ok((Outcome::Token { token }, _, user)) = result {
-        if code == PamCode::Success {
-            let kept = KeptToken { user, token };
-            if pam.set_data(TOKEN_KEY, kept).is_err() {
+    match result {
+        Ok((Outcome::Token { token }, _, user)) if code == PamCode::Success => {
+            if pam.set_data(TOKEN_KEY, KeptToken { user, token }).is_err() {
                 return PamCode::BufErr;
             }
         }
+        Ok((Outcome::OfflineVerified, _, user)) if code == PamCode::Success => {
+            if pam.set_data(OFFLINE_KEY, SignedInOffline { user }).is_err() {
+                return PamCode::BufErr;
+            }
+        }
+        _ => {}
     }
     code
 }
@@ -318,7 +338,31 @@ fn authenticate_user<P: PamApi, H: Host>(
         }
     }
 
-    let encoded = encoded_request(pam, options, &user, &attempt.service)?;
+    let offline_store = if config.offline.enabled {
+        match host.open_offline(&config.offline.dir) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                host.log(
+                    Level::Warning,
+                    &format!("offline verifiers unavailable: {e}"),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let ask = offline_store
+        .as_ref()
+        .map(|store| offline::prepare(&config.offline, store, &user, &attempt.service))
+        .unwrap_or_default();
+    if let Some(why) = &ask.withheld {
+        host.log(
+            Level::Info,
+            &format!("user={} {why}", log::sanitize(user.as_str())),
+        );
+    }
+    let encoded = encoded_request(pam, options, &user, &attempt.service, ask)?;
 
     let config_arg = options.config_path.to_string_lossy();
     let mut args = vec!["authenticate", "--config", &config_arg];
@@ -330,11 +374,17 @@ fn authenticate_user<P: PamApi, H: Host>(
         options,
         &format!("running helper {}", config.helper.display()),
     );
-    let outcome = match host.run_helper(&config.helper, &args, &encoded, config.kill_deadline())? {
+    let answer = host.run_helper(&config.helper, &args, &encoded, config.kill_deadline())?;
+    let outcome = match answer.outcome {
         // Only the setuid entry point withholds the token.
         Outcome::Verified => Outcome::unavailable("the helper answered verified without a token"),
         outcome => outcome,
     };
+    if let Some(store) = &offline_store {
+        if let Err(e) = offline::settle(store, &user, &outcome, answer.verifier) {
+            host.log(Level::Warning, &format!("offline verifier: {e}"));
+        }
+    }
     if let Some((cache, key)) = &session {
         let stored =
             match &outcome {
@@ -361,9 +411,12 @@ fn encoded_request<P: PamApi>(
     options: &ModuleOptions,
     user: &Username,
     service: &str,
+    offline: offline::Ask,
 ) -> Result<Zeroizing<Vec<u8>>, AuthError> {
     let password = obtain_password(pam, options)?;
-    let request = HelperRequest::new(user, &password, service);
+    let mut request = HelperRequest::new(user, &password, service);
+    request.want_verifier = offline.want_verifier;
+    request.offline = offline.verifier;
     drop(password);
     Ok(request.encode()?)
 }
@@ -380,13 +433,21 @@ fn authenticate_unprivileged<P: PamApi, H: Host>(
     policy: authtoken_core::config::EmptyChallengePolicy,
     attempt: &mut Attempt,
 ) -> Result<Authenticated, AuthError> {
-    let encoded = encoded_request(pam, options, &user, &attempt.service)?;
+    // chkpwd applies the offline policy itself, as root.
+    let encoded = encoded_request(
+        pam,
+        options,
+        &user,
+        &attempt.service,
+        offline::Ask::default(),
+    )?;
     debug(
         host,
         options,
         &format!("not root: running {}", config.chkpwd.display()),
     );
-    let outcome = match host.run_helper(&config.chkpwd, &[], &encoded, config.chkpwd_deadline())? {
+    let answer = host.run_helper(&config.chkpwd, &[], &encoded, config.chkpwd_deadline())?;
+    let outcome = match answer.outcome {
         Outcome::Token { .. } => Outcome::unavailable("authtoken-chkpwd handed out a token"),
         outcome => outcome,
     };
@@ -466,7 +527,11 @@ fn authenticated_here<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr])
     let Some(user) = current_user(pam) else {
         return false;
     };
-    if kept_token(pam, &user).is_some() {
+    if kept_token(pam, &user).is_some()
+        || pam
+            .get_data(OFFLINE_KEY)
+            .is_some_and(|offline| offline.user == user)
+    {
         return true;
     }
     // Authenticated by a forked child of this process (sshd)?
@@ -508,6 +573,16 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     let Some(user) = current_user(pam) else {
         return PamCode::Ignore;
     };
+    if pam
+        .get_data(OFFLINE_KEY)
+        .is_some_and(|offline| offline.user == user)
+    {
+        // Signed in offline: no token, so no token file; say so instead.
+        return match pam.putenv(&format!("{OFFLINE_ENV}=1")) {
+            Ok(()) => PamCode::Success,
+            Err(_) => PamCode::SessionErr,
+        };
+    }
     let kept = kept_token(pam, &user);
     // Without a token of this handle's own, there may be nothing to do at
     // all: failures below are only errors when we hold a token.

@@ -171,7 +171,7 @@ impl Host for TestHost {
         args: &[&str],
         request: &[u8],
         _deadline: Duration,
-    ) -> Result<Outcome, HelperError> {
+    ) -> Result<authtoken_core::wire::HelperAnswer, HelperError> {
         self.programs.borrow_mut().push(program.to_owned());
         if self.privileged {
             assert_eq!(&args[..3], ["authenticate", "--config", CONFIG]);
@@ -188,6 +188,7 @@ impl Host for TestHost {
             .borrow_mut()
             .pop_front()
             .expect("the test scripted an answer for every helper run")
+            .map(Into::into)
     }
 
     fn login_session(&self) -> Result<SessionKey, SessionError> {
@@ -204,6 +205,17 @@ impl Host for TestHost {
             nix::unistd::getegid().as_raw(),
         );
         Cache::open_owned_by(dir, owner)
+    }
+
+    fn open_offline(
+        &self,
+        dir: &Path,
+    ) -> Result<authtoken_core::offline::OfflineStore, authtoken_core::offline::OfflineError> {
+        let owner = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        authtoken_core::offline::OfflineStore::open_owned_by(dir, owner)
     }
 
     fn privileged(&self) -> bool {

@@ -23,9 +23,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
-use authtoken_core::outcome::Outcome;
 use authtoken_core::trust::{self, TrustError};
-use authtoken_core::wire::{self, WireError};
+use authtoken_core::wire::{self, HelperAnswer, WireError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -50,7 +49,7 @@ pub fn run_helper(
     args: &[&str],
     request: &[u8],
     deadline: Duration,
-) -> Result<Outcome, HelperError> {
+) -> Result<HelperAnswer, HelperError> {
     let executable = above_stdio(open_helper(helper)?)?;
     let start = Instant::now();
     let prepared = Prepared::new(executable, args)?;
@@ -107,7 +106,7 @@ pub fn run_helper(
         }
     };
     match child.wait_until(ends_at) {
-        ExitKind::Success | ExitKind::ReapedElsewhere => Ok(wire::decode_result(&result)?),
+        ExitKind::Success | ExitKind::ReapedElsewhere => Ok(wire::decode_answer(&result)?),
         ExitKind::Failed(why) => Err(HelperError::Crashed(why)),
         ExitKind::TimedOut => Err(HelperError::Timeout(deadline.as_millis())),
     }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use authtoken_core::cache::Cache;
 use authtoken_core::config::{Config, CHKPWD_MAX_WAIT_MS, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
+use authtoken_core::offline::{self, OfflineStore};
 use authtoken_core::outcome::Outcome;
 use authtoken_core::session::SessionKey;
 use authtoken_core::wire::{self, HelperRequest, MAX_REQUEST_BYTES};
@@ -58,18 +59,7 @@ fn main() -> ExitCode {
         Level::Info,
         &format!("uid={} outcome={}{reason}", Uid::current(), outcome.label()),
     );
-    let Ok(encoded) = wire::encode_result(&outcome) else {
-        return ExitCode::FAILURE;
-    };
-    let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(&encoded)
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    authtoken_helper::write_result(&outcome, None)
 }
 
 fn check() -> Result<Outcome, String> {
@@ -92,7 +82,7 @@ fn check() -> Result<Outcome, String> {
         .take(MAX_REQUEST_BYTES as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(|e| format!("reading request: {e}"))?;
-    let request = HelperRequest::decode(&buf).map_err(|e| e.to_string())?;
+    let mut request = HelperRequest::decode(&buf).map_err(|e| e.to_string())?;
     if request.user.as_str() != caller_name {
         return Err(format!(
             "uid {caller} may only authenticate {}, not {}",
@@ -113,10 +103,30 @@ fn check() -> Result<Outcome, String> {
         }
     }
 
+    // Offline login for this caller too (unlocking on a train): the system
+    // policy decides, the record stays root's.
+    let offline = OfflineStore::open(&config.offline.dir).ok();
+    if let Some(store) = &offline {
+        let ask = offline::prepare(&config.offline, store, &user, &request.service);
+        if let Some(why) = &ask.withheld {
+            log::send(IDENT, Level::Info, why);
+        }
+        request.want_verifier = ask.want_verifier;
+        request.offline = ask.verifier;
+    }
+    let encoded = request.encode().map_err(|e| e.to_string())?;
+    drop(request);
+
     let mut limit = RateLimit::open(&config.cache_dir, caller.as_raw())?;
     limit.wait_for_turn()?;
-    let outcome = run_helper(&config, &buf)?;
+    let answer = run_helper(&config, &encoded)?;
+    let outcome = answer.outcome;
     limit.record(&outcome)?;
+    if let Some(store) = &offline {
+        if let Err(e) = offline::settle(store, &user, &outcome, answer.verifier) {
+            log::send(IDENT, Level::Warning, &format!("offline verifier: {e}"));
+        }
+    }
 
     Ok(match outcome {
         Outcome::Token { token } => {
@@ -142,7 +152,7 @@ fn check() -> Result<Outcome, String> {
 
 /// Runs the configured helper, which drops root before the network, on the
 /// same request; waits for it no longer than its kill deadline.
-fn run_helper(config: &Config, request: &[u8]) -> Result<Outcome, String> {
+fn run_helper(config: &Config, request: &[u8]) -> Result<wire::HelperAnswer, String> {
     let executable = trust::open_executable(&config.helper).map_err(|e| e.to_string())?;
     // The file that was checked, by its descriptor: nothing can swap it.
     let path = format!(
@@ -184,7 +194,7 @@ fn run_helper(config: &Config, request: &[u8]) -> Result<Outcome, String> {
         }
     }
     written.map_err(|e| format!("writing the request: {e}"))?;
-    wire::decode_result(&output).map_err(|e| format!("helper result: {e}"))
+    wire::decode_answer(&output).map_err(|e| format!("helper result: {e}"))
 }
 
 /// One uid's attempts: when the last one began, and how many passwords in a
@@ -264,7 +274,7 @@ impl RateLimit {
     /// Counts a rejected password; anything issued resets the count.
     fn record(&mut self, outcome: &Outcome) -> Result<(), String> {
         match outcome {
-            Outcome::Rejected => self.record.rejections += 1,
+            Outcome::Rejected | Outcome::OfflineRejected => self.record.rejections += 1,
             Outcome::Token { .. } => self.record.rejections = 0,
             _ => {}
         }

@@ -1,0 +1,298 @@
+//! Offline login through the real module in libpam: a verifier kept after
+//! every online success, used only when no authority can be reached, only
+//! for the services the policy lists, locked after repeated failures, too
+//! old after max_age_days, and forgotten on a 410.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const PASSWORD: &str = "offline pw";
+/// A service the default offline policy allows, and one it never does.
+const CONSOLE: &str = "login";
+const REMOTE: &str = "sshd";
+
+struct Laptop {
+    ws: Workspace,
+}
+
+impl Laptop {
+    fn new() -> Laptop {
+        let ws = Workspace::new();
+        ws.add_user("alice", Some(PASSWORD), &[]);
+        Laptop { ws }
+    }
+
+    fn offline_dir(&self) -> PathBuf {
+        self.ws.path("offline")
+    }
+
+    fn verifier(&self) -> PathBuf {
+        self.offline_dir().join("alice")
+    }
+
+    /// The config for `url` with offline login on (default services).
+    fn config(&self, url: &str) -> PathBuf {
+        self.ws.config_for(
+            url,
+            &format!(
+                "[offline]\nenabled = true\nmax_failures = 5\nmax_age_days = 7\ndir = \"{}\"",
+                self.offline_dir().display()
+            ),
+        )
+    }
+
+    /// Stacks for the console and the remote service.
+    fn stacks(&self, config: &Path) -> PathBuf {
+        let line = format!(
+            "auth required {} config={}",
+            module_path().display(),
+            config.display()
+        );
+        self.ws.pam_service(CONSOLE, std::slice::from_ref(&line));
+        self.ws.pam_service(
+            REMOTE,
+            &[
+                line,
+                format!(
+                    "session required {} config={}",
+                    module_path().display(),
+                    config.display()
+                ),
+            ],
+        )
+    }
+
+    fn login(&self, confdir: &Path, service: &str, password: &str) -> i32 {
+        Pam::start(confdir, service, "alice", Some(password)).authenticate()
+    }
+
+    /// The failures count in the verifier record.
+    fn failures(&self) -> u64 {
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.verifier()).unwrap()).unwrap();
+        record["failures"].as_u64().unwrap()
+    }
+}
+
+/// An address where no authority answers (connections are refused).
+fn nowhere() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("https://{}/checkin", listener.local_addr().unwrap())
+}
+
+#[test]
+fn online_login_keeps_a_verifier_that_works_offline_where_allowed() {
+    let laptop = Laptop::new();
+    let server = Server::start(&laptop.ws, &[]);
+    let confdir = laptop.stacks(&laptop.config(&server.url()));
+    assert_eq!(laptop.login(&confdir, CONSOLE, PASSWORD), PAM_SUCCESS);
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(laptop.verifier()).expect("online login created the verifier");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+    let text = std::fs::read_to_string(laptop.verifier()).unwrap();
+    assert!(!text.contains(PASSWORD));
+    // An online rejection leaves it alone.
+    assert_eq!(laptop.login(&confdir, CONSOLE, "wrong"), PAM_AUTH_ERR);
+    assert_eq!(std::fs::read_to_string(laptop.verifier()).unwrap(), text);
+
+    // The authority goes away (on a train).
+    drop(server);
+    let confdir = laptop.stacks(&laptop.config(&nowhere()));
+    let mut pam = Pam::start(&confdir, REMOTE, "alice", Some(PASSWORD));
+    assert_eq!(
+        pam.authenticate(),
+        PAM_AUTHINFO_UNAVAIL,
+        "sshd is never offline unless listed"
+    );
+    let mut pam = Pam::start(&confdir, CONSOLE, "alice", Some(PASSWORD));
+    assert_eq!(
+        pam.authenticate(),
+        PAM_SUCCESS,
+        "the console signs in offline"
+    );
+    assert_eq!(laptop.login(&confdir, CONSOLE, "wrong"), PAM_AUTH_ERR);
+    assert_eq!(laptop.failures(), 1);
+    assert_eq!(laptop.login(&confdir, CONSOLE, PASSWORD), PAM_SUCCESS);
+    assert_eq!(laptop.failures(), 0, "a success clears the count");
+}
+
+#[test]
+fn an_offline_session_says_so_instead_of_a_token_file() {
+    let laptop = Laptop::new();
+    let server = Server::start(&laptop.ws, &[]);
+    let config = laptop.config(&server.url());
+    let confdir = laptop.stacks(&config);
+    assert_eq!(laptop.login(&confdir, CONSOLE, PASSWORD), PAM_SUCCESS);
+    drop(server);
+    let config = laptop.config(&nowhere());
+    let module = module_path().display().to_string();
+    let c = config.display();
+    let confdir = laptop.ws.pam_service(
+        CONSOLE,
+        &[
+            format!("auth required {module} config={c}"),
+            format!("session required {module} config={c}"),
+        ],
+    );
+    let mut pam = Pam::start(&confdir, CONSOLE, "alice", Some(PASSWORD));
+    assert_eq!(pam.authenticate(), PAM_SUCCESS);
+    assert_eq!(pam.open_session(), PAM_SUCCESS);
+    assert_eq!(pam.getenv("AUTHTOKEN_OFFLINE").as_deref(), Some("1"));
+    assert_eq!(pam.getenv("AUTHTOKEN_FILE"), None);
+}
+
+#[test]
+fn repeated_offline_failures_lock_until_an_online_login() {
+    let laptop = Laptop::new();
+    let server = Server::start(&laptop.ws, &[]);
+    let online = laptop.stacks(&laptop.config(&server.url()));
+    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let offline = laptop.stacks(&laptop.config(&nowhere()));
+    for attempt in 1..=5 {
+        assert_eq!(
+            laptop.login(&offline, CONSOLE, "guess"),
+            PAM_AUTH_ERR,
+            "{attempt}"
+        );
+    }
+    // The sixth: locked, so the right password no longer works offline.
+    assert_eq!(
+        laptop.login(&offline, CONSOLE, "guess"),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    assert_eq!(
+        laptop.login(&offline, CONSOLE, PASSWORD),
+        PAM_AUTHINFO_UNAVAIL
+    );
+    // An online login unlocks it.
+    let online = laptop.stacks(&laptop.config(&server.url()));
+    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let offline = laptop.stacks(&laptop.config(&nowhere()));
+    assert_eq!(laptop.login(&offline, CONSOLE, PASSWORD), PAM_SUCCESS);
+}
+
+#[test]
+fn an_old_verifier_is_not_used() {
+    let laptop = Laptop::new();
+    let server = Server::start(&laptop.ws, &[]);
+    let online = laptop.stacks(&laptop.config(&server.url()));
+    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    // Set its online login 8 days back.
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(laptop.verifier()).unwrap()).unwrap();
+    let at = record["verified_at"].as_u64().unwrap();
+    record["verified_at"] = serde_json::json!(at - 8 * 86_400);
+    std::fs::write(laptop.verifier(), record.to_string()).unwrap();
+    let offline = laptop.stacks(&laptop.config(&nowhere()));
+    assert_eq!(
+        laptop.login(&offline, CONSOLE, PASSWORD),
+        PAM_AUTHINFO_UNAVAIL
+    );
+}
+
+#[test]
+fn a_410_forgets_the_verifier() {
+    let laptop = Laptop::new();
+    let server = Server::start(&laptop.ws, &[]);
+    let online = laptop.stacks(&laptop.config(&server.url()));
+    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    assert!(laptop.verifier().exists());
+    drop(server);
+    laptop.ws.add_user("alice", None, &["--policy=unmanaged"]);
+    let server = Server::start(&laptop.ws, &[]);
+    let online = laptop.stacks(&laptop.config(&server.url()));
+    assert_ne!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    assert!(
+        !laptop.verifier().exists(),
+        "the authority no longer manages alice"
+    );
+}
+
+#[test]
+fn an_authority_that_answers_badly_never_opens_the_offline_path() {
+    let laptop = Laptop::new();
+    let server = Server::start(&laptop.ws, &[]);
+    let online = laptop.stacks(&laptop.config(&server.url()));
+    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    // A 5xx, and an impostor whose ServerSignature is wrong: both answered,
+    // so neither is "unreachable".
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/checkin", listener.local_addr().unwrap());
+    let answers: Vec<Vec<u8>> = vec![
+        b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        {
+            let body = authtoken_protocol::mdm::string_dict(&[(
+                "DigestChallenge",
+                "SCRAM-SHA-256 r=imp,s=c2FsdHNhbHQ=,i=4096",
+            )])
+            .unwrap();
+            let mut reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            reply.extend_from_slice(&body);
+            reply
+        },
+        {
+            let body = authtoken_protocol::mdm::string_dict(&[
+                ("AuthToken", "forged"),
+                ("ServerSignature", "v=AAAA"),
+            ])
+            .unwrap();
+            let mut reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            reply.extend_from_slice(&body);
+            reply
+        },
+    ];
+    let responder = std::thread::spawn(move || {
+        for answer in answers {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader.into_inner().write_all(&answer);
+        }
+    });
+    let config = laptop.config(&url);
+    let body = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[offline]", "allow_insecure_http = true\n[offline]");
+    let config = laptop.ws.write_config("authtoken.toml", &body);
+    let confdir = laptop.stacks(&config);
+    assert_eq!(
+        laptop.login(&confdir, CONSOLE, PASSWORD),
+        PAM_AUTHINFO_UNAVAIL,
+        "5xx"
+    );
+    assert_eq!(
+        laptop.login(&confdir, CONSOLE, PASSWORD),
+        PAM_AUTHINFO_UNAVAIL,
+        "impostor"
+    );
+    responder.join().unwrap();
+    assert_eq!(laptop.failures(), 0, "the offline path was never taken");
+}
