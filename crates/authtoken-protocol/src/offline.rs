@@ -36,7 +36,7 @@ pub fn new_verifier(password: &[u8]) -> Result<OfflineVerifier, ProtocolError> {
     Ok(OfflineVerifier {
         salt: B64.encode(&salt),
         iterations: VERIFIER_ITERATIONS,
-        hash: B64.encode(&*hash),
+        hash: B64.encode(hash.as_slice()),
     })
 }
 

@@ -285,20 +285,19 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     if let Err(AuthError::Config(_)) = &result {
         pam.error_message("pam_authtoken: configuration error, see the system log");
     }
-    match result {
+    let kept = match result {
         Ok((Outcome::Token { token }, _, user)) if code == PamCode::Success => {
-            if pam.set_data(TOKEN_KEY, KeptToken { user, token }).is_err() {
-                return PamCode::BufErr;
-            }
+            pam.set_data(TOKEN_KEY, KeptToken { user, token })
         }
         Ok((Outcome::OfflineVerified, _, user)) if code == PamCode::Success => {
-            if pam.set_data(OFFLINE_KEY, SignedInOffline { user }).is_err() {
-                return PamCode::BufErr;
-            }
+            pam.set_data(OFFLINE_KEY, SignedInOffline { user })
         }
-        _ => {}
+        _ => Ok(()),
+    };
+    match kept {
+        Ok(()) => code,
+        Err(_) => PamCode::BufErr,
     }
-    code
 }
 
 type Authenticated = (
