@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -130,7 +130,7 @@ fn an_answer_never_moves_on() {
         0
     );
     // So is a 5xx: unavailable, not the next authority.
-    let (url, _guard) = answering_500();
+    let (url, _guard) = canned_replies(vec![http_reply("500 Oops", "", b"")]);
     let config = config_with(&ws, &[url, second.url()], "allow_insecure_http = true");
     let confdir = ws.simple_stack(&config);
     assert_eq!(login(&confdir, "alice", PASSWORD), PAM_AUTHINFO_UNAVAIL);
@@ -142,36 +142,6 @@ fn an_answer_never_moves_on() {
             .count(),
         0
     );
-}
-
-/// A plain-http authority that answers 500 to everything (bounded).
-fn answering_500() -> (String, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/checkin", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        if let Ok((stream, _)) = listener.accept() {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
-            let _ = reader
-                .into_inner()
-                .write_all(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, handle)
 }
 
 /// The first authority issues the challenge; just before it answers, the
@@ -195,45 +165,22 @@ fn the_second_step_goes_to_the_authority_that_challenged() {
             let Ok((stream, _)) = challenger.accept() else {
                 return;
             };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
+            let Some(mut stream) = read_http_request(stream) else {
+                return;
+            };
             counted.fetch_add(1, Ordering::SeqCst);
             let reply = if step == 0 {
                 // The authority listed first comes up now, ready to accept.
                 let listener = TcpListener::bind(late_addr).unwrap();
                 listener.set_nonblocking(true).unwrap();
                 late_listener = Some(listener);
-                authtoken_protocol::mdm::string_dict(&[(
+                plist_reply(&[(
                     "DigestChallenge",
                     "SCRAM-SHA-256 r=challenger,s=c2FsdHNhbHQ=,i=4096",
                 )])
-                .unwrap()
             } else {
-                authtoken_protocol::mdm::string_dict(&[("AuthToken", "from-the-challenger")])
-                    .unwrap()
+                plist_reply(&[("AuthToken", "from-the-challenger")])
             };
-            let mut stream = reader.into_inner();
-            let _ = stream.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    reply.len()
-                )
-                .as_bytes(),
-            );
             let _ = stream.write_all(&reply);
         }
         if let Some(listener) = late_listener {

@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,10 +68,7 @@ impl Fake {
                     }
                 };
                 stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let Some(mut stream) = read_request(stream) else {
+                let Some(mut stream) = read_http_request(stream) else {
                     return;
                 };
                 seen.fetch_add(1, Ordering::SeqCst);
@@ -116,35 +113,8 @@ impl Fake {
     }
 }
 
-/// Reads one request head and its body; `None` if the peer went away.
-fn read_request(stream: TcpStream) -> Option<TcpStream> {
-    let mut reader = BufReader::new(stream);
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0u8; length.min(1 << 20)];
-    reader.read_exact(&mut body).ok()?;
-    Some(reader.into_inner())
-}
-
 fn http(status: &str, headers: &str, body: &[u8]) -> Act {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    Act::Reply(out)
+    Act::Reply(http_reply(status, headers, body))
 }
 
 /// A 200 carrying a plist dict of strings.

@@ -529,50 +529,6 @@ fn other_entry_points_never_crash() {
     assert_eq!(pam.close_session(), PAM_SUCCESS);
 }
 
-/// Serves each canned HTTP reply to one connection (after reading the
-/// request head and body), then stops: a misbehaving authority on loopback.
-fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/checkin", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        for reply in replies {
-            let Ok((stream, _)) = listener.accept() else {
-                return;
-            };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length.min(1 << 20)];
-            let _ = reader.read_exact(&mut body);
-            let mut stream = reader.into_inner();
-            let _ = stream.write_all(&reply);
-        }
-    });
-    (url, handle)
-}
-
-fn http_reply(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
 #[test]
 fn misbehaving_authority_is_never_success() {
     let ws = standard_users();

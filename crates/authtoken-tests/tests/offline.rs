@@ -219,64 +219,14 @@ fn an_authority_that_answers_badly_never_opens_the_offline_path() {
     assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
     // A 5xx, and an impostor whose ServerSignature is wrong: both answered,
     // so neither is "unreachable".
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/checkin", listener.local_addr().unwrap());
-    let answers: Vec<Vec<u8>> = vec![
-        b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-        {
-            let body = authtoken_protocol::mdm::string_dict(&[(
-                "DigestChallenge",
-                "SCRAM-SHA-256 r=imp,s=c2FsdHNhbHQ=,i=4096",
-            )])
-            .unwrap();
-            let mut reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            reply.extend_from_slice(&body);
-            reply
-        },
-        {
-            let body = authtoken_protocol::mdm::string_dict(&[
-                ("AuthToken", "forged"),
-                ("ServerSignature", "v=AAAA"),
-            ])
-            .unwrap();
-            let mut reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            reply.extend_from_slice(&body);
-            reply
-        },
-    ];
-    let responder = std::thread::spawn(move || {
-        for answer in answers {
-            let Ok((stream, _)) = listener.accept() else {
-                return;
-            };
-            stream
-                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
-            let _ = reader.into_inner().write_all(&answer);
-        }
-    });
+    let (url, responder) = canned_replies(vec![
+        http_reply("503 Busy", "", b""),
+        plist_reply(&[(
+            "DigestChallenge",
+            "SCRAM-SHA-256 r=imp,s=c2FsdHNhbHQ=,i=4096",
+        )]),
+        plist_reply(&[("AuthToken", "forged"), ("ServerSignature", "v=AAAA")]),
+    ]);
     let config = laptop.config(&url);
     let body = std::fs::read_to_string(&config)
         .unwrap()

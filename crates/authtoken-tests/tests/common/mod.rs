@@ -619,3 +619,68 @@ pub fn fingerprint(token: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+// ---- fake authorities -----------------------------------------------------
+
+/// Reads one HTTP request (head and body) from `stream`, with a read
+/// timeout; `None` if the peer went away first.
+pub fn read_http_request(stream: std::net::TcpStream) -> Option<std::net::TcpStream> {
+    use std::io::{BufRead, BufReader, Read};
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length.min(1 << 20)];
+    reader.read_exact(&mut body).ok()?;
+    Some(reader.into_inner())
+}
+
+/// An HTTP/1.1 reply that closes the connection.
+pub fn http_reply(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A 200 reply carrying a plist dictionary of strings.
+pub fn plist_reply(entries: &[(&str, &str)]) -> Vec<u8> {
+    http_reply(
+        "200 OK",
+        "",
+        &authtoken_protocol::mdm::string_dict(entries).expect("a plist"),
+    )
+}
+
+/// Serves each reply to one connection in turn (after reading its
+/// request), then stops: a scripted authority on loopback, plain http.
+pub fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/checkin", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for reply in replies {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            if let Some(mut stream) = read_http_request(stream) {
+                let _ = stream.write_all(&reply);
+            }
+        }
+    });
+    (url, handle)
+}
