@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::log::{self, Level};
 use crate::session::{live_audit_session_ids, SessionError, SessionKey};
 use crate::trust::{self, Rules, TrustError};
-use crate::username::Username;
+use crate::username::{from_file_name, to_file_name, Username};
 
 const TOKEN_SUFFIX: &str = ".token";
 const HANDOFF_SUFFIX: &str = ".handoff";
@@ -49,36 +49,6 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
         path: path.to_owned(),
         source,
     }
-}
-
-/// A user name as a file name: `[A-Za-z0-9_-]` kept, everything else `%XX`.
-fn encode_user(user: &str) -> String {
-    let mut out = String::with_capacity(user.len());
-    for b in user.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn decode_user(name: &str) -> Option<String> {
-    let bytes = name.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The 410 record.
@@ -185,7 +155,7 @@ impl Cache {
 
     fn entry_path(&self, key: &SessionKey, user: &Username, suffix: &str) -> PathBuf {
         self.session_dir(key)
-            .join(format!("{}{suffix}", encode_user(user.as_str())))
+            .join(format!("{}{suffix}", to_file_name(user.as_str())))
     }
 
     /// Whether a trusted private file is at `path`. It is opened (which
@@ -397,7 +367,7 @@ impl Cache {
                 } else {
                     continue;
                 };
-                let Some(user) = decode_user(encoded) else {
+                let Some(user) = from_file_name(encoded) else {
                     continue;
                 };
                 let path = file.path();
@@ -435,21 +405,4 @@ impl Cache {
 
 fn warn(message: &str) {
     log::send(log::MODULE_IDENT, Level::Warning, message);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_names_encode_safely() {
-        for user in ["alice", "jos\u{e9}", "a/b", "..", ".hidden", "x%y", "a b"] {
-            let encoded = encode_user(user);
-            assert!(
-                !encoded.contains('/') && !encoded.starts_with('.'),
-                "{encoded}"
-            );
-            assert_eq!(decode_user(&encoded).as_deref(), Some(user));
-        }
-    }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::trust::{self, Rules, TrustError};
-use crate::username::Username;
+use crate::username::{to_file_name, Username};
 
 /// Rounds of a new verifier.
 pub const VERIFIER_ITERATIONS: u32 = 600_000;
@@ -69,19 +69,6 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A user name as a file name (`[A-Za-z0-9_-]` kept, the rest `%XX`).
-fn file_name(user: &str) -> String {
-    user.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 impl OfflineStore {
     /// Root's store in `dir` (created 0700 if missing).
     pub fn open(dir: &Path) -> Result<OfflineStore, OfflineError> {
@@ -118,7 +105,7 @@ impl OfflineStore {
     }
 
     fn path(&self, user: &str) -> PathBuf {
-        self.dir.join(file_name(user))
+        self.dir.join(to_file_name(user))
     }
 
     /// The user's record, if there is a trusted one.

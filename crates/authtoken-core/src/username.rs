@@ -72,6 +72,39 @@ impl std::str::FromStr for Username {
     }
 }
 
+/// A user name as a file name (the session cache, offline verifiers):
+/// `[A-Za-z0-9_-]` kept, every other byte `%XX`, so no name is a path, a
+/// dot file or `..`.
+pub fn to_file_name(user: &str) -> String {
+    let mut out = String::with_capacity(user.len());
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The user name a [`to_file_name`] file name stands for.
+pub fn from_file_name(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +131,17 @@ mod tests {
         assert_eq!(parse(b"al\x7fice"), Err(UsernameError::ControlCharacter));
         assert_eq!(parse(b"\xff\xfe"), Err(UsernameError::NotUtf8));
         assert!(serde_json::from_str::<Username>("\"a\\nb\"").is_err());
+    }
+
+    #[test]
+    fn user_names_encode_safely() {
+        for user in ["alice", "jos\u{e9}", "a/b", "..", ".hidden", "x%y", "a b"] {
+            let encoded = to_file_name(user);
+            assert!(
+                !encoded.contains('/') && !encoded.starts_with('.'),
+                "{encoded}"
+            );
+            assert_eq!(from_file_name(&encoded).as_deref(), Some(user));
+        }
     }
 }
