@@ -69,61 +69,7 @@ enum Scheme {
 enum Command {
     /// Serve MDM UserAuthenticate check-ins (--protocol mdm), or an emulated
     /// token device's /api/auth/token (--protocol hem).
-    Serve {
-        /// Address to listen on, HOST:PORT (a name or an IP address); port 0
-        /// picks a free one (printed on start).
-        #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_listen)]
-        listen: SocketAddr,
-        /// What to serve: MDM check-ins, or an emulated token device.
-        #[arg(long, value_enum, default_value = "mdm")]
-        protocol: Protocol,
-        /// The user store written by add-user (protocol mdm).
-        #[arg(long, required_if_eq("protocol", "mdm"))]
-        users: Option<PathBuf>,
-        /// The enrolment file written by enroll-device (protocol hem).
-        #[arg(long, required_if_eq("protocol", "hem"))]
-        device: Option<PathBuf>,
-        /// Emulate a device fault: 403 (clock not set) or 409 (not initialised).
-        #[arg(long, value_enum, default_value = "ready")]
-        device_state: DeviceState,
-        /// The device's deliberate delay before answering an authentication.
-        #[arg(long, default_value_t = 500)]
-        device_delay_ms: u64,
-        /// PEM certificate chain; without it the server speaks plain HTTP (loopback only).
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// PEM private key of --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Require client certificates issued by this CA (mutual TLS).
-        #[arg(long, requires = "tls_cert")]
-        client_ca: Option<PathBuf>,
-        /// Users not in the store: a decoy challenge that cannot succeed (so
-        /// names cannot be probed), or 410.
-        #[arg(long, value_enum, default_value = "decoy")]
-        unknown_users: UnknownUsers,
-        /// SCRAM iterations of decoy challenges (match your users').
-        #[arg(long, default_value_t = DEFAULT_SERVER_ITERATIONS)]
-        decoy_iterations: u32,
-        /// Remember accepted responses in this directory, shared by every
-        /// server process serving the same store (default: in memory).
-        #[arg(long)]
-        replay_dir: Option<PathBuf>,
-        /// Failed proofs for one user from one source address before answers
-        /// are refused with 429 and a growing Retry-After.
-        #[arg(long, default_value_t = throttle::FREE_PER_USER)]
-        throttle_after: u32,
-        /// Serve Prometheus metrics on http://ADDR/metrics (HOST:PORT).
-        #[arg(long, value_parser = parse_listen)]
-        metrics_listen: Option<SocketAddr>,
-        /// Delay before answering a rejected digest.
-        #[arg(long, default_value_t = 1000)]
-        failure_delay_ms: u64,
-        /// Allow plain HTTP on a non-loopback address (clients must set
-        /// allow_insecure_http too: tests only).
-        #[arg(long)]
-        allow_insecure_http: bool,
-    },
+    Serve(ServeOptions),
     /// Add or replace USER in the store FILE; the password is read from stdin
     /// (first line) or prompted for, and only its verifier is kept.
     AddUser {
@@ -200,40 +146,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve {
-            listen,
-            protocol,
-            users,
-            device,
-            device_state,
-            device_delay_ms,
-            tls_cert,
-            tls_key,
-            client_ca,
-            unknown_users,
-            decoy_iterations,
-            replay_dir,
-            throttle_after,
-            metrics_listen,
-            failure_delay_ms,
-            allow_insecure_http,
-        } => serve(ServeOptions {
-            listen,
-            protocol,
-            users,
-            device,
-            device_state,
-            device_delay: Duration::from_millis(device_delay_ms),
-            tls: tls_cert.zip(tls_key),
-            client_ca,
-            unknown_users,
-            decoy_iterations,
-            replay_dir,
-            throttle_after,
-            metrics_listen,
-            failure_delay: Duration::from_millis(failure_delay_ms),
-            allow_insecure_http,
-        }),
+        Command::Serve(options) => serve(options),
         Command::EnrollDevice { file, label } => {
             read_password(&label).and_then(|passphrase| device::enroll(&file, &label, &passphrase))
         }
@@ -284,21 +197,61 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text}: no address"))
 }
 
+/// `serve`'s options.
+#[derive(clap::Args)]
 struct ServeOptions {
+    /// Address to listen on, HOST:PORT (a name or an IP address); port 0
+    /// picks a free one (printed on start).
+    #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_listen)]
     listen: SocketAddr,
+    /// What to serve: MDM check-ins, or an emulated token device.
+    #[arg(long, value_enum, default_value = "mdm")]
     protocol: Protocol,
+    /// The user store written by add-user (protocol mdm).
+    #[arg(long, required_if_eq("protocol", "mdm"))]
     users: Option<PathBuf>,
+    /// The enrolment file written by enroll-device (protocol hem).
+    #[arg(long, required_if_eq("protocol", "hem"))]
     device: Option<PathBuf>,
+    /// Emulate a device fault: 403 (clock not set) or 409 (not initialised).
+    #[arg(long, value_enum, default_value = "ready")]
     device_state: DeviceState,
-    device_delay: Duration,
-    tls: Option<(PathBuf, PathBuf)>,
+    /// The device's deliberate delay before answering an authentication.
+    #[arg(long, default_value_t = 500)]
+    device_delay_ms: u64,
+    /// PEM certificate chain; without it the server speaks plain HTTP (loopback only).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this CA (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
+    /// Users not in the store: a decoy challenge that cannot succeed (so
+    /// names cannot be probed), or 410.
+    #[arg(long, value_enum, default_value = "decoy")]
     unknown_users: UnknownUsers,
+    /// SCRAM iterations of decoy challenges (match your users').
+    #[arg(long, default_value_t = DEFAULT_SERVER_ITERATIONS)]
     decoy_iterations: u32,
+    /// Remember accepted responses in this directory, shared by every
+    /// server process serving the same store (default: in memory).
+    #[arg(long)]
     replay_dir: Option<PathBuf>,
+    /// Failed proofs for one user from one source address before answers
+    /// are refused with 429 and a growing Retry-After.
+    #[arg(long, default_value_t = throttle::FREE_PER_USER)]
     throttle_after: u32,
+    /// Serve Prometheus metrics on http://ADDR/metrics (HOST:PORT).
+    #[arg(long, value_parser = parse_listen)]
     metrics_listen: Option<SocketAddr>,
-    failure_delay: Duration,
+    /// Delay before answering a rejected digest.
+    #[arg(long, default_value_t = 1000)]
+    failure_delay_ms: u64,
+    /// Allow plain HTTP on a non-loopback address (clients must set
+    /// allow_insecure_http too: tests only).
+    #[arg(long)]
     allow_insecure_http: bool,
 }
 
@@ -324,7 +277,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
                 store,
                 Settings {
                     unknown: options.unknown_users,
-                    failure_delay: options.failure_delay,
+                    failure_delay: Duration::from_millis(options.failure_delay_ms),
                     decoy_iterations: options.decoy_iterations,
                     replay,
                     throttle_after: options.throttle_after,
@@ -333,7 +286,11 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
             (http::Service::Mdm(authority), description)
         }
         (Protocol::Hem, _, Some(file)) => {
-            let device = Device::load(file, options.device_state, options.device_delay)?;
+            let device = Device::load(
+                file,
+                options.device_state,
+                Duration::from_millis(options.device_delay_ms),
+            )?;
             (http::Service::Hem(device), "protocol hem".to_owned())
         }
         _ => {
@@ -343,12 +300,13 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         }
     };
     let service = Arc::new(service);
-    if options.tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_insecure_http {
+    let tls = options.tls_cert.clone().zip(options.tls_key.clone());
+    if tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_insecure_http {
         return Err(ServerError::Usage(
             "plain HTTP is only served on loopback; give --tls-cert/--tls-key".into(),
         ));
     }
-    let acceptor = match &options.tls {
+    let acceptor = match &tls {
         Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
             cert,
             key,
