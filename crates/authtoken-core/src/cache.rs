@@ -354,7 +354,7 @@ impl Cache {
             let Some(key) = SessionKey::parse(&name) else {
                 continue;
             };
-            let alive = key.alive(&live);
+            let alive = key.alive(live.as_deref());
             let Ok(files) = std::fs::read_dir(session.path()) else {
                 continue;
             };

@@ -8,10 +8,10 @@ use serde::Deserialize;
 
 use crate::trust::{self, Rules, TrustError};
 
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/authtoken/authtoken.toml";
-pub const DEFAULT_HELPER_PATH: &str = "/usr/libexec/authtoken/authtoken-helper";
-pub const DEFAULT_CACHE_DIR: &str = "/run/authtoken";
-pub const DEFAULT_CHKPWD_PATH: &str = "/usr/libexec/authtoken/authtoken-chkpwd";
+pub use crate::platform::{
+    CACHE_DIR as DEFAULT_CACHE_DIR, CHKPWD as DEFAULT_CHKPWD_PATH, CONFIG as DEFAULT_CONFIG_PATH,
+    HELPER as DEFAULT_HELPER_PATH,
+};
 /// Longest `authtoken-chkpwd` waits to space out one user's attempts; a
 /// longer wait is refused at once instead (so the module's deadline holds).
 pub const CHKPWD_MAX_WAIT_MS: u64 = 4_000;
@@ -122,7 +122,8 @@ pub struct Config {
     pub client_cert: Option<PathBuf>,
     /// PEM private key of the device's MDM identity.
     pub client_key: Option<PathBuf>,
-    /// Device id sent as `UDID`; default from `/etc/machine-id`.
+    /// Device id sent as `UDID`; default from the machine id
+    /// (`/etc/machine-id` on Linux; see [`crate::platform::host_id`]).
     pub udid: Option<String>,
     #[serde(default)]
     pub empty_challenge: EmptyChallengePolicy,
@@ -212,7 +213,7 @@ fn default_offline_max_failures() -> u32 {
     5
 }
 fn default_offline_dir() -> PathBuf {
-    PathBuf::from("/var/lib/authtoken/offline")
+    PathBuf::from(crate::platform::OFFLINE_DIR)
 }
 /// Local consoles, display managers, sudo/su and screen lockers: where a
 /// person sits at the machine. Never sshd unless listed.

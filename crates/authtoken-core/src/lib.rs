@@ -4,15 +4,18 @@
 //! model and the module-helper wire format, logging.
 //!
 //! The module links this crate into security-critical hosts (sshd, sudo,
-//! login, gdm), so it stays small: see docs/ARCHITECTURE.md.
+//! login, gdm), so it stays small: see docs/ARCHITECTURE.md. `unsafe` is
+//! denied except for the macOS/FreeBSD system calls in `session/bsm.rs` and
+//! `platform.rs`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod cache;
 pub mod config;
 pub mod log;
 pub mod offline;
 pub mod outcome;
+pub mod platform;
 pub mod secret;
 pub mod session;
 pub mod trust;

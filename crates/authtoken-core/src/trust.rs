@@ -100,9 +100,22 @@ fn kind(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }
 
+/// The permission bits (`mode_t` is 16 bits wide on macOS and FreeBSD).
+fn permissions(stat: &FileStat) -> u32 {
+    u32::from(stat.st_mode) & 0o7777
+}
+
+/// How a directory on the way, or an executable, is opened: for its
+/// identity only where the system has `O_PATH` (Linux, FreeBSD); macOS has
+/// none, and root (who runs these walks) may read every directory.
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+const IDENTITY_ONLY: OFlag = OFlag::O_PATH;
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+const IDENTITY_ONLY: OFlag = OFlag::O_RDONLY;
+
 /// Checks a directory on the way to a trusted file.
 fn check_directory(path: &Path, stat: &FileStat, rules: Rules) -> Result<(), TrustError> {
-    let mode = stat.st_mode & 0o7777;
+    let mode = permissions(stat);
     if !rules.owner_ok(stat.st_uid) {
         return Err(TrustError::Owner {
             path: path.to_owned(),
@@ -121,7 +134,7 @@ fn check_directory(path: &Path, stat: &FileStat, rules: Rules) -> Result<(), Tru
 
 /// Checks the file itself.
 fn check_file(path: &Path, stat: &FileStat, rules: Rules) -> Result<(), TrustError> {
-    let mode = stat.st_mode & 0o7777;
+    let mode = permissions(stat);
     match kind(stat) {
         SFlag::S_IFREG => {}
         SFlag::S_IFLNK => {
@@ -186,7 +199,7 @@ fn open_parent(path: &Path, rules: Rules) -> Result<(OwnedFd, PathBuf, &OsStr), 
             expected: "file path",
         });
     };
-    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir_flags = IDENTITY_ONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut walked = PathBuf::from("/");
     let mut dir = nix::fcntl::open("/", dir_flags, Mode::empty()).map_err(io(&walked))?;
     check_directory(&walked, &fstat(&dir).map_err(io(&walked))?, rules)?;
@@ -269,20 +282,21 @@ pub fn read_text(path: &Path, rules: Rules, max: u64) -> Result<Zeroizing<String
     }
 }
 
-/// Opens a root-owned executable as an `O_PATH` descriptor, for running
-/// exactly the file that was checked (`execveat(fd, "", AT_EMPTY_PATH)`).
+/// Opens a root-owned executable (as an `O_PATH` descriptor where there
+/// are those), for running exactly the file that was checked (see
+/// `spawn` in the module for how each system executes it).
 pub fn open_executable(path: &Path) -> Result<OwnedFd, TrustError> {
     let (dir, _, name) = open_parent(path, Rules::ROOT)?;
     let fd = openat(
         &dir,
         name,
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        IDENTITY_ONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(io(path))?;
     let stat = fstat(&fd).map_err(io(path))?;
     check_file(path, &stat, Rules::ROOT)?;
-    if stat.st_mode & 0o111 == 0 {
+    if permissions(&stat) & 0o111 == 0 {
         return Err(TrustError::NotExecutable {
             path: path.to_owned(),
         });

@@ -8,12 +8,12 @@ use authtoken_protocol::scram;
 
 use crate::transport::{report, Authorities, Http};
 
-const MACHINE_ID: &str = "/etc/machine-id";
+use authtoken_core::platform::{self, HOST_ID_SOURCE};
 
 /// No device identity to send.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("{MACHINE_ID}: {0}; set udid in the config")]
+    #[error("{HOST_ID_SOURCE}: {0}; set udid in the config")]
     MachineId(String),
 }
 
@@ -24,9 +24,8 @@ pub fn identity(config: &Config, user: &Username) -> Result<UserIdentity, Identi
     let udid = match &config.udid {
         Some(udid) => udid.clone(),
         None => {
-            let text = std::fs::read_to_string(MACHINE_ID)
-                .map_err(|e| IdentityError::MachineId(e.to_string()))?;
-            mdm::udid_from_machine_id(&text).map_err(|e| IdentityError::MachineId(e.to_string()))?
+            let text = platform::host_id().map_err(|e| IdentityError::MachineId(e.to_string()))?;
+            mdm::udid_from_host_id(&text).map_err(|e| IdentityError::MachineId(e.to_string()))?
         }
     };
     let user_id = config

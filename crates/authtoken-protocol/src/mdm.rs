@@ -31,13 +31,18 @@ pub fn derive_user_id(udid: &str, user: &str) -> String {
         .to_uppercase()
 }
 
-/// `/etc/machine-id` (32 hex digits) as an upper-case UUID.
-pub fn udid_from_machine_id(text: &str) -> Result<String, ProtocolError> {
-    let hex = text.trim();
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// The machine id as an upper-case UUID: Linux's `/etc/machine-id` (32 hex
+/// digits), or the hyphenated UUID of FreeBSD's `/etc/hostid` and macOS's
+/// hardware UUID.
+pub fn udid_from_host_id(text: &str) -> Result<String, ProtocolError> {
+    let id = text.trim();
+    let hex_digits = id.bytes().filter(u8::is_ascii_hexdigit).count();
+    let simple = id.len() == 32 && hex_digits == 32;
+    let hyphenated = id.len() == 36 && hex_digits == 32;
+    if !simple && !hyphenated {
         return Err(ProtocolError::Malformed("machine-id"));
     }
-    let uuid = Uuid::parse_str(hex).map_err(|_| ProtocolError::Malformed("machine-id"))?;
+    let uuid = Uuid::parse_str(id).map_err(|_| ProtocolError::Malformed("machine-id"))?;
     Ok(uuid.hyphenated().to_string().to_uppercase())
 }
 
@@ -548,11 +553,22 @@ mod tests {
 
     #[test]
     fn identifiers() {
-        assert_eq!(
-            udid_from_machine_id("0123456789abcdef0123456789abcdef\n").unwrap(),
-            "01234567-89AB-CDEF-0123-456789ABCDEF"
-        );
-        assert!(udid_from_machine_id("xyz").is_err());
+        for id in [
+            "0123456789abcdef0123456789abcdef\n",
+            "01234567-89ab-cdef-0123-456789abcdef\n",
+        ] {
+            assert_eq!(
+                udid_from_host_id(id).unwrap(),
+                "01234567-89AB-CDEF-0123-456789ABCDEF"
+            );
+        }
+        for bad in [
+            "xyz",
+            "0123456789abcdef0123456789abcdeg",
+            "{01234567-89ab-cdef-0123-456789abcdef}",
+        ] {
+            assert!(udid_from_host_id(bad).is_err(), "{bad}");
+        }
         let a = derive_user_id("U", "alice");
         assert_eq!(a, derive_user_id("U", "alice"));
         assert_ne!(a, derive_user_id("U", "bob"));

@@ -112,7 +112,7 @@ impl Host for RealHost {
         OfflineStore::open(dir)
     }
     fn session_alive(&self, key: &SessionKey) -> Option<bool> {
-        key.alive(&authtoken_core::session::live_audit_session_ids())
+        key.alive(authtoken_core::session::live_audit_session_ids().as_deref())
     }
     fn privileged(&self) -> bool {
         nix::unistd::geteuid().is_root()

@@ -2,14 +2,18 @@
 //! session cache (remembered `410`s, the session's token file).
 //!
 //! Never taken from the environment: under sudo or su the invoking user
-//! writes it. In order: the kernel audit session id, the logind session
-//! scope that holds the process (a cgroup only root can create), the
-//! process session leader with its start time (so pid reuse cannot inherit
-//! a session).
+//! writes it. In order: the kernel audit session id (Linux's
+//! `/proc/self/sessionid`; on macOS and FreeBSD the BSM audit session of
+//! `getaudit_addr`), the logind session scope that holds the process (Linux
+//! only: a cgroup only root can create), the process session leader with
+//! its start time (so pid reuse cannot inherit a session).
 
-use std::path::Path;
+#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(any(target_os = "macos", target_os = "freebsd"), path = "bsm.rs")]
+#[allow(unsafe_code)]
+mod os;
 
-const AUDIT_UNSET: u32 = u32::MAX;
+#[cfg(target_os = "linux")]
 const LOGIND_SESSIONS: &str = "/run/systemd/sessions";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,11 +43,10 @@ impl SessionKey {
     /// another session's state. Never the environment: under sudo or su the
     /// invoking user writes it.
     pub fn current() -> Result<SessionKey, SessionError> {
-        if let Some(id) = audit_session_id() {
+        if let Some(id) = os::audit_session_id() {
             return Ok(SessionKey(format!("audit-{id}")));
         }
-        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        if let Some(id) = logind_session_of(&cgroup) {
+        if let Some(id) = os::logind_session() {
             return Ok(SessionKey(format!("logind-{id}")));
         }
         SessionKey::process_session()
@@ -56,7 +59,7 @@ impl SessionKey {
         let leader = nix::unistd::getsid(None)
             .map_err(|_| SessionError::NoSession)?
             .as_raw();
-        let start = leader_start_time(leader).ok_or(SessionError::LeaderNotVisible)?;
+        let start = os::leader_start_time(leader).ok_or(SessionError::LeaderNotVisible)?;
         Ok(SessionKey(format!("sid-{leader}-{start}")))
     }
 
@@ -69,26 +72,41 @@ impl SessionKey {
     }
 
     /// Whether the session still exists; `None` when that cannot be known.
-    pub fn alive(&self, live_audit_ids: &[u32]) -> Option<bool> {
+    /// `live_audit_ids` is [`live_audit_session_ids`], `None` where the
+    /// system cannot list them (macOS, FreeBSD).
+    pub fn alive(&self, live_audit_ids: Option<&[u32]>) -> Option<bool> {
         if let Some(id) = self.0.strip_prefix("audit-") {
             let id: u32 = id.parse().ok()?;
-            return Some(live_audit_ids.contains(&id));
+            return live_audit_ids.map(|ids| ids.contains(&id));
         }
         if let Some(id) = self.0.strip_prefix("logind-") {
-            let sessions = Path::new(LOGIND_SESSIONS);
-            return sessions.is_dir().then(|| sessions.join(id).exists());
+            return logind_session_alive(id);
         }
         let rest = self.0.strip_prefix("sid-")?;
         let (pid, start) = rest.split_once('-')?;
         let pid: i32 = pid.parse().ok()?;
-        Some(leader_start_time(pid).map(|s| s.to_string()).as_deref() == Some(start))
+        Some(os::leader_start_time(pid).map(|s| s.to_string()).as_deref() == Some(start))
     }
+}
+
+#[cfg(target_os = "linux")]
+fn logind_session_alive(id: &str) -> Option<bool> {
+    let sessions = std::path::Path::new(LOGIND_SESSIONS);
+    sessions.is_dir().then(|| sessions.join(id).exists())
+}
+
+/// Only Linux has logind sessions; a `logind-` key read back elsewhere
+/// cannot be judged.
+#[cfg(not(target_os = "linux"))]
+fn logind_session_alive(_id: &str) -> Option<bool> {
+    None
 }
 
 /// The logind session id in `/proc/self/cgroup` text: a scope exactly at
 /// `/user.slice/user-UID.slice/session-ID.scope`, where only logind (root)
 /// can create it. A user's own delegated subtree (`user@UID.service/…`) may
 /// hold a directory of the same name, and is not taken.
+#[cfg(any(target_os = "linux", test))]
 fn logind_session_of(cgroup: &str) -> Option<String> {
     cgroup.lines().find_map(|line| {
         let path = line.splitn(3, ':').nth(2)?;
@@ -107,48 +125,11 @@ fn logind_session_of(cgroup: &str) -> Option<String> {
     })
 }
 
-fn audit_session_id() -> Option<u32> {
-    let text = std::fs::read_to_string("/proc/self/sessionid").ok()?;
-    let id: u32 = text.trim().parse().ok()?;
-    (id != AUDIT_UNSET).then_some(id)
-}
-
-/// The start time (field 22 of `/proc/PID/stat`, clock ticks since boot) of
-/// `pid` if it is alive and leads its own session. The session check also
-/// refuses a `/proc` mounted from another pid namespace, where `pid` would
-/// name some unrelated process.
-fn leader_start_time(pid: i32) -> Option<u64> {
-    if pid <= 0 {
-        return None;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = stat.rsplit_once(')')?.1;
-    // after_comm starts at field 3 (state): session (field 6) is index 3,
-    // start time (field 22) index 19.
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let session: i32 = fields.get(3)?.parse().ok()?;
-    (session == pid).then_some(())?;
-    fields.get(19)?.parse().ok()
-}
-
-pub fn live_audit_session_ids() -> Vec<u32> {
-    let mut ids = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            if let Ok(text) = std::fs::read_to_string(entry.path().join("sessionid")) {
-                if let Ok(id) = text.trim().parse::<u32>() {
-                    if id != AUDIT_UNSET && !ids.contains(&id) {
-                        ids.push(id);
-                    }
-                }
-            }
-        }
-    }
-    ids
+/// Every audit session id some process still holds, or `None` where the
+/// system offers no such list (macOS, FreeBSD: those entries then live
+/// until `close_session` or reboot).
+pub fn live_audit_session_ids() -> Option<Vec<u32>> {
+    os::live_audit_session_ids()
 }
 
 #[cfg(test)]
@@ -158,17 +139,22 @@ mod tests {
     #[test]
     fn session_key_of_this_process() {
         let sid = nix::unistd::getsid(None).unwrap().as_raw();
-        let leader_visible = sid != 0 && std::path::Path::new(&format!("/proc/{sid}")).exists();
+        let leader_visible = sid != 0 && os::leader_start_time(sid).is_some();
         match SessionKey::current() {
             Ok(key) => {
                 assert!(SessionKey::parse(key.as_str()).is_some(), "{key:?}");
-                assert_eq!(key.alive(&live_audit_session_ids()), Some(true));
+                let live = live_audit_session_ids();
+                let alive = key.alive(live.as_deref());
+                assert!(alive != Some(false), "{key:?} {alive:?}");
+                if cfg!(target_os = "linux") {
+                    assert_eq!(alive, Some(true), "{key:?}");
+                }
             }
             // Only a session begun outside this pid namespace, with no audit
             // or logind id either, has no key.
             Err(SessionError::LeaderNotVisible) => {
                 assert!(!leader_visible);
-                assert!(audit_session_id().is_none());
+                assert!(os::audit_session_id().is_none());
             }
             Err(e) => panic!("{e}"),
         }
@@ -180,7 +166,7 @@ mod tests {
         assert_eq!(
             SessionKey::parse("sid-1-999999999999999")
                 .unwrap()
-                .alive(&[]),
+                .alive(Some(&[])),
             Some(false)
         );
         assert!(SessionKey::parse("../etc").is_none());
