@@ -114,6 +114,15 @@ const IDENTITY_ONLY: OFlag = OFlag::O_PATH;
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 const IDENTITY_ONLY: OFlag = OFlag::O_RDONLY;
 
+/// How an executable is opened: Linux runs an `O_PATH` descriptor
+/// (`execveat`), FreeBSD's `fexecve` needs `O_EXEC`, macOS runs the path.
+#[cfg(target_os = "linux")]
+const EXECUTABLE: OFlag = OFlag::O_PATH;
+#[cfg(target_os = "freebsd")]
+const EXECUTABLE: OFlag = OFlag::O_EXEC;
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+const EXECUTABLE: OFlag = OFlag::O_RDONLY;
+
 /// Checks a directory on the way to a trusted file.
 fn check_directory(path: &Path, stat: &FileStat, rules: Rules) -> Result<(), TrustError> {
     let mode = permissions(stat);
@@ -291,7 +300,7 @@ pub fn open_executable(path: &Path) -> Result<OwnedFd, TrustError> {
     let fd = openat(
         &dir,
         name,
-        IDENTITY_ONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        EXECUTABLE | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(io(path))?;

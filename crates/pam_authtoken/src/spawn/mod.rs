@@ -1,6 +1,8 @@
 //! Runs the helper the way `unix_chkpwd` is run: fork + exec of the very
-//! file that passed the trust checks (opened `O_PATH|O_NOFOLLOW` and run with
-//! `execveat(fd, "", AT_EMPTY_PATH)`), an empty environment, the request on
+//! file that passed the trust checks (opened `O_NOFOLLOW` and run from that
+//! descriptor: `execveat(fd, "", AT_EMPTY_PATH)` on Linux, `fexecve` on
+//! FreeBSD; macOS, which has neither, runs the checked path), an empty
+//! environment, the request on
 //! stdin, the result on stdout, a hard deadline, and a wait on that one pid
 //! only. The child starts clean: working directory `/`, every signal at its
 //! default and unblocked, its own process group (killed whole at the
@@ -16,15 +18,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
 use authtoken_core::trust::{self, TrustError};
 use authtoken_core::wire::{self, HelperAnswer, WireError};
+
+mod sys;
+use sys::Executable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
@@ -50,21 +54,20 @@ pub fn run_helper(
     request: &[u8],
     deadline: Duration,
 ) -> Result<HelperAnswer, HelperError> {
-    let executable = above_stdio(open_helper(helper)?)?;
+    let executable = Executable {
+        fd: above_stdio(open_helper(helper)?)?,
+        #[cfg(target_os = "macos")]
+        path: CString::new(helper.as_os_str().as_encoded_bytes())
+            .map_err(|_| HelperError::Spawn("helper path contains NUL".into()))?,
+    };
     let start = Instant::now();
     let prepared = Prepared::new(executable, args)?;
     let spawn_err = |e: Errno| HelperError::Spawn(e.desc().to_owned());
 
-    // stdin is a socketpair rather than a pipe: `send(MSG_NOSIGNAL)` cannot
-    // raise SIGPIPE in the host if the helper has already died.
-    let (request_end, child_stdin) = socket::socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(spawn_err)?;
-    let (result_end, child_stdout) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(spawn_err)?;
+    // stdin is a socketpair rather than a pipe: a send on it cannot raise
+    // SIGPIPE in the host if the helper has already died.
+    let (request_end, child_stdin) = sys::request_channel().map_err(spawn_err)?;
+    let (result_end, child_stdout) = sys::result_pipe().map_err(spawn_err)?;
     let devnull = std::fs::File::options()
         .read(true)
         .write(true)
@@ -138,7 +141,7 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, HelperError> {
 /// Everything the child needs, built before `fork` because the child may
 /// only make async-signal-safe calls (the host can be multithreaded).
 struct Prepared {
-    executable: OwnedFd,
+    executable: Executable,
     _args: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: [*const libc::c_char; 1],
@@ -146,7 +149,7 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(executable: OwnedFd, args: &[&str]) -> Result<Prepared, HelperError> {
+    fn new(executable: Executable, args: &[&str]) -> Result<Prepared, HelperError> {
         let nul = |_| HelperError::Spawn("argument contains NUL".into());
         let mut owned = vec![CString::new("authtoken-helper").map_err(nul)?];
         for arg in args {
@@ -198,7 +201,7 @@ impl Prepared {
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            for signal in 1..NSIG {
+            for signal in 1..sys::NSIG {
                 if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                     libc::signal(signal, libc::SIG_DFL);
                 }
@@ -210,34 +213,21 @@ impl Prepared {
             if libc::dup2(stdin, 0) < 0 || libc::dup2(stdout, 1) < 0 || libc::dup2(stderr, 2) < 0 {
                 libc::_exit(126);
             }
-            // The executable moves to 3 (still close-on-exec); the rest go.
-            let executable = self.executable.as_raw_fd();
-            if executable != EXEC_FD && libc::dup3(executable, EXEC_FD, libc::O_CLOEXEC) != EXEC_FD
+            // The executable moves to 3 (close-on-exec); the rest go.
+            let executable = self.executable.fd.as_raw_fd();
+            if executable != EXEC_FD
+                && (libc::dup2(executable, EXEC_FD) != EXEC_FD
+                    || libc::fcntl(EXEC_FD, libc::F_SETFD, libc::FD_CLOEXEC) != 0)
             {
                 libc::_exit(126);
             }
-            if libc::syscall(libc::SYS_close_range, (EXEC_FD + 1) as u32, u32::MAX, 0u32) != 0 {
-                for fd in EXEC_FD + 1..self.max_fd {
-                    libc::close(fd);
-                }
-            }
-            let exec = || {
-                libc::syscall(
-                    libc::SYS_execveat,
-                    EXEC_FD,
-                    c"".as_ptr(),
-                    self.argv.as_ptr(),
-                    self.envp.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                )
-            };
-            exec();
-            // A script's interpreter reopens it as /dev/fd/3, which
-            // close-on-exec would hide (ENOENT): keep 3 open for it.
-            if *libc::__errno_location() == libc::ENOENT {
-                libc::fcntl(EXEC_FD, libc::F_SETFD, 0);
-                exec();
-            }
+            sys::close_from(EXEC_FD + 1, self.max_fd);
+            sys::exec(
+                &self.executable,
+                EXEC_FD,
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            );
             libc::_exit(127)
         }
     }
@@ -245,8 +235,6 @@ impl Prepared {
 
 /// Where the child holds the executable it runs.
 const EXEC_FD: RawFd = 3;
-/// One past the highest signal number (Linux: 64 signals).
-const NSIG: libc::c_int = 65;
 
 /// Our one child. Dropping it without a reap kills and reaps it, so no
 /// early return can leave a zombie or an orphan holding the password.
@@ -269,15 +257,9 @@ enum ExitKind {
 
 impl Child {
     fn new(pid: Pid) -> Child {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-        let pidfd = (raw >= 0).then(|| {
-            // SAFETY: pidfd_open returned a fresh descriptor owned by nobody else.
-            unsafe { OwnedFd::from_raw_fd(raw as RawFd) }
-        });
         Child {
             pid,
-            pidfd,
+            pidfd: sys::process_handle(pid),
             reaped: false,
         }
     }
@@ -287,18 +269,7 @@ impl Child {
         // too. The group exists while our unreaped child does.
         let _ = nix::sys::signal::killpg(self.pid, nix::sys::signal::Signal::SIGKILL);
         match &self.pidfd {
-            Some(pidfd) => {
-                // SAFETY: pidfd_send_signal on our own valid pidfd, no siginfo.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        pidfd.as_raw_fd(),
-                        libc::SIGKILL,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    );
-                }
-            }
+            Some(pidfd) => sys::kill_handle(pidfd),
             None => {
                 // Without a pidfd, only signal a child that has not been reaped.
                 if matches!(
@@ -394,11 +365,7 @@ fn send_request(fd: &OwnedFd, request: &[u8], ends_at: Instant) -> Result<(), Er
     let mut sent = 0;
     while sent < request.len() {
         wait_ready(fd, PollFlags::POLLOUT, ends_at)?;
-        match socket::send(
-            fd.as_raw_fd(),
-            &request[sent..],
-            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-        ) {
+        match socket::send(fd.as_raw_fd(), &request[sent..], sys::SEND_FLAGS) {
             Ok(n) => sent += n,
             Err(Errno::EINTR | Errno::EAGAIN) => {}
             Err(e) => return Err(e),
