@@ -8,6 +8,9 @@ packages=(
   dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
   man-db groff-base  # tests/system/docs.sh renders the man pages
+  # scripts/check-platforms.sh: a toolchain with std's sources (type-checks
+  # for macOS and FreeBSD) and a C compiler that targets them (ring)
+  rustc-web cargo-web rust-web-src clang llvm
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,9 @@
 # tests that load the real pam_authtoken.so into the real libpam against a
 # real authtoken-server on 127.0.0.1, the documentation checks, and the
 # system tests that build the packages, install the .debs and log in
-# through real sudo, sshd and an unprivileged screen-locker-style caller.
+# through real sudo, sshd and an unprivileged screen-locker-style caller;
+# plus a type-check for macOS and FreeBSD and a check of the macOS
+# package layout.
 # Run as root on a throwaway machine (CI, a VM): the system tests install
 # and purge the packages and add and delete local users. It ends by
 # checking that it left no process, user, package or system file behind.
@@ -19,7 +21,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # server binaries: all come from a normal workspace build.
 cargo build --locked --workspace
 cargo test --workspace --all-targets --locked
+# macOS and FreeBSD: type-checked for real (README: macOS, FreeBSD).
+scripts/check-platforms.sh
 tests/system/docs.sh
 tests/system/packages.sh
+tests/system/macos-layout.sh
 tests/system/hosts.sh
 scripts/hygiene.sh check "$before"

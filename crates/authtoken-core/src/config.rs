@@ -273,7 +273,7 @@ fn default_connect_timeout_ms() -> u64 {
     1500
 }
 fn default_helper_user() -> String {
-    "authtoken".to_owned()
+    crate::platform::HELPER_USER.to_owned()
 }
 fn default_chkpwd() -> PathBuf {
     PathBuf::from(DEFAULT_CHKPWD_PATH)

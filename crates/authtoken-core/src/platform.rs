@@ -13,6 +13,7 @@ mod defaults {
     pub const CHKPWD: &str = "/usr/libexec/authtoken/authtoken-chkpwd";
     pub const CACHE_DIR: &str = "/run/authtoken";
     pub const OFFLINE_DIR: &str = "/var/lib/authtoken/offline";
+    pub const HELPER_USER: &str = "authtoken";
     /// systemd's machine id: 32 hex digits.
     pub const HOST_ID_SOURCE: &str = "/etc/machine-id";
 }
@@ -24,6 +25,8 @@ mod defaults {
     pub const CHKPWD: &str = "/usr/local/libexec/authtoken/authtoken-chkpwd";
     pub const CACHE_DIR: &str = "/private/var/run/authtoken";
     pub const OFFLINE_DIR: &str = "/private/var/db/authtoken/offline";
+    /// macOS names service accounts with a leading underscore.
+    pub const HELPER_USER: &str = "_authtoken";
     /// The hardware UUID (`IOPlatformUUID`), which is also the Mac's MDM UDID.
     pub const HOST_ID_SOURCE: &str = "gethostuuid(2)";
 }
@@ -35,11 +38,12 @@ mod defaults {
     pub const CHKPWD: &str = "/usr/local/libexec/authtoken/authtoken-chkpwd";
     pub const CACHE_DIR: &str = "/var/run/authtoken";
     pub const OFFLINE_DIR: &str = "/var/db/authtoken/offline";
+    pub const HELPER_USER: &str = "authtoken";
     /// Written by rc.d/hostid at first boot: a UUID.
     pub const HOST_ID_SOURCE: &str = "/etc/hostid";
 }
 
-pub use defaults::{CACHE_DIR, CHKPWD, CONFIG, HELPER, HOST_ID_SOURCE, OFFLINE_DIR};
+pub use defaults::{CACHE_DIR, CHKPWD, CONFIG, HELPER, HELPER_USER, HOST_ID_SOURCE, OFFLINE_DIR};
 
 /// The machine's id as text (32 hex digits or a hyphenated UUID), read from
 /// [`HOST_ID_SOURCE`].
@@ -62,4 +66,20 @@ pub fn host_id() -> std::io::Result<String> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(uuid::Uuid::from_bytes(id).hyphenated().to_string())
+}
+
+/// Drops every supplementary group (root only).
+#[cfg(not(target_os = "macos"))]
+pub fn clear_supplementary_groups() -> nix::Result<()> {
+    nix::unistd::setgroups(&[])
+}
+
+/// nix leaves `setgroups` out on macOS (its group limits differ); an empty
+/// list is valid there too.
+#[cfg(target_os = "macos")]
+#[allow(unsafe_code)]
+pub fn clear_supplementary_groups() -> nix::Result<()> {
+    // SAFETY: zero groups, so the pointer is never read.
+    let rc = unsafe { libc::setgroups(0, std::ptr::null()) };
+    nix::errno::Errno::result(rc).map(drop)
 }

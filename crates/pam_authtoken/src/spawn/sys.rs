@@ -1,7 +1,7 @@
 //! The system calls of the spawn that differ between Linux, FreeBSD and
 //! macOS. Everything called in the child is async-signal-safe.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::Pid;
@@ -40,7 +40,18 @@ pub fn request_channel() -> nix::Result<(OwnedFd, OwnedFd)> {
         )?;
         set_cloexec(&ours)?;
         set_cloexec(&theirs)?;
-        socket::setsockopt(&ours, socket::sockopt::NoSigPipe, &true)?;
+        let on: libc::c_int = 1;
+        // SAFETY: SO_NOSIGPIPE takes an int flag; `on` outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&ours),
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        nix::errno::Errno::result(rc)?;
         Ok((ours, theirs))
     }
 }
@@ -169,7 +180,7 @@ pub fn process_handle(pid: Pid) -> Option<OwnedFd> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
         let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
         // SAFETY: pidfd_open returned a fresh descriptor owned by nobody else.
-        (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as RawFd) })
+        (raw >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(raw as RawFd) })
     }
     #[cfg(not(target_os = "linux"))]
     {
