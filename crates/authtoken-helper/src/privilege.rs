@@ -58,7 +58,7 @@ pub fn drop_to(wanted: &str) -> Result<(), PrivilegeError> {
         }
         authtoken_core::platform::clear_supplementary_groups().map_err(call("setgroups"))?;
         switch_ids(&user)?;
-        if !(holds_only(&user)? && !can_regain_root()) {
+        if !holds_only(&user)? || can_regain_root() {
             return Err(PrivilegeError::Regainable);
         }
     }
