@@ -2,11 +2,9 @@
 //! the X25519/HS256 `auth` JWT the client answers with, and the device's
 //! check of it — exactly as docs/PROTOCOL.md's "Backend `hem`" section writes it.
 
-use std::num::NonZeroU32;
-
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine as _;
-use ring::{hmac, pbkdf2};
+use ring::hmac;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -55,14 +53,7 @@ pub struct AuthPayload {
 /// `eid` string as received, 600000, 32), clamped by x25519.
 pub fn user_secret(passphrase: &[u8], eid: &str) -> StaticSecret {
     let mut seed = Zeroizing::new([0u8; 32]);
-    let rounds = NonZeroU32::new(KDF_ITERATIONS).unwrap_or(NonZeroU32::MIN);
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        rounds,
-        eid.as_bytes(),
-        passphrase,
-        &mut *seed,
-    );
+    crate::kdf::pbkdf2_hmac_sha256(passphrase, eid.as_bytes(), KDF_ITERATIONS, &mut *seed);
     StaticSecret::from(*seed)
 }
 
@@ -188,11 +179,10 @@ mod tests {
     #[test]
     fn protocol_vector() {
         let mut seed = [0u8; 32];
-        pbkdf2::derive(
-            pbkdf2::PBKDF2_HMAC_SHA256,
-            NonZeroU32::new(KDF_ITERATIONS).unwrap(),
-            EID.as_bytes(),
+        crate::kdf::pbkdf2_hmac_sha256(
             b"correct horse battery staple",
+            EID.as_bytes(),
+            KDF_ITERATIONS,
             &mut seed,
         );
         assert_eq!(

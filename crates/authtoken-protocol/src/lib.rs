@@ -6,6 +6,7 @@
 
 pub mod hem;
 pub mod http_digest;
+pub mod kdf;
 pub mod mdm;
 pub mod offline;
 pub mod scram;

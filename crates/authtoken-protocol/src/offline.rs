@@ -1,12 +1,9 @@
 //! Offline verifiers: PBKDF2-HMAC-SHA256 of the password, computed after an
 //! online success and checked when no authority is reachable.
 
-use std::num::NonZeroU32;
-
 use authtoken_core::offline::{OfflineVerifier, VERIFIER_ITERATIONS};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ring::pbkdf2;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -18,14 +15,7 @@ const CHECKED_ITERATIONS: std::ops::RangeInclusive<u32> = 100_000..=10_000_000;
 
 fn derive(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
     let mut hash = Zeroizing::new([0u8; 32]);
-    let rounds = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        rounds,
-        salt,
-        password,
-        &mut *hash,
-    );
+    crate::kdf::pbkdf2_hmac_sha256(password, salt, iterations, &mut *hash);
     hash
 }
 

@@ -3,11 +3,10 @@
 //! the server keeps only a verifier.
 
 use std::borrow::Cow;
-use std::num::NonZeroU32;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ring::{digest, hmac, pbkdf2};
+use ring::{digest, hmac};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -103,14 +102,7 @@ pub struct Keys {
 pub fn derive_keys(password: &[u8], salt: &[u8], iterations: u32) -> Keys {
     let prepared = prepare_password(password);
     let mut salted = Zeroizing::new([0u8; 32]);
-    let rounds = NonZeroU32::new(iterations.max(1)).unwrap_or(NonZeroU32::MIN);
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        rounds,
-        salt,
-        &prepared,
-        &mut *salted,
-    );
+    crate::kdf::pbkdf2_hmac_sha256(&prepared, salt, iterations.max(1), &mut *salted);
     let salted_key = hmac::Key::new(hmac::HMAC_SHA256, &*salted);
     let mut client_key = Zeroizing::new([0u8; 32]);
     client_key.copy_from_slice(hmac::sign(&salted_key, b"Client Key").as_ref());
