@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   libpam0g-dev pamtester bubblewrap libpam-modules libpam-runtime openssl ca-certificates
   # packaging and the real-host tests (tests/system/)
-  dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux
+  dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux curl
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
   man-db groff-base  # tests/system/docs.sh renders the man pages
   # scripts/check-platforms.sh: a toolchain with std's sources (type-checks

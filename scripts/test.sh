@@ -26,5 +26,8 @@ scripts/check-platforms.sh
 tests/system/docs.sh
 tests/system/packages.sh
 tests/system/macos-layout.sh
+# A few runs of every benchmark, so it cannot rot (nothing about time is
+# asserted; every login in it must end as it should).
+scripts/bench.sh --quick
 tests/system/hosts.sh
 scripts/hygiene.sh check "$before"

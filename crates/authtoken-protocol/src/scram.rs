@@ -174,6 +174,17 @@ pub fn client_final(
     cnonce: &str,
 ) -> ClientFinal {
     let keys = derive_keys(password, &challenge.salt, challenge.iterations);
+    client_final_with_keys(user, &keys, challenge, cnonce)
+}
+
+/// [`client_final`] with the keys already derived for this challenge's
+/// salt and iteration count (the load generator derives them once).
+pub fn client_final_with_keys(
+    user: &str,
+    keys: &Keys,
+    challenge: &Challenge,
+    cnonce: &str,
+) -> ClientFinal {
     let nonce = format!("{cnonce}{}", challenge.snonce);
     let message = auth_message(
         user,

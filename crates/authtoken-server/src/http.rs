@@ -38,7 +38,8 @@ use crate::proto::mdm::parse_request;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most connections open at once.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Most connections from one source address.
+/// Most connections from one source address, unless `serve
+/// --per-address-connections` says otherwise.
 pub const PER_SOURCE: usize = 32;
 /// Most connections from one source address once the server is half full.
 pub const PER_SOURCE_WHEN_BUSY: usize = 4;
@@ -56,9 +57,9 @@ pub enum Service {
 }
 
 /// Open connections, in all and per source address.
-#[derive(Default)]
 struct Slots {
     per_source: Mutex<HashMap<IpAddr, usize>>,
+    per_source_limit: usize,
 }
 
 /// One admitted connection's slot, given back on drop.
@@ -75,9 +76,9 @@ impl Slots {
             return Err("server_full");
         }
         let limit = if total > MAX_CONNECTIONS / 2 {
-            PER_SOURCE_WHEN_BUSY
+            PER_SOURCE_WHEN_BUSY.min(self.per_source_limit)
         } else {
-            PER_SOURCE
+            self.per_source_limit
         };
         let mine = per_source.entry(source).or_insert(0);
         if *mine >= limit {
@@ -107,13 +108,19 @@ impl Drop for Slot {
     }
 }
 
+/// Serves `service` on `listener`, admitting at most `per_source_limit`
+/// connections from one address (while the server is less than half full).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
+    per_source_limit: usize,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Slots::default());
+    let slots = Arc::new(Slots {
+        per_source: Mutex::default(),
+        per_source_limit,
+    });
     let next_id = AtomicU64::new(1);
     loop {
         let (stream, peer) = listener.accept().await?;

@@ -243,6 +243,10 @@ struct ServeOptions {
     /// are refused with 429 and a growing Retry-After.
     #[arg(long, default_value_t = throttle::FREE_PER_USER)]
     throttle_after: u32,
+    /// Connections admitted from one client address (raise it behind a
+    /// NAT or a load balancer that connects from few addresses).
+    #[arg(long, default_value_t = http::PER_SOURCE as u64, value_parser = clap::value_parser!(u64).range(1..=http::MAX_CONNECTIONS as u64))]
+    per_address_connections: u64,
     /// Serve Prometheus metrics on http://ADDR/metrics (HOST:PORT).
     #[arg(long, value_parser = parse_listen)]
     metrics_listen: Option<SocketAddr>,
@@ -357,7 +361,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
             }
         };
         tokio::select! {
-            result = http::serve(listener, acceptor, service, metrics) => result.map_err(network("serving".into())),
+            result = http::serve(listener, acceptor, service, metrics, options.per_address_connections as usize) => result.map_err(network("serving".into())),
             _ = reloads => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }

@@ -1,0 +1,415 @@
+//! `authtoken-bench`: the measurements `scripts/bench.sh` cannot take with
+//! pamtester and curl. Every figure is printed beside a yardstick measured
+//! in the same run, because absolute times drift on shared machines.
+//!
+//! * `kdf`: PBKDF2-HMAC-SHA256 against the machine's SHA-256 bound (two
+//!   single-block compressions per round, the compressions timed here),
+//!   and ring's PBKDF2, which the project used before, in the same run.
+//! * `load`: full SCRAM handshakes (both `UserAuthenticate` PUTs, the proof,
+//!   the server signature checked) over TLS with keep-alive from N client
+//!   threads; handshakes/s, p50/p99 latency, and the server's CPU time per
+//!   handshake read from `/proc/PID/stat`.
+//! * `rss`: a command's peak resident memory.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+use std::process::{Command as Process, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authtoken_protocol::kdf;
+use authtoken_protocol::mdm::{self, UserIdentity};
+use authtoken_protocol::scram::{self, Keys};
+use clap::{Parser, Subcommand};
+use plist::Value;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(name = "authtoken-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// PBKDF2-HMAC-SHA256 against the SHA-256 compression bound.
+    Kdf {
+        /// PBKDF2 rounds.
+        #[arg(long, default_value_t = 600_000)]
+        rounds: u32,
+        /// Measurements of each, alternating.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
+    /// Full SCRAM handshakes against an authority; the password is the
+    /// first line of stdin.
+    Load {
+        /// The check-in URL (https).
+        #[arg(long)]
+        url: String,
+        /// CA certificate (PEM) the server's certificate chains to.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The user to sign in (a SCRAM user of the store).
+        #[arg(long)]
+        user: String,
+        /// Concurrent clients, one run each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+        clients: Vec<usize>,
+        /// Length of each run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// The server's pid, for its CPU time per handshake.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Runs COMMAND (stdin passed through) and prints its peak RSS.
+    Rss {
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Kdf { rounds, runs } => {
+            run_kdf(rounds, runs.max(1));
+            Ok(())
+        }
+        Command::Load {
+            url,
+            ca,
+            user,
+            clients,
+            seconds,
+            server_pid,
+        } => run_load(&url, &ca, &user, &clients, seconds, server_pid),
+        Command::Rss { command } => run_rss(&command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authtoken-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// min/median/max of `samples` (sorted in place).
+fn spread(samples: &mut [f64]) -> (f64, f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    (samples[0], median, samples[samples.len() - 1])
+}
+
+fn timed(f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn run_kdf(rounds: u32, runs: usize) {
+    let compressions = u64::from(rounds) * kdf::COMPRESSIONS_PER_ROUND;
+    let (mut bound, mut ours, mut ring_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sink = 0u32;
+    for _ in 0..runs {
+        bound.push(timed(|| sink ^= kdf::compressions(compressions)[0]));
+        let mut out = [0u8; 32];
+        ours.push(timed(|| {
+            kdf::pbkdf2_hmac_sha256(b"bench password", b"bench salt", rounds, &mut out)
+        }));
+        sink ^= u32::from(out[0]);
+        ring_ms.push(timed(|| {
+            ring::pbkdf2::derive(
+                ring::pbkdf2::PBKDF2_HMAC_SHA256,
+                std::num::NonZeroU32::new(rounds.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
+                b"bench salt",
+                b"bench password",
+                &mut out,
+            )
+        }));
+        sink ^= u32::from(out[0]);
+    }
+    let (bmin, bmed, bmax) = spread(&mut bound);
+    let (omin, omed, omax) = spread(&mut ours);
+    let (rmin, rmed, rmax) = spread(&mut ring_ms);
+    let per_compression_ns = bmed * 1e6 / compressions as f64;
+    println!(
+        "kdf: {runs} runs each, alternating; {rounds} rounds = {compressions} single-block SHA-256 compressions (2 per round)"
+    );
+    println!(
+        "kdf: SHA-256 bound (compress256 chained, {per_compression_ns:.1} ns each)  min/median/max {bmin:.1}/{bmed:.1}/{bmax:.1} ms"
+    );
+    println!(
+        "kdf: PBKDF2 (protocol::kdf, precomputed HMAC states)   min/median/max {omin:.1}/{omed:.1}/{omax:.1} ms  ratio to bound {:.2}x",
+        omed / bmed
+    );
+    println!(
+        "kdf: PBKDF2 (ring, what the project used before)      min/median/max {rmin:.1}/{rmed:.1}/{rmax:.1} ms  ratio to bound {:.2}x",
+        rmed / bmed
+    );
+    // Printed so the work above cannot be optimised away.
+    println!("kdf: (checksum {sink:08x})");
+}
+
+/// A keep-alive HTTPS client that PUTs check-ins.
+struct Client {
+    agent: ureq::Agent,
+    url: String,
+}
+
+impl Client {
+    fn new(url: &str, roots: &RootCerts) -> Client {
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(roots.clone())
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .proxy(None)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .max_idle_connections_per_host(1)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        Client {
+            agent,
+            url: url.to_owned(),
+        }
+    }
+
+    fn put(&self, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let mut response = self
+            .agent
+            .put(&self.url)
+            .header("Content-Type", "application/x-apple-aspen-mdm-checkin")
+            .send(body)
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let mut reply = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .take(64 * 1024)
+            .read_to_end(&mut reply)
+            .map_err(|e| e.to_string())?;
+        Ok((status, reply))
+    }
+}
+
+fn string_field(body: &[u8], key: &str) -> Result<String, String> {
+    let dict = mdm::parse_dict(body, "reply").map_err(|e| e.to_string())?;
+    dict.get(key)
+        .and_then(Value::as_string)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("reply has no {key}"))
+}
+
+/// The challenge of a first check-in.
+fn challenge(client: &Client, id: &UserIdentity) -> Result<scram::Challenge, String> {
+    let body = mdm::request_body(id, None).map_err(|e| e.to_string())?;
+    let (status, reply) = client.put(&body)?;
+    if status != 200 {
+        return Err(format!("first check-in: HTTP {status}"));
+    }
+    let text = string_field(&reply, "DigestChallenge")?;
+    let rest = text
+        .strip_prefix("SCRAM-SHA-256 ")
+        .ok_or("not a SCRAM-SHA-256 challenge (add the user with --scheme scram)")?;
+    scram::parse_challenge(rest, 1..=u32::MAX).map_err(|e| e.to_string())
+}
+
+/// One full handshake with keys already derived for the user's salt and
+/// iterations (the client's PBKDF2 is not the server's cost); the token
+/// and the server signature are checked like the helper checks them.
+fn handshake(client: &Client, id: &UserIdentity, keys: &Keys) -> Result<(), String> {
+    let challenge = challenge(client, id)?;
+    let cnonce = scram::new_cnonce().map_err(|e| e.to_string())?;
+    let last = scram::client_final_with_keys(&id.short_name, keys, &challenge, &cnonce);
+    let body = mdm::request_body(id, Some(&last.digest_response)).map_err(|e| e.to_string())?;
+    let (status, reply) = client.put(&body)?;
+    if status != 200 {
+        return Err(format!("second check-in: HTTP {status}"));
+    }
+    if string_field(&reply, "AuthToken")?.is_empty() {
+        return Err("rejected (empty AuthToken): wrong password?".into());
+    }
+    let signature = string_field(&reply, "ServerSignature")?;
+    if !scram::server_signature_matches(&last.expected_server_signature, &signature) {
+        return Err("wrong ServerSignature".into());
+    }
+    Ok(())
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command: field 3 is index 0, so utime (14) and stime (15)
+    // are indexes 11 and 12.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100);
+    Some(ticks as f64 / per_second as f64)
+}
+
+/// The CPU time this process has used, in seconds (the generator's share).
+fn own_cpu_seconds() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        })
+        .unwrap_or(0.0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[index]) / 1000.0
+}
+
+fn run_load(
+    url: &str,
+    ca: &PathBuf,
+    user: &str,
+    clients: &[usize],
+    seconds: f64,
+    server_pid: Option<u32>,
+) -> Result<(), String> {
+    let mut password = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let password = Zeroizing::new(password.trim_end_matches(['\r', '\n']).to_owned());
+    let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", ca.display()));
+    }
+    let roots = RootCerts::new_with_certs(&certs);
+    let udid = "8C3A5B1E-0D4F-4B7A-9E2C-6F1D3A5B7C9E".to_owned();
+    let id = UserIdentity {
+        user_id: mdm::derive_user_id(&udid, user),
+        udid,
+        short_name: user.to_owned(),
+        long_name: user.to_owned(),
+    };
+    // The client's PBKDF2, once: the server's cost does not depend on it.
+    let first = Client::new(url, &roots);
+    let c = challenge(&first, &id)?;
+    let keys = Arc::new(scram::derive_keys(
+        password.as_bytes(),
+        &c.salt,
+        c.iterations,
+    ));
+    handshake(&first, &id, &keys).map_err(|e| format!("a first handshake failed: {e}"))?;
+    drop(first);
+
+    println!(
+        "load: full SCRAM-SHA-256 handshakes (2 PUTs, proof and server signature checked) over TLS keep-alive, {seconds} s per run;"
+    );
+    println!(
+        "load: the generator runs on the same {} CPUs as the server, so it takes its share of them (its CPU is shown)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for &n in clients {
+        let stop = Arc::new(AtomicBool::new(false));
+        let server_before = server_pid.and_then(cpu_seconds);
+        let own_before = own_cpu_seconds();
+        let started = Instant::now();
+        let workers: Vec<_> = (0..n.max(1))
+            .map(|_| {
+                let (stop, keys, id, roots, url) = (
+                    stop.clone(),
+                    keys.clone(),
+                    id.clone(),
+                    roots.clone(),
+                    url.to_owned(),
+                );
+                std::thread::spawn(move || {
+                    let client = Client::new(&url, &roots);
+                    let mut latencies_us = Vec::new();
+                    let mut errors = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        match handshake(&client, &id, &keys) {
+                            Ok(()) => latencies_us.push(t.elapsed().as_micros() as u32),
+                            Err(e) => {
+                                errors.push(e);
+                                // A refused client backs off instead of spinning.
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                        }
+                    }
+                    (latencies_us, errors)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        let mut latencies = Vec::new();
+        let mut errors = Vec::new();
+        for worker in workers {
+            let (l, e) = worker.join().map_err(|_| "a client thread panicked")?;
+            latencies.extend(l);
+            errors.extend(e);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let own = own_cpu_seconds() - own_before;
+        latencies.sort_unstable();
+        let done = latencies.len();
+        let rate = done as f64 / elapsed;
+        let server = match (server_before, server_pid.and_then(cpu_seconds)) {
+            (Some(before), Some(after)) if done > 0 => format!(
+                "server CPU {:.1} us/handshake ({:.2} s)",
+                (after - before) * 1e6 / done as f64,
+                after - before
+            ),
+            _ => "server CPU n/a".into(),
+        };
+        println!(
+            "load: {n:>3} clients: {done} handshakes, {rate:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {server}, generator CPU {:.1} us/handshake, {} errors{}",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            if done > 0 { own * 1e6 / done as f64 } else { 0.0 },
+            errors.len(),
+            errors.first().map(|e| format!(" (first: {e})")).unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+fn run_rss(command: &[String]) -> Result<(), String> {
+    let status = Process::new(&command[0])
+        .args(&command[1..])
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("{}: {e}", command[0]))?;
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map_err(|e| e.to_string())?;
+    // Linux reports ru_maxrss in KiB.
+    println!(
+        "rss: {} peak {} KiB ({status})",
+        command[0],
+        usage.max_rss()
+    );
+    Ok(())
+}
