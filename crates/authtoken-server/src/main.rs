@@ -243,6 +243,11 @@ struct ServeOptions {
     /// are refused with 429 and a growing Retry-After.
     #[arg(long, default_value_t = throttle::FREE_PER_USER)]
     throttle_after: u32,
+    /// Worker threads answering requests (default: one per CPU). Fewer
+    /// leave CPUs to other work on a shared machine, and cost fewer
+    /// cross-thread wake-ups per request.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
     /// Connections admitted from one client address (raise it behind a
     /// NAT or a load balancer that connects from few addresses).
     #[arg(long, default_value_t = http::PER_SOURCE as u64, value_parser = clap::value_parser!(u64).range(1..=http::MAX_CONNECTIONS as u64))]
@@ -319,8 +324,12 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
+    let threads = options.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
         .map_err(|source| ServerError::Network {
