@@ -16,7 +16,7 @@ targets=("$@")
 # Debian's toolchain, not rustup's: only it ships the std sources.
 export RUSTC=/usr/bin/rustc
 cargo=/usr/bin/cargo
-for tool in "$RUSTC" "$cargo" clang llvm-ar-22; do
+for tool in "$RUSTC" "$cargo" clang llvm-ar; do
   command -v "$tool" >/dev/null || { echo "check-platforms: $tool missing; run scripts/deps.sh" >&2; exit 1; }
 done
 [ -d /usr/lib/rustlib/src/rust/library ] || { echo "check-platforms: rust-web-src missing; run scripts/deps.sh" >&2; exit 1; }
@@ -30,7 +30,7 @@ export RUSTFLAGS="-D warnings"
 started=$SECONDS
 for target in "${targets[@]}"; do
   env_target=${target//-/_}
-  export "CC_${env_target}=clang" "AR_${env_target}=llvm-ar-22"
+  export "CC_${env_target}=clang" "AR_${env_target}=llvm-ar"
   # ring's build script passes -arch and -mmacosx-version-min, which only
   # clang understands. Its C needs only clang's own freestanding headers
   # (stdint.h, stddef.h), so the host's glibc headers are kept out.
