@@ -23,6 +23,27 @@ const IV: [u32; 8] = [
 /// 32-byte message.
 const ROUND_BITS: u64 = ((BLOCK + 32) * 8) as u64;
 
+/// The HMAC key as one block: the password, or its SHA-256 when longer
+/// than a block, zero-padded.
+fn key_block(password: &[u8]) -> Zeroizing<[u8; BLOCK]> {
+    let mut key = Zeroizing::new([0u8; BLOCK]);
+    if password.len() > BLOCK {
+        key[..32].copy_from_slice(&Sha256::digest(password));
+    } else {
+        key[..password.len()].copy_from_slice(password);
+    }
+    key
+}
+
+/// The key block XOR `pad` (0x36 inner, 0x5c outer).
+fn padded(key: &[u8; BLOCK], pad: u8) -> Zeroizing<[u8; BLOCK]> {
+    let mut block = Zeroizing::new([0u8; BLOCK]);
+    for (b, k) in block.iter_mut().zip(key.iter()) {
+        *b = k ^ pad;
+    }
+    block
+}
+
 /// HMAC-SHA256 keyed with the password, as the two states after the key
 /// block.
 struct HmacKey {
@@ -31,20 +52,10 @@ struct HmacKey {
 }
 
 impl HmacKey {
-    fn new(password: &[u8]) -> HmacKey {
-        let mut key = Zeroizing::new([0u8; BLOCK]);
-        if password.len() > BLOCK {
-            key[..32].copy_from_slice(&Sha256::digest(password));
-        } else {
-            key[..password.len()].copy_from_slice(password);
-        }
+    fn new(key: &[u8; BLOCK]) -> HmacKey {
         let state_after = |pad: u8| {
-            let mut block = Zeroizing::new([0u8; BLOCK]);
-            for (b, k) in block.iter_mut().zip(key.iter()) {
-                *b = k ^ pad;
-            }
             let mut state = IV;
-            compress256(&mut state, &[*block]);
+            compress256(&mut state, &[*padded(key, pad)]);
             state
         };
         HmacKey {
@@ -54,29 +65,16 @@ impl HmacKey {
     }
 
     /// HMAC of `salt || INT(block_index)`: the first round, a message of any
-    /// length, so it goes through the ordinary hash with the states' key
-    /// blocks recomputed (once per output block, not per round).
-    fn first_round(password: &[u8], salt: &[u8], block_index: u32) -> [u32; 8] {
-        let mut key = Zeroizing::new([0u8; BLOCK]);
-        if password.len() > BLOCK {
-            key[..32].copy_from_slice(&Sha256::digest(password));
-        } else {
-            key[..password.len()].copy_from_slice(password);
-        }
-        let padded = |pad: u8| {
-            let mut block = Zeroizing::new([0u8; BLOCK]);
-            for (b, k) in block.iter_mut().zip(key.iter()) {
-                *b = k ^ pad;
-            }
-            block
-        };
+    /// length, so it goes through the ordinary hash (once per output block,
+    /// not per round).
+    fn first_round(key: &[u8; BLOCK], salt: &[u8], block_index: u32) -> [u32; 8] {
         let mut inner = Sha256::new();
-        inner.update(*padded(0x36));
+        inner.update(*padded(key, 0x36));
         inner.update(salt);
         inner.update(block_index.to_be_bytes());
         let inner = inner.finalize();
         let mut outer = Sha256::new();
-        outer.update(*padded(0x5c));
+        outer.update(*padded(key, 0x5c));
         outer.update(inner);
         words(&outer.finalize().into())
     }
@@ -129,11 +127,12 @@ fn round_block() -> [u8; BLOCK] {
 /// PBKDF2-HMAC-SHA256 (RFC 8018 §5.2) of `password` and `salt` with
 /// `rounds` iterations (0 counts as 1), filling `out`.
 pub fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8]) {
-    let key = HmacKey::new(password);
+    let key_block = key_block(password);
+    let key = HmacKey::new(&key_block);
     let mut block = Zeroizing::new(round_block());
     for (index, chunk) in out.chunks_mut(32).enumerate() {
         let block_index = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        let mut u = Zeroizing::new(HmacKey::first_round(password, salt, block_index));
+        let mut u = Zeroizing::new(HmacKey::first_round(&key_block, salt, block_index));
         let mut t = Zeroizing::new(*u);
         for _ in 1..rounds.max(1) {
             *u = key.round(&u, &mut block);
