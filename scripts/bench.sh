@@ -36,10 +36,15 @@ bin="$PWD/target/release"
 local_user=authtoken-bench
 password='bench Pa55 word'
 work=$(mktemp -d /tmp/authtoken-bench.XXXXXX)
-pids=()
+# Servers are started inside $(...), a subshell: their pids go to files.
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local pidfile pid
+  for pidfile in "$work"/*.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   userdel "$local_user" >/dev/null 2>&1 || true
   [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"
 }
@@ -51,7 +56,6 @@ echo "$local_user:$password" | chpasswd
 start() {
   local name=$1; shift
   "$bin/authtoken-server" serve --listen 127.0.0.1:0 "$@" </dev/null >/dev/null 2>"$work/$name.log" &
-  pids+=($!)
   echo $! >"$work/$name.pid"
   for _ in $(seq 100); do grep -q "listening on" "$work/$name.log" && break; sleep 0.1; done
   grep -o 'listening on [0-9.:]*' "$work/$name.log" | awk '{print $3}'
