@@ -14,6 +14,7 @@
 # so the script cannot rot (scripts/test.sh runs it); it asserts nothing
 # about time, only that every login ends as it must.
 # Run as root: it adds a local user for pam_unix and removes it.
+# BENCH_KEEP=1 keeps the work directory (configs, server logs) to look at.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root" >&2; exit 1; }
