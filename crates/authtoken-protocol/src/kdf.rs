@@ -83,10 +83,10 @@ impl HmacKey {
     /// compressions from the precomputed states.
     #[inline(always)]
     fn round(&self, message: &[u32; 8], block: &mut [u8; BLOCK]) -> [u32; 8] {
-        put_words(block, message);
+        put_words(block.as_mut_slice(), message);
         let mut inner = self.inner;
         compress256(&mut inner, std::slice::from_ref(block));
-        put_words(block, &inner);
+        put_words(block.as_mut_slice(), &inner);
         let mut outer = self.outer;
         compress256(&mut outer, std::slice::from_ref(block));
         outer
@@ -108,9 +108,10 @@ fn words(bytes: &[u8; 32]) -> [u32; 8] {
     out
 }
 
+/// Writes eight words big-endian into the first 32 bytes of `out`.
 #[inline(always)]
-fn put_words(block: &mut [u8; BLOCK], message: &[u32; 8]) {
-    for (chunk, word) in block[..32].chunks_exact_mut(4).zip(message) {
+fn put_words(out: &mut [u8], message: &[u32; 8]) {
+    for (chunk, word) in out[..32].chunks_exact_mut(4).zip(message) {
         chunk.copy_from_slice(&word.to_be_bytes());
     }
 }
@@ -141,9 +142,7 @@ pub fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], rounds: u32, out: &mut [
             }
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
-        for (b, w) in bytes.chunks_exact_mut(4).zip(t.iter()) {
-            b.copy_from_slice(&w.to_be_bytes());
-        }
+        put_words(bytes.as_mut_slice(), &t);
         chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
 }
