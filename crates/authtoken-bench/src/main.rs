@@ -25,7 +25,7 @@ use authtoken_protocol::mdm::{self, UserIdentity};
 use authtoken_protocol::scram::{self, Keys};
 use clap::{Parser, Subcommand};
 use plist::Value;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -203,11 +203,14 @@ impl Client {
     }
 }
 
-fn string_field(body: &[u8], key: &str) -> Result<String, String> {
-    let dict = mdm::parse_dict(body, "reply").map_err(|e| e.to_string())?;
-    dict.get(key)
+fn parse_reply(body: &[u8]) -> Result<plist::Dictionary, String> {
+    mdm::parse_dict(body, "reply").map_err(|e| e.to_string())
+}
+
+fn string_field<'a>(reply: &'a plist::Dictionary, key: &str) -> Result<&'a str, String> {
+    reply
+        .get(key)
         .and_then(Value::as_string)
-        .map(str::to_owned)
         .ok_or_else(|| format!("reply has no {key}"))
 }
 
@@ -218,6 +221,7 @@ fn challenge(client: &Client, id: &UserIdentity) -> Result<scram::Challenge, Str
     if status != 200 {
         return Err(format!("first check-in: HTTP {status}"));
     }
+    let reply = parse_reply(&reply)?;
     let text = string_field(&reply, "DigestChallenge")?;
     let rest = text
         .strip_prefix("SCRAM-SHA-256 ")
@@ -237,11 +241,12 @@ fn handshake(client: &Client, id: &UserIdentity, keys: &Keys) -> Result<(), Stri
     if status != 200 {
         return Err(format!("second check-in: HTTP {status}"));
     }
+    let reply = parse_reply(&reply)?;
     if string_field(&reply, "AuthToken")?.is_empty() {
         return Err("rejected (empty AuthToken): wrong password?".into());
     }
     let signature = string_field(&reply, "ServerSignature")?;
-    if !scram::server_signature_matches(&last.expected_server_signature, &signature) {
+    if !scram::server_signature_matches(&last.expected_server_signature, signature) {
         return Err("wrong ServerSignature".into());
     }
     Ok(())
@@ -281,7 +286,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 fn run_load(
     url: &str,
-    ca: &PathBuf,
+    ca: &std::path::Path,
     user: &str,
     clients: &[usize],
     seconds: f64,
@@ -293,17 +298,7 @@ fn run_load(
         .read_line(&mut password)
         .map_err(|e| format!("reading the password: {e}"))?;
     let password = Zeroizing::new(password.trim_end_matches(['\r', '\n']).to_owned());
-    let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate", ca.display()));
-    }
-    let roots = RootCerts::new_with_certs(&certs);
+    let roots = authtoken_helper::transport::load_roots(Some(ca)).map_err(|e| e.to_string())?;
     let udid = "8C3A5B1E-0D4F-4B7A-9E2C-6F1D3A5B7C9E".to_owned();
     let id = UserIdentity {
         user_id: mdm::derive_user_id(&udid, user),

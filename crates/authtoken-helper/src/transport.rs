@@ -164,7 +164,9 @@ fn read_certificates(
     Ok(certs)
 }
 
-fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, TransportError> {
+/// The roots to trust: the certificates of a trusted `ca_file`, else the
+/// system's. (Also what `authtoken-bench load` trusts.)
+pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, TransportError> {
     let certs = match ca_file {
         Some(path) => read_certificates(path, "ca_file")?,
         None => {
