@@ -6,6 +6,8 @@
 #      remembered for the session) against pam_permit, pam_unix and
 #      pam_exec running two curl PUTs, and the module's added time against
 #      the exchange floor (one curl doing both PUTs on one TLS connection);
+#      and an offline login (the authority down, the local verifier) against
+#      pam_unix;
 #   2. the KDF against the machine's SHA-256 bound (authtoken-bench kdf);
 #   3. the reference server's throughput with full SCRAM handshakes from
 #      1, 10 and 100 keep-alive TLS clients (authtoken-bench load);
@@ -77,6 +79,8 @@ mdm_addr=$(start mdm --users "$work/users.toml" "${tls[@]}" --per-address-connec
   --failure-delay-ms 0 --throttle-after 1000000 --threads 1)
 echo "$password" | "$bin/authtoken-server" enroll-device --label bench "$work/device.toml" >/dev/null
 hem_addr=$(start hem --protocol hem --device "$work/device.toml" --device-delay-ms 0 "${tls[@]}")
+# The authority of the offline case: up for one online login, then stopped.
+down_addr=$(start down --users "$work/users.toml" "${tls[@]}")
 
 config() { # config NAME BACKEND URL [EXTRA]
   cat >"$work/$1.toml" <<CONF
@@ -94,6 +98,10 @@ CONF
 config scram mdm "https://$mdm_addr/checkin" 'min_scram_iterations = 4096'
 config digest mdm "https://$mdm_addr/checkin" 'schemes = ["digest-sha-256"]'
 config hem hem "https://$hem_addr"
+# "login": a service the offline policy lists by default.
+config login mdm "https://$down_addr/checkin" "[offline]
+enabled = true
+dir = \"$work/offline\""
 
 # pam_exec's script: two curl PUTs, what an administrator writes instead of
 # a module (a check-in and a reply to it; the yardstick is their cost).
@@ -123,7 +131,7 @@ module="$bin/libpam_authtoken.so"
 echo "auth required pam_permit.so" >"$work/pam.d/permit"
 echo "auth required pam_unix.so" >"$work/pam.d/unix"
 echo "auth required pam_exec.so quiet $work/exec-curl.sh" >"$work/pam.d/exec"
-for name in scram digest hem; do
+for name in scram digest hem login; do
   echo "auth required $module config=$work/$name.toml" >"$work/pam.d/$name"
 done
 # A remembered 410 is PAM_IGNORE: pam_permit after it makes the stack succeed.
@@ -151,7 +159,12 @@ cases=(
   "module HTTP Digest SHA-256|pam digest digest"
   "module HEM device|pam hem bench"
   "module 410 remembered|pam gone gone"
+  "module offline (600000-round verifier)|pam login scram600k"
 )
+# An online login leaves the offline verifier; then the authority goes away.
+pam login scram600k || { echo "bench: the online login before the offline case failed" >&2; exit 1; }
+kill "$(cat "$work/down.pid")" && rm "$work/down.pid"
+for _ in $(seq 50); do ! (exec 3<>"/dev/tcp/${down_addr%:*}/${down_addr#*:}") 2>/dev/null && break; sleep 0.1; done
 # The first 410 is asked for and remembered for this session.
 pam gone gone || { echo "bench: the 410 login failed" >&2; exit 1; }
 for c in "${cases[@]}"; do
@@ -171,16 +184,19 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {printf "%.1f %.
 read -r _ permit _ <<<"$(median <<<"${times[pam_permit]}")"
 read -r _ floor_ms _ <<<"$(median <<<"${times[exchange floor (1 curl, 2 PUTs)]}")"
 echo "bench: logins, $runs runs of each case alternating, pamtester under bwrap, release build, servers on 127.0.0.1"
-printf 'bench: %-34s %22s %16s %18s\n' case "min/median/max ms" "x pam_permit" "added over permit"
+printf 'bench: %-40s %22s %16s %18s\n' case "min/median/max ms" "x pam_permit" "added over permit"
 for c in "${cases[@]}"; do
   name=${c%%|*}
   read -r lo med hi <<<"$(median <<<"${times[$name]}")"
   awk -v n="$name" -v lo="$lo" -v m="$med" -v hi="$hi" -v p="$permit" \
-    'BEGIN { printf "bench: %-34s %22s %15.2fx %15.1f ms\n", n, lo "/" m "/" hi, m / p, m - p }'
+    'BEGIN { printf "bench: %-40s %22s %15.2fx %15.1f ms\n", n, lo "/" m "/" hi, m / p, m - p }'
 done
 read -r _ scram4k_ms _ <<<"$(median <<<"${times[module SCRAM 4096 rounds]}")"
 awk -v m="$scram4k_ms" -v f="$floor_ms" -v p="$permit" 'BEGIN {
   printf "bench: module SCRAM 4096 added time / exchange floor added time = %.2f (%.1f ms against %.1f ms, each over pam_permit)\n", (m - p) / (f - p), m - p, f - p }'
+read -r _ offline_ms _ <<<"$(median <<<"${times[module offline (600000-round verifier)]}")"
+read -r _ unix_ms _ <<<"$(median <<<"${times[pam_unix]}")"
+awk -v o="$offline_ms" -v u="$unix_ms" 'BEGIN { printf "bench: module offline login / pam_unix = %.2f (medians)\n", o / u }'
 # The server's access log: the remembered 410 asked nothing.
 echo "bench: check-ins for the remembered 410 user during the timed runs: $(( $(gone_requests) - before_remembered )) (0 when the session cache works)"
 
