@@ -7,11 +7,7 @@ cd "$(dirname "$0")/../.."
 cargo build --quiet --locked --workspace
 bin="$PWD/target/debug"
 man_dir="$PWD/packaging/man"
-passed=0 failed=0
-check() {
-  local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
-}
+. tests/system/check.sh
 
 # options PROGRAM [SUBCOMMAND]: the long options --help lists.
 options() {
@@ -40,5 +36,4 @@ for page in "$man_dir"/*.[58]; do
   check "$(basename "$page") synopsis keeps options and arguments apart" \
     bash -c "! MANWIDTH=200 man -l '$page' 2>/dev/null | grep -qE -- '--[a-z-]+[A-Z]{2,}'"
 done
-echo "docs: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report docs

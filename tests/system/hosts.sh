@@ -37,12 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0 failed=0
-check() {
-  local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
-}
-refused() { ! "$@"; }
+. tests/system/check.sh
 
 # An ordinary local user whose local password nobody knows.
 id "$user" >/dev/null 2>&1 || useradd -M -s /bin/sh "$user"
@@ -194,5 +189,4 @@ check "the authority saw both ssh logins" \
 if [ "$failed" -ne 0 ]; then
   for f in server.log sudo.err sshd.log ssh.err; do echo "--- $f"; cat "$work/$f" 2>/dev/null || true; done
 fi
-echo "hosts: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report hosts

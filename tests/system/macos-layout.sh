@@ -12,11 +12,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 packaging/build-macos-pkg.sh --bin-dir target/release --out "$out" >/dev/null
 client="$out/root-client" server="$out/root-server"
-pass=0 fail=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what" >&2; fi
-}
+. tests/system/check.sh
 mode_is() { [ "$(stat -c %a "$1")" = "$2" ]; }
 
 check "module at /usr/local/lib/pam/pam_authtoken.so.2, 0444" mode_is "$client/usr/local/lib/pam/pam_authtoken.so.2" 444
@@ -69,5 +65,4 @@ done
 check "client postinstall copies a file the package ships" \
   test -f "$client/usr/local/share/authtoken/authtoken.toml"
 
-echo "macos-layout: $pass/$((pass + fail)) checks passed"
-[ "$fail" -eq 0 ]
+report macos-layout

@@ -12,13 +12,9 @@ mapfile -t debs < <(packaging/build-deb.sh | tail -2)
 mapfile -t rpms < <(packaging/build-rpm.sh | tail -2)
 deb=${debs[0]} server_deb=${debs[1]}
 rpm=${rpms[0]} server_rpm=${rpms[1]}
-passed=0 failed=0
-check() {
-  local what=$1; shift
-  if "$@" >/dev/null 2>&1; then passed=$((passed + 1)); else echo "FAIL: $what" >&2; failed=$((failed + 1)); fi
-}
+. tests/system/check.sh
+run_checked() { "$@" >/dev/null 2>&1; }
 contains() { grep -qxF -- "$2" <<<"$1"; }
-refused() { ! "$@"; }
 
 common=(
   /usr/sbin/authtoken
@@ -188,5 +184,4 @@ check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken
 check "accounts kept after purge (uids are not reused)" getent passwd authtoken
 
-echo "packages: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report packages
