@@ -88,6 +88,7 @@ backend = "$2"
 url = "$3"
 ca_file = "$work/tls/ca.pem"
 helper = "$bin/authtoken-helper"
+helper_user = "nobody"
 cache_dir = "$work/cache"
 ${4:-}
 CONF
@@ -146,7 +147,7 @@ floor() { # one curl, both PUTs, one TLS connection (curl reuses it across --nex
   "${curl_put[@]}" --data-binary @"$work/first.plist" "https://$mdm_addr/checkin" --next \
     "${curl_put[@]:1}" --data-binary @"$work/second.plist" "https://$mdm_addr/checkin"
 }
-gone_requests() { grep -c '^request .* user=gone ' "$work/mdm.log" || true; }
+gone_requests() { grep -c '^request .* user="gone" ' "$work/mdm.log" || true; }
 
 # name|command: every case must succeed on every run.
 cases=(

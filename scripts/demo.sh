@@ -59,6 +59,7 @@ url = "https://$addr/checkin"
 ca_file = "$work/tls/ca.pem"
 timeout_ms = 10000
 helper = "$bin/authtoken-helper"
+helper_user = "nobody"
 cache_dir = "$work/cache"
 CONF
 chmod 600 "$work/authtoken.toml"
@@ -112,6 +113,7 @@ url = "https://$device"
 ca_file = "$work/tls/ca.pem"
 timeout_ms = 10000
 helper = "$bin/authtoken-helper"
+helper_user = "nobody"
 cache_dir = "$work/cache"
 CONF
 chmod 600 "$work/device.toml.conf"

@@ -59,6 +59,7 @@ ca_file = "$work/tls/ca.pem"
 timeout_ms = 8000
 udid = "01234567-89AB-CDEF-0123-456789ABCDEF"
 helper = "$bin/authtoken-helper"
+helper_user = "nobody"
 cache_dir = "$work/cache"
 # The test user is enrolled with 4096 rounds (fast); the default floor is 100000.
 min_scram_iterations = 4096
@@ -93,7 +94,6 @@ sed '/^cache_dir/d' "$work/authtoken.toml" >"$work/etc-authtoken/authtoken.toml"
 cat >>"$work/etc-authtoken/authtoken.toml" <<CONF
 cache_dir = "$work/cache"
 chkpwd = "$work/libexec/authtoken-chkpwd"
-helper_user = "nobody"
 CONF
 chmod 0644 "$work/etc-authtoken/authtoken.toml"
 cat >"$work/pam.d/unlock" <<PAM
@@ -120,7 +120,7 @@ out=$(sudo_as_user "$wrong_pw" 2>>"$work/sudo.err") && status=0 || status=$?
 check "sudo with another password is refused" test "$status" -ne 0 -a "$out" != "0"
 check "the cache sudo created (with the caller's gid) is root:root" \
   test "$(stat -c %u:%g "$work/cache")" = 0:0
-check "the authority saw both sudo logins" test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq 2
+check "the authority saw both sudo logins" test "$(grep -c "user=\"$user\" step=challenge" "$work/server.log")" -eq 2
 
 # A screen locker: pam_authenticate in a process of the ordinary user, for
 # the user itself (no root anywhere in it but the setuid chkpwd).
@@ -133,7 +133,7 @@ check "authtoken-chkpwd is setuid root" test "$(stat -c '%a %U' "$work/libexec/a
 check "a caller without root signs its own user in" unlock_as_user "$user" "$token_pw"
 check "a caller without root: a wrong password is refused" refused unlock_as_user "$user" "$wrong_pw"
 check "a caller without root cannot ask about another user" refused unlock_as_user root "$token_pw"
-check "no request was made for the other user" test "$(grep -c 'user=root ' "$work/server.log")" -eq 0
+check "no request was made for the other user" test "$(grep -c 'user="root" ' "$work/server.log")" -eq 0
 start=$(date +%s%N)
 burst_ok=0
 for _ in $(seq 10); do unlock_as_user "$user" "$token_pw" && burst_ok=$((burst_ok + 1)); done
@@ -143,7 +143,7 @@ check "10 unlocks in a row are spaced at least 1 s apart (>= 9 s)" test "$burst_
 check "and each of them signed in" test "$burst_ok" -eq 10
 
 # sshd on a free loopback port.
-challenges_before_ssh=$(grep -c "user=$user step=challenge" "$work/server.log")
+challenges_before_ssh=$(grep -c "user=\"$user\" step=challenge" "$work/server.log")
 port=
 for candidate in $(shuf -i 20000-60999 -n 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null || { port=$candidate; break; }
@@ -184,7 +184,7 @@ check "the ssh session has AUTHTOKEN_FILE from the session cache" \
 out=$(ssh_login "$wrong_pw" 2>>"$work/ssh.err") && status=0 || status=$?
 check "ssh with another password is refused" test "$status" -ne 0 -a -z "$out"
 check "the authority saw both ssh logins" \
-  test "$(grep -c "user=$user step=challenge" "$work/server.log")" -eq $((challenges_before_ssh + 2))
+  test "$(grep -c "user=\"$user\" step=challenge" "$work/server.log")" -eq $((challenges_before_ssh + 2))
 
 if [ "$failed" -ne 0 ]; then
   for f in server.log sudo.err sshd.log ssh.err; do echo "--- $f"; cat "$work/$f" 2>/dev/null || true; done

@@ -64,6 +64,7 @@ for path in "${server_files[@]}" /usr/lib/systemd/system/authtoken-server.servic
   check "client rpm lacks $path" refused contains "$rpm_list" "$path"
 done
 check "rpm: config is %config(noreplace)" grep -qx 'cn /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
+check "rpm: erasing removes the offline verifiers" grep -q 'rm -rf /var/lib/authtoken' <<<"$(rpm -qp --scripts "$rpm" 2>/dev/null)"
 check "rpm: authtoken-chkpwd is setuid root" grep -qx -- '-rwsr-xr-x root root /usr/libexec/authtoken/authtoken-chkpwd' <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 check "rpm: config is 0644 root" grep -qx -- '-rw-r--r-- root root /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 
@@ -178,7 +179,12 @@ check "common-auth restored exactly" cmp "$before" /etc/pam.d/common-auth
 check "no module line left" bash -c "! grep -rq pam_authtoken /etc/pam.d"
 check "conffile kept after remove" test -f /etc/authtoken/authtoken.toml
 rm -f /etc/authtoken/ca.pem
+# What an offline login leaves: a verifier of a real password.
+install -d -m 0700 /var/lib/authtoken/offline
+echo verifier >/var/lib/authtoken/offline/someone
+check "offline verifiers kept after remove" test -f /var/lib/authtoken/offline/someone
 check "dpkg --purge" dpkg --purge pam-authtoken authtoken-server
+check "offline verifiers gone after purge" test ! -e /var/lib/authtoken
 check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken

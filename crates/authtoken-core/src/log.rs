@@ -52,16 +52,49 @@ pub fn send(ident: &str, level: Level, message: &str) {
     let _ = socket.send_to(&line, SYSLOG_SOCKET);
 }
 
-/// Makes a peer- or user-supplied string safe to put inside a log line:
-/// control characters are escaped and the length is capped.
-pub fn sanitize(text: &str) -> String {
-    let mut out = String::new();
+/// Makes a peer- or user-supplied string one safe value of a `key=value`
+/// log line: in double quotes, with `"` and `\\` escaped, and every
+/// character a reader could be fooled by written as `\u{..}`: control
+/// characters, and every non-ASCII character that is not a letter or digit
+/// (this takes in the Unicode format characters, U+202E among them, and the
+/// line and paragraph separators). A user name such as `bob outcome=token`
+/// stays inside its quotes. Capped at 200 characters.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(200) + 2);
+    out.push('"');
     for c in text.chars().take(200) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(c),
+            c if !c.is_ascii() && c.is_alphanumeric() => out.push(c),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
         }
     }
+    if text.chars().nth(200).is_some() {
+        out.push_str("...");
+    }
+    out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn values_stay_inside_their_quotes() {
+        assert_eq!(quote("alice"), "\"alice\"");
+        assert_eq!(
+            quote("bob\" outcome=token"),
+            "\"bob\\\" outcome=token\""
+        );
+        assert_eq!(quote("a\\b"), "\"a\\\\b\"");
+        assert_eq!(quote("x\ny"), "\"x\\u{a}y\"");
+        assert_eq!(quote("evil\u{202e}txt"), "\"evil\\u{202e}txt\"");
+        assert_eq!(quote("a\u{2028}b\u{2029}c"), "\"a\\u{2028}b\\u{2029}c\"");
+        assert_eq!(quote("zero\u{200b}width"), "\"zero\\u{200b}width\"");
+        assert_eq!(quote("José"), "\"José\"");
+        assert_eq!(quote(&"x".repeat(300)).len(), 200 + 5);
+    }
 }

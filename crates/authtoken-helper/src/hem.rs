@@ -52,8 +52,14 @@ fn exchange(
         }
     }
     // The 410-style opt-out: the device belongs to another user.
-    if hem::label_user(&challenge.lbl, &config.hem.labels) != user.as_str() {
+    if hem::label_user(&challenge.lbl, &config.hem.labels) != Some(user.as_str()) {
         step("device label names another user: not managed");
+        return Outcome::Unmanaged;
+    }
+    // A label is the device's word, not the admin's: it names the
+    // superuser only through a mapping the admin wrote.
+    if config.hem.labels.is_empty() && is_superuser(user.as_str()) {
+        step("device label names a uid-0 account without a [hem.labels] mapping: not managed");
         return Outcome::Unmanaged;
     }
     let kdf_started = Instant::now();
@@ -85,4 +91,13 @@ fn exchange(
     };
     step(&format!("authentication answered HTTP {}", reply.status));
     hem::parse_token_reply(reply.status, &reply.body)
+}
+
+/// Whether `user` is an account with uid 0 (`root`, or an alias of it).
+fn is_superuser(user: &str) -> bool {
+    user == "root"
+        || nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.uid.is_root())
 }

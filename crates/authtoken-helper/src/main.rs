@@ -129,7 +129,7 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
                             log::send(
                                 LOG_IDENT,
                                 Level::Debug,
-                                &format!("user={} {line}", log::sanitize(&user)),
+                                &format!("user={} {line}", log::quote(&user)),
                             );
                         }
                     };
@@ -158,21 +158,21 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
     };
     let (reason, level) = match &outcome {
         Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => (
-            format!(" reason=\"{}\"", log::sanitize(reason)),
+            format!(" reason={}", log::quote(reason)),
             Level::Error,
         ),
         _ => (String::new(), Level::Info),
     };
     let authority = authority
-        .map(|url| format!(" authority={}", log::sanitize(&url)))
+        .map(|url| format!(" authority={}", log::quote(&url)))
         .unwrap_or_default();
     log::send(
         LOG_IDENT,
         level,
         &format!(
             "handshake user={} service={} backend={backend} outcome={}{authority} elapsed_ms={}{reason}",
-            log::sanitize(&user),
-            log::sanitize(&service),
+            log::quote(&user),
+            log::quote(&service),
             outcome.label(),
             started.elapsed().as_millis()
         ),
@@ -223,6 +223,17 @@ fn check_config(config_path: &Path) -> ExitCode {
         {
             problems.push(e);
         }
+    }
+    if nix::unistd::User::from_name(&config.helper_user)
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        problems.push(format!(
+            "helper_user {} does not exist: {}",
+            log::quote(&config.helper_user),
+            authtoken_helper::privilege::HOW_TO_CREATE
+        ));
     }
     match authtoken_core::trust::open_executable(&config.helper) {
         Ok(_) => {}
@@ -376,7 +387,7 @@ fn offline_status(config: &Config) {
             }
             None => format!("{:<12} {:<9} untrusted (ignored)", "-", "-"),
         };
-        println!("{:<20} {line}", log::sanitize(&user));
+        println!("{:<20} {line}", log::quote(&user));
     }
 }
 
@@ -434,7 +445,7 @@ fn status(config_path: &Path) -> ExitCode {
         println!(
             "{:<32} {:<20} {alive:<8} {state}",
             entry.session,
-            log::sanitize(&entry.user)
+            log::quote(&entry.user)
         );
     }
     ExitCode::SUCCESS

@@ -6,12 +6,9 @@
 use authtoken_core::log::{self, Level};
 use nix::unistd::{Gid, Uid, User};
 
-/// Who the helper runs as when `helper_user` does not exist.
-const FALLBACK_USER: &str = "nobody";
-
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
-    #[error("no user {0} to run as")]
+    #[error("helper_user {0} does not exist: {HOW_TO_CREATE}")]
     NoUser(String),
     #[error("{step}: {errno}")]
     Call {
@@ -26,23 +23,25 @@ fn call(step: &'static str) -> impl Fn(nix::errno::Errno) -> PrivilegeError {
     move |errno| PrivilegeError::Call { step, errno }
 }
 
-/// The account to become: `wanted`, else `nobody` (logged).
-fn account(wanted: &str) -> Result<User, PrivilegeError> {
-    if let Some(user) = User::from_name(wanted).ok().flatten() {
-        return Ok(user);
+/// How an administrator makes the helper's account (what the packages do).
+pub const HOW_TO_CREATE: &str = "create it (useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin authtoken), install the package, or name an existing unprivileged account in helper_user";
+
+/// The account to become. There is no fallback to a shared account such as
+/// `nobody`: every other `nobody` process could then signal, stop or trace
+/// the helper mid-login. A missing account fails the login closed, as sshd
+/// refuses to start without its privilege-separation user.
+pub fn account(wanted: &str) -> Result<User, PrivilegeError> {
+    match User::from_name(wanted).ok().flatten() {
+        Some(user) => Ok(user),
+        None => {
+            log::send(
+                log::HELPER_IDENT,
+                Level::Error,
+                &format!("helper_user {} does not exist: {HOW_TO_CREATE}", log::quote(wanted)),
+            );
+            Err(PrivilegeError::NoUser(log::quote(wanted)))
+        }
     }
-    log::send(
-        log::HELPER_IDENT,
-        Level::Warning,
-        &format!(
-            "helper_user {} does not exist; running as {FALLBACK_USER} (install the package, or create the user)",
-            log::sanitize(wanted)
-        ),
-    );
-    User::from_name(FALLBACK_USER)
-        .ok()
-        .flatten()
-        .ok_or_else(|| PrivilegeError::NoUser(wanted.to_owned()))
 }
 
 /// Becomes `wanted` for good when running as root: supplementary groups

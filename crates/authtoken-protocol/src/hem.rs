@@ -126,12 +126,19 @@ pub fn parse_challenge(status: u16, body: &[u8]) -> Result<Challenge, Outcome> {
     }
 }
 
-/// The user the device's label names, through the optional label map.
+/// The user the device's label names. With a non-empty `[hem.labels]` map
+/// the map is an allow-list: a label it does not name belongs to nobody
+/// here (`None`), so a device labelled `root` cannot sign root in when the
+/// admin mapped only `"My device" = "alice"`.
 pub fn label_user<'a>(
     label: &'a str,
     labels: &'a std::collections::BTreeMap<String, String>,
-) -> &'a str {
-    labels.get(label).map(String::as_str).unwrap_or(label)
+) -> Option<&'a str> {
+    if labels.is_empty() {
+        Some(label)
+    } else {
+        labels.get(label).map(String::as_str)
+    }
 }
 
 #[derive(Deserialize)]
@@ -155,6 +162,16 @@ pub fn parse_token_reply(status: u16, body: &[u8]) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_label_map_is_an_allow_list() {
+        let mut labels = std::collections::BTreeMap::new();
+        assert_eq!(label_user("alice", &labels), Some("alice"), "no map: the label");
+        labels.insert("My device".to_owned(), "alice".to_owned());
+        assert_eq!(label_user("My device", &labels), Some("alice"));
+        assert_eq!(label_user("root", &labels), None, "unmapped labels name nobody");
+        assert_eq!(label_user("alice", &labels), None);
+    }
+
     use super::*;
 
     fn hex(bytes: &[u8]) -> String {

@@ -89,12 +89,65 @@ pub fn string_dict(entries: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, Proto
     Ok(body)
 }
 
-/// A plist (XML or binary) whose top level is a dictionary.
+/// How deep values may nest inside the top-level dictionary. Every message
+/// of the exchange is a flat dictionary of strings; a little nesting is
+/// skipped over (a peer may add keys we do not read), more is refused.
+const MAX_NESTING: usize = 4;
+
+/// The string entries of an XML plist whose top level is a dictionary.
+///
+/// Binary plists are refused: no peer of the exchange sends one (Apple's
+/// clients send XML check-ins, MDM servers answer XML), and their shared
+/// object references let a few hundred bytes unfold into 10^8 values.
+/// XML has no references, so the work here is linear in the body: one
+/// streamed pass, no tree built, values other than strings skipped.
 pub fn parse_dict(body: &[u8], what: &'static str) -> Result<Dictionary, ProtocolError> {
-    Value::from_reader(Cursor::new(body))
-        .ok()
-        .and_then(Value::into_dictionary)
-        .ok_or(ProtocolError::Malformed(what))
+    use plist::stream::{Event, XmlReader};
+    let malformed = || ProtocolError::Malformed(what);
+    if body.starts_with(b"bplist") {
+        return Err(malformed());
+    }
+    let mut events = XmlReader::new(Cursor::new(body));
+    let mut next = || match events.next() {
+        Some(Ok(event)) => Ok(Some(event)),
+        Some(Err(_)) => Err(malformed()),
+        None => Ok(None),
+    };
+    if !matches!(next()?, Some(Event::StartDictionary(_))) {
+        return Err(malformed());
+    }
+    let mut dict = Dictionary::new();
+    loop {
+        let key = match next()?.ok_or_else(malformed)? {
+            Event::EndCollection => break,
+            Event::String(key) => key.into_owned(),
+            _ => return Err(malformed()),
+        };
+        match next()?.ok_or_else(malformed)? {
+            Event::String(value) => {
+                dict.insert(key, Value::String(value.into_owned()));
+            }
+            Event::StartArray(_) | Event::StartDictionary(_) => {
+                let mut depth = 1;
+                while depth > 0 {
+                    match next()?.ok_or_else(malformed)? {
+                        Event::StartArray(_) | Event::StartDictionary(_) => depth += 1,
+                        Event::EndCollection => depth -= 1,
+                        _ => {}
+                    }
+                    if depth > MAX_NESTING {
+                        return Err(malformed());
+                    }
+                }
+            }
+            Event::EndCollection => return Err(malformed()),
+            _ => {}
+        }
+    }
+    if next()?.is_some() {
+        return Err(malformed());
+    }
+    Ok(dict)
 }
 
 /// One HTTP exchange of the check-in protocol.

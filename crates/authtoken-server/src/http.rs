@@ -506,7 +506,7 @@ async fn handle_mdm(
     } else {
         "challenge"
     };
-    let user = authtoken_core::log::sanitize(&checkin.identity.short_name);
+    let user = authtoken_core::log::quote(&checkin.identity.short_name);
     let answer = authority.handle(&checkin, at.origin());
     at.respond(answer, &user, step).await
 }

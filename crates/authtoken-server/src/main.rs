@@ -416,7 +416,7 @@ fn list_users(file: &Path) -> Result<(), ServerError> {
         };
         println!(
             "{:<24} {:<10} {:<16} {iterations}",
-            authtoken_core::log::sanitize(name),
+            authtoken_core::log::quote(name),
             user.policy.name(),
             scheme
         );

@@ -33,7 +33,7 @@ fn hem_config(ws: &Workspace, server: &Server, extra: &str) -> PathBuf {
     ws.write_config(
         "authtoken.toml",
         &format!(
-            "backend = \"hem\"\nurl = \"https://{}\"\nca_file = \"{}\"\ntimeout_ms = 8000\nhelper = \"{HELPER}\"\ncache_dir = \"{}\"\n{extra}\n",
+            "backend = \"hem\"\nurl = \"https://{}\"\nca_file = \"{}\"\ntimeout_ms = 8000\nhelper = \"{HELPER}\"\nhelper_user = \"nobody\"\ncache_dir = \"{}\"\n{extra}\n",
             server.addr,
             ws.path("tls/ca.pem").display(),
             ws.path("cache").display()
@@ -154,6 +154,44 @@ fn label_map_names_the_devices_user() {
         "the label is not alice's"
     );
     assert_eq!(posts(&server), 1);
+}
+
+/// Hostile input, finding 12: the label map is an allow-list, and a label
+/// alone never signs the superuser in.
+#[test]
+fn a_device_labelled_root_signs_nobody_in_as_root() {
+    let ws = Workspace::new();
+    let server = device(&ws, "root", &[]);
+    let mapped = hem_config(
+        &ws,
+        &server,
+        "[hem]\nscope = \"keymgmt:gen\"\n[hem.labels]\n\"My device\" = \"alice\"\n",
+    );
+    let confdir = ignore_then_deny(&ws, &mapped);
+    assert_eq!(
+        login(&confdir, "root", PASSPHRASE),
+        PAM_AUTH_ERR,
+        "an unmapped label is not root's"
+    );
+    let unmapped = hem_config(&ws, &server, "[hem]\nscope = \"keymgmt:gen\"\n");
+    let confdir = ignore_then_deny(&ws, &unmapped);
+    assert_eq!(
+        login(&confdir, "root", PASSPHRASE),
+        PAM_AUTH_ERR,
+        "without a mapping, a label never names uid 0"
+    );
+    assert_eq!(posts(&server), 0, "nothing was sent for root");
+    let explicit = hem_config(
+        &ws,
+        &server,
+        "[hem]\nscope = \"keymgmt:gen\"\n[hem.labels]\nroot = \"root\"\n",
+    );
+    let confdir = ignore_then_deny(&ws, &explicit);
+    assert_eq!(
+        login(&confdir, "root", PASSPHRASE),
+        PAM_SUCCESS,
+        "the admin's own mapping to root stands"
+    );
 }
 
 #[test]

@@ -135,9 +135,9 @@ fn nothing_logged_contains_a_password() {
     for expected in [
         "pam_authtoken[",
         "authtoken-helper[",
-        "user=alice service=authtoken-test backend=mdm outcome=token",
-        "user=alice service=authtoken-test backend=mdm outcome=rejected",
-        "user=bob service=authtoken-test backend=mdm outcome=unmanaged",
+        "user=\"alice\" service=\"authtoken-test\" backend=mdm outcome=token",
+        "user=\"alice\" service=\"authtoken-test\" backend=mdm outcome=rejected",
+        "user=\"bob\" service=\"authtoken-test\" backend=mdm outcome=unmanaged",
         "SCRAM-SHA-256 challenge",
     ] {
         assert!(
@@ -185,7 +185,8 @@ fn helper_is_unprivileged_before_it_opens_a_socket() {
     // An authority that accepts the connection and holds its reply.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}/checkin", listener.local_addr().unwrap());
-    for helper_user in ["nobody", "no-such-account"] {
+    {
+        let helper_user = "nobody";
         let config = ws.config_for(&url, &format!("helper_user = \"{helper_user}\""));
         let confdir = ws.simple_stack(&config);
         let login_thread = std::thread::spawn(move || login(&confdir, "alice", PASSWORD));
@@ -220,4 +221,33 @@ fn helper_is_unprivileged_before_it_opens_a_socket() {
         drop(held);
         assert_eq!(login_thread.join().unwrap(), PAM_AUTHINFO_UNAVAIL);
     }
+}
+
+/// Hostile input, finding 7: a missing `helper_user` is no reason to run as
+/// the shared `nobody` (whose other processes could signal or stop the
+/// helper): the login fails closed before any connection.
+#[test]
+fn a_missing_helper_user_fails_closed_without_a_connection() {
+    let ws = Workspace::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/checkin", listener.local_addr().unwrap());
+    let config = ws.config_for(&url, "helper_user = \"no-such-account\"");
+    let confdir = ws.simple_stack(&config);
+    assert_eq!(login(&confdir, "alice", PASSWORD), PAM_AUTHINFO_UNAVAIL);
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "the helper never connected to the authority"
+    );
+    let out = std::process::Command::new(HELPER)
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("helper_user \"no-such-account\" does not exist") && text.contains("useradd"),
+        "{text}"
+    );
 }

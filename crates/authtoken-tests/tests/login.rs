@@ -47,7 +47,7 @@ fn right_password_succeeds_and_wrong_is_auth_err() {
     let conn = |step: &str| {
         lines
             .iter()
-            .find(|l| l.contains(" user=alice ") && l.contains(step))
+            .find(|l| l.contains(" user=\"alice\" ") && l.contains(step))
             .and_then(|l| {
                 l.split_whitespace()
                     .find(|w| w.starts_with("conn="))
@@ -69,7 +69,7 @@ fn unmanaged_user_is_ignored_after_exactly_one_request() {
     assert!(server
         .lines()
         .iter()
-        .any(|l| l.contains("user=bob") && l.contains("status=410")));
+        .any(|l| l.contains("user=\"bob\"") && l.contains("status=410")));
 
     // Seen on its own: only our module, then pam_permit, so an IGNORE from
     // us lets pam_permit decide (success) while an AUTH_ERR would not.

@@ -154,7 +154,7 @@ impl ModuleOptions {
                         options.config_path = PathBuf::from(path)
                     }
                     Some(_) => return Err(AuthError::RelativeConfigPath),
-                    None => options.unknown.push(log::sanitize(other)),
+                    None => options.unknown.push(log::quote(other)),
                 },
             }
         }
@@ -247,7 +247,7 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         Ok((outcome, policy, _)) => {
             let detail = match outcome {
                 Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => {
-                    format!(" reason=\"{}\"", log::sanitize(reason))
+                    format!(" reason={}", log::quote(reason))
                 }
                 Outcome::NoTokenNeeded => match attempt.policy_lowered {
                     Some(why) => format!(" reason=\"{why}; treated as ignore\""),
@@ -261,7 +261,7 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         Err(e) => (
             e.pam_code(),
             "error",
-            format!(" reason=\"{}\"", log::sanitize(&e.to_string())),
+            format!(" reason={}", log::quote(&e.to_string())),
         ),
     };
     let level = match code {
@@ -273,8 +273,8 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         level,
         &format!(
             "authenticate user={} service={} backend={} outcome={} result={} elapsed_ms={}{}",
-            log::sanitize(&attempt.user),
-            log::sanitize(&attempt.service),
+            log::quote(&attempt.user),
+            log::quote(&attempt.service),
             attempt.backend,
             outcome_word,
             code.name(),
@@ -358,7 +358,7 @@ fn authenticate_user<P: PamApi, H: Host>(
     if let Some(why) = &ask.withheld {
         host.log(
             Level::Info,
-            &format!("user={} {why}", log::sanitize(user.as_str())),
+            &format!("user={} {why}", log::quote(user.as_str())),
         );
     }
     let encoded = encoded_request(pam, options, &user, &attempt.service, ask)?;
@@ -648,8 +648,8 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         Level::Info,
         &format!(
             "open_session user={} service={} session={} token cached",
-            log::sanitize(user.as_str()),
-            log::sanitize(&pam.service()),
+            log::quote(user.as_str()),
+            log::quote(&pam.service()),
             key.as_str()
         ),
     );

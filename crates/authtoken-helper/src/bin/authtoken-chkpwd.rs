@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let outcome = check().unwrap_or_else(Outcome::unavailable);
     let reason = match &outcome {
         Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => {
-            format!(" reason=\"{}\"", log::sanitize(reason))
+            format!(" reason={}", log::quote(reason))
         }
         _ => String::new(),
     };
@@ -86,8 +86,8 @@ fn check() -> Result<Outcome, String> {
     if request.user.as_str() != caller_name {
         return Err(format!(
             "uid {caller} may only authenticate {}, not {}",
-            log::sanitize(&caller_name),
-            log::sanitize(request.user.as_str())
+            log::quote(&caller_name),
+            log::quote(request.user.as_str())
         ));
     }
     let user = request.user.clone();

@@ -13,7 +13,7 @@ pub struct CheckinRequest {
     pub digest_response: Option<String>,
 }
 
-/// Parses a `UserAuthenticate` body (XML or binary plist).
+/// Parses a `UserAuthenticate` body (an XML plist; see [`parse_dict`]).
 pub fn parse_request(body: &[u8]) -> Result<CheckinRequest, ProtocolError> {
     let dict = parse_dict(body, "request plist")?;
     let text = |key: &str| dict.get(key).and_then(Value::as_string).map(str::to_owned);

@@ -115,8 +115,11 @@ impl Workspace {
     /// `allow_insecure_http = true` from the caller.
     pub fn config_for(&self, url: &str, extra: &str) -> PathBuf {
         let body = format!(
-            "backend = \"mdm\"\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout_ms = 4000\nudid = \"{UDID}\"\nhelper = \"{HELPER}\"\ncache_dir = \"{}\"\nmin_scram_iterations = 4096\n{extra}\n",
+            "backend = \"mdm\"\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout_ms = 4000\nudid = \"{UDID}\"\nhelper = \"{HELPER}\"\n{}cache_dir = \"{}\"\nmin_scram_iterations = 4096\n{extra}\n",
             self.path("tls/ca.pem").display(),
+            // Tests run where the packages' `authtoken` account may not
+            // exist; they name the shared account explicitly.
+            if extra.contains("helper_user") { "" } else { "helper_user = \"nobody\"\n" },
             self.path("cache").display(),
         );
         self.write_config("authtoken.toml", &body)
@@ -239,7 +242,7 @@ impl Server {
 
     /// Requests that reached the server for `user`.
     pub fn requests_for(&self, user: &str) -> usize {
-        let needle = format!(" user={user} ");
+        let needle = format!(" user=\"{user}\" ");
         self.lines()
             .iter()
             .filter(|l| l.starts_with("request ") && l.contains(&needle))
@@ -601,7 +604,7 @@ pub fn children() -> Vec<(i32, char, Option<PathBuf>)> {
 
 /// Fingerprints (as the server logs them) of the tokens issued to `user`.
 pub fn issued_fingerprints(server: &Server, user: &str) -> Vec<String> {
-    let needle = format!(" user={user} ");
+    let needle = format!(" user=\"{user}\" ");
     server
         .lines()
         .iter()
