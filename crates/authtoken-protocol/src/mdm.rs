@@ -354,6 +354,38 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
 
+    #[test]
+    fn only_flat_xml_dictionaries_are_read() {
+        let good = string_dict(&[("MessageType", "UserAuthenticate"), ("A", "b")]).unwrap();
+        let dict = parse_dict(&good, "t").unwrap();
+        assert_eq!(dict.get("A").and_then(Value::as_string), Some("b"));
+        // Binary plists: refused at the magic, whatever follows.
+        let mut binary = Vec::new();
+        Value::Dictionary(parse_dict(&good, "t").unwrap())
+            .to_writer_binary(&mut binary)
+            .unwrap();
+        assert!(parse_dict(&binary, "t").is_err());
+        // Values other than strings are skipped; shallow nesting too.
+        let mixed = br#"<?xml version="1.0"?><plist version="1.0"><dict>
+            <key>n</key><integer>3</integer>
+            <key>x</key><array><dict><key>y</key><string>z</string></dict></array>
+            <key>s</key><string>t</string></dict></plist>"#;
+        let dict = parse_dict(mixed, "t").unwrap();
+        assert_eq!(dict.len(), 1);
+        assert_eq!(dict.get("s").and_then(Value::as_string), Some("t"));
+        // Deep nesting is refused, not recursed into.
+        let deep = format!(
+            r#"<?xml version="1.0"?><plist version="1.0"><dict><key>k</key>{}{}</dict></plist>"#,
+            "<array>".repeat(10_000),
+            "</array>".repeat(10_000)
+        );
+        assert!(parse_dict(deep.as_bytes(), "t").is_err());
+        // Not a dictionary at the top, or trailing junk.
+        assert!(parse_dict(br#"<plist version="1.0"><string>x</string></plist>"#, "t").is_err());
+        assert!(parse_dict(b"", "t").is_err());
+        assert!(parse_dict(b"<plist><dict><key>a</key>", "t").is_err());
+    }
+
     /// Replays scripted replies and records what was sent.
     struct Script {
         replies: VecDeque<Result<Reply, TransportFailure>>,

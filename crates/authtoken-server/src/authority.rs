@@ -4,7 +4,6 @@
 //! are stateless ([`crate::nonce`]); responses are accepted once; failed
 //! proofs are throttled ([`crate::throttle`]).
 
-use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -44,6 +43,8 @@ pub enum Event {
     Throttled,
     Malformed,
     Failed,
+    /// A good proof refused because the replay record could not take it.
+    ReplayFull,
 }
 
 impl Event {
@@ -57,6 +58,7 @@ impl Event {
             Event::Throttled => "throttled",
             Event::Malformed => "malformed",
             Event::Failed => "failed",
+            Event::ReplayFull => "replay_record_full",
         }
     }
 }
@@ -72,11 +74,11 @@ struct Loaded {
 pub struct Settings {
     pub unknown: UnknownUsers,
     pub failure_delay: Duration,
-    /// Iterations of decoy challenges: those of `add-user`'s default, not a
-    /// stored user's, so a decoy looks like any default account.
+    /// Iterations of decoy challenges while the store holds no managed
+    /// user to take a decoy's shape from.
     pub decoy_iterations: u32,
     pub replay: ReplayRecord,
-    /// Failed proofs for one user from one source before refusing.
+    /// Wrong proofs evaluated per account per minute, per budget.
     pub throttle_after: u32,
 }
 
@@ -145,7 +147,10 @@ pub fn token_fingerprint(token: &str) -> String {
 /// Where and when a request came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin {
-    pub source: IpAddr,
+    /// The SHA-256 of the client certificate the TLS layer verified
+    /// against `--client-ca`: an enrolled device, with a guessing budget of
+    /// its own.
+    pub device: Option<[u8; 32]>,
     /// Wall-clock milliseconds since the epoch (nonces carry wall-clock
     /// expiries, so that other server processes can check them).
     pub now_ms: u64,
@@ -197,35 +202,37 @@ impl Authority {
     }
 
     fn challenge(&self, loaded: &Loaded, user: &str, origin: Origin) -> Answer {
-        let Some(entry) = loaded.store.users.get(user) else {
-            return match self.settings.unknown {
-                UnknownUsers::Unmanaged => {
-                    Answer::status(410, Event::Unmanaged, "unknown user: 410")
+        let decoy;
+        let credential = match loaded.store.users.get(user) {
+            None if self.settings.unknown == UnknownUsers::Unmanaged => {
+                return Answer::status(410, Event::Unmanaged, "unknown user: 410")
+            }
+            None => {
+                decoy = self.decoy(loaded, user);
+                Some(&decoy)
+            }
+            Some(entry) => match entry.policy {
+                Policy::Unmanaged => return Answer::status(410, Event::Unmanaged, "unmanaged: 410"),
+                Policy::NoToken => {
+                    return Answer::plist(
+                        &[("DigestChallenge", "")],
+                        Event::NoToken,
+                        "no token needed",
+                    )
                 }
-                UnknownUsers::Decoy => self.issue(loaded, user, origin, |nonce| {
-                    self.decoy_verifier(loaded, user).challenge(nonce)
-                }),
-            };
+                Policy::Managed => entry.credential.as_ref(),
+            },
         };
-        match (entry.policy, &entry.credential) {
-            (Policy::Unmanaged, _) => Answer::status(410, Event::Unmanaged, "unmanaged: 410"),
-            (Policy::NoToken, _) => Answer::plist(
-                &[("DigestChallenge", "")],
-                Event::NoToken,
-                "no token needed",
-            ),
-            (Policy::Managed, Some(Credential::Scram(verifier))) => {
+        match credential {
+            Some(Credential::Scram(verifier)) => {
                 self.issue(loaded, user, origin, |nonce| verifier.challenge(nonce))
             }
-            (
-                Policy::Managed,
-                Some(Credential::Digest {
-                    realm,
-                    algorithm,
-                    qop,
-                    ..
-                }),
-            ) => self.issue(loaded, user, origin, |nonce| {
+            Some(Credential::Digest {
+                realm,
+                algorithm,
+                qop,
+                ..
+            }) => self.issue(loaded, user, origin, |nonce| {
                 digest_server::challenge_header(&http_digest::Challenge {
                     realm: realm.clone(),
                     nonce: nonce.to_owned(),
@@ -234,9 +241,7 @@ impl Authority {
                     opaque: None,
                 })
             }),
-            (Policy::Managed, None) => {
-                Answer::status(500, Event::Failed, "managed user without credential")
-            }
+            None => Answer::status(500, Event::Failed, "managed user without credential"),
         }
     }
 
@@ -258,19 +263,65 @@ impl Authority {
         }
     }
 
-    fn decoy_verifier(&self, loaded: &Loaded, user: &str) -> Verifier {
+    /// A credential for a user the store does not know, that no password
+    /// matches. Its shape (scheme, iterations, realm) is that of a managed
+    /// user picked by a keyed hash of the name, so decoys follow the
+    /// store's own distribution and the same name always gets the same
+    /// one: neither the scheme nor the iteration count tells a decoy from
+    /// a real account.
+    fn decoy(&self, loaded: &Loaded, user: &str) -> Credential {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &loaded.store.secret);
-        let salt = hmac::sign(&key, user.as_bytes()).as_ref()[..16].to_vec();
-        Verifier {
-            salt,
-            iterations: self.settings.decoy_iterations,
-            stored_key: [0; 32],
-            server_key: [0; 32],
+        let tag = hmac::sign(&key, user.as_bytes());
+        let tag = tag.as_ref();
+        let shapes: Vec<&Credential> = loaded
+            .store
+            .users
+            .values()
+            .filter(|u| u.policy == Policy::Managed)
+            .filter_map(|u| u.credential.as_ref())
+            .collect();
+        let pick = u64::from_be_bytes(tag[16..24].try_into().unwrap_or_default());
+        let shape = (!shapes.is_empty()).then(|| shapes[(pick % shapes.len() as u64) as usize]);
+        match shape {
+            Some(Credential::Digest {
+                realm,
+                algorithm,
+                qop,
+                ..
+            }) => Credential::Digest {
+                realm: realm.clone(),
+                algorithm: *algorithm,
+                qop: *qop,
+                // Keyed by the server secret: nobody can answer for it.
+                ha1: tag.iter().map(|b| format!("{b:02x}")).collect(),
+            },
+            shape => Credential::Scram(Verifier {
+                salt: tag[..16].to_vec(),
+                iterations: match shape {
+                    Some(Credential::Scram(v)) => v.iterations,
+                    _ => self.settings.decoy_iterations,
+                },
+                stored_key: [0; 32],
+                server_key: [0; 32],
+            }),
         }
     }
 
+    /// A response that never reached a proof (malformed, a nonce not
+    /// issued for this user or expired, a replay): refused after the
+    /// failure delay, and not counted against the account, since it says
+    /// nothing about the password and costs the sender nothing to make.
+    fn refuse_junk(&self, why: &str) -> Answer {
+        Answer {
+            delay: self.settings.failure_delay,
+            ..Answer::plist(&[("AuthToken", "")], Event::Rejected, format!("rejected: {why}"))
+        }
+    }
+
+    /// A proof that was evaluated and was wrong: counted against the
+    /// account's budget (its device's, if it came from one).
     fn reject(&self, user: &str, origin: Origin, why: &str) -> Answer {
-        let blocked = self.throttle.failed(origin.source, user, origin.now_ms);
+        let spent = self.throttle.failed(user, origin.device, origin.now_ms);
         Answer {
             delay: self.settings.failure_delay,
             proof_evaluated: true,
@@ -279,8 +330,8 @@ impl Authority {
                 Event::Rejected,
                 format!(
                     "rejected: {why}{}",
-                    if blocked {
-                        "; throttling this source"
+                    if spent {
+                        "; throttling this account"
                     } else {
                         ""
                     }
@@ -291,7 +342,7 @@ impl Authority {
 
     fn verify(&self, loaded: &Loaded, user: &str, response: &str, origin: Origin) -> Answer {
         if let Verdict::Refuse { retry_after_secs } =
-            self.throttle.check(origin.source, user, origin.now_ms)
+            self.throttle.check(user, origin.device, origin.now_ms)
         {
             return Answer {
                 retry_after: Some(retry_after_secs),
@@ -302,13 +353,18 @@ impl Authority {
                 )
             };
         }
-        let entry = loaded.store.users.get(user);
-        if entry.is_some_and(|e| e.policy == Policy::Unmanaged) {
-            return Answer::status(410, Event::Unmanaged, "unmanaged: 410");
-        }
-        let credential = entry
-            .filter(|e| e.policy == Policy::Managed)
-            .and_then(|e| e.credential.as_ref());
+        let decoy;
+        let credential = match loaded.store.users.get(user) {
+            Some(entry) if entry.policy == Policy::Unmanaged => {
+                return Answer::status(410, Event::Unmanaged, "unmanaged: 410")
+            }
+            Some(entry) if entry.policy == Policy::Managed => entry.credential.as_ref(),
+            Some(_) => None,
+            None => {
+                decoy = self.decoy(loaded, user);
+                Some(&decoy)
+            }
+        };
         match credential {
             Some(Credential::Scram(verifier)) => {
                 self.verify_scram(loaded, user, verifier, response, origin)
@@ -319,8 +375,8 @@ impl Authority {
                 ha1,
                 ..
             }) => self.verify_digest(loaded, user, realm, *algorithm, ha1, response, origin),
-            // Unknown (decoy) or token-less user: a failure like any other.
-            None => self.reject(user, origin, "no verifier for this user"),
+            // A user who needs no token was never challenged.
+            None => self.refuse_junk("no challenge was issued for this user"),
         }
     }
 
@@ -333,16 +389,16 @@ impl Authority {
         origin: Origin,
     ) -> Answer {
         let Ok(parsed) = scram_server::parse_client_response(response) else {
-            return self.reject(user, origin, "malformed SCRAM response");
+            return self.refuse_junk("malformed SCRAM response");
         };
         let Some(expiry) = loaded
             .nonce_key
             .check(parsed.snonce(), user, origin.now_secs())
         else {
-            return self.reject(user, origin, "foreign, forged or expired nonce");
+            return self.refuse_junk("foreign, forged or expired nonce");
         };
         if parsed.user != user {
-            return self.reject(user, origin, "n= names another user");
+            return self.refuse_junk("n= names another user");
         }
         match scram_server::server_verify(verifier, &parsed) {
             Some(signature) => self.grant(
@@ -368,20 +424,20 @@ impl Authority {
         origin: Origin,
     ) -> Answer {
         let Ok(parsed) = digest_server::parse_client_response(response) else {
-            return self.reject(user, origin, "malformed Digest response");
+            return self.refuse_junk("malformed Digest response");
         };
         let Some(expiry) = loaded
             .nonce_key
             .check(&parsed.nonce, user, origin.now_secs())
         else {
-            return self.reject(user, origin, "foreign, forged or expired nonce");
+            return self.refuse_junk("foreign, forged or expired nonce");
         };
         if parsed.username != user
             || parsed.realm != realm
             || parsed.uri != http_digest::URI
             || parsed.algorithm.is_some_and(|a| a != algorithm)
         {
-            return self.reject(user, origin, "response for another user, realm or URI");
+            return self.refuse_junk("response for another user, realm or URI");
         }
         if digest_server::server_verify(algorithm, ha1, &parsed) {
             self.grant(user, origin, &parsed.nonce, expiry, &[])
@@ -400,14 +456,21 @@ impl Authority {
         expiry: u64,
         extra: &[(&str, &str)],
     ) -> Answer {
-        match self.settings.replay.claim(nonce, expiry, origin.now_secs()) {
+        match self.settings.replay.claim(user, nonce, expiry, origin.now_secs()) {
             Claim::First => {}
-            Claim::Replayed => return self.reject(user, origin, "replayed response"),
+            Claim::Replayed => return self.refuse_junk("replayed response"),
+            Claim::Full => {
+                return Answer::status(
+                    503,
+                    Event::ReplayFull,
+                    "replay record full for this account: login refused",
+                )
+            }
             Claim::Unavailable => {
                 return Answer::status(503, Event::Failed, "replay record unavailable")
             }
         }
-        self.throttle.succeeded(origin.source, user);
+        self.throttle.succeeded(user, origin.device);
         let Ok(bytes) = random(32) else {
             return Answer::status(500, Event::Failed, "no randomness");
         };
@@ -464,7 +527,7 @@ mod tests {
                 failure_delay: Duration::from_millis(1),
                 decoy_iterations: 600_000,
                 replay: ReplayRecord::memory(),
-                throttle_after: crate::throttle::FREE_PER_USER,
+                throttle_after: crate::throttle::GUESSES_PER_MINUTE,
             },
         )
     }
@@ -473,7 +536,7 @@ mod tests {
 
     fn at(now_ms: u64) -> Origin {
         Origin {
-            source: IpAddr::from([127, 0, 0, 2]),
+            device: None,
             now_ms,
         }
     }
@@ -560,10 +623,22 @@ mod tests {
     }
 
     #[test]
-    fn guessing_is_throttled_per_source() {
+    fn guessing_is_throttled_per_account_and_junk_is_not_counted() {
         let a = authority(UnknownUsers::Decoy);
+        // Junk for made-up names and for alice herself: never a proof.
+        for i in 0..200 {
+            let junk = a.handle(&request(&format!("made-up{i}"), Some("garbage".into())), at(T0));
+            assert_eq!(junk.event, Event::Rejected);
+            assert!(!junk.proof_evaluated);
+            let forged = a.handle(
+                &request("alice", Some("SCRAM-SHA-256 n=alice,r=x,c=biws,r=xAAAA,p=AAAA".into())),
+                at(T0),
+            );
+            assert!(!forged.proof_evaluated, "a forged nonce is not a guess");
+        }
+        let mut evaluated = 0;
         let mut refused = 0;
-        for i in 0..10 {
+        for i in 0..100 {
             let c = challenge_for(&a, "alice", at(T0 + i));
             let answer = a.handle(
                 &request("alice", Some(respond("alice", b"guess", &c))),
@@ -572,20 +647,59 @@ mod tests {
             if answer.status == 429 {
                 refused += 1;
                 assert!(answer.retry_after.is_some() && !answer.proof_evaluated);
+            } else {
+                evaluated += 1;
             }
         }
-        assert_eq!(refused, 10 - crate::throttle::FREE_PER_USER as usize - 1);
-        // The real user, elsewhere, is not locked out.
-        let elsewhere = Origin {
-            source: IpAddr::from([127, 0, 0, 3]),
-            now_ms: T0 + 20,
+        assert_eq!(evaluated, crate::throttle::GUESSES_PER_MINUTE);
+        assert_eq!(refused, 100 - evaluated);
+        // Alice on her own enrolled device is not locked out...
+        let device = Origin {
+            device: Some([9; 32]),
+            ..at(T0 + 200)
         };
-        let c = challenge_for(&a, "alice", elsewhere);
-        let answer = a.handle(
-            &request("alice", Some(respond("alice", b"pw", &c))),
-            elsewhere,
-        );
+        let c = challenge_for(&a, "alice", device);
+        let answer = a.handle(&request("alice", Some(respond("alice", b"pw", &c))), device);
         assert_eq!(answer.event, Event::Token);
+        // ...and a minute on, anywhere.
+        let later = at(T0 + 61_000);
+        let c = challenge_for(&a, "alice", later);
+        let answer = a.handle(&request("alice", Some(respond("alice", b"pw", &c))), later);
+        assert_eq!(answer.event, Event::Token);
+    }
+
+    #[test]
+    fn decoys_take_their_shape_from_the_store() {
+        let a = authority(UnknownUsers::Decoy);
+        let now = at(T0);
+        // The store's only managed user has 4096 rounds; so do decoys.
+        for name in ["mallory", "eve", "trent"] {
+            assert_eq!(challenge_for(&a, name, now).iterations, 4096);
+        }
+        // A store of Digest users gets Digest decoys.
+        let mut store = Store::new().unwrap();
+        store.users.insert(
+            "dave".into(),
+            User {
+                policy: Policy::Managed,
+                credential: Some(Credential::Digest {
+                    realm: "corp".into(),
+                    algorithm: http_digest::Algorithm::Sha256,
+                    qop: true,
+                    ha1: "00".repeat(32),
+                }),
+            },
+        );
+        a.replace_store(store);
+        let text = |user: &str| {
+            dict(&a.handle(&request(user, None), now))["DigestChallenge"]
+                .as_string()
+                .unwrap()
+                .to_owned()
+        };
+        let shape = |t: String| t.split("nonce=").next().unwrap().to_owned();
+        assert!(text("mallory").starts_with("Digest "), "{}", text("mallory"));
+        assert_eq!(shape(text("mallory")), shape(text("dave")));
     }
 
     #[test]
@@ -602,10 +716,7 @@ mod tests {
         let first = challenge_for(&decoy, "mallory", now);
         let again = challenge_for(&decoy, "mallory", now);
         assert_eq!(first.salt, again.salt, "decoy salt is stable");
-        assert_eq!(
-            first.iterations, 600_000,
-            "decoys have add-user's default, not a stored user's count"
-        );
+        assert_eq!(first.iterations, 4096, "the store's own count");
         let answer = decoy.handle(
             &request("mallory", Some(respond("mallory", b"x", &first))),
             now,

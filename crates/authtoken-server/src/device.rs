@@ -2,6 +2,12 @@
 //! demos and sites without the hardware. It holds an identity key (`eid`), a
 //! per-boot session key (`spk`) and token-signing key, the enrolled user's
 //! public key and label, and single-use, expiring `jti`s.
+//!
+//! Challenges are stateless: a `jti` carries its expiry and a tag under a
+//! per-boot key, so issuing one stores nothing and a flood of
+//! unauthenticated `GET`s from one source cannot use up challenges for
+//! another. Only a `jti` redeemed by a correctly signed `auth` is
+//! remembered (until it expires), so replays are refused.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +28,11 @@ use crate::proto::hem::{device_check, device_token, AuthCheck};
 pub const CHALLENGE_LIFETIME_SECS: u64 = 60;
 /// Lifetime of the access token the device issues.
 pub const TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
-const MAX_PENDING: usize = 1024;
+/// Redeemed `jti`s remembered at once: each needs an `auth` signed with
+/// the enrolled user's key, so only the device's own user can fill it.
+const MAX_REDEEMED: usize = 100_000;
+const JTI_RANDOM_BYTES: usize = 12;
+const JTI_TAG_BYTES: usize = 16;
 
 /// Failure states a real device reports, for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,7 +62,8 @@ pub struct Device {
     token_key: Vec<u8>,
     state: DeviceState,
     delay: Duration,
-    pending: Mutex<HashMap<String, u64>>,
+    jti_key: ring::hmac::Key,
+    redeemed: Mutex<HashMap<String, u64>>,
 }
 
 fn random32() -> Result<[u8; 32], ServerError> {
@@ -95,7 +106,8 @@ impl Device {
             token_key: random32()?.to_vec(),
             state,
             delay,
-            pending: Mutex::new(HashMap::new()),
+            jti_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &random32()?),
+            redeemed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -114,18 +126,15 @@ impl Device {
         if let Some(answer) = self.refused() {
             return answer;
         }
-        let Ok(jti) = random(24) else {
+        let exp = now + CHALLENGE_LIFETIME_SECS;
+        let Ok(random) = random(JTI_RANDOM_BYTES) else {
             return Answer::status(500, Event::Failed, "no randomness");
         };
+        let mut jti = exp.to_be_bytes().to_vec();
+        jti.extend_from_slice(&random);
+        let tag = ring::hmac::sign(&self.jti_key, &jti);
+        jti.extend_from_slice(&tag.as_ref()[..JTI_TAG_BYTES]);
         let jti = B64URL.encode(jti);
-        let exp = now + CHALLENGE_LIFETIME_SECS;
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.retain(|_, e| *e >= now);
-        if pending.len() >= MAX_PENDING {
-            return Answer::status(503, Event::Failed, "too many outstanding challenges");
-        }
-        pending.insert(jti.clone(), exp);
-        drop(pending);
         let challenge = hem::Challenge {
             exp,
             spk: self.spk.clone(),
@@ -141,6 +150,23 @@ impl Device {
     }
 
     /// `POST /api/auth/token`. Every answer is delayed, as the device does.
+    /// The expiry a `jti` of ours carries; `None` for one we did not issue.
+    fn jti_expiry(&self, jti: &str) -> Option<u64> {
+        let bytes = B64URL.decode(jti).ok()?;
+        if bytes.len() != 8 + JTI_RANDOM_BYTES + JTI_TAG_BYTES {
+            return None;
+        }
+        let (signed, tag) = bytes.split_at(8 + JTI_RANDOM_BYTES);
+        let expected = ring::hmac::sign(&self.jti_key, signed);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &expected.as_ref()[..JTI_TAG_BYTES],
+            tag,
+        )) {
+            return None;
+        }
+        Some(u64::from_be_bytes(signed[..8].try_into().ok()?))
+    }
+
     pub fn authenticate(&self, body: &[u8], now: u64) -> Answer {
         let answer = self.check(body, now);
         Answer {
@@ -176,16 +202,24 @@ impl Device {
                 )
             }
         };
-        let redeemed = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.remove(&payload.jti)
+        let Some(exp) = self.jti_expiry(&payload.jti) else {
+            return Answer::status(401, Event::Rejected, "rejected: jti not issued here");
         };
-        match redeemed {
-            Some(exp) if exp >= now => {}
-            Some(_) => return Answer::status(401, Event::Rejected, "rejected: challenge expired"),
-            None => {
-                return Answer::status(401, Event::Rejected, "rejected: unknown or replayed jti")
+        if exp < now {
+            return Answer::status(401, Event::Rejected, "rejected: challenge expired");
+        }
+        {
+            let mut redeemed = self.redeemed.lock().unwrap_or_else(|p| p.into_inner());
+            if redeemed.contains_key(&payload.jti) {
+                return Answer::status(401, Event::Rejected, "rejected: replayed jti");
             }
+            if redeemed.len() >= MAX_REDEEMED {
+                redeemed.retain(|_, e| *e >= now);
+                if redeemed.len() >= MAX_REDEEMED {
+                    return Answer::status(503, Event::Failed, "too many redeemed challenges");
+                }
+            }
+            redeemed.insert(payload.jti.clone(), exp);
         }
         if payload.exp < now {
             return Answer::status(401, Event::Rejected, "rejected: auth expired");

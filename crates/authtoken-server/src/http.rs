@@ -4,9 +4,17 @@
 //! request.
 //!
 //! Limits, so that no one source can crowd out the others:
-//! * at most [`MAX_CONNECTIONS`] connections, at most [`PER_SOURCE`] from one
-//!   address, and only [`PER_SOURCE_WHEN_BUSY`] once more than half of all
-//!   slots are taken, which leaves room for new sources;
+//! * at most [`Limits::max_connections`] connections, derived at start from
+//!   the descriptor limit (less [`FD_HEADROOM`] for the listeners, the store,
+//!   the replay record and the logs), never more than [`MAX_CONNECTIONS`];
+//! * at most `per_source` from one source (an IPv4 address, or an IPv6 /64,
+//!   which one machine usually holds whole), and only
+//!   [`PER_SOURCE_WHEN_BUSY`] once more than half of all slots are taken;
+//! * when every slot is taken, a new connection closes the connection that
+//!   has been idle the longest (no request in flight) instead of being
+//!   refused, so a flood of idle connections cannot keep a login out;
+//! * a failed `accept` (out of descriptors, say) is logged, counted, backed
+//!   off and survived, never the end of the server;
 //! * a TLS handshake, a request's headers, and its body each have
 //!   [`REQUEST_DEADLINE`]; a keep-alive connection idle for [`IDLE_TIMEOUT`]
 //!   is closed.
@@ -36,8 +44,11 @@ use crate::proto::mdm::parse_request;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Most connections open at once.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections open at once, whatever the descriptor limit allows.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Descriptors kept free of connections: the listeners, the store and TLS
+/// files on reload, the replay directory, the logs, and a margin.
+pub const FD_HEADROOM: usize = 64;
 /// Most connections from one source address, unless `serve
 /// --per-address-connections` says otherwise.
 pub const PER_SOURCE: usize = 32;
@@ -56,118 +67,310 @@ pub enum Service {
     Hem(Device),
 }
 
-/// Open connections, in all and per source address.
+/// The connection caps in force.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub per_source: usize,
+}
+
+impl Limits {
+    /// Caps from the descriptor limit: the soft limit is first raised to
+    /// the hard one (what systemd's `LimitNOFILE` sets), then every
+    /// descriptor but [`FD_HEADROOM`] may be a connection, up to
+    /// [`MAX_CONNECTIONS`].
+    pub fn from_descriptor_limit(per_source: usize) -> Limits {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, hard)) if soft < hard => setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+                .map(|()| hard)
+                .unwrap_or(soft),
+            Ok((soft, _)) => soft,
+            Err(_) => 1024,
+        };
+        Limits::for_descriptors(soft, per_source)
+    }
+
+    fn for_descriptors(descriptors: u64, per_source: usize) -> Limits {
+        let usable = usize::try_from(descriptors)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(FD_HEADROOM);
+        let max_connections = usable.clamp(8, MAX_CONNECTIONS);
+        Limits {
+            max_connections,
+            per_source: per_source.clamp(1, max_connections),
+        }
+    }
+}
+
+/// Where a connection comes from, for the per-source caps: an IPv4
+/// address, or the /64 of an IPv6 one (a single host is usually given a
+/// whole /64, so counting its addresses one by one would give it 2^64
+/// shares).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
+/// One open connection, as the slots see it.
+struct Open {
+    source: IpAddr,
+    activity: Arc<Activity>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Default)]
+struct Registry {
+    open: HashMap<u64, Open>,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+impl Registry {
+    fn remove(&mut self, id: u64) -> Option<Open> {
+        let open = self.open.remove(&id)?;
+        if let Some(count) = self.per_source.get_mut(&open.source) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_source.remove(&open.source);
+            }
+        }
+        Some(open)
+    }
+}
+
+/// Open connections, in all and per source.
 struct Slots {
-    per_source: Mutex<HashMap<IpAddr, usize>>,
-    per_source_limit: usize,
+    registry: Mutex<Registry>,
+    limits: Limits,
 }
 
 /// One admitted connection's slot, given back on drop.
 struct Slot {
     slots: Arc<Slots>,
-    source: IpAddr,
+    id: u64,
+}
+
+/// Why a connection was not admitted as it was.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    Admitted,
+    /// Admitted in the place of this idle connection, which is told to close.
+    Evicted(u64),
 }
 
 impl Slots {
-    fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Slot, &'static str> {
-        let mut per_source = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = per_source.values().sum();
-        if total >= MAX_CONNECTIONS {
-            return Err("server_full");
-        }
-        let limit = if total > MAX_CONNECTIONS / 2 {
-            PER_SOURCE_WHEN_BUSY.min(self.per_source_limit)
+    fn new(limits: Limits) -> Arc<Slots> {
+        Arc::new(Slots {
+            registry: Mutex::default(),
+            limits,
+        })
+    }
+
+    fn admit(
+        self: &Arc<Self>,
+        id: u64,
+        source: IpAddr,
+        activity: Arc<Activity>,
+        close: Arc<tokio::sync::Notify>,
+    ) -> Result<(Slot, Admission), &'static str> {
+        let source = source_key(source);
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let total = registry.open.len();
+        let limit = if total > self.limits.max_connections / 2 {
+            PER_SOURCE_WHEN_BUSY.min(self.limits.per_source)
         } else {
-            self.per_source_limit
+            self.limits.per_source
         };
-        let mine = per_source.entry(source).or_insert(0);
-        if *mine >= limit {
+        if registry.per_source.get(&source).copied().unwrap_or(0) >= limit {
             return Err("per_source");
         }
-        *mine += 1;
-        Ok(Slot {
-            slots: self.clone(),
-            source,
-        })
+        let mut admission = Admission::Admitted;
+        if total >= self.limits.max_connections {
+            let idlest = registry
+                .open
+                .iter()
+                .filter(|(_, open)| open.activity.in_flight.load(Ordering::Relaxed) == 0)
+                .min_by_key(|(_, open)| open.activity.last_read_ms.load(Ordering::Relaxed))
+                .map(|(id, _)| *id)
+                .ok_or("server_full")?;
+            if let Some(evicted) = registry.remove(idlest) {
+                evicted.close.notify_one();
+            }
+            admission = Admission::Evicted(idlest);
+        }
+        *registry.per_source.entry(source).or_insert(0) += 1;
+        registry.open.insert(
+            id,
+            Open {
+                source,
+                activity,
+                close,
+            },
+        );
+        Ok((
+            Slot {
+                slots: self.clone(),
+                id,
+            },
+            admission,
+        ))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut per_source = self
-            .slots
-            .per_source
+        self.slots
+            .registry
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_source.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                per_source.remove(&self.source);
-            }
-        }
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.id);
     }
 }
 
-/// Serves `service` on `listener`, admitting at most `per_source_limit`
-/// connections from one address (while the server is less than half full).
+/// Waits after a failed `accept`: 10 ms, doubling to 1 s while failures
+/// go on, so a server out of descriptors neither spins nor exits.
+struct AcceptBackoff(Duration);
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    async fn failed(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Self::LONGEST);
+    }
+
+    fn succeeded(&mut self) {
+        self.0 = Self::FIRST;
+    }
+}
+
+/// Serves `service` on `listener` within `limits`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
-    per_source_limit: usize,
+    limits: Limits,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Slots {
-        per_source: Mutex::default(),
-        per_source_limit,
-    });
+    let slots = Slots::new(limits);
     let next_id = AtomicU64::new(1);
+    let mut backoff = AcceptBackoff(AcceptBackoff::FIRST);
     loop {
-        let (stream, peer) = listener.accept().await?;
-        let slot = match slots.admit(peer.ip()) {
-            Ok(slot) => slot,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
+            }
+            Err(e) => {
+                metrics.connection_refused("accept_failed");
+                log_line(0, UNKNOWN_PEER, "-", &format!("accept failed: {e}; backing off"));
+                backoff.failed().await;
+                continue;
+            }
+        };
+        let conn = next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::default());
+        activity.touch();
+        let close = Arc::new(tokio::sync::Notify::new());
+        let slot = match slots.admit(conn, peer.ip(), activity.clone(), close.clone()) {
+            Ok((slot, Admission::Admitted)) => slot,
+            Ok((slot, Admission::Evicted(idlest))) => {
+                metrics.connection_refused("evicted_idle");
+                log_line(idlest, peer, "-", "connection closed: idlest, to make room");
+                slot
+            }
             Err(reason) => {
                 metrics.connection_refused(reason);
                 log_line(0, peer, "-", &format!("connection refused: {reason}"));
                 continue;
             }
         };
-        let conn = next_id.fetch_add(1, Ordering::Relaxed);
         let tls = tls.clone();
         let service = service.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
-            let at = Connection {
-                conn,
-                peer,
-                service,
-                metrics,
-            };
-            match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(REQUEST_DEADLINE, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => at.serve(stream).await,
-                        Ok(Err(e)) => {
-                            log_line(conn, peer, "-", &format!("TLS handshake failed: {e}"))
-                        }
-                        Err(_) => {
-                            at.metrics.connection_refused("tls_handshake_timeout");
-                            log_line(conn, peer, "-", "TLS handshake timed out")
+            let work = async move {
+                match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(REQUEST_DEADLINE, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                let device = device_identity(stream.get_ref().1);
+                                let at = Connection {
+                                    conn,
+                                    peer,
+                                    device,
+                                    service,
+                                    metrics,
+                                };
+                                at.serve(stream, activity).await
+                            }
+                            Ok(Err(e)) => {
+                                log_line(conn, peer, "-", &format!("TLS handshake failed: {e}"))
+                            }
+                            Err(_) => {
+                                metrics.connection_refused("tls_handshake_timeout");
+                                log_line(conn, peer, "-", "TLS handshake timed out")
+                            }
                         }
                     }
+                    None => {
+                        let at = Connection {
+                            conn,
+                            peer,
+                            device: None,
+                            service,
+                            metrics,
+                        };
+                        at.serve(stream, activity).await
+                    }
                 }
-                None => at.serve(stream).await,
+            };
+            tokio::select! {
+                _ = work => {}
+                _ = close.notified() => {}
             }
         });
     }
 }
 
+/// For log lines about no connection in particular.
+const UNKNOWN_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// The SHA-256 of the client certificate rustls verified against
+/// `--client-ca` (none is asked for without it).
+fn device_identity(tls: &rustls::ServerConnection) -> Option<[u8; 32]> {
+    let leaf = tls.peer_certificates()?.first()?;
+    ring::digest::digest(&ring::digest::SHA256, leaf.as_ref())
+        .as_ref()
+        .try_into()
+        .ok()
+}
+
 /// Serves `GET /metrics` on its own listener.
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let mut backoff = AcceptBackoff(AcceptBackoff::FIRST);
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
+            Err(_) => {
+                backoff.failed().await;
+                continue;
+            }
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -197,29 +400,30 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std:
     }
 }
 
+/// The clock every connection's activity is measured on, so that the
+/// idlest connection can be found.
+fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 /// The last moment a connection read anything, and whether a request is
-/// being answered: what the idle timeout looks at.
+/// being answered: what the idle timeout and eviction look at.
 #[derive(Default)]
 struct Activity {
-    epoch: std::sync::OnceLock<Instant>,
     last_read_ms: AtomicU64,
     in_flight: AtomicUsize,
 }
 
 impl Activity {
-    fn now_ms(&self) -> u64 {
-        self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64
-    }
-
     fn touch(&self) {
-        self.last_read_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.last_read_ms.store(monotonic_ms(), Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Option<Duration> {
         (self.in_flight.load(Ordering::Relaxed) == 0).then(|| {
             Duration::from_millis(
-                self.now_ms()
-                    .saturating_sub(self.last_read_ms.load(Ordering::Relaxed)),
+                monotonic_ms().saturating_sub(self.last_read_ms.load(Ordering::Relaxed)),
             )
         })
     }
@@ -269,6 +473,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 struct Connection {
     conn: u64,
     peer: SocketAddr,
+    device: Option<[u8; 32]>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
 }
@@ -283,12 +488,10 @@ impl Drop for InFlight {
 }
 
 impl Connection {
-    async fn serve<S>(self, stream: S)
+    async fn serve<S>(self, stream: S, activity: Arc<Activity>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::default());
-        activity.touch();
         let io = TokioIo::new(Watched {
             inner: stream,
             activity: activity.clone(),
@@ -296,6 +499,7 @@ impl Connection {
         let Connection {
             conn,
             peer,
+            device,
             service,
             metrics,
         } = self;
@@ -310,6 +514,7 @@ impl Connection {
                 let at = Exchange {
                     conn,
                     peer,
+                    device,
                     metrics: &metrics,
                     started: Instant::now(),
                 };
@@ -407,6 +612,7 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, Answer> {
 struct Exchange<'a> {
     conn: u64,
     peer: SocketAddr,
+    device: Option<[u8; 32]>,
     metrics: &'a Metrics,
     started: Instant,
 }
@@ -414,7 +620,7 @@ struct Exchange<'a> {
 impl Exchange<'_> {
     fn origin(&self) -> Origin {
         Origin {
-            source: self.peer.ip(),
+            device: self.device,
             now_ms: unix_now_ms(),
         }
     }
@@ -541,5 +747,75 @@ async fn handle_hem(
             at.respond(Answer::status(405, Event::Malformed, note), "-", "request")
                 .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_source_is_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(c));
+        let mapped: IpAddr = "::ffff:127.0.0.5".parse().unwrap();
+        assert_eq!(source_key(mapped), IpAddr::from([127, 0, 0, 5]));
+        assert_eq!(source_key(IpAddr::from([10, 1, 2, 3])), IpAddr::from([10, 1, 2, 3]));
+    }
+
+    #[test]
+    fn caps_follow_the_descriptor_limit() {
+        let l = Limits::for_descriptors(1024, 32);
+        assert_eq!(l.max_connections, 1024 - FD_HEADROOM);
+        assert_eq!(l.per_source, 32);
+        assert_eq!(Limits::for_descriptors(1 << 20, 32).max_connections, MAX_CONNECTIONS);
+        let tiny = Limits::for_descriptors(40, 32);
+        assert_eq!((tiny.max_connections, tiny.per_source), (8, 8));
+    }
+
+    fn open(slots: &Arc<Slots>, id: u64, source: [u8; 4]) -> Result<(Slot, Admission), &'static str> {
+        let activity = Arc::new(Activity::default());
+        activity.last_read_ms.store(id, Ordering::Relaxed);
+        slots.admit(id, IpAddr::from(source), activity, Arc::default())
+    }
+
+    #[test]
+    fn a_full_server_closes_its_idlest_connection_for_a_new_one() {
+        let slots = Slots::new(Limits {
+            max_connections: 4,
+            per_source: 4,
+        });
+        let held: Vec<_> = (1..=4)
+            .map(|i| open(&slots, i, [127, 0, 0, i as u8]).unwrap().0)
+            .collect();
+        // Connection 1 is busy: the idlest idle one is 2.
+        slots.registry.lock().unwrap().open[&1]
+            .activity
+            .in_flight
+            .store(1, Ordering::Relaxed);
+        let (_new, admission) = open(&slots, 5, [127, 0, 0, 9]).unwrap();
+        assert_eq!(admission, Admission::Evicted(2));
+        assert_eq!(slots.registry.lock().unwrap().open.len(), 4);
+        drop(held);
+        assert_eq!(slots.registry.lock().unwrap().open.len(), 1, "only the new one");
+    }
+
+    #[test]
+    fn a_full_server_of_busy_connections_refuses() {
+        let slots = Slots::new(Limits {
+            max_connections: 2,
+            per_source: 2,
+        });
+        let held: Vec<_> = (1..=2)
+            .map(|i| open(&slots, i, [127, 0, 0, i as u8]).unwrap().0)
+            .collect();
+        for open in slots.registry.lock().unwrap().open.values() {
+            open.activity.in_flight.store(1, Ordering::Relaxed);
+        }
+        assert_eq!(open(&slots, 3, [127, 0, 0, 3]).err(), Some("server_full"));
+        drop(held);
     }
 }

@@ -239,9 +239,11 @@ struct ServeOptions {
     /// server process serving the same store (default: in memory).
     #[arg(long)]
     replay_dir: Option<PathBuf>,
-    /// Failed proofs for one user from one source address before answers
-    /// are refused with 429 and a growing Retry-After.
-    #[arg(long, default_value_t = throttle::FREE_PER_USER)]
+    /// Wrong proofs evaluated for one account per minute, from all clients
+    /// without an enrolled device certificate together (and again from
+    /// each enrolled device), before answers for it are 429 with
+    /// Retry-After.
+    #[arg(long, default_value_t = throttle::GUESSES_PER_MINUTE)]
     throttle_after: u32,
     /// Worker threads answering requests (default: one per CPU). Fewer
     /// leave CPUs to other work on a shared machine, and cost fewer
@@ -324,6 +326,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
+    let limits = http::Limits::from_descriptor_limit(options.per_address_connections as usize);
     let threads = options.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,
@@ -355,8 +358,10 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
             tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
         }
         eprintln!(
-            "authtoken-server: listening on {local} ({}, {description})",
-            if acceptor.is_some() { "https" } else { "http" }
+            "authtoken-server: listening on {local} ({}, {description}; at most {} connections, {} per source)",
+            if acceptor.is_some() { "https" } else { "http" },
+            limits.max_connections,
+            limits.per_source,
         );
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(network("SIGHUP handler".into()))?;
@@ -370,7 +375,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
             }
         };
         tokio::select! {
-            result = http::serve(listener, acceptor, service, metrics, options.per_address_connections as usize) => result.map_err(network("serving".into())),
+            result = http::serve(listener, acceptor, service, metrics, limits) => result.map_err(network("serving".into())),
             _ = reloads => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }

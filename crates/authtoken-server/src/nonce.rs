@@ -30,6 +30,11 @@ const TAG_BYTES: usize = 16;
 const NONCE_BYTES: usize = 8 + RANDOM_BYTES + TAG_BYTES;
 /// Most accepted nonces remembered at once (in memory).
 const MAX_REMEMBERED: usize = 100_000;
+/// Unexpired accepted responses one account may hold in the in-memory
+/// record (1,000 logins a minute): an account that goes past it — one
+/// whose password a flooder knows — has its own logins refused, and every
+/// other account goes on.
+const MAX_REMEMBERED_PER_USER: usize = 1_000;
 
 /// Issues and checks nonces with a key derived from the store's secret.
 pub struct NonceKey(hmac::Key);
@@ -87,7 +92,7 @@ impl NonceKey {
 /// Where accepted nonces are remembered.
 pub enum ReplayRecord {
     /// This process only.
-    Memory(Mutex<HashMap<String, u64>>),
+    Memory(Mutex<Remembered>),
     /// A directory several server processes share: one file per accepted
     /// nonce, created with `O_EXCL`, so exactly one process wins a claim.
     Directory(PathBuf),
@@ -98,32 +103,66 @@ pub enum ReplayRecord {
 pub enum Claim {
     First,
     Replayed,
-    /// The record cannot take it (full, or unwritable): refuse the login.
+    /// The shared directory cannot be written: refuse the login.
     Unavailable,
+    /// The in-memory record holds all it may for this account (or in all):
+    /// this login is refused, others go on.
+    Full,
+}
+
+/// Accepted nonces (with their expiry and account) and how many each
+/// account holds.
+#[derive(Default)]
+pub struct Remembered {
+    nonces: HashMap<String, (u64, String)>,
+    per_user: HashMap<String, usize>,
+}
+
+impl Remembered {
+    fn sweep(&mut self, now: u64) {
+        let per_user = &mut self.per_user;
+        self.nonces.retain(|_, (until, user)| {
+            let keep = *until > now;
+            if !keep {
+                if let Some(count) = per_user.get_mut(user.as_str()) {
+                    *count -= 1;
+                }
+            }
+            keep
+        });
+        per_user.retain(|_, count| *count > 0);
+    }
+
+    fn claim(&mut self, user: &str, nonce: &str, expiry: u64, now: u64) -> Claim {
+        if self.nonces.contains_key(nonce) {
+            return Claim::Replayed;
+        }
+        let held = |r: &Remembered| r.per_user.get(user).copied().unwrap_or(0);
+        if self.nonces.len() >= MAX_REMEMBERED || held(self) >= MAX_REMEMBERED_PER_USER {
+            self.sweep(now);
+            if self.nonces.len() >= MAX_REMEMBERED || held(self) >= MAX_REMEMBERED_PER_USER {
+                return Claim::Full;
+            }
+        }
+        self.nonces
+            .insert(nonce.to_owned(), (expiry, user.to_owned()));
+        *self.per_user.entry(user.to_owned()).or_insert(0) += 1;
+        Claim::First
+    }
 }
 
 impl ReplayRecord {
     pub fn memory() -> ReplayRecord {
-        ReplayRecord::Memory(Mutex::new(HashMap::new()))
+        ReplayRecord::Memory(Mutex::default())
     }
 
     /// Claims `nonce` (which expires at `expiry`) for its one use.
-    pub fn claim(&self, nonce: &str, expiry: u64, now: u64) -> Claim {
+    pub fn claim(&self, user: &str, nonce: &str, expiry: u64, now: u64) -> Claim {
         match self {
-            ReplayRecord::Memory(seen) => {
-                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                if seen.contains_key(nonce) {
-                    return Claim::Replayed;
-                }
-                if seen.len() >= MAX_REMEMBERED {
-                    seen.retain(|_, until| *until > now);
-                    if seen.len() >= MAX_REMEMBERED {
-                        return Claim::Unavailable;
-                    }
-                }
-                seen.insert(nonce.to_owned(), expiry);
-                Claim::First
-            }
+            ReplayRecord::Memory(seen) => seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .claim(user, nonce, expiry, now),
             ReplayRecord::Directory(dir) => {
                 sweep_directory(dir, now);
                 // The name is derived from the nonce, which is base64url.
@@ -189,19 +228,32 @@ mod tests {
     }
 
     #[test]
+    fn one_account_filling_the_record_refuses_only_its_own_logins() {
+        let memory = ReplayRecord::memory();
+        for i in 0..MAX_REMEMBERED_PER_USER {
+            assert_eq!(memory.claim("flooder", &format!("f{i}"), 1060, 1000), Claim::First);
+        }
+        assert_eq!(memory.claim("flooder", "one more", 1060, 1000), Claim::Full);
+        assert_eq!(memory.claim("alice", "a1", 1060, 1000), Claim::First);
+        assert_eq!(memory.claim("flooder", "f0", 1060, 1000), Claim::Replayed);
+        // Once the flooder's records expire, it may sign in again.
+        assert_eq!(memory.claim("flooder", "later", 1200, 1061), Claim::First);
+    }
+
+    #[test]
     fn each_nonce_is_claimed_once() {
         let memory = ReplayRecord::memory();
-        assert_eq!(memory.claim("n1", 1060, 1000), Claim::First);
-        assert_eq!(memory.claim("n1", 1060, 1001), Claim::Replayed);
-        assert_eq!(memory.claim("n2", 1060, 1001), Claim::First);
+        assert_eq!(memory.claim("alice", "n1", 1060, 1000), Claim::First);
+        assert_eq!(memory.claim("alice", "n1", 1060, 1001), Claim::Replayed);
+        assert_eq!(memory.claim("alice", "n2", 1060, 1001), Claim::First);
 
         let dir = tempfile::tempdir().unwrap();
         let a = ReplayRecord::Directory(dir.path().to_owned());
         let b = ReplayRecord::Directory(dir.path().to_owned());
-        assert_eq!(a.claim("n1", 1060, 1000), Claim::First);
-        assert_eq!(b.claim("n1", 1060, 1001), Claim::Replayed, "shared");
-        assert_eq!(b.claim("old", 900, 899), Claim::First);
-        assert_eq!(a.claim("n3", 1060, 1001), Claim::First);
+        assert_eq!(a.claim("alice", "n1", 1060, 1000), Claim::First);
+        assert_eq!(b.claim("alice", "n1", 1060, 1001), Claim::Replayed, "shared");
+        assert_eq!(b.claim("alice", "old", 900, 899), Claim::First);
+        assert_eq!(a.claim("alice", "n3", 1060, 1001), Claim::First);
         assert!(
             !dir.path().join("900-old").exists(),
             "expired records are swept"

@@ -1,53 +1,64 @@
-//! Throttling of failed proofs, by (source address, user) and by source
-//! address.
+//! Throttling of password guessing, per account.
 //!
-//! A source may fail [`FREE_PER_USER`] times for one user, and
-//! [`FREE_PER_SOURCE`] times across all users, without delay; each failure
-//! beyond that blocks that key for twice as long as the last one (1 s, 2 s,
-//! 4 s … up to 15 minutes). While a key is blocked, answers are `429` with
-//! `Retry-After`, and no proof is evaluated. The counts are kept per source
-//! address, so a guesser from one address never locks the real user out
-//! from another; a success clears the (source, user) count. A key is
-//! forgotten 15 minutes after its last failure.
+//! The unit that is guessed at is an account, so that is what is counted:
+//! at most [`GUESSES_PER_MINUTE`] wrong proofs are evaluated for one
+//! account in any 60 seconds from all sources without a device identity
+//! taken together; past that, answers for that account are `429` with
+//! `Retry-After` until the oldest of those failures is a minute old, and no
+//! proof is evaluated. A client that presents its enrolled device
+//! certificate (mutual TLS) has a budget of its own for each account (the
+//! "device cookie" of OWASP's lockout guidance), so guessing from
+//! elsewhere never locks a user out on their own machine.
+//!
+//! What is *not* counted: requests that never reach a proof (malformed
+//! responses, forged, foreign or expired nonces, replays), which cost the
+//! sender nothing to make and the server one HMAC to refuse, and anything
+//! aimed at other accounts. So junk and other users' typos from one address
+//! (a terminal server, a NAT) never block a correct proof for a real
+//! account from it. Unknown names are counted exactly like real ones, so
+//! the throttle does not tell them apart.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// Failures for one user from one source before answers are refused
-/// (`--throttle-after`).
-pub const FREE_PER_USER: u32 = 3;
-/// Failures from one source, for any users, before answers are refused.
-pub const FREE_PER_SOURCE: u32 = 10;
-/// The first block after the free failures, in milliseconds.
-const FIRST_BLOCK_MS: u64 = 1_000;
-/// The longest block, and how long a quiet key is remembered.
-const LONGEST_BLOCK_MS: u64 = 15 * 60 * 1_000;
-/// Most keys tracked; beyond it, stale keys are dropped first.
+/// Wrong proofs evaluated for one account per minute, from all sources
+/// without a device identity together (`--throttle-after`).
+pub const GUESSES_PER_MINUTE: u32 = 30;
+/// The window the counts cover.
+const WINDOW_MS: u64 = 60_000;
+/// Most accounts tracked at once; beyond it, the accounts whose window has
+/// emptied are dropped first, then the ones quiet the longest. An evicted
+/// count only ever belongs to a name flooded with at least this many
+/// others in one minute; its guesses are still bounded by the failure delay.
 const MAX_KEYS: usize = 100_000;
 
+/// Whose budget a proof is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Pair(IpAddr, String),
-    Source(IpAddr),
+    /// Every source without a device identity, together.
+    Account(String),
+    /// One enrolled device (the SHA-256 of its certificate) for one account.
+    Device([u8; 32], String),
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Failures {
-    count: u32,
-    last_ms: u64,
-    blocked_until_ms: u64,
+impl Key {
+    fn new(user: &str, device: Option<[u8; 32]>) -> Key {
+        match device {
+            Some(id) => Key::Device(id, user.to_owned()),
+            None => Key::Account(user.to_owned()),
+        }
+    }
 }
 
 pub struct Throttle {
-    keys: Mutex<HashMap<Key, Failures>>,
-    free_per_user: u32,
-    free_per_source: u32,
+    /// The failure times within the window, oldest first, per key.
+    keys: Mutex<HashMap<Key, VecDeque<u64>>>,
+    per_minute: u32,
 }
 
 impl Default for Throttle {
     fn default() -> Self {
-        Throttle::new(FREE_PER_USER)
+        Throttle::new(GUESSES_PER_MINUTE)
     }
 }
 
@@ -62,71 +73,86 @@ pub enum Verdict {
 }
 
 impl Throttle {
-    /// `free_per_user` failures for one user from one source before
-    /// refusing (the per-source allowance grows with it).
-    pub fn new(free_per_user: u32) -> Throttle {
+    /// At most `per_minute` wrong proofs evaluated per account per minute
+    /// (per budget); at least one.
+    pub fn new(per_minute: u32) -> Throttle {
         Throttle {
             keys: Mutex::new(HashMap::new()),
-            free_per_user,
-            free_per_source: FREE_PER_SOURCE.max(free_per_user.saturating_mul(3)),
+            per_minute: per_minute.max(1),
         }
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Failures>> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Key, VecDeque<u64>>> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a proof from `source` for `user` may be evaluated at `now_ms`.
-    pub fn check(&self, source: IpAddr, user: &str, now_ms: u64) -> Verdict {
-        let keys = self.keys();
-        let blocked_until = [Key::Pair(source, user.to_owned()), Key::Source(source)]
-            .iter()
-            .filter_map(|key| keys.get(key))
-            .map(|f| f.blocked_until_ms)
-            .max()
-            .unwrap_or(0);
-        if blocked_until > now_ms {
-            Verdict::Refuse {
-                retry_after_secs: (blocked_until - now_ms).div_ceil(1000),
-            }
-        } else {
-            Verdict::Evaluate
-        }
-    }
-
-    /// Records a failed proof; returns whether a key is now blocked.
-    pub fn failed(&self, source: IpAddr, user: &str, now_ms: u64) -> bool {
+    /// Whether a proof for `user`, from a client with `device` identity or
+    /// none, may be evaluated at `now_ms`.
+    pub fn check(&self, user: &str, device: Option<[u8; 32]>, now_ms: u64) -> Verdict {
         let mut keys = self.keys();
-        if keys.len() >= MAX_KEYS {
-            keys.retain(|_, f| now_ms.saturating_sub(f.last_ms) < LONGEST_BLOCK_MS);
+        let Some(times) = keys.get_mut(&Key::new(user, device)) else {
+            return Verdict::Evaluate;
+        };
+        expire(times, now_ms);
+        match times.front() {
+            Some(&oldest) if times.len() >= self.per_minute as usize => Verdict::Refuse {
+                retry_after_secs: (oldest + WINDOW_MS).saturating_sub(now_ms).div_ceil(1000).max(1),
+            },
+            _ => Verdict::Evaluate,
         }
-        let mut blocked = false;
-        for (key, free) in [
-            (Key::Pair(source, user.to_owned()), self.free_per_user),
-            (Key::Source(source), self.free_per_source),
-        ] {
-            if keys.len() >= MAX_KEYS && !keys.contains_key(&key) {
-                continue;
-            }
-            let entry = keys.entry(key).or_default();
-            if now_ms.saturating_sub(entry.last_ms) >= LONGEST_BLOCK_MS {
-                *entry = Failures::default();
-            }
-            entry.count += 1;
-            entry.last_ms = now_ms;
-            if entry.count > free {
-                let doublings = (entry.count - free - 1).min(20);
-                let block = (FIRST_BLOCK_MS << doublings).min(LONGEST_BLOCK_MS);
-                entry.blocked_until_ms = now_ms + block;
-                blocked = true;
-            }
-        }
-        blocked
     }
 
-    /// A good proof: this source's count for this user starts over.
-    pub fn succeeded(&self, source: IpAddr, user: &str) {
-        self.keys().remove(&Key::Pair(source, user.to_owned()));
+    /// Records a wrong proof; returns whether the budget is now spent.
+    pub fn failed(&self, user: &str, device: Option<[u8; 32]>, now_ms: u64) -> bool {
+        let mut keys = self.keys();
+        let key = Key::new(user, device);
+        if keys.len() >= MAX_KEYS && !keys.contains_key(&key) {
+            make_room(&mut keys, now_ms);
+        }
+        let times = keys.entry(key).or_default();
+        expire(times, now_ms);
+        times.push_back(now_ms);
+        while times.len() > self.per_minute as usize {
+            times.pop_front();
+        }
+        times.len() >= self.per_minute as usize
+    }
+
+    /// A good proof from a device: its own count for the account starts
+    /// over (the shared count does not, or a guesser who knows one
+    /// password could reset another's).
+    pub fn succeeded(&self, user: &str, device: Option<[u8; 32]>) {
+        if device.is_some() {
+            self.keys().remove(&Key::new(user, device));
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.keys().len()
+    }
+}
+
+fn expire(times: &mut VecDeque<u64>, now_ms: u64) {
+    while times
+        .front()
+        .is_some_and(|&t| now_ms.saturating_sub(t) >= WINDOW_MS)
+    {
+        times.pop_front();
+    }
+}
+
+/// Drops keys whose window is empty; if none is, the quietest tenth.
+fn make_room(keys: &mut HashMap<Key, VecDeque<u64>>, now_ms: u64) {
+    keys.retain(|_, times| {
+        expire(times, now_ms);
+        !times.is_empty()
+    });
+    if keys.len() >= MAX_KEYS {
+        let mut last: Vec<u64> = keys.values().filter_map(|t| t.back().copied()).collect();
+        let cut = last.len() / 10;
+        let (_, &mut threshold, _) = last.select_nth_unstable(cut);
+        keys.retain(|_, times| times.back().is_some_and(|&t| t > threshold));
     }
 }
 
@@ -134,73 +160,64 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([127, 0, 0, last])
-    }
+    const DEVICE: Option<[u8; 32]> = Some([7; 32]);
 
     #[test]
-    fn backoff_grows_and_other_sources_are_untouched() {
+    fn an_account_gets_thirty_wrong_proofs_a_minute_from_everywhere() {
         let t = Throttle::default();
-        for i in 0..FREE_PER_USER {
-            assert_eq!(t.check(ip(2), "alice", i as u64), Verdict::Evaluate);
-            assert!(!t.failed(ip(2), "alice", i as u64));
+        for i in 0..GUESSES_PER_MINUTE as u64 {
+            assert_eq!(t.check("alice", None, i * 100), Verdict::Evaluate);
+            t.failed("alice", None, i * 100);
         }
-        assert!(t.failed(ip(2), "alice", 10), "the fourth failure blocks");
         assert_eq!(
-            t.check(ip(2), "alice", 10),
+            t.check("alice", None, 3_000),
             Verdict::Refuse {
-                retry_after_secs: 1
+                retry_after_secs: 57
             }
         );
+        assert_eq!(t.check("bob", None, 3_000), Verdict::Evaluate, "another account");
         assert_eq!(
-            t.check(ip(3), "alice", 10),
+            t.check("alice", DEVICE, 3_000),
             Verdict::Evaluate,
-            "another source"
+            "her own device has its own budget"
         );
-        assert_eq!(t.check(ip(2), "bob", 10), Verdict::Evaluate, "another user");
-        assert_eq!(t.check(ip(2), "alice", 1_010), Verdict::Evaluate);
-        t.failed(ip(2), "alice", 1_010);
-        assert_eq!(
-            t.check(ip(2), "alice", 1_010),
-            Verdict::Refuse {
-                retry_after_secs: 2
-            }
-        );
-        t.failed(ip(2), "alice", 3_010);
-        assert_eq!(
-            t.check(ip(2), "alice", 3_010),
-            Verdict::Refuse {
-                retry_after_secs: 4
-            }
-        );
-        // Success from the source starts its count for the user over.
-        t.succeeded(ip(2), "alice");
-        assert_eq!(t.check(ip(2), "alice", 3_011), Verdict::Evaluate);
+        // A minute after the first failure, one more may be tried.
+        assert_eq!(t.check("alice", None, 60_000), Verdict::Evaluate);
+        t.failed("alice", None, 60_000);
+        assert!(matches!(t.check("alice", None, 60_001), Verdict::Refuse { .. }));
     }
 
     #[test]
-    fn spraying_many_users_from_one_source_is_throttled() {
-        let t = Throttle::default();
-        for i in 0..FREE_PER_SOURCE {
-            t.failed(ip(2), &format!("user{i}"), 0);
+    fn a_device_budget_is_per_device_and_starts_over_on_success() {
+        let t = Throttle::new(3);
+        for _ in 0..3 {
+            t.failed("alice", DEVICE, 0);
         }
-        assert_eq!(t.check(ip(2), "fresh", 0), Verdict::Evaluate);
-        t.failed(ip(2), "fresh", 0);
-        assert!(matches!(
-            t.check(ip(2), "another", 0),
-            Verdict::Refuse { .. }
-        ));
-        assert_eq!(t.check(ip(3), "another", 0), Verdict::Evaluate);
+        assert!(matches!(t.check("alice", DEVICE, 1), Verdict::Refuse { .. }));
+        assert_eq!(t.check("alice", Some([8; 32]), 1), Verdict::Evaluate);
+        assert_eq!(t.check("alice", None, 1), Verdict::Evaluate);
+        t.succeeded("alice", DEVICE);
+        assert_eq!(t.check("alice", DEVICE, 2), Verdict::Evaluate);
     }
 
     #[test]
-    fn quiet_keys_are_forgotten() {
-        let t = Throttle::default();
-        for _ in 0..10 {
-            t.failed(ip(2), "alice", 0);
+    fn the_shared_count_is_not_reset_by_a_success() {
+        let t = Throttle::new(3);
+        for _ in 0..3 {
+            t.failed("alice", None, 0);
         }
-        let later = LONGEST_BLOCK_MS + 1;
-        assert_eq!(t.check(ip(2), "alice", later), Verdict::Evaluate);
-        assert!(!t.failed(ip(2), "alice", later), "counting starts over");
+        t.succeeded("alice", None);
+        assert!(matches!(t.check("alice", None, 1), Verdict::Refuse { .. }));
+    }
+
+    #[test]
+    fn a_flood_of_names_keeps_the_table_bounded() {
+        let t = Throttle::new(2);
+        t.failed("alice", None, 0);
+        t.failed("alice", None, 0);
+        for i in 0..(MAX_KEYS as u64 + 10) {
+            t.failed(&format!("junk{i}"), None, 1 + i / 1000);
+        }
+        assert!(t.tracked() <= MAX_KEYS);
     }
 }
