@@ -228,6 +228,11 @@ struct ServeOptions {
     /// Require client certificates issued by this CA (mutual TLS).
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
+    /// With --client-ca: also serve clients that present no certificate.
+    /// A client that presents an enrolled device certificate gets a
+    /// guessing budget of its own per account; the others share one.
+    #[arg(long, requires = "client_ca")]
+    client_cert_optional: bool,
     /// Users not in the store: a decoy challenge that cannot succeed (so
     /// names cannot be probed), or 410.
     #[arg(long, value_enum, default_value = "decoy")]
@@ -322,6 +327,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
             cert,
             key,
             options.client_ca.as_deref(),
+            options.client_cert_optional,
         )?)),
         None => None,
     };

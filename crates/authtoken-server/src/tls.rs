@@ -20,6 +20,7 @@ pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
+    client_cert_optional: bool,
 ) -> Result<Arc<ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -39,7 +40,12 @@ pub fn server_config(
                     .add(cert.map_err(|e| pem_error(path, e))?)
                     .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if client_cert_optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
                 .build()
                 .map_err(|e| ServerError::Tls(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)

@@ -184,6 +184,10 @@ pub struct Server {
 impl Server {
     /// Serves `users` over TLS with the workspace's certificates.
     pub fn start(ws: &Workspace, extra: &[&str]) -> Server {
+        Server::spawn(&ws.users(), &Server::tls_args(ws, extra), None)
+    }
+
+    fn tls_args(ws: &Workspace, extra: &[&str]) -> Vec<String> {
         let tls = ws.path("tls");
         let mut args: Vec<String> = vec![
             "--tls-cert".into(),
@@ -192,12 +196,37 @@ impl Server {
             tls.join("server.key").display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Server::start_with(&ws.users(), &args)
+        args
     }
 
     pub fn start_with(users: &Path, args: &[String]) -> Server {
+        Server::spawn(users, args, None)
+    }
+
+    /// Like [`Server::start`], with soft and hard `RLIMIT_NOFILE` both
+    /// `nofile` (what a unit without `LimitNOFILE` may get).
+    pub fn start_limited(ws: &Workspace, extra: &[&str], nofile: u64) -> Server {
+        Server::spawn(&ws.users(), &Server::tls_args(ws, extra), Some(nofile))
+    }
+
+    fn spawn(users: &Path, args: &[String], nofile: Option<u64>) -> Server {
+        use std::os::unix::process::CommandExt as _;
         let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(SERVER)
+        let mut command = Command::new(SERVER);
+        if let Some(limit) = nofile {
+            // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        limit,
+                        limit,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg("--listen=127.0.0.1:0")
             .arg("--users")
