@@ -120,6 +120,13 @@ check "wrong local password refused" refused common_auth_login wrong
 # with it can only be the module's doing.
 unit=/lib/systemd/system/authtoken-server.service
 check "systemd unit verifies" systemd-analyze verify --man=no "$unit"
+# Every unit the packages ship is confined: systemd's own exposure score,
+# at most 2.0 (0 is fully confined, 10 not at all).
+for shipped in $(dpkg -L pam-authtoken authtoken-server | grep -E '\.(service|socket|timer)$'); do
+  check "$(basename "$shipped"): exposure $(systemd-analyze security --offline=true "$shipped" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p') <= 2.0" \
+    systemd-analyze security --offline=true --threshold=20 "$shipped"
+done
+check "the unit sets LimitNOFILE" grep -q '^LimitNOFILE=' "$unit"
 tmp_root=$(mktemp -d)
 check "tmpfiles entry applies" systemd-tmpfiles --create --root="$tmp_root" /usr/lib/tmpfiles.d/authtoken.conf
 check "tmpfiles entry creates /run/authtoken 0700 root" \
