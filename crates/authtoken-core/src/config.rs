@@ -179,6 +179,11 @@ pub struct OfflineConfig {
     /// The PAM services that may sign in offline (never sshd unless listed).
     #[serde(default = "default_offline_services")]
     pub services: Vec<String>,
+    /// The services a caller without root (through `authtoken-chkpwd`) may
+    /// sign in offline with. The caller names its service itself, so this
+    /// list is separate and short: screen lockers and polkit.
+    #[serde(default = "default_offline_unprivileged_services")]
+    pub unprivileged_services: Vec<String>,
     /// Offline failures in a row that lock offline login until the next
     /// online success.
     #[serde(default = "default_offline_max_failures")]
@@ -193,6 +198,7 @@ impl Default for OfflineConfig {
             enabled: false,
             max_age_days: default_offline_max_age_days(),
             services: default_offline_services(),
+            unprivileged_services: default_offline_unprivileged_services(),
             max_failures: default_offline_max_failures(),
             dir: default_offline_dir(),
         }
@@ -204,6 +210,31 @@ impl OfflineConfig {
     pub fn allows(&self, service: &str) -> bool {
         self.enabled && self.services.iter().any(|s| s == service)
     }
+
+    /// The policy for a caller without root: its own service list.
+    pub fn for_unprivileged_caller(&self) -> OfflineConfig {
+        OfflineConfig {
+            services: self.unprivileged_services.clone(),
+            ..self.clone()
+        }
+    }
+}
+
+fn default_offline_unprivileged_services() -> Vec<String> {
+    [
+        "polkit-1",
+        "swaylock",
+        "i3lock",
+        "xscreensaver",
+        "xsecurelock",
+        "kde",
+        "gnome-screensaver",
+        "cinnamon-screensaver",
+        "mate-screensaver",
+        "hyprlock",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn default_offline_max_age_days() -> u64 {

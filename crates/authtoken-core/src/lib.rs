@@ -10,6 +10,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod attempts;
 pub mod cache;
 pub mod config;
 pub mod log;

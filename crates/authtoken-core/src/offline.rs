@@ -7,8 +7,21 @@
 //! with the time of the online login it came from, and the count of offline
 //! failures since. The helper computes and checks verifiers (the module has
 //! no crypto); this module keeps the records.
+//!
+//! The failure count holds against a caller who controls the process it
+//! runs in (`su`'s caller can kill it at any moment, set `RLIMIT_FSIZE` to
+//! 0, ignore `SIGXFSZ`): [`prepare`] takes an exclusive lock on the user's
+//! record and counts the attempt as a failure *before* the verifier leaves
+//! for the helper, and sends no verifier at all when that count cannot be
+//! written. [`settle`] then clears the count on success or gives back an
+//! attempt that never reached the verifier. Concurrent attempts queue on
+//! the lock, so none can read a count another has not yet written.
 
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use serde::{Deserialize, Serialize};
 
@@ -140,24 +153,53 @@ impl OfflineStore {
         })
     }
 
-    /// An offline failure; returns the count in a row.
-    pub fn failed(&self, user: &Username) -> Result<u32, OfflineError> {
-        let Some(mut record) = self.load(user)? else {
-            return Ok(0);
-        };
-        record.failures += 1;
-        self.write(&record)?;
-        Ok(record.failures)
-    }
-
-    /// An offline success: the count of failures in a row starts over.
-    pub fn succeeded(&self, user: &Username) -> Result<(), OfflineError> {
+    /// Sets the user's count of failures in a row.
+    fn set_failures(&self, user: &Username, failures: u32) -> Result<(), OfflineError> {
         match self.load(user)? {
-            Some(mut record) if record.failures > 0 => {
-                record.failures = 0;
+            Some(mut record) if record.failures != failures => {
+                record.failures = failures;
                 self.write(&record)
             }
             _ => Ok(()),
+        }
+    }
+
+    /// An exclusive lock on `user`'s record, held until dropped: a file
+    /// beside the records (root's, 0600, never followed).
+    fn lock(&self, user: &Username) -> Result<Flock<File>, OfflineError> {
+        let path = self.dir.join(format!(".lock-{}", to_file_name(user.as_str())));
+        let io = |source| OfflineError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io)?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))
+    }
+
+    /// Removes temporary files a killed writer left behind (a write cut
+    /// short by `SIGXFSZ` or `SIGKILL`): any older than a minute.
+    fn sweep_temporaries(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let stale = entry.file_name().to_string_lossy().starts_with(".tmp-")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() >= 60);
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 
@@ -208,9 +250,22 @@ pub struct Ask {
     pub verifier: Option<OfflineVerifier>,
     /// Why no verifier is sent although there is a record (for the log).
     pub withheld: Option<String>,
+    /// The attempt counted in advance, and the lock on the record: what
+    /// [`settle`] needs to finish the count.
+    pub counted: Option<Counted>,
 }
 
-/// Before a handshake: what the policy allows for `user` on `service`.
+/// An offline attempt counted as a failure before the verifier was sent;
+/// the user's record stays locked until it is settled (or dropped).
+#[derive(Debug)]
+pub struct Counted {
+    _lock: Flock<File>,
+    /// The count before this attempt.
+    previous: u32,
+}
+
+/// Before a handshake: what the policy allows for `user` on `service`. A
+/// verifier is only sent once this attempt is on record as a failure.
 pub fn prepare(
     config: &crate::config::OfflineConfig,
     store: &OfflineStore,
@@ -227,6 +282,14 @@ pub fn prepare(
     if !config.allows(service) {
         return ask;
     }
+    store.sweep_temporaries();
+    let lock = match store.lock(user) {
+        Ok(lock) => lock,
+        Err(e) => {
+            ask.withheld = Some(format!("offline login refused: cannot lock the record: {e}"));
+            return ask;
+        }
+    };
     match store.load(user) {
         Ok(Some(record)) => {
             let age_days = now().saturating_sub(record.verified_at) / 86_400;
@@ -241,7 +304,21 @@ pub fn prepare(
                     config.max_age_days
                 ));
             } else {
-                ask.verifier = Some(record.verifier);
+                let previous = record.failures;
+                match store.set_failures(user, previous + 1) {
+                    Ok(()) => {
+                        ask.verifier = Some(record.verifier);
+                        ask.counted = Some(Counted {
+                            _lock: lock,
+                            previous,
+                        });
+                    }
+                    Err(e) => {
+                        ask.withheld = Some(format!(
+                            "offline login refused: the attempt could not be counted: {e}"
+                        ))
+                    }
+                }
             }
         }
         Ok(None) => {}
@@ -252,24 +329,28 @@ pub fn prepare(
 
 /// After a handshake: keeps the store in step with what happened. An
 /// online token stores the new verifier; a 410 forgets the user; an offline
-/// failure counts; an offline success clears the count. An online
-/// rejection, or an authority that answered badly, changes nothing.
+/// failure stays counted; an offline success clears the count. An online
+/// rejection, or an authority that answered badly, gives back the attempt
+/// counted in advance (its verifier was never checked).
 pub fn settle(
     store: &OfflineStore,
     user: &Username,
     outcome: &crate::outcome::Outcome,
     verifier: Option<OfflineVerifier>,
+    counted: Option<Counted>,
 ) -> Result<(), OfflineError> {
     use crate::outcome::Outcome;
-    match outcome {
-        Outcome::Token { .. } => match verifier {
-            Some(verifier) => store.save(user, verifier),
-            None => Ok(()),
+    match (outcome, counted) {
+        (Outcome::Token { .. }, counted) => match (verifier, counted) {
+            (Some(verifier), _) => store.save(user, verifier),
+            (None, Some(counted)) => store.set_failures(user, counted.previous),
+            (None, None) => Ok(()),
         },
-        Outcome::Unmanaged => store.forget(user).map(drop),
-        Outcome::OfflineRejected => store.failed(user).map(drop),
-        Outcome::OfflineVerified => store.succeeded(user),
-        _ => Ok(()),
+        (Outcome::Unmanaged, _) => store.forget(user).map(drop),
+        (Outcome::OfflineRejected, _) => Ok(()),
+        (Outcome::OfflineVerified, _) => store.set_failures(user, 0),
+        (_, Some(counted)) => store.set_failures(user, counted.previous),
+        (_, None) => Ok(()),
     }
 }
 
@@ -295,12 +376,87 @@ mod tests {
         store.save(&alice, verifier.clone()).unwrap();
         let record = store.load(&alice).unwrap().unwrap();
         assert_eq!((record.verifier, record.failures), (verifier, 0));
-        assert_eq!(store.failed(&alice).unwrap(), 1);
-        assert_eq!(store.failed(&alice).unwrap(), 2);
-        store.succeeded(&alice).unwrap();
+        store.set_failures(&alice, 2).unwrap();
+        assert_eq!(store.load(&alice).unwrap().unwrap().failures, 2);
+        store.set_failures(&alice, 0).unwrap();
         assert_eq!(store.load(&alice).unwrap().unwrap().failures, 0);
         assert_eq!(store.list().len(), 1);
         assert!(store.forget(&alice).unwrap());
         assert!(!store.forget(&alice).unwrap());
+    }
+
+    fn config() -> crate::config::OfflineConfig {
+        crate::config::OfflineConfig {
+            enabled: true,
+            services: vec!["login".into()],
+            max_failures: 3,
+            ..Default::default()
+        }
+    }
+
+    fn store_with_alice(dir: &Path) -> (OfflineStore, Username) {
+        let owner = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        let store = OfflineStore::open_owned_by(&dir.join("offline"), owner).unwrap();
+        let alice = Username::parse(b"alice").unwrap();
+        let verifier = OfflineVerifier {
+            salt: "c2FsdA==".into(),
+            iterations: 4096,
+            hash: "aGFzaA==".into(),
+        };
+        store.save(&alice, verifier).unwrap();
+        (store, alice)
+    }
+
+    #[test]
+    fn an_attempt_is_counted_before_its_verifier_is_sent() {
+        use crate::outcome::Outcome;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, alice) = store_with_alice(dir.path());
+        let ask = prepare(&config(), &store, &alice, "login");
+        assert!(ask.verifier.is_some());
+        assert_eq!(store.load(&alice).unwrap().unwrap().failures, 1, "counted at once");
+        // Killed here, the count stands. Settled as a wrong password, too.
+        settle(&store, &alice, &Outcome::OfflineRejected, None, ask.counted).unwrap();
+        assert_eq!(store.load(&alice).unwrap().unwrap().failures, 1);
+        // An attempt that never reached the verifier is given back.
+        let ask = prepare(&config(), &store, &alice, "login");
+        settle(&store, &alice, &Outcome::Rejected, None, ask.counted).unwrap();
+        assert_eq!(store.load(&alice).unwrap().unwrap().failures, 1);
+        // A success clears it.
+        let ask = prepare(&config(), &store, &alice, "login");
+        settle(&store, &alice, &Outcome::OfflineVerified, None, ask.counted).unwrap();
+        assert_eq!(store.load(&alice).unwrap().unwrap().failures, 0);
+        // Three unsettled attempts (killed callers) lock it.
+        for _ in 0..3 {
+            let ask = prepare(&config(), &store, &alice, "login");
+            assert!(ask.verifier.is_some());
+        }
+        let ask = prepare(&config(), &store, &alice, "login");
+        assert!(ask.verifier.is_none() && ask.withheld.unwrap().contains("locked"));
+    }
+
+    #[test]
+    fn attempts_queue_on_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, alice) = store_with_alice(dir.path());
+        let first = prepare(&config(), &store, &alice, "login");
+        let path = dir.path().join("offline");
+        let waiter = std::thread::spawn(move || {
+            let owner = (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
+            let store = OfflineStore::open_owned_by(&path, owner).unwrap();
+            let alice = Username::parse(b"alice").unwrap();
+            prepare(&config(), &store, &alice, "login").verifier.is_some()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!waiter.is_finished(), "the second attempt waits for the first");
+        drop(first);
+        assert!(waiter.join().unwrap());
+        assert_eq!(store.load(&alice).unwrap().unwrap().failures, 2);
     }
 }

@@ -338,6 +338,17 @@ pub fn write_atomic(
     owner: Option<(u32, u32)>,
 ) -> std::io::Result<()> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
+    // A file-size limit (inherited by a setuid host such as su from its
+    // caller) would cut the write short, and with SIGXFSZ at its default
+    // kill the host midway: refuse before anything is created.
+    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE) {
+        if soft != nix::sys::resource::RLIM_INFINITY && soft < bytes.len() as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("the file-size limit ({soft} bytes) is below this record's size"),
+            ));
+        }
+    }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

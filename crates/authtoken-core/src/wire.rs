@@ -184,6 +184,25 @@ fn decode_bounded<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Res
     serde_json::from_slice(line).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
+/// Writes `outcome` (and a new offline verifier) as the result on
+/// stdout, the last thing the helper and `authtoken-chkpwd` do; a result
+/// that cannot be encoded goes out as `Unavailable`.
+pub fn write_answer(outcome: &Outcome, verifier: Option<&OfflineVerifier>) -> std::process::ExitCode {
+    use std::io::Write;
+    let encoded = match encode_answer(outcome, verifier) {
+        Ok(encoded) => encoded,
+        Err(e) => match encode_result(&Outcome::unavailable(e.to_string())) {
+            Ok(encoded) => encoded,
+            Err(_) => return std::process::ExitCode::FAILURE,
+        },
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&encoded).and_then(|()| stdout.flush()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

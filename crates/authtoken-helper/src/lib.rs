@@ -95,25 +95,3 @@ pub struct Handshake {
     pub authority: Option<String>,
     pub verifier: Option<OfflineVerifier>,
 }
-
-/// Writes `outcome` (and a new offline verifier) to stdout in the module's
-/// wire format: the last thing the helper and `authtoken-chkpwd` do. A
-/// failure here is a failed exit, which the module reads as unavailable.
-pub fn write_result(
-    outcome: &Outcome,
-    verifier: Option<&OfflineVerifier>,
-) -> std::process::ExitCode {
-    use std::io::Write;
-    let encoded = match authtoken_core::wire::encode_answer(outcome, verifier) {
-        Ok(encoded) => encoded,
-        Err(e) => match authtoken_core::wire::encode_result(&Outcome::unavailable(e.to_string())) {
-            Ok(encoded) => encoded,
-            Err(_) => return std::process::ExitCode::FAILURE,
-        },
-    };
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(&encoded).and_then(|()| stdout.flush()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(_) => std::process::ExitCode::FAILURE,
-    }
-}

@@ -177,7 +177,7 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
             started.elapsed().as_millis()
         ),
     );
-    authtoken_helper::write_result(&outcome, verifier.as_ref())
+    authtoken_core::wire::write_answer(&outcome, verifier.as_ref())
 }
 
 /// Why the module's request could not be read.

@@ -4,8 +4,8 @@
 //!
 //! Layout (docs/ARCHITECTURE.md): [`ffi`] is the only place that touches
 //! libpam and implements [`pam_api::PamApi`]; [`policy`] decides, through
-//! that trait and an injected [`policy::Host`]; [`spawn`] runs the helper.
-//! `unsafe` is denied everywhere but in those two rooms.
+//! that trait and an injected [`policy::Host`]; the `authtoken-spawn` crate
+//! runs the helper. `unsafe` is denied everywhere but in [`ffi`].
 
 #![deny(unsafe_code)]
 #![cfg_attr(
@@ -17,8 +17,6 @@
 mod ffi;
 pub mod pam_api;
 pub mod policy;
-#[allow(unsafe_code)]
-pub mod spawn;
 
 #[cfg(test)]
 mod policy_tests;

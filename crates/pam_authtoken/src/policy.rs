@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use authtoken_core::cache::{Cache, CacheError};
 use authtoken_core::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
-use authtoken_core::offline::{self, OfflineError, OfflineStore};
+use authtoken_core::offline::{self, OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::{outcome_code, Outcome, PamCode};
 use authtoken_core::session::{SessionError, SessionKey};
 use authtoken_core::username::{Username, UsernameError};
@@ -19,7 +19,7 @@ use authtoken_core::wire::{HelperAnswer, HelperRequest, WireError, MAX_PASSWORD_
 use zeroize::Zeroizing;
 
 use crate::pam_api::{DataKey, PamApi};
-use crate::spawn::HelperError;
+use authtoken_spawn::HelperError;
 
 const PASSWORD_PROMPT: &str = "Password: ";
 
@@ -97,7 +97,7 @@ impl Host for RealHost {
         request: &[u8],
         deadline: Duration,
     ) -> Result<HelperAnswer, HelperError> {
-        crate::spawn::run_helper(helper, args, request, deadline)
+        authtoken_spawn::run_helper(helper, args, request, deadline)
     }
     fn login_session(&self) -> Result<SessionKey, SessionError> {
         SessionKey::current()
@@ -351,7 +351,7 @@ fn authenticate_user<P: PamApi, H: Host>(
     } else {
         None
     };
-    let ask = offline_store
+    let mut ask = offline_store
         .as_ref()
         .map(|store| offline::prepare(&config.offline, store, &user, &attempt.service))
         .unwrap_or_default();
@@ -361,7 +361,14 @@ fn authenticate_user<P: PamApi, H: Host>(
             &format!("user={} {why}", log::quote(user.as_str())),
         );
     }
-    let encoded = encoded_request(pam, options, &user, &attempt.service, ask)?;
+    let encoded = encoded_request(
+        pam,
+        options,
+        &user,
+        &attempt.service,
+        ask.want_verifier,
+        ask.verifier.take(),
+    )?;
 
     let config_arg = options.config_path.to_string_lossy();
     let mut args = vec!["authenticate", "--config", &config_arg];
@@ -380,7 +387,7 @@ fn authenticate_user<P: PamApi, H: Host>(
         outcome => outcome,
     };
     if let Some(store) = &offline_store {
-        if let Err(e) = offline::settle(store, &user, &outcome, answer.verifier) {
+        if let Err(e) = offline::settle(store, &user, &outcome, answer.verifier, ask.counted) {
             host.log(Level::Warning, &format!("offline verifier: {e}"));
         }
     }
@@ -410,12 +417,13 @@ fn encoded_request<P: PamApi>(
     options: &ModuleOptions,
     user: &Username,
     service: &str,
-    offline: offline::Ask,
+    want_verifier: bool,
+    verifier: Option<OfflineVerifier>,
 ) -> Result<Zeroizing<Vec<u8>>, AuthError> {
     let password = obtain_password(pam, options)?;
     let mut request = HelperRequest::new(user, &password, service);
-    request.want_verifier = offline.want_verifier;
-    request.offline = offline.verifier;
+    request.want_verifier = want_verifier;
+    request.offline = verifier;
     drop(password);
     Ok(request.encode()?)
 }
@@ -433,13 +441,7 @@ fn authenticate_unprivileged<P: PamApi, H: Host>(
     attempt: &mut Attempt,
 ) -> Result<Authenticated, AuthError> {
     // chkpwd applies the offline policy itself, as root.
-    let encoded = encoded_request(
-        pam,
-        options,
-        &user,
-        &attempt.service,
-        offline::Ask::default(),
-    )?;
+    let encoded = encoded_request(pam, options, &user, &attempt.service, false, None)?;
     debug(
         host,
         options,

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::pam_api::{DataKey, PamApi};
 use crate::policy::{self, Host, TOKEN_FILE_ENV};
-use crate::spawn::HelperError;
+use authtoken_spawn::HelperError;
 
 /// One PAM handle: what the application set, and what the module did.
 struct FakePam {

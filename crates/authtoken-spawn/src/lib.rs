@@ -11,6 +11,14 @@
 //! Host-process etiquette: no threads, no signal handlers, no change to the
 //! host's `SIGCHLD` disposition, no zombie left behind, and it still works
 //! when the host ignores `SIGCHLD` (the kernel then reaps the child itself).
+//!
+//! One spawner for the workspace: the PAM module and the setuid
+//! `authtoken-chkpwd` both run the helper through [`run_helper`].
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -27,6 +35,7 @@ use zeroize::Zeroizing;
 use authtoken_core::trust::{self, TrustError};
 use authtoken_core::wire::{self, HelperAnswer, WireError};
 
+pub mod setuid;
 mod sys;
 use sys::Executable;
 

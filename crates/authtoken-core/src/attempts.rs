@@ -1,0 +1,198 @@
+//! One uid's password attempts through the setuid `authtoken-chkpwd`: when
+//! the last one began and how many in a row were rejected, kept root-only
+//! under the cache directory and locked for the whole attempt, so one
+//! uid's attempts run one at a time.
+//!
+//! The caller can kill chkpwd at any moment (until it takes root's real
+//! uid) and may have tried to make writes fail, so an attempt is recorded
+//! as a rejection *before* the helper runs and given back afterwards when
+//! it was not one; a record that cannot be written refuses the attempt;
+//! and a record that exists but cannot be read counts as the longest
+//! back-off, never as "no history".
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::Outcome;
+use crate::trust::{self, Rules};
+
+/// Spacing after an attempt: this, doubled per consecutive rejection.
+pub const BASE_SPACING_MS: u64 = 1_000;
+/// Most doublings of the spacing (32 s).
+pub const MAX_DOUBLINGS: u32 = 5;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    last_ms: u64,
+    rejections: u32,
+}
+
+/// The locked record of one uid, for one attempt.
+pub struct Attempts {
+    file: Flock<File>,
+    record: Record,
+    /// The rejections before this attempt, once it has been counted.
+    previous: Option<u32>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Attempts {
+    /// Opens and locks `uid`'s record under `cache_dir/chkpwd` (the cache
+    /// directory must already pass the cache's checks).
+    pub fn open(cache_dir: &Path, uid: u32) -> Result<Attempts, String> {
+        let dir = cache_dir.join("chkpwd");
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                std::os::unix::fs::chown(&dir, Some(0), Some(0)).map_err(|e| e.to_string())?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+        let path = dir.join(uid.to_string());
+        let (file, created) = match trust::open_read_write(&path, Rules::ROOT_PRIVATE) {
+            Ok(file) => (file, false),
+            Err(trust::TrustError::Missing { .. }) => (
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+                true,
+            ),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut file =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e.to_string())?;
+        let mut text = String::new();
+        let read = (&mut *file).take(4096).read_to_string(&mut text);
+        let record = match (created, read.ok().and(serde_json::from_str::<Record>(&text).ok())) {
+            (_, Some(record)) => record,
+            (true, None) if text.is_empty() => Record::default(),
+            // Truncated, unreadable or not ours: the longest back-off.
+            _ => Record {
+                last_ms: now_ms(),
+                rejections: MAX_DOUBLINGS,
+            },
+        };
+        Ok(Attempts {
+            file,
+            record,
+            previous: None,
+        })
+    }
+
+    /// Waits until this uid's next attempt is due (refusing when that is
+    /// more than `max_wait_ms` off), then records the attempt as begun and
+    /// as a rejection, before anything else happens.
+    pub fn begin(&mut self, max_wait_ms: u64) -> Result<(), String> {
+        let spacing = BASE_SPACING_MS << self.record.rejections.min(MAX_DOUBLINGS);
+        let due = self.record.last_ms.saturating_add(spacing);
+        let now = now_ms();
+        if due > now {
+            let wait = due - now;
+            if wait > max_wait_ms {
+                return Err(format!(
+                    "rate limited after {} rejected passwords; retry in {} s",
+                    self.record.rejections,
+                    wait.div_ceil(1000)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(wait));
+        }
+        self.previous = Some(self.record.rejections);
+        self.record.last_ms = now_ms();
+        self.record.rejections = self.record.rejections.saturating_add(1);
+        self.save()
+    }
+
+    /// Settles the attempt: a rejected password stays counted, a token
+    /// starts the count over, anything else gives the attempt back.
+    pub fn finish(&mut self, outcome: &Outcome) -> Result<(), String> {
+        match outcome {
+            Outcome::Rejected | Outcome::OfflineRejected => return Ok(()),
+            Outcome::Token { .. } | Outcome::OfflineVerified => self.record.rejections = 0,
+            _ => {
+                if let Some(previous) = self.previous {
+                    self.record.rejections = previous;
+                }
+            }
+        }
+        self.save()
+    }
+
+    fn save(&mut self) -> Result<(), String> {
+        let text = serde_json::to_string(&self.record).map_err(|e| e.to_string())?;
+        let file: &mut File = &mut self.file;
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+            .and_then(|()| file.write_all(text.as_bytes()))
+            .map_err(|e| format!("rate-limit record: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn stored(dir: &Path) -> Record {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("chkpwd/1000")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_attempt_is_a_rejection_until_it_is_settled() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // the record must be root's
+        }
+        let dir = cache();
+        let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
+        attempts.begin(0).unwrap();
+        assert_eq!(stored(dir.path()).rejections, 1, "counted before the helper runs");
+        attempts.finish(&Outcome::unavailable("x")).unwrap();
+        assert_eq!(stored(dir.path()).rejections, 0, "given back");
+        drop(attempts);
+        // Killed mid-attempt: the count stands.
+        let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
+        attempts.record.last_ms = 0;
+        attempts.begin(0).unwrap();
+        drop(attempts);
+        assert_eq!(stored(dir.path()).rejections, 1);
+    }
+
+    #[test]
+    fn a_truncated_record_is_the_longest_back_off() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = cache();
+        drop(Attempts::open(dir.path(), 1000).unwrap());
+        std::fs::write(dir.path().join("chkpwd/1000"), b"").unwrap();
+        let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
+        assert_eq!(attempts.record.rejections, MAX_DOUBLINGS);
+        assert!(attempts.begin(4_000).unwrap_err().contains("rate limited"));
+    }
+}
