@@ -4,7 +4,7 @@
 //! write fail (`RLIMIT_FSIZE` 0 with `SIGXFSZ` ignored), stop the program
 //! mid-attempt, or leave a core file of its memory.
 
-use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{setgid, setuid, Gid, Uid};
 
@@ -31,18 +31,49 @@ pub fn reset_inherited_state() -> Result<(), String> {
         (Resource::RLIMIT_STACK, STACK_BYTES, RLIM_INFINITY),
         (Resource::RLIMIT_CORE, 0, 0),
         (Resource::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES),
+        #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+        (Resource::RLIMIT_AS, RLIM_INFINITY, RLIM_INFINITY),
     ];
     for (resource, soft, hard) in limits {
-        setrlimit(resource, soft, hard).map_err(|e| format!("setrlimit {resource:?}: {e}"))?;
+        set_limit(resource, soft, hard);
     }
-    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-    setrlimit(Resource::RLIMIT_AS, RLIM_INFINITY, RLIM_INFINITY)
-        .map_err(|e| format!("setrlimit RLIMIT_AS: {e}"))?;
+    // What must hold for an attempt to be recorded and checked at all;
+    // if the caller's hard limits keep it from holding, refuse.
+    for (resource, least) in [
+        (Resource::RLIMIT_FSIZE, 1 << 20),
+        (Resource::RLIMIT_NOFILE, 64),
+    ] {
+        let (soft, _) = getrlimit(resource).map_err(|e| format!("getrlimit {resource:?}: {e}"))?;
+        if soft != RLIM_INFINITY && soft < least {
+            return Err(format!(
+                "the caller's hard {resource:?} ({soft}) cannot be raised to {least}"
+            ));
+        }
+    }
     reset_signals();
     umask(Mode::from_bits_truncate(0o077));
     setgid(Gid::from_raw(0)).map_err(|e| format!("setgid: {e}"))?;
     setuid(Uid::from_raw(0)).map_err(|e| format!("setuid: {e}"))?;
     Ok(())
+}
+
+/// Sets a limit; where the hard limit cannot be raised (no
+/// `CAP_SYS_RESOURCE`, as in some containers), takes the soft limit as
+/// close to `soft` as the hard one allows.
+fn set_limit(resource: Resource, soft: u64, hard: u64) {
+    if setrlimit(resource, soft, hard).is_ok() {
+        return;
+    }
+    if let Ok((_, current_hard)) = getrlimit(resource) {
+        let reachable = if current_hard == RLIM_INFINITY {
+            soft
+        } else if soft == RLIM_INFINITY {
+            current_hard
+        } else {
+            soft.min(current_hard)
+        };
+        let _ = setrlimit(resource, reachable, current_hard);
+    }
 }
 
 fn reset_signals() {
