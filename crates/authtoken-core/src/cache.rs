@@ -202,12 +202,11 @@ impl Cache {
         let Some(bytes) = self.read_trusted(&path) else {
             return false;
         };
-        match serde_json::from_slice::<UnmanagedRecord>(&bytes) {
-            Ok(record) if record.v == 1 && record.user == user.as_str() => true,
-            _ => {
-                warn(&format!("ignoring corrupt cache entry {}", path.display()));
-                false
-            }
+        if records_unmanaged(&bytes, user) {
+            true
+        } else {
+            warn(&format!("ignoring corrupt cache entry {}", path.display()));
+            false
         }
     }
 
@@ -295,8 +294,7 @@ impl Cache {
         let path = self.fresh_handoff(key, user)?;
         let bytes = self.read_trusted(&path)?;
         let _ = std::fs::remove_file(&path);
-        let token = std::str::from_utf8(&bytes).ok().filter(|t| !t.is_empty())?;
-        Some(Zeroizing::new(token.to_owned()))
+        handoff_token(&bytes)
     }
 
     /// Drops a hand-off that is no longer needed.
@@ -401,6 +399,20 @@ impl Cache {
         out.sort_by(|a, b| (&a.session, &a.user).cmp(&(&b.session, &b.user)));
         out
     }
+}
+
+/// Whether a `.unmanaged` entry's bytes are a record of a 410 for `user`.
+pub fn records_unmanaged(bytes: &[u8], user: &Username) -> bool {
+    matches!(
+        serde_json::from_slice::<UnmanagedRecord>(bytes),
+        Ok(record) if record.v == 1 && record.user == user.as_str()
+    )
+}
+
+/// The token a hand-off entry holds: non-empty UTF-8.
+pub fn handoff_token(bytes: &[u8]) -> Option<Zeroizing<String>> {
+    let token = std::str::from_utf8(bytes).ok().filter(|t| !t.is_empty())?;
+    Some(Zeroizing::new(token.to_owned()))
 }
 
 fn warn(message: &str) {

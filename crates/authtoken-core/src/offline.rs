@@ -129,10 +129,9 @@ impl OfflineStore {
             Err(TrustError::Missing { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        match serde_json::from_slice::<OfflineRecord>(&bytes) {
-            Ok(record) if record.v == 1 && record.user == user.as_str() => Ok(Some(record)),
-            _ => Err(OfflineError::Corrupt(path)),
-        }
+        parse_record(&bytes, user)
+            .map(Some)
+            .ok_or(OfflineError::Corrupt(path))
     }
 
     fn write(&self, record: &OfflineRecord) -> Result<(), OfflineError> {
@@ -239,6 +238,13 @@ impl OfflineStore {
         out.sort();
         out
     }
+}
+
+/// A record's bytes, if they are a version-1 record for `user`.
+pub fn parse_record(bytes: &[u8], user: &Username) -> Option<OfflineRecord> {
+    serde_json::from_slice::<OfflineRecord>(bytes)
+        .ok()
+        .filter(|record| record.v == 1 && record.user == user.as_str())
 }
 
 /// What a handshake should carry for offline login.

@@ -72,6 +72,15 @@ fn random32() -> Result<[u8; 32], ServerError> {
 
 /// Creates the enrolment file: a fresh identity, `label`, and the public key
 /// derived from `passphrase` with the device's `eid` as salt.
+/// The `auth` JWT of a `POST /api/auth/token` body (`{"auth": "…"}`).
+pub fn parse_auth_request(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Request {
+        auth: String,
+    }
+    serde_json::from_slice::<Request>(body).ok().map(|r| r.auth)
+}
+
 pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), ServerError> {
     let identity = StaticSecret::from(random32()?);
     let eid = B64.encode(PublicKey::from(&identity).as_bytes());
@@ -91,10 +100,19 @@ pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), ServerE
 impl Device {
     pub fn load(file: &Path, state: DeviceState, delay: Duration) -> Result<Device, ServerError> {
         let text = read_private(file)?;
-        let parsed: DeviceFile = toml::from_str(&text).map_err(|e| ServerError::Format {
+        Device::from_toml(&text, state, delay).map_err(|problem| ServerError::Format {
             path: file.to_owned(),
-            problem: e.message().to_owned(),
-        })?;
+            problem,
+        })
+    }
+
+    /// A device from the text of its file (with a fresh per-boot session).
+    pub fn from_toml(text: &str, state: DeviceState, delay: Duration) -> Result<Device, String> {
+        let parsed: DeviceFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        Device::from_file(parsed, state, delay).map_err(|e| e.to_string())
+    }
+
+    fn from_file(parsed: DeviceFile, state: DeviceState, delay: Duration) -> Result<Device, ServerError> {
         let identity = StaticSecret::from(key32(&parsed.identity_secret, "identity_secret")?);
         let session_secret = StaticSecret::from(random32()?);
         Ok(Device {
@@ -179,15 +197,11 @@ impl Device {
         if let Some(answer) = self.refused() {
             return answer;
         }
-        #[derive(Deserialize)]
-        struct Request {
-            auth: String,
-        }
-        let Ok(request) = serde_json::from_slice::<Request>(body) else {
+        let Some(auth) = parse_auth_request(body) else {
             return Answer::status(400, Event::Malformed, "malformed request");
         };
         let payload = match device_check(
-            &request.auth,
+            &auth,
             &self.session_secret,
             &self.spk,
             &self.user_key,

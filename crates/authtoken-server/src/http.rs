@@ -551,7 +551,10 @@ impl Connection {
 /// showed as a large share of the server's time per handshake.
 fn log_line(conn: u64, peer: SocketAddr, user: &str, event: &str) {
     use std::io::Write as _;
-    let line = format!("request conn={conn} peer={peer} user={user} {event}\n");
+    let line = format!(
+        "request conn={conn} peer={peer} user={} {event}\n",
+        authtoken_core::log::quote(user)
+    );
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
@@ -580,17 +583,21 @@ fn reply(
 
 /// The media type of a request, lower-cased and without parameters.
 fn media_type(request: &Request<Incoming>) -> Option<String> {
-    request
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+    media_type_of(request.headers().get("Content-Type")?.as_bytes())
+}
+
+/// The media type of a `Content-Type` value, lower-cased and without
+/// parameters; `None` unless it is visible ASCII.
+pub fn media_type_of(value: &[u8]) -> Option<String> {
+    let value = hyper::header::HeaderValue::from_bytes(value).ok()?;
+    let text = value.to_str().ok()?;
+    Some(
+        text.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// The body, capped in size and bounded by the request deadline (a body
@@ -712,9 +719,8 @@ async fn handle_mdm(
     } else {
         "challenge"
     };
-    let user = authtoken_core::log::quote(&checkin.identity.short_name);
     let answer = authority.handle(&checkin, at.origin());
-    at.respond(answer, &user, step).await
+    at.respond(answer, &checkin.identity.short_name, step).await
 }
 
 async fn handle_hem(

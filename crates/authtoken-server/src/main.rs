@@ -5,16 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-mod authority;
-mod device;
-mod error;
-mod http;
-mod metrics;
-mod nonce;
-mod proto;
-mod store;
-mod throttle;
-mod tls;
+use authtoken_server::{authority, device, error, http, metrics, nonce, store, throttle, tls};
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

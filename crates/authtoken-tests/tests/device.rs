@@ -181,6 +181,8 @@ fn a_device_labelled_root_signs_nobody_in_as_root() {
         "without a mapping, a label never names uid 0"
     );
     assert_eq!(posts(&server), 0, "nothing was sent for root");
+    // The 410-style answers above are remembered for this login session.
+    std::fs::remove_dir_all(ws.path("cache")).unwrap();
     let explicit = hem_config(
         &ws,
         &server,
@@ -267,7 +269,7 @@ fn the_emulation_refuses_a_replayed_jti() {
     assert!(server
         .lines()
         .iter()
-        .any(|l| l.contains("unknown or replayed jti")));
+        .any(|l| l.contains("replayed jti")));
     // The device delays its answers (>= 500 ms).
     let delays: Vec<u64> = server
         .lines()

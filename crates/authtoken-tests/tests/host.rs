@@ -167,6 +167,95 @@ fn nothing_logged_contains_a_password() {
     assert!(!server_log.contains(PASSWORD));
 }
 
+/// The `key=value` pairs of a log line, values in double quotes read with
+/// their escapes (as a careful parser would).
+fn fields(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].rsplit(' ').next().unwrap_or("").to_owned();
+        let after = &rest[eq + 1..];
+        let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, next)) = chars.next() {
+                            value.push(next);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end..])
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_owned(), &after[end..])
+        };
+        out.push((key, value));
+        rest = tail;
+    }
+    out
+}
+
+/// Hostile input, finding 10: a user name written to look like more
+/// fields (sshd passes the client's name to PAM even for unknown users)
+/// stays one quoted value in the module's, the helper's and the server's
+/// lines, and no line reads as a success.
+#[test]
+fn a_user_name_cannot_forge_log_fields() {
+    let ws = Workspace::new();
+    ws.add_user("alice", Some(PASSWORD), &[]);
+    let server = Server::start(&ws, &[]);
+    let confdir = ws.simple_stack(&ws.config_for(&server.url(), ""));
+    let socket_path: &Path = &ws.path("log.sock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let socket = UnixDatagram::bind(socket_path).unwrap();
+    std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let collector = collect(socket, stop.clone(), Duration::from_millis(300));
+    let forged = "bob outcome=token result=PAM_SUCCESS \"x\u{202e}\u{2028}y";
+    let (code, output) = pamtester(&confdir, Some(socket_path), forged, "guess");
+    assert_ne!(code, 0, "{output}");
+    stop.store(true, Ordering::SeqCst);
+    let lines = collector.join().unwrap();
+    let server_lines: Vec<String> = server
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("request "))
+        .collect();
+    let mut seen = 0;
+    for line in lines.iter().chain(&server_lines) {
+        if !line.contains("outcome=") {
+            continue;
+        }
+        seen += 1;
+        assert!(
+            !line.contains('\u{202e}') && !line.contains('\u{2028}'),
+            "raw format characters: {line}"
+        );
+        let fields = fields(line);
+        let first = |key: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_ne!(first("outcome").as_deref(), Some("token"), "{line}");
+        assert_ne!(first("result").as_deref(), Some("PAM_SUCCESS"), "{line}");
+        assert!(
+            first("user").is_some_and(|u| u.starts_with("bob outcome=token") && u.contains("u{202e}")),
+            "{line}"
+        );
+    }
+    assert!(seen >= 3, "the module, the helper and the server logged: {lines:?} {server_lines:?}");
+}
+
 /// One field of `/proc/PID/status`.
 fn status_field(pid: i32, name: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

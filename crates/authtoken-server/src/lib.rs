@@ -1,0 +1,16 @@
+//! The reference token authority as a library: the binary
+//! (`authtoken-server`) is its command line, and the fuzz targets reach
+//! every parser of outside input through it.
+
+#![forbid(unsafe_code)]
+
+pub mod authority;
+pub mod device;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod nonce;
+pub mod proto;
+pub mod store;
+pub mod throttle;
+pub mod tls;
