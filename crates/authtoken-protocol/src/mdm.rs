@@ -182,7 +182,7 @@ pub struct ClientSettings {
 }
 
 /// A parsed challenge we can answer.
-enum Parsed {
+pub enum Parsed {
     Scram(scram::Challenge),
     HttpDigest(http_digest::Challenge),
 }
@@ -267,17 +267,9 @@ fn handshake(
             )))
         }
     }
-    let reply = parse_dict(&first.body, "challenge reply")?;
-    let challenge = reply
-        .get("DigestChallenge")
-        .and_then(Value::as_string)
-        .ok_or(ProtocolError::Malformed(
-            "challenge reply: no DigestChallenge",
-        ))?;
-    if challenge.is_empty() {
+    let Some(scheme) = read_challenge(&first.body, settings)? else {
         return Ok(Outcome::NoTokenNeeded);
-    }
-    let scheme = parse_scheme(challenge, settings)?;
+    };
     let nonce = cnonce()?;
     let (digest_response, expected_signature) = match &scheme {
         Parsed::Scram(c) => {
@@ -318,7 +310,33 @@ fn handshake(
             )))
         }
     }
-    let reply = parse_dict(&second.body, "token reply")?;
+    read_token_reply(&second.body, expected_signature.as_deref(), settings)
+}
+
+/// The first reply's body: the challenge to answer, or `None` for an empty
+/// `DigestChallenge` (no token needed).
+pub fn read_challenge(body: &[u8], settings: &ClientSettings) -> Result<Option<Parsed>, ProtocolError> {
+    let reply = parse_dict(body, "challenge reply")?;
+    let challenge = reply
+        .get("DigestChallenge")
+        .and_then(Value::as_string)
+        .ok_or(ProtocolError::Malformed(
+            "challenge reply: no DigestChallenge",
+        ))?;
+    if challenge.is_empty() {
+        return Ok(None);
+    }
+    parse_scheme(challenge, settings).map(Some)
+}
+
+/// The second reply's body, for a response whose server signature should
+/// be `expected_signature` (SCRAM).
+pub fn read_token_reply(
+    body: &[u8],
+    expected_signature: Option<&str>,
+    settings: &ClientSettings,
+) -> Result<Outcome, ProtocolError> {
+    let reply = parse_dict(body, "token reply")?;
     // An empty AuthToken is the authority's "wrong password"; no AuthToken
     // at all is not an answer.
     let token = match reply.get("AuthToken") {
@@ -334,7 +352,7 @@ fn handshake(
     let token = Zeroizing::new(token.to_owned());
     if let Some(expected) = expected_signature {
         let received = reply.get("ServerSignature").and_then(Value::as_string);
-        let valid = received.is_some_and(|r| scram::server_signature_matches(&expected, r));
+        let valid = received.is_some_and(|r| scram::server_signature_matches(expected, r));
         if !valid && settings.require_server_signature {
             let what = if received.is_some() {
                 "wrong"

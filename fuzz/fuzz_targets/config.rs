@@ -1,0 +1,13 @@
+//! Module, helper and chkpwd: the config file (TOML), parsed and checked.
+#![no_main]
+use authtoken_core::config::Config;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(config) = Config::parse(text) {
+            let _ = config.validate();
+            let _ = config.weaknesses();
+        }
+    }
+});
