@@ -4,21 +4,23 @@
 # toolchain has no ASan), under a memory limit.
 #
 #   scripts/fuzz.sh --smoke        every target for 20 s (what test.sh runs)
-#   scripts/fuzz.sh [SECONDS]      a long run: every target for SECONDS
-#                                  (default 600), two at a time, adding what
-#                                  it finds to fuzz/corpus/
+#   scripts/fuzz.sh [SECONDS]      a long run: every target until it has
+#                                  made FUZZ_RUNS executions (default 10
+#                                  million) or SECONDS have passed (default
+#                                  1800), two at a time, adding what it
+#                                  finds to fuzz/corpus/
 #   scripts/fuzz.sh --regress      replays fuzz/corpus and fuzz/regressions
 #                                  only
 #   FUZZ_TARGETS="a b" ...         only these targets
 #
-# A crash, a panic, a leak of the time limit or an input that needs more
+# A crash, a panic, an input that runs past the time limit or needs more
 # than the memory limit fails the run; its input is kept under
 # fuzz/artifacts/TARGET/ (re-run it with `cargo fuzz run TARGET FILE`).
 # Prints the executions per target.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-mode=long seconds=600
+mode=long seconds=1800
 case "${1:-}" in
   --smoke) mode=smoke seconds=20 ;;
   --regress) mode=regress seconds=0 ;;
@@ -55,7 +57,8 @@ run() {
     # New inputs go to a scratch directory; the committed corpus is read only.
     "$bin/$target" "${args[@]}" -max_total_time="$seconds" "$work/$target" "${seeds[@]}" >"$log" 2>&1
   else
-    "$bin/$target" "${args[@]}" -max_total_time="$seconds" "corpus/$target" "${seeds[@]:1}" >"$log" 2>&1
+    "$bin/$target" "${args[@]}" -runs="${FUZZ_RUNS:-10000000}" -max_total_time="$seconds" \
+      "corpus/$target" "${seeds[@]:1}" >"$log" 2>&1
   fi
 }
 
