@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Type-checks the module, the helper and the server for macOS (Intel and
+# Type-checks the module, its spawner, the helper, chkpwd and the server for macOS (Intel and
 # Apple silicon) and FreeBSD, from a stock Debian machine: Debian's
 # rustc-web builds the target's std from its rust-web-src sources
 # (-Zbuild-std, allowed by RUSTC_BOOTSTRAP), and clang compiles ring's C
@@ -58,7 +58,9 @@ EOF2
   export "CFLAGS_${env_target}=$cflags"
   t0=$SECONDS
   "$cargo" check --locked -q -Zbuild-std=std,panic_unwind --target "$target" \
-    -p pam_authtoken -p authtoken-helper -p authtoken-server --lib --bins --tests
+    -p pam_authtoken -p authtoken-spawn -p authtoken-helper -p authtoken-server --lib --bins --tests
+  "$cargo" check --locked -q -Zbuild-std=std,panic_unwind --target "$target" \
+    -p authtoken-chkpwd --bins --tests
   echo "check-platforms: $target ok ($((SECONDS - t0)) s)"
 done
 echo "check-platforms: ${#targets[@]} targets type-checked in $((SECONDS - started)) s"

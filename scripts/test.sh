@@ -26,6 +26,9 @@ scripts/check-platforms.sh
 tests/system/docs.sh
 tests/system/packages.sh
 tests/system/macos-layout.sh
+# Every fuzz target for 20 s, from the committed corpus and regression
+# inputs (docs/FUZZING.md); any crash, panic or memory blow-up fails.
+scripts/fuzz.sh --smoke
 # A few runs of every benchmark, so it cannot rot (nothing about time is
 # asserted; every login in it must end as it should).
 scripts/bench.sh --quick

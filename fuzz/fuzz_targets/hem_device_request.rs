@@ -11,6 +11,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let secret = StaticSecret::from([7u8; 32]);
-    let check = device_check(&auth, &secret, "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", &[9u8; 32]);
-    assert!(!matches!(check, AuthCheck::Valid(_)), "no random auth is signed by the user's key");
+    let check = device_check(
+        &auth,
+        &secret,
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        &[9u8; 32],
+    );
+    assert!(
+        !matches!(check, AuthCheck::Valid(_)),
+        "no random auth is signed by the user's key"
+    );
 });

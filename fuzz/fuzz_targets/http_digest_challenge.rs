@@ -12,6 +12,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(challenge) = parse_challenge(text) {
         let header = challenge_header(&challenge);
         let rest = header.strip_prefix("Digest ").expect("the scheme word");
-        assert_eq!(parse_challenge(rest).as_ref().ok(), Some(&challenge), "{header}");
+        assert_eq!(
+            parse_challenge(rest).as_ref().ok(),
+            Some(&challenge),
+            "{header}"
+        );
     }
 });

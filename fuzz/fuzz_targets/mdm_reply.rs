@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
     let expected = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
     if let Ok(Outcome::Token { .. }) = read_token_reply(second, Some(expected), &settings) {
         let text = String::from_utf8_lossy(second);
-        assert!(text.contains(expected), "a token only with the right signature");
+        assert!(
+            text.contains(expected),
+            "a token only with the right signature"
+        );
     }
 });

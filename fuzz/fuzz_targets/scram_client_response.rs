@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(response) = parse_client_response(text) {
         assert!(response.nonce.starts_with(&response.cnonce));
-        assert!(server_verify(verifier(), &response).is_none(), "no proof of a random input is right");
+        assert!(
+            server_verify(verifier(), &response).is_none(),
+            "no proof of a random input is right"
+        );
     }
 });

@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
             "r={},s={},i={}",
             challenge.snonce, challenge.salt_b64, challenge.iterations_text
         );
-        assert_eq!(parse_challenge(&again, 4096..=10_000_000).ok(), Some(challenge));
+        assert_eq!(
+            parse_challenge(&again, 4096..=10_000_000).ok(),
+            Some(challenge)
+        );
     }
     let expected = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
     assert_eq!(server_signature_matches(expected, text), text == expected);

@@ -80,7 +80,10 @@ impl Attempts {
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e.to_string())?;
         let mut text = String::new();
         let read = (&mut *file).take(4096).read_to_string(&mut text);
-        let record = match (created, read.ok().and(serde_json::from_str::<Record>(&text).ok())) {
+        let record = match (
+            created,
+            read.ok().and(serde_json::from_str::<Record>(&text).ok()),
+        ) {
             (_, Some(record)) => record,
             (true, None) if text.is_empty() => Record::default(),
             // Truncated, unreadable or not ours: the longest back-off.
@@ -171,7 +174,11 @@ mod tests {
         let dir = cache();
         let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
         attempts.begin(0).unwrap();
-        assert_eq!(stored(dir.path()).rejections, 1, "counted before the helper runs");
+        assert_eq!(
+            stored(dir.path()).rejections,
+            1,
+            "counted before the helper runs"
+        );
         attempts.finish(&Outcome::unavailable("x")).unwrap();
         assert_eq!(stored(dir.path()).rejections, 0, "given back");
         drop(attempts);

@@ -85,10 +85,7 @@ mod tests {
     #[test]
     fn values_stay_inside_their_quotes() {
         assert_eq!(quote("alice"), "\"alice\"");
-        assert_eq!(
-            quote("bob\" outcome=token"),
-            "\"bob\\\" outcome=token\""
-        );
+        assert_eq!(quote("bob\" outcome=token"), "\"bob\\\" outcome=token\"");
         assert_eq!(quote("a\\b"), "\"a\\\\b\"");
         assert_eq!(quote("x\ny"), "\"x\\u{a}y\"");
         assert_eq!(quote("evil\u{202e}txt"), "\"evil\\u{202e}txt\"");

@@ -166,7 +166,9 @@ impl OfflineStore {
     /// An exclusive lock on `user`'s record, held until dropped: a file
     /// beside the records (root's, 0600, never followed).
     fn lock(&self, user: &Username) -> Result<Flock<File>, OfflineError> {
-        let path = self.dir.join(format!(".lock-{}", to_file_name(user.as_str())));
+        let path = self
+            .dir
+            .join(format!(".lock-{}", to_file_name(user.as_str())));
         let io = |source| OfflineError::Io {
             path: path.clone(),
             source,
@@ -292,7 +294,9 @@ pub fn prepare(
     let lock = match store.lock(user) {
         Ok(lock) => lock,
         Err(e) => {
-            ask.withheld = Some(format!("offline login refused: cannot lock the record: {e}"));
+            ask.withheld = Some(format!(
+                "offline login refused: cannot lock the record: {e}"
+            ));
             return ask;
         }
     };
@@ -423,7 +427,11 @@ mod tests {
         let (store, alice) = store_with_alice(dir.path());
         let ask = prepare(&config(), &store, &alice, "login");
         assert!(ask.verifier.is_some());
-        assert_eq!(store.load(&alice).unwrap().unwrap().failures, 1, "counted at once");
+        assert_eq!(
+            store.load(&alice).unwrap().unwrap().failures,
+            1,
+            "counted at once"
+        );
         // Killed here, the count stands. Settled as a wrong password, too.
         settle(&store, &alice, &Outcome::OfflineRejected, None, ask.counted).unwrap();
         assert_eq!(store.load(&alice).unwrap().unwrap().failures, 1);
@@ -457,10 +465,15 @@ mod tests {
             );
             let store = OfflineStore::open_owned_by(&path, owner).unwrap();
             let alice = Username::parse(b"alice").unwrap();
-            prepare(&config(), &store, &alice, "login").verifier.is_some()
+            prepare(&config(), &store, &alice, "login")
+                .verifier
+                .is_some()
         });
         std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(!waiter.is_finished(), "the second attempt waits for the first");
+        assert!(
+            !waiter.is_finished(),
+            "the second attempt waits for the first"
+        );
         drop(first);
         assert!(waiter.join().unwrap());
         assert_eq!(store.load(&alice).unwrap().unwrap().failures, 2);

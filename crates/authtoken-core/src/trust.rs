@@ -341,7 +341,8 @@ pub fn write_atomic(
     // A file-size limit (inherited by a setuid host such as su from its
     // caller) would cut the write short, and with SIGXFSZ at its default
     // kill the host midway: refuse before anything is created.
-    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE) {
+    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)
+    {
         if soft != nix::sys::resource::RLIM_INFINITY && soft < bytes.len() as u64 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::StorageFull,

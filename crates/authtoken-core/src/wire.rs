@@ -187,7 +187,10 @@ fn decode_bounded<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Res
 /// Writes `outcome` (and a new offline verifier) as the result on
 /// stdout, the last thing the helper and `authtoken-chkpwd` do; a result
 /// that cannot be encoded goes out as `Unavailable`.
-pub fn write_answer(outcome: &Outcome, verifier: Option<&OfflineVerifier>) -> std::process::ExitCode {
+pub fn write_answer(
+    outcome: &Outcome,
+    verifier: Option<&OfflineVerifier>,
+) -> std::process::ExitCode {
     use std::io::Write;
     let encoded = match encode_answer(outcome, verifier) {
         Ok(encoded) => encoded,

@@ -157,10 +157,9 @@ fn serve_module(config_path: &Path, debug: bool) -> ExitCode {
         }
     };
     let (reason, level) = match &outcome {
-        Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => (
-            format!(" reason={}", log::quote(reason)),
-            Level::Error,
-        ),
+        Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => {
+            (format!(" reason={}", log::quote(reason)), Level::Error)
+        }
         _ => (String::new(), Level::Info),
     };
     let authority = authority

@@ -37,7 +37,10 @@ pub fn account(wanted: &str) -> Result<User, PrivilegeError> {
             log::send(
                 log::HELPER_IDENT,
                 Level::Error,
-                &format!("helper_user {} does not exist: {HOW_TO_CREATE}", log::quote(wanted)),
+                &format!(
+                    "helper_user {} does not exist: {HOW_TO_CREATE}",
+                    log::quote(wanted)
+                ),
             );
             Err(PrivilegeError::NoUser(log::quote(wanted)))
         }

@@ -165,10 +165,18 @@ mod tests {
     #[test]
     fn a_label_map_is_an_allow_list() {
         let mut labels = std::collections::BTreeMap::new();
-        assert_eq!(label_user("alice", &labels), Some("alice"), "no map: the label");
+        assert_eq!(
+            label_user("alice", &labels),
+            Some("alice"),
+            "no map: the label"
+        );
         labels.insert("My device".to_owned(), "alice".to_owned());
         assert_eq!(label_user("My device", &labels), Some("alice"));
-        assert_eq!(label_user("root", &labels), None, "unmapped labels name nobody");
+        assert_eq!(
+            label_user("root", &labels),
+            None,
+            "unmapped labels name nobody"
+        );
         assert_eq!(label_user("alice", &labels), None);
     }
 

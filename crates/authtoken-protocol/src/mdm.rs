@@ -315,7 +315,10 @@ fn handshake(
 
 /// The first reply's body: the challenge to answer, or `None` for an empty
 /// `DigestChallenge` (no token needed).
-pub fn read_challenge(body: &[u8], settings: &ClientSettings) -> Result<Option<Parsed>, ProtocolError> {
+pub fn read_challenge(
+    body: &[u8],
+    settings: &ClientSettings,
+) -> Result<Option<Parsed>, ProtocolError> {
     let reply = parse_dict(body, "challenge reply")?;
     let challenge = reply
         .get("DigestChallenge")

@@ -212,7 +212,9 @@ impl Authority {
                 Some(&decoy)
             }
             Some(entry) => match entry.policy {
-                Policy::Unmanaged => return Answer::status(410, Event::Unmanaged, "unmanaged: 410"),
+                Policy::Unmanaged => {
+                    return Answer::status(410, Event::Unmanaged, "unmanaged: 410")
+                }
                 Policy::NoToken => {
                     return Answer::plist(
                         &[("DigestChallenge", "")],
@@ -314,7 +316,11 @@ impl Authority {
     fn refuse_junk(&self, why: &str) -> Answer {
         Answer {
             delay: self.settings.failure_delay,
-            ..Answer::plist(&[("AuthToken", "")], Event::Rejected, format!("rejected: {why}"))
+            ..Answer::plist(
+                &[("AuthToken", "")],
+                Event::Rejected,
+                format!("rejected: {why}"),
+            )
         }
     }
 
@@ -456,7 +462,11 @@ impl Authority {
         expiry: u64,
         extra: &[(&str, &str)],
     ) -> Answer {
-        match self.settings.replay.claim(user, nonce, expiry, origin.now_secs()) {
+        match self
+            .settings
+            .replay
+            .claim(user, nonce, expiry, origin.now_secs())
+        {
             Claim::First => {}
             Claim::Replayed => return self.refuse_junk("replayed response"),
             Claim::Full => {
@@ -627,11 +637,17 @@ mod tests {
         let a = authority(UnknownUsers::Decoy);
         // Junk for made-up names and for alice herself: never a proof.
         for i in 0..200 {
-            let junk = a.handle(&request(&format!("made-up{i}"), Some("garbage".into())), at(T0));
+            let junk = a.handle(
+                &request(&format!("made-up{i}"), Some("garbage".into())),
+                at(T0),
+            );
             assert_eq!(junk.event, Event::Rejected);
             assert!(!junk.proof_evaluated);
             let forged = a.handle(
-                &request("alice", Some("SCRAM-SHA-256 n=alice,r=x,c=biws,r=xAAAA,p=AAAA".into())),
+                &request(
+                    "alice",
+                    Some("SCRAM-SHA-256 n=alice,r=x,c=biws,r=xAAAA,p=AAAA".into()),
+                ),
                 at(T0),
             );
             assert!(!forged.proof_evaluated, "a forged nonce is not a guess");
@@ -698,7 +714,11 @@ mod tests {
                 .to_owned()
         };
         let shape = |t: String| t.split("nonce=").next().unwrap().to_owned();
-        assert!(text("mallory").starts_with("Digest "), "{}", text("mallory"));
+        assert!(
+            text("mallory").starts_with("Digest "),
+            "{}",
+            text("mallory")
+        );
         assert_eq!(shape(text("mallory")), shape(text("dave")));
     }
 

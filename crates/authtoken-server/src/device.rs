@@ -112,7 +112,11 @@ impl Device {
         Device::from_file(parsed, state, delay).map_err(|e| e.to_string())
     }
 
-    fn from_file(parsed: DeviceFile, state: DeviceState, delay: Duration) -> Result<Device, ServerError> {
+    fn from_file(
+        parsed: DeviceFile,
+        state: DeviceState,
+        delay: Duration,
+    ) -> Result<Device, ServerError> {
         let identity = StaticSecret::from(key32(&parsed.identity_secret, "identity_secret")?);
         let session_secret = StaticSecret::from(random32()?);
         Ok(Device {
@@ -200,12 +204,7 @@ impl Device {
         let Some(auth) = parse_auth_request(body) else {
             return Answer::status(400, Event::Malformed, "malformed request");
         };
-        let payload = match device_check(
-            &auth,
-            &self.session_secret,
-            &self.spk,
-            &self.user_key,
-        ) {
+        let payload = match device_check(&auth, &self.session_secret, &self.spk, &self.user_key) {
             AuthCheck::Valid(payload) => payload,
             AuthCheck::Malformed => return Answer::status(400, Event::Malformed, "malformed auth"),
             AuthCheck::Unauthenticated => {

@@ -271,7 +271,12 @@ pub async fn serve(
             }
             Err(e) => {
                 metrics.connection_refused("accept_failed");
-                log_line(0, UNKNOWN_PEER, "-", &format!("accept failed: {e}; backing off"));
+                log_line(
+                    0,
+                    UNKNOWN_PEER,
+                    "-",
+                    &format!("accept failed: {e}; backing off"),
+                );
                 backoff.failed().await;
                 continue;
             }
@@ -769,7 +774,10 @@ mod tests {
         assert_ne!(source_key(a), source_key(c));
         let mapped: IpAddr = "::ffff:127.0.0.5".parse().unwrap();
         assert_eq!(source_key(mapped), IpAddr::from([127, 0, 0, 5]));
-        assert_eq!(source_key(IpAddr::from([10, 1, 2, 3])), IpAddr::from([10, 1, 2, 3]));
+        assert_eq!(
+            source_key(IpAddr::from([10, 1, 2, 3])),
+            IpAddr::from([10, 1, 2, 3])
+        );
     }
 
     #[test]
@@ -777,12 +785,19 @@ mod tests {
         let l = Limits::for_descriptors(1024, 32);
         assert_eq!(l.max_connections, 1024 - FD_HEADROOM);
         assert_eq!(l.per_source, 32);
-        assert_eq!(Limits::for_descriptors(1 << 20, 32).max_connections, MAX_CONNECTIONS);
+        assert_eq!(
+            Limits::for_descriptors(1 << 20, 32).max_connections,
+            MAX_CONNECTIONS
+        );
         let tiny = Limits::for_descriptors(40, 32);
         assert_eq!((tiny.max_connections, tiny.per_source), (8, 8));
     }
 
-    fn open(slots: &Arc<Slots>, id: u64, source: [u8; 4]) -> Result<(Slot, Admission), &'static str> {
+    fn open(
+        slots: &Arc<Slots>,
+        id: u64,
+        source: [u8; 4],
+    ) -> Result<(Slot, Admission), &'static str> {
         let activity = Arc::new(Activity::default());
         activity.last_read_ms.store(id, Ordering::Relaxed);
         slots.admit(id, IpAddr::from(source), activity, Arc::default())
@@ -806,7 +821,11 @@ mod tests {
         assert_eq!(admission, Admission::Evicted(2));
         assert_eq!(slots.registry.lock().unwrap().open.len(), 4);
         drop(held);
-        assert_eq!(slots.registry.lock().unwrap().open.len(), 1, "only the new one");
+        assert_eq!(
+            slots.registry.lock().unwrap().open.len(),
+            1,
+            "only the new one"
+        );
     }
 
     #[test]

@@ -231,7 +231,10 @@ mod tests {
     fn one_account_filling_the_record_refuses_only_its_own_logins() {
         let memory = ReplayRecord::memory();
         for i in 0..MAX_REMEMBERED_PER_USER {
-            assert_eq!(memory.claim("flooder", &format!("f{i}"), 1060, 1000), Claim::First);
+            assert_eq!(
+                memory.claim("flooder", &format!("f{i}"), 1060, 1000),
+                Claim::First
+            );
         }
         assert_eq!(memory.claim("flooder", "one more", 1060, 1000), Claim::Full);
         assert_eq!(memory.claim("alice", "a1", 1060, 1000), Claim::First);
@@ -251,7 +254,11 @@ mod tests {
         let a = ReplayRecord::Directory(dir.path().to_owned());
         let b = ReplayRecord::Directory(dir.path().to_owned());
         assert_eq!(a.claim("alice", "n1", 1060, 1000), Claim::First);
-        assert_eq!(b.claim("alice", "n1", 1060, 1001), Claim::Replayed, "shared");
+        assert_eq!(
+            b.claim("alice", "n1", 1060, 1001),
+            Claim::Replayed,
+            "shared"
+        );
         assert_eq!(b.claim("alice", "old", 900, 899), Claim::First);
         assert_eq!(a.claim("alice", "n3", 1060, 1001), Claim::First);
         assert!(

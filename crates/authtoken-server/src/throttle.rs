@@ -96,7 +96,10 @@ impl Throttle {
         expire(times, now_ms);
         match times.front() {
             Some(&oldest) if times.len() >= self.per_minute as usize => Verdict::Refuse {
-                retry_after_secs: (oldest + WINDOW_MS).saturating_sub(now_ms).div_ceil(1000).max(1),
+                retry_after_secs: (oldest + WINDOW_MS)
+                    .saturating_sub(now_ms)
+                    .div_ceil(1000)
+                    .max(1),
             },
             _ => Verdict::Evaluate,
         }
@@ -175,7 +178,11 @@ mod tests {
                 retry_after_secs: 57
             }
         );
-        assert_eq!(t.check("bob", None, 3_000), Verdict::Evaluate, "another account");
+        assert_eq!(
+            t.check("bob", None, 3_000),
+            Verdict::Evaluate,
+            "another account"
+        );
         assert_eq!(
             t.check("alice", DEVICE, 3_000),
             Verdict::Evaluate,
@@ -184,7 +191,10 @@ mod tests {
         // A minute after the first failure, one more may be tried.
         assert_eq!(t.check("alice", None, 60_000), Verdict::Evaluate);
         t.failed("alice", None, 60_000);
-        assert!(matches!(t.check("alice", None, 60_001), Verdict::Refuse { .. }));
+        assert!(matches!(
+            t.check("alice", None, 60_001),
+            Verdict::Refuse { .. }
+        ));
     }
 
     #[test]
@@ -193,7 +203,10 @@ mod tests {
         for _ in 0..3 {
             t.failed("alice", DEVICE, 0);
         }
-        assert!(matches!(t.check("alice", DEVICE, 1), Verdict::Refuse { .. }));
+        assert!(matches!(
+            t.check("alice", DEVICE, 1),
+            Verdict::Refuse { .. }
+        ));
         assert_eq!(t.check("alice", Some([8; 32]), 1), Verdict::Evaluate);
         assert_eq!(t.check("alice", None, 1), Verdict::Evaluate);
         t.succeeded("alice", DEVICE);

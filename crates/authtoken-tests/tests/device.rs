@@ -266,10 +266,7 @@ fn the_emulation_refuses_a_replayed_jti() {
     };
     assert_eq!(post(), 200);
     assert_eq!(post(), 401, "the same jti a second time");
-    assert!(server
-        .lines()
-        .iter()
-        .any(|l| l.contains("replayed jti")));
+    assert!(server.lines().iter().any(|l| l.contains("replayed jti")));
     // The device delays its answers (>= 500 ms).
     let delays: Vec<u64> = server
         .lines()

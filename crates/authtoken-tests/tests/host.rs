@@ -249,11 +249,15 @@ fn a_user_name_cannot_forge_log_fields() {
         assert_ne!(first("outcome").as_deref(), Some("token"), "{line}");
         assert_ne!(first("result").as_deref(), Some("PAM_SUCCESS"), "{line}");
         assert!(
-            first("user").is_some_and(|u| u.starts_with("bob outcome=token") && u.contains("u{202e}")),
+            first("user")
+                .is_some_and(|u| u.starts_with("bob outcome=token") && u.contains("u{202e}")),
             "{line}"
         );
     }
-    assert!(seen >= 3, "the module, the helper and the server logged: {lines:?} {server_lines:?}");
+    assert!(
+        seen >= 3,
+        "the module, the helper and the server logged: {lines:?} {server_lines:?}"
+    );
 }
 
 /// One field of `/proc/PID/status`.

@@ -116,7 +116,7 @@ impl Client {
     /// Sends one whole request and reads its reply.
     fn exchange(&mut self, request: &[u8]) -> std::io::Result<Reply> {
         let out = self.stream.get_mut();
-        out.write_all(&request)?;
+        out.write_all(request)?;
         out.flush()?;
         let mut status_line = String::new();
         if self.stream.read_line(&mut status_line)? == 0 {
@@ -368,7 +368,10 @@ fn guessing_is_bounded_per_account_and_a_device_keeps_its_own_budget() {
         match reply.status {
             429 => {
                 throttled += 1;
-                assert!(reply.retry_after.is_some_and(|s| (1..=60).contains(&s)), "Retry-After");
+                assert!(
+                    reply.retry_after.is_some_and(|s| (1..=60).contains(&s)),
+                    "Retry-After"
+                );
             }
             200 => {
                 evaluated += 1;
@@ -377,7 +380,10 @@ fn guessing_is_bounded_per_account_and_a_device_keeps_its_own_budget() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(55), "all within the minute");
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "all within the minute"
+    );
     let _ = writeln!(
         std::io::stderr(),
         "guessing: {evaluated} proofs evaluated and {throttled} refused with 429 in {:?}",
@@ -388,14 +394,23 @@ fn guessing_is_bounded_per_account_and_a_device_keeps_its_own_budget() {
     // Anywhere without a device, alice is throttled too: that is the model.
     let mut anonymous = site.client(USER_ELSEWHERE, &server);
     let text = field(&challenge(&mut anonymous, "alice"), "DigestChallenge").unwrap();
-    assert_eq!(respond(&mut anonymous, "alice", PASSWORD, &text).0.status, 429);
+    assert_eq!(
+        respond(&mut anonymous, "alice", PASSWORD, &text).0.status,
+        429
+    );
     // With her device certificate: her own budget, untouched.
     let device = tls_config_as(
         &site.ws.path("tls/ca.pem"),
-        Some((&site.ws.path("tls/client.pem"), &site.ws.path("tls/client.key"))),
+        Some((
+            &site.ws.path("tls/client.pem"),
+            &site.ws.path("tls/client.key"),
+        )),
     );
     let mut own = Client::connect(USER_ELSEWHERE, &server, &device).unwrap();
-    assert!(scram_login(&mut own, "alice", PASSWORD), "alice on her device");
+    assert!(
+        scram_login(&mut own, "alice", PASSWORD),
+        "alice on her device"
+    );
     let with_identity = format!(
         "client_cert = \"{}\"\nclient_key = \"{}\"",
         site.ws.path("tls/client.pem").display(),
@@ -404,7 +419,11 @@ fn guessing_is_bounded_per_account_and_a_device_keeps_its_own_budget() {
     let confdir = site
         .ws
         .simple_stack(&site.ws.config_for(&server.url(), &with_identity));
-    assert_eq!(login(&confdir, "alice", PASSWORD), PAM_SUCCESS, "and through the module");
+    assert_eq!(
+        login(&confdir, "alice", PASSWORD),
+        PAM_SUCCESS,
+        "and through the module"
+    );
     let proofs = metric(metrics_addr(&server), "authtoken_proofs_evaluated_total");
     assert_eq!(proofs, 32, "the 30 guesses and the two device logins");
     assert!(server
@@ -422,8 +441,11 @@ fn junk_from_an_address_never_blocks_a_correct_proof_from_it() {
     let server = site.server(&[]);
     let mut junk = site.client([127, 0, 0, 1], &server);
     for i in 0..50 {
-        let body = mdm::request_body(&identity(&format!("made-up-{i}")), Some("SCRAM-SHA-256 garbage"))
-            .unwrap();
+        let body = mdm::request_body(
+            &identity(&format!("made-up-{i}")),
+            Some("SCRAM-SHA-256 garbage"),
+        )
+        .unwrap();
         let reply = junk.put(&body).unwrap();
         assert_eq!(reply.status, 200);
         assert_eq!(field(&reply, "AuthToken").as_deref(), Some(""));
@@ -437,7 +459,10 @@ fn junk_from_an_address_never_blocks_a_correct_proof_from_it() {
         assert_ne!(reply.status, 429);
     }
     assert_eq!(site.module_login(&server, PASSWORD), PAM_SUCCESS);
-    assert_eq!(metric(metrics_addr(&server), "authtoken_throttled_total"), 0);
+    assert_eq!(
+        metric(metrics_addr(&server), "authtoken_throttled_total"),
+        0
+    );
 }
 
 /// Hostile input, finding 3 (a): a terminal server where 20 users each
@@ -455,7 +480,11 @@ fn twenty_users_who_each_mistype_once_all_sign_in() {
         assert_eq!(login(&confdir, user, "typo"), PAM_AUTH_ERR, "{user}");
     }
     for user in &users {
-        assert_eq!(login(&confdir, user, &format!("{user}'s")), PAM_SUCCESS, "{user}");
+        assert_eq!(
+            login(&confdir, user, &format!("{user}'s")),
+            PAM_SUCCESS,
+            "{user}"
+        );
     }
 }
 
@@ -479,7 +508,11 @@ fn two_hundred_concurrent_logins_from_one_client_end_rightly() {
                 for i in 0..20 {
                     let user = &users[(t * 20 + i) % users.len()];
                     let right = i % 4 != 0;
-                    let password = if right { format!("{user}'s") } else { "wrong".into() };
+                    let password = if right {
+                        format!("{user}'s")
+                    } else {
+                        "wrong".into()
+                    };
                     if scram_login(&mut client, user, &password) != right {
                         wrong_endings += 1;
                     }
@@ -684,10 +717,18 @@ fn a_plist_bomb_costs_the_server_nothing() {
         let reply = attacker.put(&bomb).unwrap();
         assert_eq!(reply.status, 400, "refused as malformed");
         if i == 50 {
-            assert_eq!(site.module_login(&server, PASSWORD), PAM_SUCCESS, "meanwhile");
+            assert_eq!(
+                site.module_login(&server, PASSWORD),
+                PAM_SUCCESS,
+                "meanwhile"
+            );
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     let peak_kb = status_kb(server.pid(), "VmHWM");
     assert!(
         peak_kb.saturating_sub(idle_kb) < 64 * 1024,
@@ -699,8 +740,8 @@ fn a_plist_bomb_costs_the_server_nothing() {
 /// address (127.0.N.M), as fast as they are accepted.
 fn idle_connections(server: &Server, count: usize) -> Vec<TcpStream> {
     let wanted = count as u64 + 64;
-    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .unwrap();
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     if soft < wanted {
         nix::sys::resource::setrlimit(
             nix::sys::resource::Resource::RLIMIT_NOFILE,
@@ -710,7 +751,13 @@ fn idle_connections(server: &Server, count: usize) -> Vec<TcpStream> {
         .unwrap();
     }
     (0..count)
-        .filter_map(|i| connect_from([127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8], server.addr).ok())
+        .filter_map(|i| {
+            connect_from(
+                [127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8],
+                server.addr,
+            )
+            .ok()
+        })
         .collect()
 }
 
@@ -721,10 +768,14 @@ fn idle_connections(server: &Server, count: usize) -> Vec<TcpStream> {
 fn a_descriptor_flood_neither_ends_the_server_nor_keeps_a_login_out() {
     let site = Site::new();
     let server = Server::start_limited(&site.ws, &["--metrics-listen=127.0.0.1:0"], 1024);
-    assert!(server
-        .lines()
-        .iter()
-        .any(|l| l.contains("at most 960 connections")), "{:?}", server.lines());
+    assert!(
+        server
+            .lines()
+            .iter()
+            .any(|l| l.contains("at most 960 connections")),
+        "{:?}",
+        server.lines()
+    );
     let flood = idle_connections(&server, 1_100);
     assert!(flood.len() >= 1_000, "{}", flood.len());
     let (code, took) = timed(|| site.module_login(&server, PASSWORD));
@@ -751,10 +802,18 @@ fn accept_failing_for_want_of_descriptors_is_survived() {
     std::thread::sleep(Duration::from_millis(500));
     drop(flood);
     let ok = poll_until(Duration::from_secs(5), || {
-        scram_login(&mut Client::connect(USER_ELSEWHERE, &server, &site.tls).ok()?, "alice", PASSWORD)
-            .then_some(())
+        scram_login(
+            &mut Client::connect(USER_ELSEWHERE, &server, &site.tls).ok()?,
+            "alice",
+            PASSWORD,
+        )
+        .then_some(())
     });
-    assert!(ok.is_some(), "the server serves again: {:?}", server.lines());
+    assert!(
+        ok.is_some(),
+        "the server serves again: {:?}",
+        server.lines()
+    );
     assert!(
         std::fs::metadata(format!("/proc/{}", server.pid())).is_ok(),
         "still running"
@@ -804,5 +863,8 @@ fn a_challenge_flood_at_the_device_denies_nobody_else() {
         ),
     );
     let confdir = ws.simple_stack(&config);
-    assert_eq!(login(&confdir, "alice", "correct horse battery staple"), PAM_SUCCESS);
+    assert_eq!(
+        login(&confdir, "alice", "correct horse battery staple"),
+        PAM_SUCCESS
+    );
 }

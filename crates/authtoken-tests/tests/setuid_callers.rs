@@ -73,7 +73,11 @@ impl Machine {
         let libexec = tempfile::tempdir().unwrap();
         std::fs::set_permissions(libexec.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let chkpwd = libexec.path().join("authtoken-chkpwd");
-        std::fs::copy(concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-chkpwd"), &chkpwd).unwrap();
+        std::fs::copy(
+            concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-chkpwd"),
+            &chkpwd,
+        )
+        .unwrap();
         std::fs::set_permissions(&chkpwd, std::fs::Permissions::from_mode(0o4755)).unwrap();
         for dir in ["etc-authtoken", "pam.d"] {
             std::fs::create_dir(ws.path(dir)).unwrap();
@@ -124,7 +128,15 @@ impl Machine {
             self.ws.path("pam.d").display(),
         );
         let mut child = Command::new("timeout")
-            .args(["60", "unshare", "-m", "--propagation", "private", "bash", "-c"])
+            .args([
+                "60",
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "bash",
+                "-c",
+            ])
             .arg(inner)
             .arg(script)
             .stdin(Stdio::piped())
@@ -163,8 +175,7 @@ impl Machine {
     /// The offline record's count of failures for `user`.
     fn failures(&self, user: &str) -> u64 {
         let record: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(self.offline_dir().join(user)).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(self.offline_dir().join(user)).unwrap()).unwrap();
         record["failures"].as_u64().unwrap()
     }
 
@@ -185,7 +196,10 @@ impl Machine {
     fn keep_verifier(&self, user: &str, password: &str) {
         let store = OfflineStore::open(&self.offline_dir()).unwrap();
         store
-            .save(&Username::parse(user.as_bytes()).unwrap(), verifier_of(password))
+            .save(
+                &Username::parse(user.as_bytes()).unwrap(),
+                verifier_of(password),
+            )
             .unwrap();
     }
 }
@@ -227,7 +241,12 @@ fn chkpwd_counts_rejections_whatever_limits_the_caller_set() {
         let outcome = machine.chkpwd_as_caller(limits, &request("wrong", "xscreensaver"));
         assert!(matches!(outcome, Outcome::Rejected), "{outcome:?}");
     }
-    assert_eq!(machine.attempts()["rejections"], 2, "{}", machine.attempts());
+    assert_eq!(
+        machine.attempts()["rejections"],
+        2,
+        "{}",
+        machine.attempts()
+    );
     // The right password still works (within the 4 s spacing).
     let outcome = machine.chkpwd_as_caller(limits, &request(CALLER_PW, "xscreensaver"));
     assert!(matches!(outcome, Outcome::Verified), "{outcome:?}");
@@ -289,7 +308,10 @@ fn chkpwd_takes_no_offline_decision_from_its_caller() {
     machine.keep_verifier(CALLER, CALLER_PW);
     std::fs::remove_file(machine.ws.path(&format!("cache/chkpwd/{CALLER_ID}"))).unwrap();
     let outcome = machine.chkpwd_as_caller("", &request(CALLER_PW, "login"));
-    assert!(matches!(outcome, Outcome::Unreachable { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Unreachable { .. }),
+        "{outcome:?}"
+    );
     std::thread::sleep(Duration::from_millis(1_100));
     assert!(matches!(
         machine.chkpwd_as_caller("", &request(CALLER_PW, "xscreensaver")),
@@ -325,13 +347,17 @@ fn chkpwd_kills_a_stopped_helper_at_its_deadline() {
         }
         None
     });
-    let (outcome, took) = timed(|| machine.chkpwd_as_caller("", &request(CALLER_PW, "xscreensaver")));
+    let (outcome, took) =
+        timed(|| machine.chkpwd_as_caller("", &request(CALLER_PW, "xscreensaver")));
     let stopped = stopper.join().unwrap().expect("the helper ran");
     assert!(
         matches!(&outcome, Outcome::Unavailable { reason } if reason.contains("did not answer")),
         "{outcome:?}"
     );
-    assert!(took < Duration::from_secs(8), "bounded by the kill deadline: {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "bounded by the kill deadline: {took:?}"
+    );
     assert!(
         std::fs::metadata(format!("/proc/{stopped}")).is_err(),
         "the stopped helper is gone"
@@ -345,9 +371,7 @@ fn helper_pids(helper: &Path) -> Vec<i32> {
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == helper)
-        })
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == helper))
         .collect()
 }
 
@@ -374,8 +398,8 @@ fn su(machine: &Machine, setup: &str, password: &str) -> bool {
     let passed = stdout.contains("not available") || stderr.contains("not available");
     // su records a failed attempt in btmp itself: under `ulimit -f 0`
     // that write, after PAM has refused, is what SIGXFSZ ends.
-    let killed_after_refusal = std::os::unix::process::ExitStatusExt::signal(&out.status)
-        == Some(libc::SIGXFSZ);
+    let killed_after_refusal =
+        std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGXFSZ);
     assert!(
         passed
             || killed_after_refusal
@@ -397,7 +421,10 @@ fn the_offline_lock_holds_inside_su() {
     let server = Server::start(&machine.ws, &[]);
     let online = machine.ws.config_for(&server.url(), &machine.offline(3));
     su_stack(&machine, &online);
-    assert!(su(&machine, "", TARGET_PW), "online, and a verifier is kept");
+    assert!(
+        su(&machine, "", TARGET_PW),
+        "online, and a verifier is kept"
+    );
     assert_eq!(machine.failures(TARGET), 0);
     let url = server.url();
     drop(server);
@@ -413,9 +440,16 @@ fn the_offline_lock_holds_inside_su() {
             "{setup}: no verifier is checked when the attempt cannot be counted"
         );
         assert_eq!(machine.failures(TARGET), 0, "{setup}");
-        assert!(machine.temporaries().is_empty(), "{:?}", machine.temporaries());
+        assert!(
+            machine.temporaries().is_empty(),
+            "{:?}",
+            machine.temporaries()
+        );
     }
-    assert!(su(&machine, "", TARGET_PW), "offline, with nothing counted against it");
+    assert!(
+        su(&machine, "", TARGET_PW),
+        "offline, with nothing counted against it"
+    );
 
     let refused = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..40)

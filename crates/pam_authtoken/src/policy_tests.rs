@@ -264,7 +264,8 @@ fn right_password_signs_in_and_shares_the_password() {
         "setcred for the user we issued a token for"
     );
     assert_eq!(policy::acct_mgmt(&mut pam, &host, &ARGS), PamCode::Success);
-    assert!(host.logged("user=\"alice\" service=\"login\" backend=mdm outcome=token result=PAM_SUCCESS"));
+    assert!(host
+        .logged("user=\"alice\" service=\"login\" backend=mdm outcome=token result=PAM_SUCCESS"));
     assert!(
         host.logs
             .borrow()
