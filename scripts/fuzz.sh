@@ -38,8 +38,8 @@ bin=target/x86_64-unknown-linux-gnu/release
 targets=${FUZZ_TARGETS:-$(cargo fuzz list)}
 
 # libFuzzer's limits: 512 MB resident, no single allocation over 256 MB,
-# 10 s for one input.
-limits=(-rss_limit_mb=512 -malloc_limit_mb=256 -timeout=10)
+# 10 s for one input, inputs up to 64 KiB (the largest body either side reads).
+limits=(-rss_limit_mb=512 -malloc_limit_mb=256 -timeout=10 -max_len=65536)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -77,22 +77,22 @@ report() {
 
 failed=0
 if [ "$mode" = long ]; then
-  # Two at a time: this machine has two cores.
-  set -- $targets
-  while [ $# -gt 0 ]; do
-    pids=() names=()
-    for _ in 1 2; do
-      [ $# -gt 0 ] || break
-      run "$1" & pids+=($!) names+=("$1")
-      shift
-    done
-    for i in "${!pids[@]}"; do
-      status=0
-      wait "${pids[$i]}" || status=$?
-      report "${names[$i]}" "$status"
-      [ "$status" -eq 0 ] || failed=$((failed + 1))
-    done
+  # Two at a time (this machine has two cores), the next one starting as
+  # soon as either ends.
+  declare -A running=()
+  reap_one() {
+    local pid status=0
+    wait -n -p pid "${!running[@]}" || status=$?
+    report "${running[$pid]}" "$status"
+    [ "$status" -eq 0 ] || failed=$((failed + 1))
+    unset "running[$pid]"
+  }
+  for target in $targets; do
+    while [ "${#running[@]}" -ge 2 ]; do reap_one; done
+    run "$target" &
+    running[$!]=$target
   done
+  while [ "${#running[@]}" -gt 0 ]; do reap_one; done
 else
   for target in $targets; do
     status=0
