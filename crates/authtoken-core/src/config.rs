@@ -220,21 +220,22 @@ impl OfflineConfig {
     }
 }
 
+/// Screen lockers and polkit: what a caller without root runs.
+const UNPRIVILEGED_OFFLINE_SERVICES: [&str; 10] = [
+    "polkit-1",
+    "swaylock",
+    "i3lock",
+    "xscreensaver",
+    "xsecurelock",
+    "kde",
+    "gnome-screensaver",
+    "cinnamon-screensaver",
+    "mate-screensaver",
+    "hyprlock",
+];
+
 fn default_offline_unprivileged_services() -> Vec<String> {
-    [
-        "polkit-1",
-        "swaylock",
-        "i3lock",
-        "xscreensaver",
-        "xsecurelock",
-        "kde",
-        "gnome-screensaver",
-        "cinnamon-screensaver",
-        "mate-screensaver",
-        "hyprlock",
-    ]
-    .map(String::from)
-    .to_vec()
+    UNPRIVILEGED_OFFLINE_SERVICES.map(String::from).to_vec()
 }
 
 fn default_offline_max_age_days() -> u64 {
@@ -249,26 +250,11 @@ fn default_offline_dir() -> PathBuf {
 /// Local consoles, display managers, sudo/su and screen lockers: where a
 /// person sits at the machine. Never sshd unless listed.
 fn default_offline_services() -> Vec<String> {
-    [
-        "login",
-        "gdm-password",
-        "sddm",
-        "lightdm",
-        "sudo",
-        "su",
-        "polkit-1",
-        "swaylock",
-        "i3lock",
-        "xscreensaver",
-        "xsecurelock",
-        "kde",
-        "gnome-screensaver",
-        "cinnamon-screensaver",
-        "mate-screensaver",
-        "hyprlock",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    ["login", "gdm-password", "sddm", "lightdm", "sudo", "su"]
+        .into_iter()
+        .chain(UNPRIVILEGED_OFFLINE_SERVICES)
+        .map(String::from)
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]

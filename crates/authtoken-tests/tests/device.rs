@@ -30,15 +30,7 @@ fn device(ws: &Workspace, label: &str, extra: &[&str]) -> Server {
 }
 
 fn hem_config(ws: &Workspace, server: &Server, extra: &str) -> PathBuf {
-    ws.write_config(
-        "authtoken.toml",
-        &format!(
-            "backend = \"hem\"\nurl = \"https://{}\"\nca_file = \"{}\"\ntimeout_ms = 8000\nhelper = \"{HELPER}\"\nhelper_user = \"nobody\"\ncache_dir = \"{}\"\n{extra}\n",
-            server.addr,
-            ws.path("tls/ca.pem").display(),
-            ws.path("cache").display()
-        ),
-    )
+    ws.hem_config(server.addr, extra)
 }
 
 fn posts(server: &Server) -> usize {

@@ -853,15 +853,7 @@ fn a_challenge_flood_at_the_device_denies_nobody_else() {
         .get("/api/auth/token")
         .unwrap();
     assert_eq!(reply.status, 200, "another source still gets a challenge");
-    let config = ws.write_config(
-        "hem.toml",
-        &format!(
-            "backend = \"hem\"\nurl = \"https://{}\"\nca_file = \"{}\"\ntimeout_ms = 8000\nhelper = \"{HELPER}\"\nhelper_user = \"nobody\"\ncache_dir = \"{}\"\n",
-            server.addr,
-            ws.path("tls/ca.pem").display(),
-            ws.path("cache").display()
-        ),
-    );
+    let config = ws.hem_config(server.addr, "");
     let confdir = ws.simple_stack(&config);
     assert_eq!(
         login(&confdir, "alice", "correct horse battery staple"),

@@ -125,6 +125,18 @@ impl Workspace {
         self.write_config("authtoken.toml", &body)
     }
 
+    /// A `hem` config for the device emulation at `addr`, with `extra`.
+    pub fn hem_config(&self, addr: SocketAddr, extra: &str) -> PathBuf {
+        self.write_config(
+            "authtoken.toml",
+            &format!(
+                "backend = \"hem\"\nurl = \"https://{addr}\"\nca_file = \"{}\"\ntimeout_ms = 8000\nhelper = \"{HELPER}\"\nhelper_user = \"nobody\"\ncache_dir = \"{}\"\n{extra}\n",
+                self.path("tls/ca.pem").display(),
+                self.path("cache").display()
+            ),
+        )
+    }
+
     /// A pam.d directory with `service` holding `lines`.
     pub fn pam_service(&self, service: &str, lines: &[String]) -> PathBuf {
         let dir = self.path("pam.d");
