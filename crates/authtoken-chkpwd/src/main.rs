@@ -34,10 +34,11 @@ use authtoken_core::attempts::Attempts;
 use authtoken_core::cache::Cache;
 use authtoken_core::config::{Config, CHKPWD_MAX_WAIT_MS, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
-use authtoken_core::offline::{self, OfflineStore};
+use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::Outcome;
 use authtoken_core::session::SessionKey;
-use authtoken_core::wire::{self, HelperRequest, MAX_REQUEST_BYTES};
+use authtoken_core::signin::{Runner, SignIn};
+use authtoken_core::wire::{self, HelperAnswer, HelperRequest, MAX_REQUEST_BYTES};
 use nix::unistd::{Uid, User};
 use zeroize::Zeroizing;
 
@@ -101,73 +102,81 @@ fn check(caller: Uid) -> Result<Outcome, String> {
     request.offline = None;
     request.want_verifier = false;
     let user = request.user.clone();
+    let service = request.service.clone();
     let config = Config::load(Path::new(DEFAULT_CONFIG_PATH)).map_err(|e| e.to_string())?;
 
     // The caller's login session (the kernel's ids, never its environment).
     let cache = Cache::open(&config.cache_dir).map_err(|e| e.to_string())?;
     let session = SessionKey::current().ok();
-    if let Some(key) = &session {
-        if cache.is_unmanaged(key, &user) {
-            return Ok(Outcome::Unmanaged);
-        }
-    }
-
     let mut attempts = Attempts::open(&config.cache_dir, caller.as_raw())?;
-    attempts.begin(CHKPWD_MAX_WAIT_MS)?;
-
     // Offline login for this caller too (unlocking on a train), under the
-    // policy for callers without root; the record stays root's.
-    let policy = config.offline.for_unprivileged_caller();
-    let offline = if policy.enabled {
-        OfflineStore::open(&policy.dir).ok()
-    } else {
-        None
+    // policy for callers without root; the records stay root's.
+    let offline = config.offline.for_unprivileged_caller();
+    let mut runner = ChkpwdRunner {
+        request,
+        helper: &config.helper,
+        deadline: config.kill_deadline(),
+        attempts: &mut attempts,
     };
-    let mut ask = offline
-        .as_ref()
-        .map(|store| offline::prepare(&policy, store, &user, &request.service))
-        .unwrap_or_default();
-    if let Some(why) = &ask.withheld {
-        log::send(IDENT, Level::Info, why);
+    let signed_in = SignIn {
+        user: &user,
+        service: &service,
+        offline: &offline,
+        session: session.as_ref().map(|key| (&cache, key)),
     }
-    request.want_verifier = ask.want_verifier;
-    request.offline = ask.verifier.take();
-    let encoded = request.encode().map_err(|e| e.to_string())?;
-    drop(request);
-
-    let answer = authtoken_spawn::run_helper(
-        &config.helper,
-        &["authenticate", "--config", DEFAULT_CONFIG_PATH],
-        &encoded,
-        config.kill_deadline(),
-    )
-    .map_err(|e| e.to_string())?;
-    let outcome = answer.outcome;
-    attempts.finish(&outcome)?;
-    if let Some(store) = &offline {
-        if let Err(e) = offline::settle(store, &user, &outcome, answer.verifier, ask.counted) {
-            log::send(IDENT, Level::Warning, &format!("offline verifier: {e}"));
-        }
-    }
-
-    Ok(match outcome {
-        Outcome::Token { token } => {
-            if let Some(key) = &session {
-                // A new handshake killed the old token: refresh the session's
-                // file if it has one (sudo does the same as root).
-                if let Err(e) = cache.replace_token(key, &user, &token) {
-                    log::send(IDENT, Level::Warning, &format!("session cache: {e}"));
-                }
-            }
-            Outcome::Verified
-        }
-        Outcome::Unmanaged => {
-            if let Some(key) = &session {
-                let _ = cache.mark_unmanaged(key, &user);
-            }
-            Outcome::Unmanaged
-        }
-        Outcome::Verified => Outcome::unavailable("the helper answered verified"),
+    .run(&mut runner)?;
+    Ok(match signed_in.outcome {
+        // The token stays with root (the session's file was refreshed):
+        // the caller learns only that one was issued.
+        Outcome::Token { .. } => Outcome::Verified,
         other => other,
     })
+}
+
+/// chkpwd's side of the root sign-in flow: the caller's request (its
+/// offline fields replaced by root's), the helper through the module's own
+/// spawner, each attempt on record before the helper runs.
+struct ChkpwdRunner<'a> {
+    request: HelperRequest,
+    helper: &'a Path,
+    deadline: std::time::Duration,
+    attempts: &'a mut Attempts,
+}
+
+impl Runner for ChkpwdRunner<'_> {
+    type Error = String;
+
+    fn request(
+        &mut self,
+        want_verifier: bool,
+        verifier: Option<OfflineVerifier>,
+    ) -> Result<Zeroizing<Vec<u8>>, String> {
+        self.request.want_verifier = want_verifier;
+        self.request.offline = verifier;
+        self.request.encode().map_err(|e| e.to_string())
+    }
+
+    fn admit(&mut self) -> Result<(), String> {
+        self.attempts.begin(CHKPWD_MAX_WAIT_MS)
+    }
+
+    fn run(&mut self, request: &[u8]) -> Result<HelperAnswer, String> {
+        let answer = authtoken_spawn::run_helper(
+            self.helper,
+            &["authenticate", "--config", DEFAULT_CONFIG_PATH],
+            request,
+            self.deadline,
+        )
+        .map_err(|e| e.to_string())?;
+        self.attempts.finish(&answer.outcome)?;
+        Ok(answer)
+    }
+
+    fn open_offline(&self, dir: &Path) -> Result<OfflineStore, OfflineError> {
+        OfflineStore::open(dir)
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        log::send(IDENT, level, message);
+    }
 }

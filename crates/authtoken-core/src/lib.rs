@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod platform;
 pub mod secret;
 pub mod session;
+pub mod signin;
 pub mod trust;
 pub mod username;
 pub mod wire;

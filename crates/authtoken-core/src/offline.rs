@@ -242,6 +242,39 @@ impl OfflineStore {
     }
 }
 
+/// Whether a record may be used, by the one rule that both a login and
+/// `authtoken status` apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usability {
+    Usable,
+    /// Locked after this many failures in a row, until an online login.
+    Locked(u32),
+    /// This many days old, at or past `max_age_days`.
+    TooOld(u64),
+}
+
+impl Usability {
+    /// For a record `age_secs` old with `failures` in a row, under `config`.
+    pub fn of(config: &crate::config::OfflineConfig, age_secs: u64, failures: u32) -> Usability {
+        let days = age_secs / 86_400;
+        if failures >= config.max_failures {
+            Usability::Locked(failures)
+        } else if days >= config.max_age_days {
+            Usability::TooOld(days)
+        } else {
+            Usability::Usable
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Usability::Usable => "usable",
+            Usability::Locked(_) => "locked",
+            Usability::TooOld(_) => "too old",
+        }
+    }
+}
+
 /// A record's bytes, if they are a version-1 record for `user`.
 pub fn parse_record(bytes: &[u8], user: &Username) -> Option<OfflineRecord> {
     serde_json::from_slice::<OfflineRecord>(bytes)
@@ -301,19 +334,23 @@ pub fn prepare(
         }
     };
     match store.load(user) {
-        Ok(Some(record)) => {
-            let age_days = now().saturating_sub(record.verified_at) / 86_400;
-            if record.failures >= config.max_failures {
+        Ok(Some(record)) => match Usability::of(
+            config,
+            now().saturating_sub(record.verified_at),
+            record.failures,
+        ) {
+            Usability::Locked(failures) => {
                 ask.withheld = Some(format!(
-                    "offline login locked after {} failures until an online login",
-                    record.failures
+                    "offline login locked after {failures} failures until an online login"
                 ));
-            } else if age_days >= config.max_age_days {
+            }
+            Usability::TooOld(days) => {
                 ask.withheld = Some(format!(
-                    "offline verifier is {age_days} days old (max_age_days = {})",
+                    "offline verifier is {days} days old (max_age_days = {})",
                     config.max_age_days
                 ));
-            } else {
+            }
+            Usability::Usable => {
                 let previous = record.failures;
                 match store.set_failures(user, previous + 1) {
                     Ok(()) => {
@@ -330,7 +367,7 @@ pub fn prepare(
                     }
                 }
             }
-        }
+        },
         Ok(None) => {}
         Err(e) => ask.withheld = Some(format!("offline verifier not used: {e}")),
     }

@@ -345,7 +345,7 @@ fn login_exit_code(outcome: &Outcome) -> u8 {
 /// The offline verifiers: who has one, how old, how many failures (never
 /// the verifier).
 fn offline_status(config: &Config) {
-    use authtoken_core::offline::OfflineStore;
+    use authtoken_core::offline::{self, OfflineStore};
     if !config.offline.enabled {
         println!("offline login: off");
         return;
@@ -372,13 +372,7 @@ fn offline_status(config: &Config) {
         let line = match state {
             Some((age, failures)) => {
                 let days = age / 86_400;
-                let state = if failures >= config.offline.max_failures {
-                    "locked"
-                } else if days >= config.offline.max_age_days {
-                    "too old"
-                } else {
-                    "usable"
-                };
+                let state = offline::Usability::of(&config.offline, age, failures).label();
                 format!(
                     "{:<12} {failures:<9} {state}",
                     format!("{days}d {}h", age % 86_400 / 3600)

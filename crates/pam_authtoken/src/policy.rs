@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use authtoken_core::cache::{Cache, CacheError};
 use authtoken_core::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
-use authtoken_core::offline::{self, OfflineError, OfflineStore, OfflineVerifier};
+use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::{outcome_code, Outcome, PamCode};
 use authtoken_core::session::{SessionError, SessionKey};
+use authtoken_core::signin::{Runner, SignIn};
 use authtoken_core::username::{Username, UsernameError};
 use authtoken_core::wire::{HelperAnswer, HelperRequest, WireError, MAX_PASSWORD_BYTES};
 use zeroize::Zeroizing;
@@ -330,85 +331,93 @@ fn authenticate_user<P: PamApi, H: Host>(
         return authenticate_unprivileged(pam, host, options, &config, user, policy, attempt);
     }
     let session = session_cache(host, &config);
-    if let Some((cache, key)) = &session {
-        if cache.is_unmanaged(key, &user) {
-            attempt.cached = true;
-            return Ok((Outcome::Unmanaged, policy, user));
-        }
-    }
-
-    let offline_store = if config.offline.enabled {
-        match host.open_offline(&config.offline.dir) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                host.log(
-                    Level::Warning,
-                    &format!("offline verifiers unavailable: {e}"),
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut ask = offline_store
-        .as_ref()
-        .map(|store| offline::prepare(&config.offline, store, &user, &attempt.service))
-        .unwrap_or_default();
-    if let Some(why) = &ask.withheld {
-        host.log(
-            Level::Info,
-            &format!("user={} {why}", log::quote(user.as_str())),
-        );
-    }
-    let encoded = encoded_request(
-        pam,
-        options,
-        &user,
-        &attempt.service,
-        ask.want_verifier,
-        ask.verifier.take(),
-    )?;
-
     let config_arg = options.config_path.to_string_lossy();
     let mut args = vec!["authenticate", "--config", &config_arg];
     if options.debug {
         args.push("--debug");
     }
-    debug(
+    let mut runner = ModuleRunner {
+        pam,
         host,
         options,
-        &format!("running helper {}", config.helper.display()),
-    );
-    let answer = host.run_helper(&config.helper, &args, &encoded, config.kill_deadline())?;
-    let outcome = match answer.outcome {
-        // Only the setuid entry point withholds the token.
-        Outcome::Verified => Outcome::unavailable("the helper answered verified without a token"),
-        outcome => outcome,
+        service: &attempt.service,
+        user: &user,
+        helper: &config.helper,
+        args: &args,
+        deadline: config.kill_deadline(),
     };
-    if let Some(store) = &offline_store {
-        if let Err(e) = offline::settle(store, &user, &outcome, answer.verifier, ask.counted) {
-            host.log(Level::Warning, &format!("offline verifier: {e}"));
-        }
+    let signed_in = SignIn {
+        user: &user,
+        service: &attempt.service,
+        offline: &config.offline,
+        session: session.as_ref().map(|(cache, key)| (cache, key)),
     }
-    if let Some((cache, key)) = &session {
-        let stored =
-            match &outcome {
-                Outcome::Unmanaged => cache.mark_unmanaged(key, &user),
-                Outcome::Token { token } => cache
-                    .replace_token(key, &user, token)
-                    .map(drop)
-                    .and_then(|()| {
-                        let process = host.process_session()?;
-                        cache.leave_handoff(&process, &user, token)
-                    }),
-                _ => Ok(()),
-            };
-        if let Err(e) = stored {
+    .run(&mut runner)?;
+    attempt.cached = signed_in.remembered;
+    let outcome = signed_in.outcome;
+    // sshd authenticates in a forked child: the token is handed to the
+    // session opened in its parent through the process session.
+    if let (Some((cache, _)), Outcome::Token { token }) = (&session, &outcome) {
+        let handed = host
+            .process_session()
+            .map_err(CacheError::from)
+            .and_then(|process| cache.leave_handoff(&process, &user, token));
+        if let Err(e) = handed {
             host.log(Level::Warning, &format!("session cache: {e}"));
         }
     }
     Ok((outcome, policy, user))
+}
+
+/// The module's side of the root sign-in flow: the password from PAM, the
+/// helper through the host, lines in the module's log.
+struct ModuleRunner<'a, P: PamApi, H: Host> {
+    pam: &'a mut P,
+    host: &'a H,
+    options: &'a ModuleOptions,
+    service: &'a str,
+    user: &'a Username,
+    helper: &'a Path,
+    args: &'a [&'a str],
+    deadline: Duration,
+}
+
+impl<P: PamApi, H: Host> Runner for ModuleRunner<'_, P, H> {
+    type Error = AuthError;
+
+    fn request(
+        &mut self,
+        want_verifier: bool,
+        verifier: Option<OfflineVerifier>,
+    ) -> Result<Zeroizing<Vec<u8>>, AuthError> {
+        encoded_request(
+            self.pam,
+            self.options,
+            self.user,
+            self.service,
+            want_verifier,
+            verifier,
+        )
+    }
+
+    fn run(&mut self, request: &[u8]) -> Result<HelperAnswer, AuthError> {
+        debug(
+            self.host,
+            self.options,
+            &format!("running helper {}", self.helper.display()),
+        );
+        Ok(self
+            .host
+            .run_helper(self.helper, self.args, request, self.deadline)?)
+    }
+
+    fn open_offline(&self, dir: &Path) -> Result<OfflineStore, OfflineError> {
+        self.host.open_offline(dir)
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.host.log(level, message);
+    }
 }
 
 /// The password, as the request the helper reads on stdin.
