@@ -212,10 +212,7 @@ impl Cache {
 
     /// Remembers a 410 for (`key`, `user`).
     pub fn mark_unmanaged(&self, key: &SessionKey, user: &Username) -> Result<(), CacheError> {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let since = crate::clock::unix_secs();
         let record = UnmanagedRecord {
             v: 1,
             user: user.as_str().to_owned(),

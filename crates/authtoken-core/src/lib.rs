@@ -12,6 +12,7 @@
 
 pub mod attempts;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod log;
 pub mod offline;

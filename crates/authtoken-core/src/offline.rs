@@ -75,12 +75,7 @@ pub struct OfflineStore {
     owner: (u32, u32),
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::clock::unix_secs as now;
 
 impl OfflineStore {
     /// Root's store in `dir` (created 0700 if missing).

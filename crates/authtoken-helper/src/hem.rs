@@ -1,7 +1,7 @@
 //! Backend `hem`: a local token device's `/api/auth/token` challenge and
 //! response over HTTP(S).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use authtoken_core::config::Config;
 use authtoken_core::outcome::Outcome;
@@ -69,10 +69,7 @@ fn exchange(
         hem::KDF_ITERATIONS,
         kdf_started.elapsed().as_millis()
     ));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = authtoken_core::clock::unix_secs();
     let auth = match hem::client_auth(&secret, &challenge, &config.hem.scope, now) {
         Ok(auth) => auth,
         Err(e) => return Outcome::unavailable(e.to_string()),

@@ -676,12 +676,7 @@ impl Exchange<'_> {
     }
 }
 
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use authtoken_core::clock::unix_millis as unix_now_ms;
 
 async fn handle_mdm(
     request: Request<Incoming>,
