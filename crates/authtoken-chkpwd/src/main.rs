@@ -26,7 +26,6 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -84,12 +83,7 @@ fn check(caller: Uid) -> Result<Outcome, String> {
         .map(|u| u.name)
         .ok_or_else(|| format!("uid {caller} has no user name"))?;
 
-    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES + 1));
-    std::io::stdin()
-        .lock()
-        .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading request: {e}"))?;
+    let buf = read_request()?;
     let mut request = HelperRequest::decode(&buf).map_err(|e| e.to_string())?;
     if request.user.as_str() != caller_name {
         return Err(format!(
@@ -131,6 +125,46 @@ fn check(caller: Uid) -> Result<Outcome, String> {
         Outcome::Token { .. } => Outcome::Verified,
         other => other,
     })
+}
+
+/// How long the caller has to send its request: it can no longer signal
+/// this process, so a caller that holds its end open must not hold a root
+/// process with it.
+const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The caller's request on stdin, bounded in size and in time.
+fn read_request() -> Result<Zeroizing<Vec<u8>>, String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let ends_at = std::time::Instant::now() + REQUEST_DEADLINE;
+    let stdin = std::io::stdin();
+    let mut buf = Zeroizing::new(vec![0u8; MAX_REQUEST_BYTES + 1]);
+    let mut len = 0;
+    loop {
+        let left = ends_at
+            .checked_duration_since(std::time::Instant::now())
+            .ok_or("the request did not arrive in time")?;
+        let timeout = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .map_err(|e| e.to_string())?;
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Err("the request did not arrive in time".into()),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("reading request: {e}")),
+        }
+        if len == buf.len() {
+            return Err("request too large".into());
+        }
+        match nix::unistd::read(stdin.as_fd(), &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+            Err(e) => return Err(format!("reading request: {e}")),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// chkpwd's side of the root sign-in flow: the caller's request (its
