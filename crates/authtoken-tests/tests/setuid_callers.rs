@@ -336,16 +336,23 @@ fn chkpwd_kills_a_stopped_helper_at_its_deadline() {
         .replace("timeout_ms = 10000", "timeout_ms = 3000");
     std::fs::write(&config, text).unwrap();
     let helper = std::fs::canonicalize(HELPER).unwrap();
+    // This test's chkpwd is its own copy: its helper is the child of that
+    // one, whatever other tests run beside it.
+    let chkpwd = machine.chkpwd();
     let stopper = std::thread::spawn(move || {
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
-            if let Some(pid) = helper_pids(&helper).first() {
+            let parents = pids_running(&chkpwd);
+            let ours = pids_running(&helper)
+                .into_iter()
+                .find(|pid| parent_of(*pid).is_some_and(|p| parents.contains(&p)));
+            if let Some(pid) = ours {
                 nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid),
+                    nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGSTOP,
                 )
                 .unwrap();
-                return Some(*pid);
+                return Some(pid);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -369,14 +376,27 @@ fn chkpwd_kills_a_stopped_helper_at_its_deadline() {
     drop(silent);
 }
 
-/// Helper processes running `helper` anywhere on the machine.
-fn helper_pids(helper: &Path) -> Vec<i32> {
+/// Processes running `executable` anywhere on the machine.
+fn pids_running(executable: &Path) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == helper))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == executable)
+        })
         .collect()
+}
+
+/// A process's parent, from `/proc/PID/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The `su` stack: the module alone, then permit for the rest.
