@@ -343,7 +343,8 @@ pub fn write_atomic(
     // kill the host midway: refuse before anything is created.
     if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)
     {
-        if soft != nix::sys::resource::RLIM_INFINITY && soft < bytes.len() as u64 {
+        // rlim_t is u64 on Linux and macOS, i64 on FreeBSD.
+        if soft != nix::sys::resource::RLIM_INFINITY && soft < bytes.len() as libc::rlim_t {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::StorageFull,
                 format!("the file-size limit ({soft} bytes) is below this record's size"),

@@ -91,7 +91,8 @@ impl Limits {
         Limits::for_descriptors(soft, per_source)
     }
 
-    fn for_descriptors(descriptors: u64, per_source: usize) -> Limits {
+    /// `descriptors` is an `rlim_t`: u64 on Linux and macOS, i64 on FreeBSD.
+    fn for_descriptors(descriptors: libc::rlim_t, per_source: usize) -> Limits {
         let usable = usize::try_from(descriptors)
             .unwrap_or(usize::MAX)
             .saturating_sub(FD_HEADROOM);

@@ -9,8 +9,8 @@ use nix::sys::stat::{umask, Mode};
 use nix::unistd::{setgid, setuid, Gid, Uid};
 
 /// Descriptors a setuid program gets, whatever its caller had.
-pub const OPEN_FILES: u64 = 1024;
-const STACK_BYTES: u64 = 8 << 20;
+pub const OPEN_FILES: libc::rlim_t = 1024;
+const STACK_BYTES: libc::rlim_t = 8 << 20;
 
 /// Resets what the caller could have set, before anything else runs:
 /// * limits: no file-size, CPU or data limit, an 8 MiB stack, no core
@@ -60,7 +60,7 @@ pub fn reset_inherited_state() -> Result<(), String> {
 /// Sets a limit; where the hard limit cannot be raised (no
 /// `CAP_SYS_RESOURCE`, as in some containers), takes the soft limit as
 /// close to `soft` as the hard one allows.
-fn set_limit(resource: Resource, soft: u64, hard: u64) {
+fn set_limit(resource: Resource, soft: libc::rlim_t, hard: libc::rlim_t) {
     if setrlimit(resource, soft, hard).is_ok() {
         return;
     }
