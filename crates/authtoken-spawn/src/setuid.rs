@@ -14,7 +14,8 @@ const STACK_BYTES: libc::rlim_t = 8 << 20;
 
 /// Resets what the caller could have set, before anything else runs:
 /// * limits: no file-size, CPU or data limit, an 8 MiB stack, no core
-///   files, [`OPEN_FILES`] descriptors;
+///   files, [`OPEN_FILES`] descriptors (and no address-space limit on
+///   Linux);
 /// * signals: every one at its default and unblocked, then the ones a
 ///   terminal sends (interrupt, quit, stop, hang-up) and `SIGPIPE` ignored;
 /// * the umask: 077;
@@ -31,7 +32,9 @@ pub fn reset_inherited_state() -> Result<(), String> {
         (Resource::RLIMIT_STACK, STACK_BYTES, RLIM_INFINITY),
         (Resource::RLIMIT_CORE, 0, 0),
         (Resource::RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES),
-        #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+        // FreeBSD's address-space limit is RLIMIT_VMEM, which nix does not
+        // name; its data and stack limits are reset above.
+        #[cfg(target_os = "linux")]
         (Resource::RLIMIT_AS, RLIM_INFINITY, RLIM_INFINITY),
     ];
     for (resource, soft, hard) in limits {
