@@ -76,7 +76,7 @@ tls=(--tls-cert "$work/tls/server.pem" --tls-key "$work/tls/server.key")
 # machine (on a dedicated server, leave --threads at one per CPU).
 add yardstick --iterations 4096
 mdm_addr=$(start mdm --users "$work/users.toml" "${tls[@]}" --per-address-connections 128 \
-  --failure-delay-ms 0 --throttle-after 1000000 --threads 1)
+  --failure-delay-ms 0 --throttle-after 1000000 --replay-per-account 1000000 --threads 1)
 echo "$password" | "$bin/authtoken-server" enroll-device --label bench "$work/device.toml" >/dev/null
 hem_addr=$(start hem --protocol hem --device "$work/device.toml" --device-delay-ms 0 "${tls[@]}")
 # The authority of the offline case: up for one online login, then stopped.

@@ -2,8 +2,8 @@
 #![no_main]
 use std::ffi::CString;
 
+use authtoken_core::options::ModuleOptions;
 use libfuzzer_sys::fuzz_target;
-use pam_authtoken::policy::ModuleOptions;
 
 fuzz_target!(|data: &[u8]| {
     let args: Vec<CString> = data

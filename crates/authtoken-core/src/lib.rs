@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod log;
 pub mod offline;
+pub mod options;
 pub mod outcome;
 pub mod platform;
 pub mod secret;

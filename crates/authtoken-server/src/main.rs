@@ -235,6 +235,11 @@ struct ServeOptions {
     /// server process serving the same store (default: in memory).
     #[arg(long)]
     replay_dir: Option<PathBuf>,
+    /// Accepted responses one account may hold in the in-memory replay
+    /// record (each for its nonce's 60 s); past it, that account's logins
+    /// are refused (503) and every other account goes on.
+    #[arg(long, default_value_t = nonce::MAX_REMEMBERED_PER_USER)]
+    replay_per_account: usize,
     /// Wrong proofs evaluated for one account per minute, from all clients
     /// without an enrolled device certificate together (and again from
     /// each enrolled device), before answers for it are 429 with
@@ -278,7 +283,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
                     std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
                     ReplayRecord::Directory(dir.clone())
                 }
-                None => ReplayRecord::memory(),
+                None => ReplayRecord::memory_per_account(options.replay_per_account),
             };
             let authority = Authority::new(
                 store,

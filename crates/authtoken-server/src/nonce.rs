@@ -31,10 +31,10 @@ const NONCE_BYTES: usize = 8 + RANDOM_BYTES + TAG_BYTES;
 /// Most accepted nonces remembered at once (in memory).
 const MAX_REMEMBERED: usize = 100_000;
 /// Unexpired accepted responses one account may hold in the in-memory
-/// record (1,000 logins a minute): an account that goes past it — one
-/// whose password a flooder knows — has its own logins refused, and every
-/// other account goes on.
-const MAX_REMEMBERED_PER_USER: usize = 1_000;
+/// record by default (1,000 logins a minute, `--replay-per-account`): an
+/// account that goes past it — one whose password a flooder knows — has its
+/// own logins refused, and every other account goes on.
+pub const MAX_REMEMBERED_PER_USER: usize = 1_000;
 
 /// Issues and checks nonces with a key derived from the store's secret.
 pub struct NonceKey(hmac::Key);
@@ -112,10 +112,10 @@ pub enum Claim {
 
 /// Accepted nonces (with their expiry and account) and how many each
 /// account holds.
-#[derive(Default)]
 pub struct Remembered {
     nonces: HashMap<String, (u64, String)>,
     per_user: HashMap<String, usize>,
+    per_user_limit: usize,
 }
 
 impl Remembered {
@@ -138,9 +138,9 @@ impl Remembered {
             return Claim::Replayed;
         }
         let held = |r: &Remembered| r.per_user.get(user).copied().unwrap_or(0);
-        if self.nonces.len() >= MAX_REMEMBERED || held(self) >= MAX_REMEMBERED_PER_USER {
+        if self.nonces.len() >= MAX_REMEMBERED || held(self) >= self.per_user_limit {
             self.sweep(now);
-            if self.nonces.len() >= MAX_REMEMBERED || held(self) >= MAX_REMEMBERED_PER_USER {
+            if self.nonces.len() >= MAX_REMEMBERED || held(self) >= self.per_user_limit {
                 return Claim::Full;
             }
         }
@@ -153,7 +153,16 @@ impl Remembered {
 
 impl ReplayRecord {
     pub fn memory() -> ReplayRecord {
-        ReplayRecord::Memory(Mutex::default())
+        ReplayRecord::memory_per_account(MAX_REMEMBERED_PER_USER)
+    }
+
+    /// In memory, at most `per_account` unexpired entries for one account.
+    pub fn memory_per_account(per_account: usize) -> ReplayRecord {
+        ReplayRecord::Memory(Mutex::new(Remembered {
+            nonces: HashMap::new(),
+            per_user: HashMap::new(),
+            per_user_limit: per_account.max(1),
+        }))
     }
 
     /// Claims `nonce` (which expires at `expiry`) for its one use.

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use authtoken_core::cache::{Cache, CacheError};
-use authtoken_core::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use authtoken_core::config::{Config, ConfigError};
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
+use authtoken_core::options::OptionsError;
 use authtoken_core::outcome::{outcome_code, Outcome, PamCode};
 use authtoken_core::session::{SessionError, SessionKey};
 use authtoken_core::signin::{Runner, SignIn};
@@ -123,45 +124,7 @@ impl Host for RealHost {
     }
 }
 
-/// Options from the pam.d line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleOptions {
-    pub debug: bool,
-    pub use_first_pass: bool,
-    pub try_first_pass: bool,
-    /// Absolute: checked here, once, for every hook.
-    pub config_path: PathBuf,
-    /// Options we do not know; logged and ignored, as pam_unix does.
-    pub unknown: Vec<String>,
-}
-
-impl ModuleOptions {
-    pub fn parse(args: &[&CStr]) -> Result<ModuleOptions, AuthError> {
-        let mut options = ModuleOptions {
-            debug: false,
-            use_first_pass: false,
-            try_first_pass: false,
-            config_path: PathBuf::from(DEFAULT_CONFIG_PATH),
-            unknown: Vec::new(),
-        };
-        for arg in args {
-            let arg = arg.to_string_lossy();
-            match arg.as_ref() {
-                "debug" => options.debug = true,
-                "use_first_pass" => options.use_first_pass = true,
-                "try_first_pass" => options.try_first_pass = true,
-                other => match other.strip_prefix("config=") {
-                    Some(path) if Path::new(path).is_absolute() => {
-                        options.config_path = PathBuf::from(path)
-                    }
-                    Some(_) => return Err(AuthError::RelativeConfigPath),
-                    None => options.unknown.push(log::quote(other)),
-                },
-            }
-        }
-        Ok(options)
-    }
-}
+pub use authtoken_core::options::ModuleOptions;
 
 /// Why `authenticate` ended without an outcome from the authority.
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +133,8 @@ pub enum AuthError {
     NoUser(PamCode),
     #[error("invalid user name: {0}")]
     BadUser(#[from] UsernameError),
-    #[error("config=PATH must be absolute")]
-    RelativeConfigPath,
+    #[error("{0}")]
+    Options(#[from] OptionsError),
     #[error("config: {0}")]
     Config(#[from] ConfigError),
     #[error("conversation failed ({})", .0.name())]
@@ -197,7 +160,7 @@ impl AuthError {
             AuthError::NoFirstPass | AuthError::EmptyPassword | AuthError::PasswordTooLong => {
                 PamCode::AuthErr
             }
-            AuthError::RelativeConfigPath
+            AuthError::Options(_)
             | AuthError::Config(_)
             | AuthError::Request(_)
             | AuthError::Helper(_) => PamCode::AuthinfoUnavail,
@@ -219,7 +182,7 @@ fn options_or<H: Host>(host: &H, args: &[&CStr]) -> Result<ModuleOptions, AuthEr
         }
         Err(e) => host.log(Level::Error, &e.to_string()),
     }
-    parsed
+    Ok(parsed?)
 }
 
 /// What one `authenticate` call did, for its log line.
