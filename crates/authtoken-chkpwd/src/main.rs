@@ -134,37 +134,15 @@ const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// The caller's request on stdin, bounded in size and in time.
 fn read_request() -> Result<Zeroizing<Vec<u8>>, String> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
+    use authtoken_spawn::ReadError;
     let ends_at = std::time::Instant::now() + REQUEST_DEADLINE;
-    let stdin = std::io::stdin();
-    let mut buf = Zeroizing::new(vec![0u8; MAX_REQUEST_BYTES + 1]);
-    let mut len = 0;
-    loop {
-        let left = ends_at
-            .checked_duration_since(std::time::Instant::now())
-            .ok_or("the request did not arrive in time")?;
-        let timeout = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
-            .map_err(|e| e.to_string())?;
-        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => return Err("the request did not arrive in time".into()),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("reading request: {e}")),
-        }
-        if len == buf.len() {
-            return Err("request too large".into());
-        }
-        match nix::unistd::read(stdin.as_fd(), &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-            Err(e) => return Err(format!("reading request: {e}")),
-        }
-    }
-    buf.truncate(len);
-    Ok(buf)
+    authtoken_spawn::read_bounded(&std::io::stdin(), MAX_REQUEST_BYTES, ends_at).map_err(
+        |e| match e {
+            ReadError::Timeout => "the request did not arrive in time".into(),
+            ReadError::TooLarge => "request too large".into(),
+            ReadError::Io(e) => format!("reading request: {e}"),
+        },
+    )
 }
 
 /// chkpwd's side of the root sign-in flow: the caller's request (its

@@ -347,9 +347,15 @@ pub fn prepare(
             }
             Usability::Usable => {
                 let previous = record.failures;
-                match store.set_failures(user, previous + 1) {
+                // The record just read, written back one failure on: no
+                // second read under the lock.
+                let counted = OfflineRecord {
+                    failures: previous + 1,
+                    ..record
+                };
+                match store.write(&counted) {
                     Ok(()) => {
-                        ask.verifier = Some(record.verifier);
+                        ask.verifier = Some(counted.verifier);
                         ask.counted = Some(Counted {
                             _lock: lock,
                             previous,

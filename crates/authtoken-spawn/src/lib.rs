@@ -99,7 +99,7 @@ pub fn run_helper(
     let _ = send_request(&request_end, request, ends_at);
     drop(request_end);
 
-    let result = match read_result(&result_end, ends_at) {
+    let result = match read_bounded(&result_end, wire::MAX_RESULT_BYTES, ends_at) {
         Ok(result) => result,
         Err(ReadError::Timeout) => {
             child.kill_and_reap();
@@ -357,7 +357,7 @@ fn remaining(ends_at: Instant) -> Option<PollTimeout> {
 
 /// Waits until `fd` is ready for `events`, retrying on EINTR; `ETIMEDOUT`
 /// once `ends_at` passes.
-fn wait_ready(fd: &OwnedFd, events: PollFlags, ends_at: Instant) -> Result<(), Errno> {
+fn wait_ready(fd: &impl AsFd, events: PollFlags, ends_at: Instant) -> Result<(), Errno> {
     loop {
         let timeout = remaining(ends_at).ok_or(Errno::ETIMEDOUT)?;
         let mut fds = [PollFd::new(fd.as_fd(), events)];
@@ -383,15 +383,22 @@ fn send_request(fd: &OwnedFd, request: &[u8], ends_at: Instant) -> Result<(), Er
     socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write)
 }
 
-enum ReadError {
+/// Why a bounded read ended without its bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
     Timeout,
     TooLarge,
     Io(Errno),
 }
 
-/// Reads stdout to EOF, bounded in size and time.
-fn read_result(fd: &OwnedFd, ends_at: Instant) -> Result<Zeroizing<Vec<u8>>, ReadError> {
-    let mut buf = Zeroizing::new(vec![0u8; wire::MAX_RESULT_BYTES + 1]);
+/// Reads `fd` to EOF, at most `limit` bytes and until `ends_at`: the
+/// helper's result here, and the setuid caller's request in chkpwd.
+pub fn read_bounded(
+    fd: &impl AsFd,
+    limit: usize,
+    ends_at: Instant,
+) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+    let mut buf = Zeroizing::new(vec![0u8; limit + 1]);
     let mut len = 0;
     loop {
         match wait_ready(fd, PollFlags::POLLIN, ends_at) {
@@ -409,7 +416,7 @@ fn read_result(fd: &OwnedFd, ends_at: Instant) -> Result<Zeroizing<Vec<u8>>, Rea
             Err(e) => return Err(ReadError::Io(e)),
         }
     }
-    if len > wire::MAX_RESULT_BYTES {
+    if len > limit {
         return Err(ReadError::TooLarge);
     }
     buf.truncate(len);
