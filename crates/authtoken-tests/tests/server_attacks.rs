@@ -263,6 +263,15 @@ impl Site {
         Client::connect(source, server, &self.tls).unwrap()
     }
 
+    /// `count` more users, `userN` with the password `userN's`.
+    fn users(&self, count: usize) -> Vec<String> {
+        let users: Vec<String> = (0..count).map(|i| format!("user{i}")).collect();
+        for user in &users {
+            self.ws.add_user(user, Some(&format!("{user}'s")), &[]);
+        }
+        users
+    }
+
     /// A real login through the module in libpam.
     fn module_login(&self, server: &Server, password: &str) -> i32 {
         let confdir = self.ws.simple_stack(&self.ws.config_for(&server.url(), ""));
@@ -470,10 +479,7 @@ fn junk_from_an_address_never_blocks_a_correct_proof_from_it() {
 #[test]
 fn twenty_users_who_each_mistype_once_all_sign_in() {
     let site = Site::new();
-    let users: Vec<String> = (0..20).map(|i| format!("user{i}")).collect();
-    for user in &users {
-        site.ws.add_user(user, Some(&format!("{user}'s")), &[]);
-    }
+    let users = site.users(20);
     let server = site.server(&[]);
     let confdir = site.ws.simple_stack(&site.ws.config_for(&server.url(), ""));
     for user in &users {
@@ -493,10 +499,7 @@ fn twenty_users_who_each_mistype_once_all_sign_in() {
 #[test]
 fn two_hundred_concurrent_logins_from_one_client_end_rightly() {
     let site = Site::new();
-    let users: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
-    for user in &users {
-        site.ws.add_user(user, Some(&format!("{user}'s")), &[]);
-    }
+    let users = site.users(50);
     let server = Arc::new(site.server(&[]));
     let tls = site.tls.clone();
     let threads: Vec<_> = (0..10)
