@@ -13,6 +13,7 @@ pub const OPEN_FILES: libc::rlim_t = 1024;
 const STACK_BYTES: libc::rlim_t = 8 << 20;
 
 /// Resets what the caller could have set, before anything else runs:
+/// * descriptors 0–2: opened on `/dev/null` where the caller closed them;
 /// * limits: no file-size, CPU or data limit, an 8 MiB stack, no core
 ///   files, [`OPEN_FILES`] descriptors (and no address-space limit on
 ///   Linux);
@@ -25,6 +26,7 @@ const STACK_BYTES: libc::rlim_t = 8 << 20;
 ///
 /// Must run while the effective uid is root.
 pub fn reset_inherited_state() -> Result<(), String> {
+    open_standard_descriptors()?;
     let limits = [
         (Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY),
         (Resource::RLIMIT_CPU, RLIM_INFINITY, RLIM_INFINITY),
@@ -77,6 +79,29 @@ fn set_limit(resource: Resource, soft: libc::rlim_t, hard: libc::rlim_t) {
         };
         let _ = setrlimit(resource, reachable, current_hard);
     }
+}
+
+/// A caller may start us with stdin, stdout or stderr closed, so that the
+/// next file we open takes that number and our output lands in it: each
+/// closed one is opened on `/dev/null` first (as sudo and unix_chkpwd do).
+fn open_standard_descriptors() -> Result<(), String> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only asks whether this process has `fd` open.
+        let closed = unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+            && nix::errno::Errno::last() == nix::errno::Errno::EBADF;
+        if closed {
+            // The lowest free number is `fd`: the ones below are open.
+            let null = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| format!("/dev/null: {e}"))?;
+            if std::os::fd::IntoRawFd::into_raw_fd(null) != fd {
+                return Err(format!("descriptor {fd} could not be reopened"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn reset_signals() {
