@@ -5,11 +5,14 @@
 //! global would leak into forks of the host. The socket is non-blocking: a
 //! stalled syslog daemon drops our line instead of hanging a login.
 
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 
-use syslog::{Facility, Formatter3164, LogFormat, Severity};
-
 const SYSLOG_SOCKET: &str = "/dev/log";
+/// `LOG_AUTHPRIV` (10) shifted into the facility bits of the priority.
+const FACILITY_AUTHPRIV: u8 = 10 << 3;
+/// Longest line sent: what every syslog daemon takes in one datagram.
+const MAX_LINE_BYTES: usize = 2048;
 
 /// Syslog ident of the PAM module.
 pub const MODULE_IDENT: &str = "pam_authtoken";
@@ -24,25 +27,42 @@ pub enum Level {
     Debug,
 }
 
+impl Level {
+    /// The syslog severity (`LOG_ERR` … `LOG_DEBUG`).
+    fn severity(self) -> u8 {
+        match self {
+            Level::Error => 3,
+            Level::Warning => 4,
+            Level::Info => 6,
+            Level::Debug => 7,
+        }
+    }
+}
+
+/// One RFC 3164 line without a timestamp: `<PRI>ident[pid]: message`. The
+/// receiving daemon stamps it (RFC 3164 §4.3.2; journald and rsyslog do).
+/// Writing the local time ourselves would read `TZ` and the zone files in
+/// somebody else's process, and the `time` crate `syslog` brings was a
+/// tenth of the module.
+fn format_line(ident: &str, pid: u32, level: Level, message: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(message.len().min(MAX_LINE_BYTES) + 32);
+    let priority = FACILITY_AUTHPRIV | level.severity();
+    let _ = write!(line, "<{priority}>{ident}[{pid}]: {message}");
+    if line.len() > MAX_LINE_BYTES {
+        let mut end = MAX_LINE_BYTES;
+        // Cut on a character boundary of the message.
+        while end > 0 && (line[end] & 0xC0) == 0x80 {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
 /// Sends one line to syslog. Failures to log are ignored: logging must never
 /// change an authentication result.
 pub fn send(ident: &str, level: Level, message: &str) {
-    let formatter = Formatter3164 {
-        facility: Facility::LOG_AUTHPRIV,
-        hostname: None,
-        process: ident.to_owned(),
-        pid: std::process::id(),
-    };
-    let severity = match level {
-        Level::Error => Severity::LOG_ERR,
-        Level::Warning => Severity::LOG_WARNING,
-        Level::Info => Severity::LOG_INFO,
-        Level::Debug => Severity::LOG_DEBUG,
-    };
-    let mut line = Vec::with_capacity(message.len() + 64);
-    if formatter.format(&mut line, severity, message).is_err() {
-        return;
-    }
+    let line = format_line(ident, std::process::id(), level, message);
     let Ok(socket) = UnixDatagram::unbound() else {
         return;
     };
@@ -80,7 +100,23 @@ pub fn quote(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::{format_line, quote, Level};
+
+    #[test]
+    fn lines_carry_facility_severity_ident_and_pid() {
+        assert_eq!(
+            format_line("pam_authtoken", 42, Level::Info, "authenticate user=\"a\""),
+            b"<86>pam_authtoken[42]: authenticate user=\"a\""
+        );
+        assert!(format_line("x", 1, Level::Error, "m").starts_with(b"<83>"));
+        assert!(format_line("x", 1, Level::Debug, "m").starts_with(b"<87>"));
+        let long = format_line("x", 1, Level::Warning, &"é".repeat(2000));
+        assert!(long.len() <= 2048);
+        assert!(
+            std::str::from_utf8(&long).is_ok(),
+            "cut on a character boundary"
+        );
+    }
 
     #[test]
     fn values_stay_inside_their_quotes() {
