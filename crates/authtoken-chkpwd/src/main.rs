@@ -41,7 +41,7 @@ use authtoken_core::wire::{self, HelperAnswer, HelperRequest, MAX_REQUEST_BYTES}
 use nix::unistd::{Uid, User};
 use zeroize::Zeroizing;
 
-const IDENT: &str = "authtoken-chkpwd";
+const IDENT: &str = log::CHKPWD_IDENT;
 
 fn main() -> ExitCode {
     // Who called, before the ids change.
@@ -100,7 +100,7 @@ fn check(caller: Uid) -> Result<Outcome, String> {
     let config = Config::load(Path::new(DEFAULT_CONFIG_PATH)).map_err(|e| e.to_string())?;
 
     // The caller's login session (the kernel's ids, never its environment).
-    let cache = Cache::open(&config.cache_dir).map_err(|e| e.to_string())?;
+    let cache = Cache::open(&config.cache_dir, log::CHKPWD_IDENT).map_err(|e| e.to_string())?;
     let session = SessionKey::current().ok();
     let mut attempts = Attempts::open(&config.cache_dir, caller.as_raw())?;
     // Offline login for this caller too (unlocking on a train), under the

@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -48,13 +48,7 @@ impl Attempts {
     /// directory must already pass the cache's checks).
     pub fn open(cache_dir: &Path, uid: u32) -> Result<Attempts, String> {
         let dir = cache_dir.join("chkpwd");
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {
-                std::os::unix::fs::chown(&dir, Some(0), Some(0)).map_err(|e| e.to_string())?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("{}: {e}", dir.display())),
-        }
+        trust::ensure_private_dir(&dir, (0, 0)).map_err(|e| e.to_string())?;
         let path = dir.join(uid.to_string());
         let (file, created) = match trust::open_read_write(&path, Rules::ROOT_PRIVATE) {
             Ok(file) => (file, false),

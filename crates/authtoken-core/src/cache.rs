@@ -9,8 +9,6 @@
 //! wrong owner, mode or type, or unparsable, is ignored and logged — never
 //! trusted.
 
-use std::fs::DirBuilder;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -60,30 +58,6 @@ struct UnmanagedRecord {
     since: u64,
 }
 
-/// A directory of ours: the owner's, not a symlink, private to the owner.
-fn check_private_dir(meta: &std::fs::Metadata, owner: (u32, u32)) -> Result<(), String> {
-    if !meta.is_dir() {
-        return Err(if meta.file_type().is_symlink() {
-            "is a symlink".into()
-        } else {
-            "is not a directory".into()
-        });
-    }
-    if (meta.uid(), meta.gid()) != owner {
-        return Err(format!(
-            "is owned by {}:{}, not {}:{}",
-            meta.uid(),
-            meta.gid(),
-            owner.0,
-            owner.1
-        ));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!("has mode {:o}, not private", meta.mode() & 0o7777));
-    }
-    Ok(())
-}
-
 /// One cached (session, user) entry, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -105,20 +79,28 @@ pub struct Cache {
     /// Who owns every directory and file (root:root, except in unit tests
     /// that run unprivileged).
     owner: (u32, u32),
+    /// The syslog ident of the program using the cache (the module,
+    /// chkpwd or the admin tool), under which it logs what it ignores.
+    ident: &'static str,
 }
 
 impl Cache {
     /// Opens (creating if needed) root's cache directory and checks it.
-    pub fn open(root: &Path) -> Result<Cache, CacheError> {
-        Cache::open_owned_by(root, (0, 0))
+    pub fn open(root: &Path, ident: &'static str) -> Result<Cache, CacheError> {
+        Cache::open_owned_by(root, (0, 0), ident)
     }
 
     /// The same for a cache owned by `owner` (uid, gid): what an
     /// unprivileged test of the policy uses.
-    pub fn open_owned_by(root: &Path, owner: (u32, u32)) -> Result<Cache, CacheError> {
+    pub fn open_owned_by(
+        root: &Path,
+        owner: (u32, u32),
+        ident: &'static str,
+    ) -> Result<Cache, CacheError> {
         let cache = Cache {
             root: root.to_owned(),
             owner,
+            ident,
         };
         cache.ensure_private_dir(root)?;
         Ok(cache)
@@ -134,19 +116,11 @@ impl Cache {
     /// Creates `dir` (0700, ours) if missing, then insists it is a private
     /// directory of ours and not a symlink.
     fn ensure_private_dir(&self, dir: &Path) -> Result<(), CacheError> {
-        match DirBuilder::new().mode(0o700).create(dir) {
-            // A setuid host (sudo) runs with the caller's gid, which the new
-            // directory would inherit: make it ours.
-            Ok(()) => std::os::unix::fs::chown(dir, Some(self.owner.0), Some(self.owner.1))
-                .map_err(io_error(dir))?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_error(dir)(e)),
-        }
-        let meta = std::fs::symlink_metadata(dir).map_err(io_error(dir))?;
-        check_private_dir(&meta, self.owner).map_err(|why| CacheError::Untrusted {
-            path: dir.to_owned(),
-            why,
-        })
+        Ok(trust::ensure_private_dir(dir, self.owner)?)
+    }
+
+    fn warn(&self, message: &str) {
+        log::send(self.ident, Level::Warning, message);
     }
 
     fn session_dir(&self, key: &SessionKey) -> PathBuf {
@@ -165,7 +139,7 @@ impl Cache {
             Ok(_) => true,
             Err(TrustError::Missing { .. }) => false,
             Err(e) => {
-                warn(&format!("ignoring cache entry: {e}"));
+                self.warn(&format!("ignoring cache entry: {e}"));
                 false
             }
         }
@@ -177,7 +151,7 @@ impl Cache {
             Ok(bytes) => Some(bytes),
             Err(TrustError::Missing { .. }) => None,
             Err(e) => {
-                warn(&format!("ignoring cache entry: {e}"));
+                self.warn(&format!("ignoring cache entry: {e}"));
                 None
             }
         }
@@ -188,11 +162,8 @@ impl Cache {
         let dir = self.session_dir(key);
         match std::fs::symlink_metadata(&dir) {
             Ok(meta) => {
-                if let Err(why) = check_private_dir(&meta, self.owner) {
-                    warn(&format!(
-                        "ignoring cache directory {}: {why}",
-                        dir.display()
-                    ));
+                if let Err(why) = trust::check_private_dir(&dir, &meta, self.owner) {
+                    self.warn(&format!("ignoring cache directory: {why}"));
                     return false;
                 }
             }
@@ -205,7 +176,7 @@ impl Cache {
         if records_unmanaged(&bytes, user) {
             true
         } else {
-            warn(&format!("ignoring corrupt cache entry {}", path.display()));
+            self.warn(&format!("ignoring corrupt cache entry {}", path.display()));
             false
         }
     }
@@ -406,12 +377,20 @@ pub fn records_unmanaged(bytes: &[u8], user: &Username) -> bool {
     )
 }
 
+/// Removes a token file [`Cache::store_token`] wrote, and its session
+/// directory once that is empty; whether the file was there. Takes the
+/// path alone: `close_session` removes what its `open_session` made even
+/// when the config can no longer be read.
+pub fn remove_token_file(path: &Path) -> bool {
+    let removed = std::fs::remove_file(path).is_ok();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    removed
+}
+
 /// The token a hand-off entry holds: non-empty UTF-8.
 pub fn handoff_token(bytes: &[u8]) -> Option<Zeroizing<String>> {
     let token = std::str::from_utf8(bytes).ok().filter(|t| !t.is_empty())?;
     Some(Zeroizing::new(token.to_owned()))
-}
-
-fn warn(message: &str) {
-    log::send(log::MODULE_IDENT, Level::Warning, message);
 }

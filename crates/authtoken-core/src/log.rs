@@ -18,6 +18,8 @@ const MAX_LINE_BYTES: usize = 2048;
 pub const MODULE_IDENT: &str = "pam_authtoken";
 /// Syslog ident of `authtoken-helper`.
 pub const HELPER_IDENT: &str = "authtoken-helper";
+/// Syslog ident of the setuid `authtoken-chkpwd`.
+pub const CHKPWD_IDENT: &str = "authtoken-chkpwd";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {

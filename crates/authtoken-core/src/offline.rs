@@ -85,20 +85,7 @@ impl OfflineStore {
 
     /// A store owned by `owner`: what unprivileged policy tests use.
     pub fn open_owned_by(dir: &Path, owner: (u32, u32)) -> Result<OfflineStore, OfflineError> {
-        use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(dir)
-        {
-            Ok(()) => {}
-            Err(source) => {
-                return Err(OfflineError::Io {
-                    path: dir.to_owned(),
-                    source,
-                })
-            }
-        }
+        trust::ensure_private_dir(dir, owner)?;
         Ok(OfflineStore {
             dir: dir.to_owned(),
             owner,

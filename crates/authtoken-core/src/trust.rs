@@ -51,6 +51,15 @@ pub enum TrustError {
     TooLarge { path: PathBuf, max: u64 },
     #[error("{path}: {errno}")]
     Io { path: PathBuf, errno: Errno },
+    #[error("{path}: owned by {uid}:{gid}, not {}:{}", .owner.0, .owner.1)]
+    NotOurs {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        owner: (u32, u32),
+    },
+    #[error("{path}: group or others have access (mode {mode:o}); fix: chmod 700 {path}")]
+    NotPrivate { path: PathBuf, mode: u32 },
 }
 
 /// What a file must be to be trusted.
@@ -314,6 +323,70 @@ pub fn open_executable(path: &Path) -> Result<OwnedFd, TrustError> {
     Ok(fd)
 }
 
+/// A directory of ours, as [`ensure_private_dir`] leaves it: a real
+/// directory (not a symlink), owned by `owner` (uid, gid), and closed to
+/// group and others. `meta` is from `symlink_metadata`.
+pub fn check_private_dir(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    owner: (u32, u32),
+) -> Result<(), TrustError> {
+    use std::os::unix::fs::MetadataExt;
+    let path = path.to_owned();
+    if meta.file_type().is_symlink() {
+        return Err(TrustError::Symlink { path });
+    }
+    if !meta.is_dir() {
+        return Err(TrustError::WrongKind {
+            path,
+            expected: "directory",
+        });
+    }
+    if (meta.uid(), meta.gid()) != owner {
+        return Err(TrustError::NotOurs {
+            path,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            owner,
+        });
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(TrustError::NotPrivate {
+            path,
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// Creates `dir` (0700, with any missing parents) if it is missing and
+/// gives a new one to `owner`, then insists on [`check_private_dir`]. The
+/// one way the session cache, the offline store and chkpwd's attempt
+/// records make their directories. A setuid host (sudo) runs with the
+/// caller's gid, which a new directory would inherit: hence the chown.
+pub fn ensure_private_dir(dir: &Path, owner: (u32, u32)) -> Result<(), TrustError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io_error = |e: std::io::Error| TrustError::Io {
+        path: dir.to_owned(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1)).map_err(io_error)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(dir)
+                .map_err(io_error)?;
+            std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1)).map_err(io_error)?
+        }
+        Err(e) => return Err(io_error(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io_error)?;
+    check_private_dir(dir, &meta, owner)
+}
+
 /// Writes `bytes` to `path` atomically and private to its owner (0600);
 /// see [`write_atomic`].
 pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {
@@ -355,10 +428,7 @@ pub fn write_atomic(
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = crate::clock::unix_nanos() % 1_000_000_000;
     let temp = dir.join(format!(
         ".tmp-{}-{}-{nanos}",
         std::process::id(),

@@ -19,7 +19,7 @@ use authtoken_helper::{mdm, run_backend, transport, OfflineAsk};
 use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
-const LOG_IDENT: &str = "authtoken-helper";
+const LOG_IDENT: &str = log::HELPER_IDENT;
 
 #[derive(Parser)]
 #[command(
@@ -410,7 +410,7 @@ fn status(config_path: &Path) -> ExitCode {
     let Some(config) = load_config(config_path) else {
         return ExitCode::FAILURE;
     };
-    let cache = match Cache::open(&config.cache_dir) {
+    let cache = match Cache::open(&config.cache_dir, log::HELPER_IDENT) {
         Ok(cache) => cache,
         Err(e) => {
             eprintln!("error: {e}");

@@ -9,8 +9,7 @@ use zeroize::Zeroizing;
 
 /// A `pam_set_data` key bound to the one type stored under it. Part of the
 /// FFI's `unsafe` contract: data read back under a key is assumed to be of
-/// that key's type, so every key is a constant of this type and nothing
-/// else writes module data.
+/// that key's type, so making a key is `unsafe` (see [`DataKey::new`]).
 pub struct DataKey<T> {
     pub name: &'static str,
     _type: PhantomData<fn() -> T>,
@@ -24,7 +23,15 @@ impl<T> Clone for DataKey<T> {
 impl<T> Copy for DataKey<T> {}
 
 impl<T> DataKey<T> {
-    pub const fn new(name: &'static str) -> Self {
+    /// # Safety
+    ///
+    /// `name` must belong to this key alone: no other `DataKey` (of any
+    /// type) and no other code in the process may store data under it,
+    /// because [`PamApi::get_data`] reads whatever is stored there as a `T`.
+    /// A second key with the same name and another type would make that
+    /// safe call undefined behaviour.
+    #[allow(unsafe_code)] // the contract is the point; nothing unsafe runs
+    pub const unsafe fn new(name: &'static str) -> Self {
         DataKey {
             name,
             _type: PhantomData,

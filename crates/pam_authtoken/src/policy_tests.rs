@@ -204,7 +204,7 @@ impl Host for TestHost {
             nix::unistd::geteuid().as_raw(),
             nix::unistd::getegid().as_raw(),
         );
-        Cache::open_owned_by(dir, owner)
+        Cache::open_owned_by(dir, owner, "pam_authtoken-test")
     }
 
     fn open_offline(
@@ -220,6 +220,10 @@ impl Host for TestHost {
 
     fn privileged(&self) -> bool {
         self.privileged
+    }
+
+    fn remove_token_file(&self, path: &Path) -> bool {
+        authtoken_core::cache::remove_token_file(path)
     }
 
     fn session_alive(&self, key: &SessionKey) -> Option<bool> {

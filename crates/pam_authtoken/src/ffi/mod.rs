@@ -287,8 +287,8 @@ impl PamApi for Pam {
         let mut data: *const c_void = std::ptr::null();
         // SAFETY: live handle, NUL-terminated name, `data` an out-parameter.
         check(unsafe { sys::pam_get_data(self.handle, name.as_ptr(), &mut data) }).ok()?;
-        // SAFETY: every key is a `DataKey<T>` constant and is only ever
-        // written by `set_data` with that same `T` (see `DataKey`); the box
+        // SAFETY: `DataKey::new`'s contract gives this name to this `T`
+        // alone, and only `set_data` with that same key writes it; the box
         // lives until libpam runs its cleanup, after this hook.
         unsafe { data.cast::<T>().as_ref() }
     }

@@ -1,0 +1,41 @@
+//! What one PAM handle keeps between its hooks (`pam_set_data`), each type
+//! under the one key made for it.
+
+use std::path::PathBuf;
+
+use authtoken_core::username::Username;
+use zeroize::Zeroizing;
+
+use crate::pam_api::DataKey;
+
+/// The AuthToken of a successful handshake, kept for this PAM handle.
+/// Zeroized when libpam runs the data cleanup (`Zeroizing` drop).
+pub struct KeptToken {
+    pub user: Username,
+    pub token: Zeroizing<String>,
+}
+
+// SAFETY: "pam_authtoken.token" is used by this key alone (the three
+// names here are distinct and prefixed with the module's name).
+pub const TOKEN_KEY: DataKey<KeptToken> = unsafe { DataKey::new("pam_authtoken.token") };
+
+/// The token file this handle's `open_session` created, which its
+/// `close_session` removes. A file that already existed belongs to an
+/// enclosing login session (sudo inside it) and is left in place.
+pub struct OpenedSession {
+    pub user: Username,
+    pub path: PathBuf,
+}
+
+// SAFETY: "pam_authtoken.session" is used by this key alone (the three
+// names here are distinct and prefixed with the module's name).
+pub const OPENED_KEY: DataKey<OpenedSession> = unsafe { DataKey::new("pam_authtoken.session") };
+
+/// The user this handle signed in offline (no token, so no token file).
+pub struct SignedInOffline {
+    pub user: Username,
+}
+
+// SAFETY: "pam_authtoken.offline" is used by this key alone (the three
+// names here are distinct and prefixed with the module's name).
+pub const OFFLINE_KEY: DataKey<SignedInOffline> = unsafe { DataKey::new("pam_authtoken.offline") };
