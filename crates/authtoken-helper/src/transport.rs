@@ -70,6 +70,50 @@ impl From<ureq::Error> for TransportError {
     }
 }
 
+/// Size of ureq's input and output buffers (and the longest reply head).
+const IO_BUFFER_BYTES: usize = 16 * 1024;
+
+/// ureq's resolver, except that an IP address in the URL is used as it
+/// is. With a timeout set, the default resolver runs every lookup on a new
+/// thread so it can give up on a slow DNS server, even for `127.0.0.1`;
+/// that cost a thread start per request. A name still goes to it.
+#[derive(Debug)]
+struct LiteralAddresses(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for LiteralAddresses {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if let Some(address) = literal_address(uri) {
+            let mut addresses = self.empty();
+            addresses.push(address);
+            return Ok(addresses);
+        }
+        self.0.resolve(uri, config, timeout)
+    }
+}
+
+/// The socket address of a URL whose host is an IP address.
+fn literal_address(uri: &http::Uri) -> Option<std::net::SocketAddr> {
+    let authority = uri.authority()?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let port = match (authority.port_u16(), uri.scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some("https")) => 443,
+        (None, Some("http")) => 80,
+        (None, _) => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 pub struct Http {
     agent: ureq::Agent,
     deadline: Instant,
@@ -83,7 +127,7 @@ impl Http {
             .root_certs(load_roots(config.ca_file.as_deref())?)
             .client_cert(load_client_cert(config)?)
             .build();
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .tls_config(tls)
             .proxy(None)
             .max_redirects(0)
@@ -94,8 +138,17 @@ impl Http {
                 config.connect_timeout_ms,
             )))
             .user_agent(concat!("authtoken-helper/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            // Our exchanges are a few KiB: 128 KiB buffers (the default)
+            // were two fresh allocations zeroed on every login.
+            .input_buffer_size(IO_BUFFER_BYTES)
+            .output_buffer_size(IO_BUFFER_BYTES)
+            .max_response_header_size(IO_BUFFER_BYTES)
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            LiteralAddresses(ureq::unversioned::resolver::DefaultResolver::default()),
+        );
         Ok(Http { agent, deadline })
     }
 
@@ -290,5 +343,27 @@ impl CheckinTransport for Authorities<'_> {
             Some(authtoken_protocol::mdm::CONTENT_TYPE),
             Some(body),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_address;
+
+    #[test]
+    fn ip_literals_resolve_without_a_lookup_and_names_do_not() {
+        let at = |url: &str| literal_address(&url.parse().unwrap()).map(|a| a.to_string());
+        assert_eq!(
+            at("https://127.0.0.1:8443/checkin").as_deref(),
+            Some("127.0.0.1:8443")
+        );
+        assert_eq!(
+            at("https://127.0.0.1/checkin").as_deref(),
+            Some("127.0.0.1:443")
+        );
+        assert_eq!(at("http://[::1]:80/").as_deref(), Some("[::1]:80"));
+        assert_eq!(at("https://[fe80::1]/").as_deref(), Some("[fe80::1]:443"));
+        assert_eq!(at("https://mdm.example.com/checkin"), None);
+        assert_eq!(at("https://127.0.0.1.example.com/"), None);
     }
 }
