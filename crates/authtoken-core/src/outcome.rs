@@ -138,13 +138,18 @@ mod token_b64 {
     use serde::{Deserialize, Deserializer, Serializer};
     use zeroize::Zeroizing;
 
-    pub fn serialize<S: Serializer>(token: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        token: &Zeroizing<String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut encoded = Zeroizing::new(String::with_capacity(token.len().div_ceil(3) * 4));
         B64.encode_string(token.as_bytes(), &mut encoded);
         s.serialize_str(&encoded)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Zeroizing<String>, D::Error> {
         use serde::de::Error;
         let encoded = Zeroizing::<String>::deserialize(d)?;
         let mut raw = Zeroizing::new(Vec::with_capacity(encoded.len()));

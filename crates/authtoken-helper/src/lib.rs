@@ -4,6 +4,10 @@
 //! root before the network.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod hem;
 pub mod mdm;

@@ -3,6 +3,10 @@
 //! administrator's commands `check-config`, `login` and `status`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -19,6 +19,9 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
+// One of the workspace's FFI rooms (see `[workspace.lints]`): fork, exec
+// and descriptor plumbing are `unsafe` calls; each has its `// SAFETY:`.
+#![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};

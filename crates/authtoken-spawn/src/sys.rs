@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 /// One past the highest signal number.
 #[cfg(target_os = "linux")]
-pub const NSIG: libc::c_int = 65;
+pub(crate) const NSIG: libc::c_int = 65;
 #[cfg(target_os = "freebsd")]
 pub const NSIG: libc::c_int = 129; // _SIG_MAXSIG + 1
 #[cfg(target_os = "macos")]
@@ -16,7 +16,7 @@ pub const NSIG: libc::c_int = 32;
 
 /// The request channel: a socketpair, because sending on it can be told
 /// not to raise SIGPIPE in the host if the helper has already died.
-pub fn request_channel() -> nix::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn request_channel() -> nix::Result<(OwnedFd, OwnedFd)> {
     #[cfg(not(target_os = "macos"))]
     {
         socket::socketpair(
@@ -58,12 +58,12 @@ pub fn request_channel() -> nix::Result<(OwnedFd, OwnedFd)> {
 
 /// Flags for every send on the request channel.
 #[cfg(not(target_os = "macos"))]
-pub const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL.union(MsgFlags::MSG_DONTWAIT);
+pub(crate) const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL.union(MsgFlags::MSG_DONTWAIT);
 #[cfg(target_os = "macos")]
 pub const SEND_FLAGS: MsgFlags = MsgFlags::MSG_DONTWAIT;
 
 /// The result pipe, close-on-exec at both ends.
-pub fn result_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn result_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
     #[cfg(not(target_os = "macos"))]
     {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -87,7 +87,7 @@ fn set_cloexec(fd: &OwnedFd) -> nix::Result<()> {
 ///
 /// # Safety
 /// Only in the child after `fork`: it closes descriptors nothing tracks.
-pub unsafe fn close_from(first: RawFd, max_fd: RawFd) {
+pub(crate) unsafe fn close_from(first: RawFd, max_fd: RawFd) {
     #[cfg(target_os = "linux")]
     // SAFETY: close_range takes plain integers.
     let closed = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) } == 0;
@@ -106,7 +106,7 @@ pub unsafe fn close_from(first: RawFd, max_fd: RawFd) {
 
 /// What the child executes: the checked descriptor where the system can
 /// run a descriptor, else the checked path.
-pub struct Executable {
+pub(crate) struct Executable {
     pub fd: OwnedFd,
     /// macOS has neither `execveat` nor `fexecve`: it runs the path. The
     /// trust walk has just checked that only root can change any directory
@@ -121,7 +121,7 @@ pub struct Executable {
 /// # Safety
 /// Only in the child after `fork`; `argv` and `envp` are null-terminated
 /// arrays of NUL-terminated strings.
-pub unsafe fn exec(
+pub(crate) unsafe fn exec(
     exe: &Executable,
     exec_fd: RawFd,
     argv: *const *const libc::c_char,
@@ -174,7 +174,7 @@ fn retry_script<R>(exec_fd: RawFd, run: impl Fn() -> R) {
 
 /// A descriptor for the child process where the kernel has them (Linux
 /// pidfd), so a kill can never reach a recycled pid.
-pub fn process_handle(pid: Pid) -> Option<OwnedFd> {
+pub(crate) fn process_handle(pid: Pid) -> Option<OwnedFd> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -190,7 +190,7 @@ pub fn process_handle(pid: Pid) -> Option<OwnedFd> {
 }
 
 /// SIGKILL through a [`process_handle`].
-pub fn kill_handle(handle: &OwnedFd) {
+pub(crate) fn kill_handle(handle: &OwnedFd) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;

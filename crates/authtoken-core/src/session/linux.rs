@@ -4,14 +4,14 @@ const AUDIT_UNSET: u32 = u32::MAX;
 
 /// The kernel audit session id (`/proc/self/sessionid`), set by
 /// `pam_loginuid` at login; unset reads as `u32::MAX`.
-pub fn audit_session_id() -> Option<u32> {
+pub(super) fn audit_session_id() -> Option<u32> {
     let text = std::fs::read_to_string("/proc/self/sessionid").ok()?;
     let id: u32 = text.trim().parse().ok()?;
     (id != AUDIT_UNSET).then_some(id)
 }
 
 /// The logind session whose scope holds this process.
-pub fn logind_session() -> Option<String> {
+pub(super) fn logind_session() -> Option<String> {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     super::logind_session_of(&cgroup)
 }
@@ -20,7 +20,7 @@ pub fn logind_session() -> Option<String> {
 /// `pid` if it is alive and leads its own session. The session check also
 /// refuses a `/proc` mounted from another pid namespace, where `pid` would
 /// name some unrelated process.
-pub fn leader_start_time(pid: i32) -> Option<u64> {
+pub(super) fn leader_start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
@@ -34,7 +34,7 @@ pub fn leader_start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-pub fn live_audit_session_ids() -> Option<Vec<u32>> {
+pub(super) fn live_audit_session_ids() -> Option<Vec<u32>> {
     let mut ids = Vec::new();
     let entries = std::fs::read_dir("/proc").ok()?;
     for entry in entries.flatten() {

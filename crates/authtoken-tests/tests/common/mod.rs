@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// The workspace's binaries, as `cargo build --workspace` left them.
-pub const HELPER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-helper");
-pub const SERVER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-server");
-pub const UDID: &str = "01234567-89AB-CDEF-0123-456789ABCDEF";
+pub(crate) const HELPER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-helper");
+pub(crate) const SERVER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-server");
+pub(crate) const UDID: &str = "01234567-89AB-CDEF-0123-456789ABCDEF";
 
 /// The cdylib cargo built next to the binaries.
-pub fn module_path() -> PathBuf {
+pub(crate) fn module_path() -> PathBuf {
     let path = Path::new(HELPER).with_file_name("libpam_authtoken.so");
     for built in [path.as_path(), Path::new(HELPER), Path::new(SERVER)] {
         assert!(
@@ -32,7 +32,7 @@ pub fn module_path() -> PathBuf {
     path
 }
 
-pub fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "these tests load a PAM module whose config must be root-owned: run them as root"
@@ -45,7 +45,7 @@ pub fn require_root() {
 /// sandboxes), or whose session leader has exited, has no session key, and
 /// the module rightly keeps no session cache there; this process then
 /// starts its own session, once (`Once` keeps concurrent tests from racing).
-pub fn require_visible_session() {
+pub(crate) fn require_visible_session() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if authtoken_core::session::SessionKey::process_session().is_err() {
@@ -58,12 +58,12 @@ pub fn require_visible_session() {
 }
 
 /// A private directory with a test CA, server and client certificates.
-pub struct Workspace {
+pub(crate) struct Workspace {
     pub dir: TempDir,
 }
 
 impl Workspace {
-    pub fn new() -> Workspace {
+    pub(crate) fn new() -> Workspace {
         require_root();
         require_visible_session();
         let dir = tempfile::Builder::new()
@@ -76,23 +76,23 @@ impl Workspace {
         ws
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// A fresh CA and certificates under `name/`.
-    pub fn gen_tls(&self, name: &str) -> PathBuf {
+    pub(crate) fn gen_tls(&self, name: &str) -> PathBuf {
         let dir = self.path(name);
         run_ok(Command::new(SERVER).arg("gen-tls").arg(&dir), None);
         dir
     }
 
-    pub fn users(&self) -> PathBuf {
+    pub(crate) fn users(&self) -> PathBuf {
         self.path("users.toml")
     }
 
     /// `authtoken-server add-user` with the password on stdin.
-    pub fn add_user(&self, user: &str, password: Option<&str>, extra: &[&str]) {
+    pub(crate) fn add_user(&self, user: &str, password: Option<&str>, extra: &[&str]) {
         let mut cmd = Command::new(SERVER);
         cmd.arg("add-user").arg(self.users()).arg(user).args(extra);
         if password.is_some() && !extra.iter().any(|a| a.starts_with("--iterations")) {
@@ -102,7 +102,7 @@ impl Workspace {
     }
 
     /// Writes a root-owned 0600 config file and returns its path.
-    pub fn write_config(&self, name: &str, body: &str) -> PathBuf {
+    pub(crate) fn write_config(&self, name: &str, body: &str) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, body).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -113,7 +113,7 @@ impl Workspace {
     /// Test users are enrolled with 4096 SCRAM rounds (fast), so the
     /// config lowers `min_scram_iterations` to match; plain-http URLs get
     /// `allow_insecure_http = true` from the caller.
-    pub fn config_for(&self, url: &str, extra: &str) -> PathBuf {
+    pub(crate) fn config_for(&self, url: &str, extra: &str) -> PathBuf {
         let body = format!(
             "backend = \"mdm\"\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout_ms = 4000\nudid = \"{UDID}\"\nhelper = \"{HELPER}\"\n{}cache_dir = \"{}\"\nmin_scram_iterations = 4096\n{extra}\n",
             self.path("tls/ca.pem").display(),
@@ -126,7 +126,7 @@ impl Workspace {
     }
 
     /// A `hem` config for the device emulation at `addr`, with `extra`.
-    pub fn hem_config(&self, addr: SocketAddr, extra: &str) -> PathBuf {
+    pub(crate) fn hem_config(&self, addr: SocketAddr, extra: &str) -> PathBuf {
         self.write_config(
             "authtoken.toml",
             &format!(
@@ -138,7 +138,7 @@ impl Workspace {
     }
 
     /// A pam.d directory with `service` holding `lines`.
-    pub fn pam_service(&self, service: &str, lines: &[String]) -> PathBuf {
+    pub(crate) fn pam_service(&self, service: &str, lines: &[String]) -> PathBuf {
         let dir = self.path("pam.d");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(service), lines.join("\n") + "\n").unwrap();
@@ -146,7 +146,7 @@ impl Workspace {
     }
 
     /// The usual one-line stack: `auth required pam_authtoken.so config=… debug`.
-    pub fn simple_stack(&self, config: &Path) -> PathBuf {
+    pub(crate) fn simple_stack(&self, config: &Path) -> PathBuf {
         self.pam_service(
             "authtoken-test",
             &[
@@ -165,7 +165,7 @@ impl Workspace {
     }
 }
 
-pub fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
+pub(crate) fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -187,7 +187,7 @@ pub fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
 /// A running `authtoken-server serve`, killed on drop. Its request log
 /// goes to a file: the server writes each line before it answers, so
 /// everything a finished login caused is already in the file when read.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: tempfile::NamedTempFile,
@@ -195,7 +195,7 @@ pub struct Server {
 
 impl Server {
     /// Serves `users` over TLS with the workspace's certificates.
-    pub fn start(ws: &Workspace, extra: &[&str]) -> Server {
+    pub(crate) fn start(ws: &Workspace, extra: &[&str]) -> Server {
         Server::spawn(&ws.users(), &Server::tls_args(ws, extra), None)
     }
 
@@ -211,13 +211,13 @@ impl Server {
         args
     }
 
-    pub fn start_with(users: &Path, args: &[String]) -> Server {
+    pub(crate) fn start_with(users: &Path, args: &[String]) -> Server {
         Server::spawn(users, args, None)
     }
 
     /// Like [`Server::start`], with soft and hard `RLIMIT_NOFILE` both
     /// `nofile` (what a unit without `LimitNOFILE` may get).
-    pub fn start_limited(ws: &Workspace, extra: &[&str], nofile: u64) -> Server {
+    pub(crate) fn start_limited(ws: &Workspace, extra: &[&str], nofile: u64) -> Server {
         Server::spawn(&ws.users(), &Server::tls_args(ws, extra), Some(nofile))
     }
 
@@ -265,15 +265,15 @@ impl Server {
         server
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("https://{}/checkin", self.addr)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(self.log.path())
             .unwrap_or_default()
             .lines()
@@ -282,7 +282,7 @@ impl Server {
     }
 
     /// Requests that reached the server for `user`.
-    pub fn requests_for(&self, user: &str) -> usize {
+    pub(crate) fn requests_for(&self, user: &str) -> usize {
         let needle = format!(" user=\"{user}\" ");
         self.lines()
             .iter()
@@ -291,7 +291,7 @@ impl Server {
     }
 
     /// Waits (bounded) until the log has `n` lines containing `needle`.
-    pub fn wait_for(&self, needle: &str, n: usize) -> bool {
+    pub(crate) fn wait_for(&self, needle: &str, n: usize) -> bool {
         poll_until(Duration::from_secs(10), || {
             (self.lines().iter().filter(|l| l.contains(needle)).count() >= n).then_some(())
         })
@@ -300,7 +300,7 @@ impl Server {
 }
 
 /// Polls `probe` every 20 ms until it answers, for at most `limit`.
-pub fn poll_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn poll_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let until = Instant::now() + limit;
     loop {
         if let Some(found) = probe() {
@@ -322,13 +322,13 @@ impl Drop for Server {
 
 // ---- libpam, driven directly -------------------------------------------
 
-pub const PAM_SUCCESS: i32 = 0;
-pub const PAM_SERVICE_ERR: i32 = 3;
-pub const PAM_PERM_DENIED: i32 = 6;
-pub const PAM_AUTH_ERR: i32 = 7;
-pub const PAM_AUTHINFO_UNAVAIL: i32 = 9;
-pub const PAM_USER_UNKNOWN: i32 = 10;
-pub const PAM_IGNORE: i32 = 25;
+pub(crate) const PAM_SUCCESS: i32 = 0;
+pub(crate) const PAM_SERVICE_ERR: i32 = 3;
+pub(crate) const PAM_PERM_DENIED: i32 = 6;
+pub(crate) const PAM_AUTH_ERR: i32 = 7;
+pub(crate) const PAM_AUTHINFO_UNAVAIL: i32 = 9;
+pub(crate) const PAM_USER_UNKNOWN: i32 = 10;
+pub(crate) const PAM_IGNORE: i32 = 25;
 
 const PAM_PROMPT_ECHO_OFF: i32 = 1;
 const PAM_PROMPT_ECHO_ON: i32 = 2;
@@ -376,7 +376,7 @@ extern "C" {
 }
 
 /// What the conversation saw and answers with.
-pub struct Conversation {
+pub(crate) struct Conversation {
     password: Option<CString>,
     pub prompts: Vec<String>,
     pub messages: Vec<String>,
@@ -416,18 +416,23 @@ extern "C" fn converse(
 }
 
 /// One PAM transaction (`pam_start_confdir` … `pam_end`).
-pub struct Pam {
+pub(crate) struct Pam {
     handle: *mut libc::c_void,
     conv: Box<PamConv>,
     pub conversation: Box<Conversation>,
 }
 
 impl Pam {
-    pub fn start(confdir: &Path, service: &str, user: &str, password: Option<&str>) -> Pam {
+    pub(crate) fn start(confdir: &Path, service: &str, user: &str, password: Option<&str>) -> Pam {
         Pam::start_raw(confdir, service, user.as_bytes(), password)
     }
 
-    pub fn start_raw(confdir: &Path, service: &str, user: &[u8], password: Option<&str>) -> Pam {
+    pub(crate) fn start_raw(
+        confdir: &Path,
+        service: &str,
+        user: &[u8],
+        password: Option<&str>,
+    ) -> Pam {
         let mut conversation = Box::new(Conversation {
             password: password.map(|p| CString::new(p).unwrap()),
             prompts: Vec::new(),
@@ -460,42 +465,43 @@ impl Pam {
         }
     }
 
-    pub fn authenticate(&mut self) -> i32 {
+    pub(crate) fn authenticate(&mut self) -> i32 {
         // SAFETY: live handle from pam_start_confdir.
         unsafe { pam_authenticate(self.handle, 0) }
     }
 
-    pub fn acct_mgmt(&mut self) -> i32 {
+    pub(crate) fn acct_mgmt(&mut self) -> i32 {
         // SAFETY: live handle.
         unsafe { pam_acct_mgmt(self.handle, 0) }
     }
 
-    pub fn setcred(&mut self) -> i32 {
+    pub(crate) fn setcred(&mut self) -> i32 {
         // SAFETY: live handle; PAM_ESTABLISH_CRED.
         unsafe { pam_setcred(self.handle, 0x2) }
     }
 
-    pub fn open_session(&mut self) -> i32 {
+    pub(crate) fn open_session(&mut self) -> i32 {
         // SAFETY: live handle.
         unsafe { pam_open_session(self.handle, 0) }
     }
 
-    pub fn close_session(&mut self) -> i32 {
+    pub(crate) fn close_session(&mut self) -> i32 {
         // SAFETY: live handle.
         unsafe { pam_close_session(self.handle, 0) }
     }
 
-    pub fn chauthtok(&mut self) -> i32 {
+    pub(crate) fn chauthtok(&mut self) -> i32 {
         // SAFETY: live handle.
         unsafe { pam_chauthtok(self.handle, 0) }
     }
 
-    pub fn getenv(&self, name: &str) -> Option<String> {
+    pub(crate) fn getenv(&self, name: &str) -> Option<String> {
         let name = CString::new(name).unwrap();
         // SAFETY: live handle; result copied at once.
         let ptr = unsafe { pam_getenv(self.handle, name.as_ptr()) };
-        // SAFETY: non-null results are NUL-terminated strings owned by libpam.
         (!ptr.is_null()).then(|| {
+            // SAFETY: non-null results are NUL-terminated strings owned by
+            // libpam.
             unsafe { CStr::from_ptr(ptr) }
                 .to_string_lossy()
                 .into_owned()
@@ -512,12 +518,12 @@ impl Drop for Pam {
 }
 
 /// Authenticates once and returns the PAM code.
-pub fn login(confdir: &Path, user: &str, password: &str) -> i32 {
+pub(crate) fn login(confdir: &Path, user: &str, password: &str) -> i32 {
     Pam::start(confdir, "authtoken-test", user, Some(password)).authenticate()
 }
 
 /// Runs `f` and returns its result with the time it took.
-pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let out = f();
     (out, start.elapsed())
@@ -528,7 +534,7 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// Runs `pamtester SERVICE USER authenticate` in a private mount namespace
 /// where `confdir` is `/etc/pam.d` and `log_socket` (if any) is `/dev/log`.
 /// The password is pamtester's stdin. Returns (exit code, output).
-pub fn pamtester(
+pub(crate) fn pamtester(
     confdir: &Path,
     log_socket: Option<&Path>,
     user: &str,
@@ -538,7 +544,7 @@ pub fn pamtester(
 }
 
 /// Makes `cmd`'s child start a new process session (`setsid`).
-pub fn in_new_session(cmd: &mut Command) {
+pub(crate) fn in_new_session(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: setsid is async-signal-safe and touches only the child.
     unsafe {
@@ -553,7 +559,7 @@ pub fn in_new_session(cmd: &mut Command) {
 
 /// Which process session pamtester runs in.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum SessionOf {
+pub(crate) enum SessionOf {
     /// This test process's session.
     Inherited,
     /// A new process session (`setsid`): a new login session as far as the
@@ -566,7 +572,7 @@ pub enum SessionOf {
 }
 
 /// [`pamtester`] in the given process session.
-pub fn pamtester_with(
+pub(crate) fn pamtester_with(
     confdir: &Path,
     log_socket: Option<&Path>,
     user: &str,
@@ -615,7 +621,7 @@ pub fn pamtester_with(
 }
 
 /// Children of this process: (pid, state letter, exe path if readable).
-pub fn children() -> Vec<(i32, char, Option<PathBuf>)> {
+pub(crate) fn children() -> Vec<(i32, char, Option<PathBuf>)> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -644,7 +650,7 @@ pub fn children() -> Vec<(i32, char, Option<PathBuf>)> {
 }
 
 /// Fingerprints (as the server logs them) of the tokens issued to `user`.
-pub fn issued_fingerprints(server: &Server, user: &str) -> Vec<String> {
+pub(crate) fn issued_fingerprints(server: &Server, user: &str) -> Vec<String> {
     let needle = format!(" user=\"{user}\" ");
     server
         .lines()
@@ -656,7 +662,7 @@ pub fn issued_fingerprints(server: &Server, user: &str) -> Vec<String> {
 }
 
 /// The server's fingerprint of a token: hex of the first 8 bytes of SHA-256.
-pub fn fingerprint(token: &[u8]) -> String {
+pub(crate) fn fingerprint(token: &[u8]) -> String {
     let hash = ring::digest::digest(&ring::digest::SHA256, token);
     hash.as_ref()[..8]
         .iter()
@@ -668,7 +674,7 @@ pub fn fingerprint(token: &[u8]) -> String {
 
 /// Reads one HTTP request (head and body) from `stream`, with a read
 /// timeout; `None` if the peer went away first.
-pub fn read_http_request(stream: std::net::TcpStream) -> Option<std::net::TcpStream> {
+pub(crate) fn read_http_request(stream: std::net::TcpStream) -> Option<std::net::TcpStream> {
     use std::io::{BufRead, BufReader, Read};
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream);
@@ -691,7 +697,7 @@ pub fn read_http_request(stream: std::net::TcpStream) -> Option<std::net::TcpStr
 }
 
 /// An HTTP/1.1 reply that closes the connection.
-pub fn http_reply(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn http_reply(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
         body.len()
@@ -702,7 +708,7 @@ pub fn http_reply(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// A 200 reply carrying a plist dictionary of strings.
-pub fn plist_reply(entries: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn plist_reply(entries: &[(&str, &str)]) -> Vec<u8> {
     http_reply(
         "200 OK",
         "",
@@ -712,7 +718,7 @@ pub fn plist_reply(entries: &[(&str, &str)]) -> Vec<u8> {
 
 /// Serves each reply to one connection in turn (after reading its
 /// request), then stops: a scripted authority on loopback, plain http.
-pub fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
+pub(crate) fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
     use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/checkin", listener.local_addr().unwrap());

@@ -10,7 +10,7 @@ use libc::c_int;
 
 /// The subset of a PAM implementation's `#define`s/enums the module uses.
 #[derive(Debug, PartialEq, Eq)]
-pub struct PamConstants {
+pub(crate) struct PamConstants {
     pub name: &'static str,
     pub success: c_int,
     pub service_err: c_int,
@@ -38,7 +38,7 @@ pub struct PamConstants {
 
 /// Linux-PAM, `security/_pam_types.h`.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // tested everywhere
-pub const LINUX_PAM: PamConstants = PamConstants {
+pub(crate) const LINUX_PAM: PamConstants = PamConstants {
     name: "Linux-PAM",
     success: 0,
     service_err: 3,
@@ -64,7 +64,7 @@ pub const LINUX_PAM: PamConstants = PamConstants {
 /// OpenPAM (macOS, FreeBSD), `security/pam_constants.h` (the XSSO
 /// numbering).
 #[cfg_attr(target_os = "linux", allow(dead_code))] // tested everywhere
-pub const OPENPAM: PamConstants = PamConstants {
+pub(crate) const OPENPAM: PamConstants = PamConstants {
     name: "OpenPAM",
     success: 0,
     service_err: 3,
@@ -88,7 +88,7 @@ pub const OPENPAM: PamConstants = PamConstants {
 };
 
 #[cfg(target_os = "linux")]
-pub const PLATFORM: &PamConstants = &LINUX_PAM;
+pub(crate) const PLATFORM: &PamConstants = &LINUX_PAM;
 #[cfg(any(target_os = "macos", target_os = "freebsd"))]
 pub const PLATFORM: &PamConstants = &OPENPAM;
 #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
@@ -96,7 +96,7 @@ compile_error!("pam_authtoken knows the PAM constants of Linux-PAM and OpenPAM o
 
 impl PamConstants {
     /// The one place where the policy's results become libpam's numbers.
-    pub fn code(&self, code: PamCode) -> c_int {
+    pub(crate) fn code(&self, code: PamCode) -> c_int {
         match code {
             PamCode::Success => self.success,
             PamCode::AuthErr => self.auth_err,
@@ -115,7 +115,7 @@ impl PamConstants {
 
     /// A libpam failure as the policy sees it; anything unexpected is a
     /// system error.
-    pub fn policy_code(&self, rc: c_int) -> PamCode {
+    pub(crate) fn policy_code(&self, rc: c_int) -> PamCode {
         match rc {
             rc if rc == self.success => PamCode::Success,
             rc if rc == self.conv_err => PamCode::ConvErr,

@@ -4,7 +4,7 @@
 //! here ([`sys`] declares libpam's functions), and [`constants`] holds the
 //! one mapping of [`PamCode`] to each implementation's numbers.
 
-pub mod constants;
+pub(crate) mod constants;
 mod sys;
 
 use std::ffi::{CStr, CString};
@@ -83,6 +83,8 @@ unsafe fn module_args<'a>(argc: c_int, argv: *const *const c_char) -> Vec<&'a CS
 /// Declares a `pam_sm_*` entry point that runs a policy hook.
 macro_rules! entry_point {
     ($name:ident, $on_panic:expr, $policy:path) => {
+        // Exported to libpam by `no_mangle`, not through a Rust path.
+        #[allow(unreachable_pub)]
         #[no_mangle]
         pub extern "C" fn $name(
             pamh: *mut PamHandle,
@@ -117,7 +119,7 @@ entry_point!(
 entry_point!(pam_sm_chauthtok, PamCode::ServiceErr, policy::chauthtok);
 
 /// A PAM handle for the duration of one hook call, with safe accessors.
-pub struct Pam {
+pub(crate) struct Pam {
     /// Non-null: the handle libpam passed to this hook.
     handle: *mut PamHandle,
     flags: c_int,

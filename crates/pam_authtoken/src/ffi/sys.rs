@@ -7,13 +7,13 @@ use libc::{c_char, c_int, c_void};
 
 /// `pam_handle_t`: opaque, only ever behind a pointer libpam gave us.
 #[repr(C)]
-pub struct PamHandle {
+pub(crate) struct PamHandle {
     _private: [u8; 0],
 }
 
 /// `struct pam_message`.
 #[repr(C)]
-pub struct PamMessage {
+pub(super) struct PamMessage {
     pub msg_style: c_int,
     pub msg: *const c_char,
 }
@@ -21,14 +21,14 @@ pub struct PamMessage {
 /// `struct pam_response`; the application allocates both the array and
 /// each `resp` with `malloc`, and the module frees them.
 #[repr(C)]
-pub struct PamResponse {
+pub(super) struct PamResponse {
     pub resp: *mut c_char,
     pub resp_retcode: c_int,
 }
 
 /// The conversation function. With one message, Linux-PAM's "array of
 /// pointers" and Solaris' "pointer to an array" readings of `msg` agree.
-pub type ConvFn = unsafe extern "C" fn(
+pub(super) type ConvFn = unsafe extern "C" fn(
     num_msg: c_int,
     msg: *mut *const PamMessage,
     resp: *mut *mut PamResponse,
@@ -37,38 +37,42 @@ pub type ConvFn = unsafe extern "C" fn(
 
 /// `struct pam_conv`.
 #[repr(C)]
-pub struct PamConv {
+pub(super) struct PamConv {
     pub conv: Option<ConvFn>,
     pub appdata_ptr: *mut c_void,
 }
 
 /// The cleanup callback of `pam_set_data`.
-pub type CleanupFn =
+pub(super) type CleanupFn =
     unsafe extern "C" fn(pamh: *mut PamHandle, data: *mut c_void, error_status: c_int);
 
 #[link(name = "pam")]
 extern "C" {
-    pub fn pam_get_user(
+    pub(super) fn pam_get_user(
         pamh: *mut PamHandle,
         user: *mut *const c_char,
         prompt: *const c_char,
     ) -> c_int;
-    pub fn pam_get_item(
+    pub(super) fn pam_get_item(
         pamh: *const PamHandle,
         item_type: c_int,
         item: *mut *const c_void,
     ) -> c_int;
-    pub fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
-    pub fn pam_get_data(
+    pub(super) fn pam_set_item(
+        pamh: *mut PamHandle,
+        item_type: c_int,
+        item: *const c_void,
+    ) -> c_int;
+    pub(super) fn pam_get_data(
         pamh: *const PamHandle,
         module_data_name: *const c_char,
         data: *mut *const c_void,
     ) -> c_int;
-    pub fn pam_set_data(
+    pub(super) fn pam_set_data(
         pamh: *mut PamHandle,
         module_data_name: *const c_char,
         data: *mut c_void,
         cleanup: Option<CleanupFn>,
     ) -> c_int;
-    pub fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
+    pub(super) fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
 }
