@@ -29,15 +29,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use authtoken_core::attempts::Attempts;
-use authtoken_core::cache::Cache;
-use authtoken_core::config::{Config, CHKPWD_MAX_WAIT_MS, DEFAULT_CONFIG_PATH};
+use authtoken_core::attempts::{Attempts, AttemptsError};
+use authtoken_core::cache::{Cache, CacheError};
+use authtoken_core::config::{Config, ConfigError, CHKPWD_MAX_WAIT_MS, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::Outcome;
 use authtoken_core::session::SessionKey;
 use authtoken_core::signin::{Runner, SignIn};
-use authtoken_core::wire::{self, HelperAnswer, HelperRequest, MAX_REQUEST_BYTES};
+use authtoken_core::wire::{self, HelperAnswer, HelperRequest, WireError, MAX_REQUEST_BYTES};
+use authtoken_spawn::HelperError;
 use nix::unistd::{Uid, User};
 use zeroize::Zeroizing;
 
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
             for (name, _) in std::env::vars_os() {
                 std::env::remove_var(name);
             }
-            check(caller).unwrap_or_else(Outcome::unavailable)
+            check(caller).unwrap_or_else(|refusal| Outcome::unavailable(refusal.to_string()))
         }
         Err(e) => Outcome::unavailable(format!("cannot reset the caller's process state: {e}")),
     };
@@ -70,37 +71,74 @@ fn main() -> ExitCode {
     wire::write_answer(&outcome, None)
 }
 
-fn check(caller: Uid) -> Result<Outcome, String> {
+/// Why chkpwd answers `Unavailable` without an outcome from the helper.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("takes no arguments (it reads the system config only)")]
+    Arguments,
+    #[error("not installed setuid root")]
+    NotSetuidRoot,
+    #[error("uid {0} has no user name")]
+    NoUserName(Uid),
+    #[error("the request did not arrive in time")]
+    RequestTimeout,
+    #[error("request too large")]
+    RequestTooLarge,
+    #[error("reading request: {}", .0.desc())]
+    RequestRead(nix::errno::Errno),
+    #[error("request: {0}")]
+    Request(#[from] WireError),
+    #[error(
+        "uid {uid} may only authenticate {}, not {}",
+        log::quote(own),
+        log::quote(asked)
+    )]
+    OtherUser {
+        uid: Uid,
+        own: String,
+        asked: String,
+    },
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Cache(#[from] CacheError),
+    #[error("{0}")]
+    Attempts(#[from] AttemptsError),
+    #[error("{0}")]
+    Helper(#[from] HelperError),
+}
+
+fn check(caller: Uid) -> Result<Outcome, Refusal> {
     if std::env::args_os().len() > 1 {
-        return Err("takes no arguments (it reads the system config only)".into());
+        return Err(Refusal::Arguments);
     }
     if !Uid::effective().is_root() {
-        return Err("not installed setuid root".into());
+        return Err(Refusal::NotSetuidRoot);
     }
     let caller_name = User::from_uid(caller)
         .ok()
         .flatten()
         .map(|u| u.name)
-        .ok_or_else(|| format!("uid {caller} has no user name"))?;
+        .ok_or(Refusal::NoUserName(caller))?;
 
     let buf = read_request()?;
-    let mut request = HelperRequest::decode(&buf).map_err(|e| e.to_string())?;
+    let mut request = HelperRequest::decode(&buf)?;
     if request.user.as_str() != caller_name {
-        return Err(format!(
-            "uid {caller} may only authenticate {}, not {}",
-            log::quote(&caller_name),
-            log::quote(request.user.as_str())
-        ));
+        return Err(Refusal::OtherUser {
+            uid: caller,
+            own: caller_name,
+            asked: request.user.as_str().to_owned(),
+        });
     }
     // The offline fields are root's to fill in, never the caller's.
     request.offline = None;
     request.want_verifier = false;
     let user = request.user.clone();
     let service = request.service.clone();
-    let config = Config::load(Path::new(DEFAULT_CONFIG_PATH)).map_err(|e| e.to_string())?;
+    let config = Config::load(Path::new(DEFAULT_CONFIG_PATH))?;
 
     // The caller's login session (the kernel's ids, never its environment).
-    let cache = Cache::open(&config.cache_dir, log::CHKPWD_IDENT).map_err(|e| e.to_string())?;
+    let cache = Cache::open(&config.cache_dir, log::CHKPWD_IDENT)?;
     let session = SessionKey::current().ok();
     let mut attempts = Attempts::open(&config.cache_dir, caller.as_raw())?;
     // Offline login for this caller too (unlocking on a train), under the
@@ -133,14 +171,14 @@ fn check(caller: Uid) -> Result<Outcome, String> {
 const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The caller's request on stdin, bounded in size and in time.
-fn read_request() -> Result<Zeroizing<Vec<u8>>, String> {
+fn read_request() -> Result<Zeroizing<Vec<u8>>, Refusal> {
     use authtoken_spawn::ReadError;
     let ends_at = std::time::Instant::now() + REQUEST_DEADLINE;
     authtoken_spawn::read_bounded(&std::io::stdin(), MAX_REQUEST_BYTES, ends_at).map_err(
         |e| match e {
-            ReadError::Timeout => "the request did not arrive in time".into(),
-            ReadError::TooLarge => "request too large".into(),
-            ReadError::Io(e) => format!("reading request: {e}"),
+            ReadError::Timeout => Refusal::RequestTimeout,
+            ReadError::TooLarge => Refusal::RequestTooLarge,
+            ReadError::Io(e) => Refusal::RequestRead(e),
         },
     )
 }
@@ -156,30 +194,29 @@ struct ChkpwdRunner<'a> {
 }
 
 impl Runner for ChkpwdRunner<'_> {
-    type Error = String;
+    type Error = Refusal;
 
     fn request(
         &mut self,
         want_verifier: bool,
         verifier: Option<OfflineVerifier>,
-    ) -> Result<Zeroizing<Vec<u8>>, String> {
+    ) -> Result<Zeroizing<Vec<u8>>, Refusal> {
         self.request.want_verifier = want_verifier;
         self.request.offline = verifier;
-        self.request.encode().map_err(|e| e.to_string())
+        Ok(self.request.encode()?)
     }
 
-    fn admit(&mut self) -> Result<(), String> {
-        self.attempts.begin(CHKPWD_MAX_WAIT_MS)
+    fn admit(&mut self) -> Result<(), Refusal> {
+        Ok(self.attempts.begin(CHKPWD_MAX_WAIT_MS)?)
     }
 
-    fn run(&mut self, request: &[u8]) -> Result<HelperAnswer, String> {
+    fn run(&mut self, request: &[u8]) -> Result<HelperAnswer, Refusal> {
         let answer = authtoken_spawn::run_helper(
             self.helper,
             &["authenticate", "--config", DEFAULT_CONFIG_PATH],
             request,
             self.deadline,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         self.attempts.finish(&answer.outcome)?;
         Ok(answer)
     }

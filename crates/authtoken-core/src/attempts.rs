@@ -43,12 +43,30 @@ pub struct Attempts {
 
 use crate::clock::unix_millis as now_ms;
 
+/// Why an attempt cannot go ahead or cannot be kept on record.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptsError {
+    #[error("{0}")]
+    Untrusted(#[from] trust::TrustError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("locking the rate-limit record: {0}")]
+    Lock(nix::errno::Errno),
+    #[error("rate limited after {rejections} rejected passwords; retry in {retry_secs} s")]
+    RateLimited { rejections: u32, retry_secs: u64 },
+    #[error("rate-limit record: {0}")]
+    Save(std::io::Error),
+}
+
 impl Attempts {
     /// Opens and locks `uid`'s record under `cache_dir/chkpwd` (the cache
     /// directory must already pass the cache's checks).
-    pub fn open(cache_dir: &Path, uid: u32) -> Result<Attempts, String> {
+    pub fn open(cache_dir: &Path, uid: u32) -> Result<Attempts, AttemptsError> {
         let dir = cache_dir.join("chkpwd");
-        trust::ensure_private_dir(&dir, (0, 0)).map_err(|e| e.to_string())?;
+        trust::ensure_private_dir(&dir, (0, 0))?;
         let path = dir.join(uid.to_string());
         let (file, created) = match trust::open_read_write(&path, Rules::ROOT_PRIVATE) {
             Ok(file) => (file, false),
@@ -60,13 +78,16 @@ impl Attempts {
                     .mode(0o600)
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?,
+                    .map_err(|source| AttemptsError::Io {
+                        path: path.clone(),
+                        source,
+                    })?,
                 true,
             ),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         let mut file =
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e.to_string())?;
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| AttemptsError::Lock(e))?;
         let mut text = String::new();
         let read = (&mut *file).take(4096).read_to_string(&mut text);
         let record = match (
@@ -91,18 +112,17 @@ impl Attempts {
     /// Waits until this uid's next attempt is due (refusing when that is
     /// more than `max_wait_ms` off), then records the attempt as begun and
     /// as a rejection, before anything else happens.
-    pub fn begin(&mut self, max_wait_ms: u64) -> Result<(), String> {
+    pub fn begin(&mut self, max_wait_ms: u64) -> Result<(), AttemptsError> {
         let spacing = BASE_SPACING_MS << self.record.rejections.min(MAX_DOUBLINGS);
         let due = self.record.last_ms.saturating_add(spacing);
         let now = now_ms();
         if due > now {
             let wait = due - now;
             if wait > max_wait_ms {
-                return Err(format!(
-                    "rate limited after {} rejected passwords; retry in {} s",
-                    self.record.rejections,
-                    wait.div_ceil(1000)
-                ));
+                return Err(AttemptsError::RateLimited {
+                    rejections: self.record.rejections,
+                    retry_secs: wait.div_ceil(1000),
+                });
             }
             std::thread::sleep(Duration::from_millis(wait));
         }
@@ -114,7 +134,7 @@ impl Attempts {
 
     /// Settles the attempt: a rejected password stays counted, a token
     /// starts the count over, anything else gives the attempt back.
-    pub fn finish(&mut self, outcome: &Outcome) -> Result<(), String> {
+    pub fn finish(&mut self, outcome: &Outcome) -> Result<(), AttemptsError> {
         match outcome {
             Outcome::Rejected | Outcome::OfflineRejected => return Ok(()),
             Outcome::Token { .. } | Outcome::OfflineVerified => self.record.rejections = 0,
@@ -127,13 +147,14 @@ impl Attempts {
         self.save()
     }
 
-    fn save(&mut self) -> Result<(), String> {
-        let text = serde_json::to_string(&self.record).map_err(|e| e.to_string())?;
+    fn save(&mut self) -> Result<(), AttemptsError> {
+        let text = serde_json::to_string(&self.record)
+            .map_err(|e| AttemptsError::Save(std::io::Error::other(e)))?;
         let file: &mut File = &mut self.file;
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
             .and_then(|()| file.write_all(text.as_bytes()))
-            .map_err(|e| format!("rate-limit record: {e}"))
+            .map_err(AttemptsError::Save)
     }
 }
 
@@ -189,6 +210,9 @@ mod tests {
         std::fs::write(dir.path().join("chkpwd/1000"), b"").unwrap();
         let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
         assert_eq!(attempts.record.rejections, MAX_DOUBLINGS);
-        assert!(attempts.begin(4_000).unwrap_err().contains("rate limited"));
+        assert!(matches!(
+            attempts.begin(4_000),
+            Err(AttemptsError::RateLimited { .. })
+        ));
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::trust::{self, Rules, TrustError};
+use crate::username::Username;
 
 pub use crate::platform::{
     CACHE_DIR as DEFAULT_CACHE_DIR, CHKPWD as DEFAULT_CHKPWD_PATH, CONFIG as DEFAULT_CONFIG_PATH,
@@ -50,26 +51,60 @@ impl Scheme {
 /// Fewest SCRAM iterations any client ever answers (RFC 7677 §4).
 pub const SCRAM_MIN_ITERATIONS: u32 = 4096;
 
-/// `url = "…"` or `url = ["…", "…"]`.
+/// `url = "…"` or `url = ["…", "…"]`, as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
-pub enum Urls {
+enum RawUrls {
     One(String),
     Many(Vec<String>),
 }
 
-impl Urls {
-    pub fn as_slice(&self) -> &[String] {
+impl RawUrls {
+    fn into_vec(self) -> Vec<String> {
         match self {
-            Urls::One(url) => std::slice::from_ref(url),
-            Urls::Many(urls) => urls,
+            RawUrls::One(url) => vec![url],
+            RawUrls::Many(urls) => urls,
         }
     }
 }
 
-impl std::fmt::Display for Urls {
+/// One authority's URL, parsed once: an `http://` or `https://` URL with a
+/// host. Whether it is https is known from here on, never re-parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    url: String,
+    https: bool,
+}
+
+impl Authority {
+    pub fn parse(url: &str) -> Result<Authority, Invalid> {
+        let uri: http::Uri = url.parse().map_err(|_| Invalid::NotAUrl(url.to_owned()))?;
+        if uri.host().is_none() {
+            return Err(Invalid::NoHost(url.to_owned()));
+        }
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(Invalid::Scheme(url.to_owned())),
+        };
+        Ok(Authority {
+            url: url.to_owned(),
+            https,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+}
+
+impl std::fmt::Display for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.as_slice().join(", "))
+        f.write_str(&self.url)
     }
 }
 
@@ -103,67 +138,139 @@ pub enum EmptyChallengePolicy {
     Success,
 }
 
+/// The file as written: what serde reads, before [`Config`]'s checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
-    pub backend: Backend,
+struct RawConfig {
+    backend: Backend,
     /// MDM `CheckInURL`, or the device's base URL for `hem`: one, or a list
     /// tried in order (the next only when one cannot be connected to).
-    pub url: Urls,
+    url: RawUrls,
     /// How long to try connecting to one authority before the next.
     #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
+    connect_timeout_ms: u64,
     /// Deadline for the whole handshake, in milliseconds.
     #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
+    timeout_ms: u64,
     /// PEM bundle the server certificate must chain to (else the system roots).
-    pub ca_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     /// PEM certificate chain of the device's MDM identity (mutual TLS).
-    pub client_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
     /// PEM private key of the device's MDM identity.
-    pub client_key: Option<PathBuf>,
+    client_key: Option<PathBuf>,
     /// Device id sent as `UDID`; default from the machine id
     /// (`/etc/machine-id` on Linux; see [`crate::platform::host_id`]).
-    pub udid: Option<String>,
+    udid: Option<String>,
     #[serde(default)]
-    pub empty_challenge: EmptyChallengePolicy,
+    empty_challenge: EmptyChallengePolicy,
     #[serde(default = "default_helper")]
-    pub helper: PathBuf,
+    helper: PathBuf,
     #[serde(default = "default_cache_dir")]
-    pub cache_dir: PathBuf,
+    cache_dir: PathBuf,
     /// The account the helper becomes before any network I/O.
     #[serde(default = "default_helper_user")]
-    pub helper_user: String,
+    helper_user: String,
     /// The setuid-root entry point the module runs when it is not root
     /// (screen lockers): it signs in only the caller's own user.
     #[serde(default = "default_chkpwd")]
-    pub chkpwd: PathBuf,
+    chkpwd: PathBuf,
     /// Allow plain `http://` at all (loopback included). Off: anyone who can
     /// answer on that address could pose as the authority.
     #[serde(default)]
-    pub allow_insecure_http: bool,
+    allow_insecure_http: bool,
     /// The challenge schemes answered; anything else is `Unavailable`
     /// before a second request.
     #[serde(default = "default_schemes")]
-    pub schemes: Vec<Scheme>,
+    schemes: Vec<Scheme>,
     /// Refuse a SCRAM AuthToken without a valid `ServerSignature`.
     #[serde(default = "default_true")]
-    pub require_server_signature: bool,
+    require_server_signature: bool,
     /// Fewest SCRAM iterations answered: a cheap challenge would hand a
     /// fake server a proof it can crack offline.
     #[serde(default = "default_min_scram_iterations")]
-    pub min_scram_iterations: u32,
+    min_scram_iterations: u32,
     /// Highest SCRAM iteration count we will compute (a hostile server could
     /// otherwise pin the CPU).
     #[serde(default = "default_max_scram_iterations")]
-    pub max_scram_iterations: u32,
+    max_scram_iterations: u32,
     /// Per-user `UserID` GUIDs that override the derived UUIDv5.
     #[serde(default)]
-    pub user_ids: BTreeMap<String, String>,
+    user_ids: BTreeMap<String, String>,
     #[serde(default)]
+    hem: HemConfig,
+    #[serde(default)]
+    offline: OfflineConfig,
+}
+
+/// `/etc/authtoken/authtoken.toml`, checked: only a [`Config`] that passed
+/// every rule exists. Fields mean what the keys of the same name do
+/// (`conf/authtoken.toml`, authtoken.toml(5)).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub backend: Backend,
+    /// Tried in order (the next only when one cannot be connected to).
+    pub url: Vec<Authority>,
+    pub connect_timeout_ms: u64,
+    pub timeout_ms: u64,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub udid: Option<String>,
+    pub empty_challenge: EmptyChallengePolicy,
+    pub helper: PathBuf,
+    pub cache_dir: PathBuf,
+    pub helper_user: Username,
+    pub chkpwd: PathBuf,
+    pub allow_insecure_http: bool,
+    pub schemes: Vec<Scheme>,
+    pub require_server_signature: bool,
+    pub min_scram_iterations: u32,
+    pub max_scram_iterations: u32,
+    pub user_ids: BTreeMap<String, uuid::Uuid>,
     pub hem: HemConfig,
-    #[serde(default)]
     pub offline: OfflineConfig,
+}
+
+/// A config that parses but breaks a rule the TOML types cannot express.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("url must name at least one authority")]
+    NoAuthority,
+    #[error("url {0} is not a URL")]
+    NotAUrl(String),
+    #[error("url {0} has no host")]
+    NoHost(String),
+    #[error("url {0} must start with https:// or http://")]
+    Scheme(String),
+    #[error(
+        "url {0} is plain http; use https, or set allow_insecure_http = true (tests only: \
+         anyone answering on that address could pose as the authority)"
+    )]
+    PlainHttp(String),
+    #[error("connect_timeout_ms must be between 100 and timeout_ms")]
+    ConnectTimeout,
+    #[error("timeout_ms must be between 100 and 300000")]
+    Timeout,
+    #[error("client_cert and client_key must be set together")]
+    HalfClientIdentity,
+    #[error("min_scram_iterations must be at least {SCRAM_MIN_ITERATIONS}")]
+    MinIterations,
+    #[error("max_scram_iterations must be at least min_scram_iterations")]
+    MaxIterations,
+    #[error("schemes must name at least one scheme")]
+    NoScheme,
+    #[error("{0} must be an absolute path")]
+    RelativePath(String),
+    #[error("helper_user must name an unprivileged account")]
+    HelperUser,
+    #[error("user_ids.{user} is not a UUID: {value}")]
+    UserId { user: String, value: String },
+    #[error("hem.scope must not be empty")]
+    HemScope,
+    #[error("hem.eid must not be empty")]
+    HemEid,
+    #[error("offline.max_failures must be at least 1")]
+    OfflineFailures,
 }
 
 /// `[offline]`: signing in with a local verifier when every authority is
@@ -320,106 +427,49 @@ pub enum ConfigError {
     Untrusted(#[from] TrustError),
     #[error("{}:{}", path.display(), error)]
     Syntax { path: PathBuf, error: ParseError },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{}: {error}", path.display())]
+    Invalid { path: PathBuf, error: Invalid },
+}
+
+/// Why TOML text is not a [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("{0}")]
+    Syntax(ParseError),
+    #[error("{0}")]
+    Invalid(Invalid),
 }
 
 impl Config {
-    /// Reads and validates the config, refusing a file (or its directory) that
+    /// Reads and checks the config, refusing a file (or its directory) that
     /// someone other than root could have written.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = trust::read_text(path, Rules::ROOT, MAX_CONFIG_BYTES)?;
-        let config = Config::parse_located(&text).map_err(|error| ConfigError::Syntax {
-            path: path.to_owned(),
-            error,
-        })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
-        Ok(config)
+        Config::parse(&text).map_err(|error| match error {
+            TextError::Syntax(error) => ConfigError::Syntax {
+                path: path.to_owned(),
+                error,
+            },
+            TextError::Invalid(error) => ConfigError::Invalid {
+                path: path.to_owned(),
+                error,
+            },
+        })
     }
 
-    /// Parses TOML text; unknown keys are errors.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        Config::parse_located(text).map_err(|e| e.to_string())
+    /// Parses and checks TOML text; unknown keys are errors, and a syntax
+    /// error says where (line and column), which key, and how to fix it
+    /// when that is clear.
+    pub fn parse(text: &str) -> Result<Config, TextError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| TextError::Syntax(ParseError::new(text, &e)))?;
+        Config::try_from(raw).map_err(TextError::Invalid)
     }
 
-    /// Parses TOML text; an error says where (line and column), which key,
-    /// and how to fix it when that is clear.
-    pub fn parse_located(text: &str) -> Result<Config, ParseError> {
-        toml::from_str(text).map_err(|e| ParseError::new(text, &e))
-    }
-
-    /// Semantic checks the TOML types cannot express.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.url.as_slice().is_empty() {
-            return Err("url must name at least one authority".into());
-        }
-        for url in self.url.as_slice() {
-            if !is_https(url)? && !self.allow_insecure_http {
-                return Err(format!(
-                    "url {url} is plain http; use https, or set allow_insecure_http = true (tests only: \
-                     anyone answering on that address could pose as the authority)"
-                ));
-            }
-        }
-        if !(100..=self.timeout_ms).contains(&self.connect_timeout_ms) {
-            return Err("connect_timeout_ms must be between 100 and timeout_ms".into());
-        }
-        if !(100..=300_000).contains(&self.timeout_ms) {
-            return Err("timeout_ms must be between 100 and 300000".into());
-        }
-        if self.client_cert.is_some() != self.client_key.is_some() {
-            return Err("client_cert and client_key must be set together".into());
-        }
-        let floor = SCRAM_MIN_ITERATIONS;
-        if self.min_scram_iterations < floor {
-            return Err(format!("min_scram_iterations must be at least {floor}"));
-        }
-        if self.max_scram_iterations < self.min_scram_iterations {
-            return Err("max_scram_iterations must be at least min_scram_iterations".into());
-        }
-        if self.schemes.is_empty() {
-            return Err("schemes must name at least one scheme".into());
-        }
-        for path in [&self.ca_file, &self.client_cert, &self.client_key]
-            .into_iter()
-            .flatten()
-        {
-            if !path.is_absolute() {
-                return Err(format!("{} must be an absolute path", path.display()));
-            }
-        }
-        if !self.helper.is_absolute() {
-            return Err("helper must be an absolute path".into());
-        }
-        if !self.chkpwd.is_absolute() {
-            return Err("chkpwd must be an absolute path".into());
-        }
-        if self.helper_user.is_empty() || self.helper_user == "root" {
-            return Err("helper_user must name an unprivileged account".into());
-        }
-        if !self.cache_dir.is_absolute() {
-            return Err("cache_dir must be an absolute path".into());
-        }
-        for (user, guid) in &self.user_ids {
-            uuid::Uuid::parse_str(guid)
-                .map_err(|_| format!("user_ids.{user} is not a UUID: {guid}"))?;
-        }
-        if self.hem.scope.is_empty() {
-            return Err("hem.scope must not be empty".into());
-        }
-        if !self.offline.dir.is_absolute() {
-            return Err("offline.dir must be an absolute path".into());
-        }
-        if self.offline.max_failures == 0 {
-            return Err("offline.max_failures must be at least 1".into());
-        }
-        if self.hem.eid.as_deref() == Some("") {
-            return Err("hem.eid must not be empty".into());
-        }
-        Ok(())
+    /// The authorities, as one line for messages.
+    pub fn url_list(&self) -> String {
+        let urls: Vec<&str> = self.url.iter().map(Authority::as_str).collect();
+        urls.join(", ")
     }
 
     /// The empty-challenge policy in force, and why it was lowered: a
@@ -427,18 +477,10 @@ impl Config {
     /// when the peer is the authority's verified TLS identity.
     pub fn empty_challenge_policy(&self) -> (EmptyChallengePolicy, Option<&'static str>) {
         match self.empty_challenge {
-            EmptyChallengePolicy::Success
-                if !self
-                    .url
-                    .as_slice()
-                    .iter()
-                    .all(|url| is_https(url).unwrap_or(false)) =>
-            {
-                (
-                    EmptyChallengePolicy::Ignore,
-                    Some("empty_challenge = \"success\" applies only over verified https"),
-                )
-            }
+            EmptyChallengePolicy::Success if !self.url.iter().all(Authority::is_https) => (
+                EmptyChallengePolicy::Ignore,
+                Some("empty_challenge = \"success\" applies only over verified https"),
+            ),
             policy => (policy, None),
         }
     }
@@ -507,6 +549,107 @@ impl Config {
     /// limit, then runs the helper under `kill_deadline`.
     pub fn chkpwd_deadline(&self) -> std::time::Duration {
         self.kill_deadline() + std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500)
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = Invalid;
+
+    /// The rules the TOML types cannot express.
+    fn try_from(raw: RawConfig) -> Result<Config, Invalid> {
+        let url = raw
+            .url
+            .into_vec()
+            .iter()
+            .map(|url| Authority::parse(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        if url.is_empty() {
+            return Err(Invalid::NoAuthority);
+        }
+        if let Some(plain) = url.iter().find(|url| !url.is_https()) {
+            if !raw.allow_insecure_http {
+                return Err(Invalid::PlainHttp(plain.to_string()));
+            }
+        }
+        if !(100..=raw.timeout_ms).contains(&raw.connect_timeout_ms) {
+            return Err(Invalid::ConnectTimeout);
+        }
+        if !(100..=300_000).contains(&raw.timeout_ms) {
+            return Err(Invalid::Timeout);
+        }
+        if raw.client_cert.is_some() != raw.client_key.is_some() {
+            return Err(Invalid::HalfClientIdentity);
+        }
+        if raw.min_scram_iterations < SCRAM_MIN_ITERATIONS {
+            return Err(Invalid::MinIterations);
+        }
+        if raw.max_scram_iterations < raw.min_scram_iterations {
+            return Err(Invalid::MaxIterations);
+        }
+        if raw.schemes.is_empty() {
+            return Err(Invalid::NoScheme);
+        }
+        let absolute = |path: &Path, name: &str| {
+            if path.is_absolute() {
+                Ok(())
+            } else {
+                Err(Invalid::RelativePath(name.to_owned()))
+            }
+        };
+        for path in [&raw.ca_file, &raw.client_cert, &raw.client_key]
+            .into_iter()
+            .flatten()
+        {
+            absolute(path, &path.display().to_string())?;
+        }
+        absolute(&raw.helper, "helper")?;
+        absolute(&raw.chkpwd, "chkpwd")?;
+        absolute(&raw.cache_dir, "cache_dir")?;
+        absolute(&raw.offline.dir, "offline.dir")?;
+        let helper_user = Username::parse(raw.helper_user.as_bytes())
+            .ok()
+            .filter(|user| user.as_str() != "root")
+            .ok_or(Invalid::HelperUser)?;
+        let user_ids = raw
+            .user_ids
+            .into_iter()
+            .map(|(user, value)| match uuid::Uuid::parse_str(&value) {
+                Ok(id) => Ok((user, id)),
+                Err(_) => Err(Invalid::UserId { user, value }),
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        if raw.hem.scope.is_empty() {
+            return Err(Invalid::HemScope);
+        }
+        if raw.hem.eid.as_deref() == Some("") {
+            return Err(Invalid::HemEid);
+        }
+        if raw.offline.max_failures == 0 {
+            return Err(Invalid::OfflineFailures);
+        }
+        Ok(Config {
+            backend: raw.backend,
+            url,
+            connect_timeout_ms: raw.connect_timeout_ms,
+            timeout_ms: raw.timeout_ms,
+            ca_file: raw.ca_file,
+            client_cert: raw.client_cert,
+            client_key: raw.client_key,
+            udid: raw.udid,
+            empty_challenge: raw.empty_challenge,
+            helper: raw.helper,
+            cache_dir: raw.cache_dir,
+            helper_user,
+            chkpwd: raw.chkpwd,
+            allow_insecure_http: raw.allow_insecure_http,
+            schemes: raw.schemes,
+            require_server_signature: raw.require_server_signature,
+            min_scram_iterations: raw.min_scram_iterations,
+            max_scram_iterations: raw.max_scram_iterations,
+            user_ids,
+            hem: raw.hem,
+            offline: raw.offline,
+        })
     }
 }
 
@@ -597,19 +740,6 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-/// Whether `url` is https (`Ok(false)` for http; anything else is an error).
-pub fn is_https(url: &str) -> Result<bool, String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("url {url} is not a URL"))?;
-    if uri.host().is_none() {
-        return Err(format!("url {url} has no host"));
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(true),
-        Some("http") => Ok(false),
-        _ => Err(format!("url {url} must start with https:// or http://")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,7 +748,6 @@ mod tests {
     fn minimal_config_gets_defaults() {
         let c =
             Config::parse("backend = \"mdm\"\nurl = \"https://mdm.example/checkin\"\n").unwrap();
-        c.validate().unwrap();
         assert_eq!(c.timeout_ms, 10_000);
         assert_eq!(c.empty_challenge, EmptyChallengePolicy::Ignore);
         assert_eq!(c.helper, PathBuf::from(DEFAULT_HELPER_PATH));
@@ -629,7 +758,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         let err = Config::parse("backend = \"mdm\"\nurl = \"https://x/\"\nurll = 1\n").unwrap_err();
-        assert!(err.contains("urll"), "{err}");
+        assert!(err.to_string().contains("urll"), "{err}");
         assert!(Config::parse("backend = \"ldap\"\nurl = \"https://x/\"\n").is_err());
     }
 
@@ -639,8 +768,6 @@ mod tests {
             Config::parse(&format!(
                 "backend = \"mdm\"\nurl = \"{url}\"\nallow_insecure_http = {insecure}\n"
             ))
-            .unwrap()
-            .validate()
         };
         assert!(parse("http://127.0.0.1:8080/checkin", false).is_err());
         assert!(parse("http://[::1]:8080/", false).is_err());
@@ -663,15 +790,15 @@ mod tests {
                 "backend = \"mdm\"\nurl = \"https://x/\"\n{extra}\n"
             ))
         };
-        assert!(with("min_scram_iterations = 4095")
-            .unwrap()
-            .validate()
-            .is_err());
-        assert!(with("min_scram_iterations = 4096")
-            .unwrap()
-            .validate()
-            .is_ok());
-        assert!(with("schemes = []").unwrap().validate().is_err());
+        assert_eq!(
+            with("min_scram_iterations = 4095").unwrap_err(),
+            TextError::Invalid(Invalid::MinIterations)
+        );
+        assert!(with("min_scram_iterations = 4096").is_ok());
+        assert_eq!(
+            with("schemes = []").unwrap_err(),
+            TextError::Invalid(Invalid::NoScheme)
+        );
         assert!(with("schemes = [\"plain\"]").is_err());
         let digest = with("schemes = [\"scram-sha-256\", \"digest-md5\"]").unwrap();
         assert_eq!(digest.weaknesses().len(), 1);
@@ -701,7 +828,10 @@ mod tests {
     #[test]
     fn parse_errors_say_where_which_key_and_how_to_fix() {
         let base = "backend = \"mdm\"\nurl = \"https://x/\"\n";
-        let error = |extra: &str| Config::parse_located(&format!("{base}{extra}\n")).unwrap_err();
+        let error = |extra: &str| match Config::parse(&format!("{base}{extra}\n")) {
+            Err(TextError::Syntax(error)) => error,
+            other => panic!("not a syntax error: {other:?}"),
+        };
         let overflow = error("max_scram_iterations = 10_000_000x");
         assert_eq!(
             (overflow.line, overflow.key.as_deref()),
@@ -727,6 +857,47 @@ mod tests {
         );
         let variant = error("backend2 = 1");
         assert!(variant.to_string().starts_with("3:"), "{variant}");
+    }
+
+    #[test]
+    fn values_arrive_typed() {
+        let c = Config::parse(
+            "backend = \"mdm\"\nurl = [\"https://a/\", \"http://b:80/\"]\nallow_insecure_http = true\n\
+             helper_user = \"authtoken\"\n[user_ids]\nalice = \"5c9e8a3b-1d2f-4e6a-8b7c-9d0e1f2a3b4c\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.url.len(), 2);
+        assert!(c.url[0].is_https() && !c.url[1].is_https());
+        assert_eq!(c.url[1].as_str(), "http://b:80/");
+        assert_eq!(c.helper_user.as_str(), "authtoken");
+        assert_eq!(
+            c.user_ids["alice"].hyphenated().to_string(),
+            "5c9e8a3b-1d2f-4e6a-8b7c-9d0e1f2a3b4c"
+        );
+        let invalid = |extra: &str| match Config::parse(&format!(
+            "backend = \"mdm\"\nurl = \"https://x/\"\n{extra}\n"
+        )) {
+            Err(TextError::Invalid(why)) => why,
+            other => panic!("{extra}: {other:?}"),
+        };
+        assert_eq!(invalid("helper_user = \"root\""), Invalid::HelperUser);
+        assert_eq!(invalid("helper_user = \"\""), Invalid::HelperUser);
+        assert_eq!(
+            invalid("helper = \"bin/helper\""),
+            Invalid::RelativePath("helper".into())
+        );
+        assert!(matches!(
+            invalid("[user_ids]\nbob = \"nope\""),
+            Invalid::UserId { .. }
+        ));
+        assert_eq!(
+            Config::parse("backend = \"mdm\"\nurl = \"ftp://x/\"\n").unwrap_err(),
+            TextError::Invalid(Invalid::Scheme("ftp://x/".into()))
+        );
+        assert_eq!(
+            Config::parse("backend = \"mdm\"\nurl = []\n").unwrap_err(),
+            TextError::Invalid(Invalid::NoAuthority)
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub fn authenticate(
     password: &[u8],
     step: &mut dyn FnMut(&str),
 ) -> (Outcome, Option<String>) {
-    let mut authorities = Authorities::new(http, config.url.as_slice());
+    let mut authorities = Authorities::new(http, &config.url);
     let outcome = exchange(config, &mut authorities, user, password, step);
     (outcome, authorities.answered_by().map(str::to_owned))
 }

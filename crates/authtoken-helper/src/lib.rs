@@ -52,7 +52,7 @@ pub fn run_backend(
         Err(e) => return failed(e.to_string()),
     };
     // ...and root is gone before the first byte goes out.
-    if let Err(e) = privilege::drop_to(&config.helper_user) {
+    if let Err(e) = privilege::drop_to(config.helper_user.as_str()) {
         return failed(format!("cannot drop privileges: {e}"));
     }
     step(&format!(

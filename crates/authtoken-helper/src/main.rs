@@ -227,14 +227,14 @@ fn check_config(config_path: &Path) -> ExitCode {
             problems.push(e);
         }
     }
-    if nix::unistd::User::from_name(&config.helper_user)
+    if nix::unistd::User::from_name(config.helper_user.as_str())
         .ok()
         .flatten()
         .is_none()
     {
         problems.push(format!(
             "helper_user {} does not exist: {}",
-            log::quote(&config.helper_user),
+            log::quote(config.helper_user.as_str()),
             authtoken_helper::privilege::HOW_TO_CREATE
         ));
     }
@@ -257,7 +257,7 @@ fn check_config(config_path: &Path) -> ExitCode {
             "{}: OK (backend {}, url {}, timeout {} ms)",
             config_path.display(),
             config.backend.name(),
-            config.url,
+            config.url_list(),
             config.timeout_ms
         );
         ExitCode::SUCCESS

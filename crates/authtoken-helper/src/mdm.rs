@@ -31,7 +31,7 @@ pub fn identity(config: &Config, user: &Username) -> Result<UserIdentity, Identi
     let user_id = config
         .user_ids
         .get(user)
-        .map(|guid| guid.to_uppercase())
+        .map(|guid| guid.hyphenated().to_string().to_uppercase())
         .unwrap_or_else(|| mdm::derive_user_id(&udid, user));
     Ok(UserIdentity {
         udid,
@@ -66,7 +66,7 @@ pub fn authenticate(
         min_scram_iterations: config.min_scram_iterations,
         max_scram_iterations: config.max_scram_iterations,
     };
-    let mut authorities = Authorities::new(http, config.url.as_slice());
+    let mut authorities = Authorities::new(http, &config.url);
     let outcome = mdm::user_authenticate(
         &mut authorities,
         &id,

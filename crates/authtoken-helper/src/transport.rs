@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use authtoken_core::config::Config;
+use authtoken_core::config::{Authority, Config};
 use authtoken_core::trust::{self, Rules, TrustError};
 use authtoken_protocol::mdm::{CheckinTransport, Reply, TransportFailure};
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
@@ -264,14 +264,14 @@ fn load_client_cert(config: &Config) -> Result<Option<ClientCert>, TransportErro
 /// handshake goes to that one.
 pub struct Authorities<'a> {
     http: &'a Http,
-    urls: &'a [String],
+    urls: &'a [Authority],
     chosen: Option<usize>,
     /// The authorities passed over, and why (for debug lines).
     pub passed_over: Vec<String>,
 }
 
 impl<'a> Authorities<'a> {
-    pub fn new(http: &'a Http, urls: &'a [String]) -> Self {
+    pub fn new(http: &'a Http, urls: &'a [Authority]) -> Self {
         Authorities {
             http,
             urls,
@@ -301,12 +301,15 @@ impl<'a> Authorities<'a> {
         if let Some(i) = self.chosen {
             return self
                 .http
-                .request(method, &target(&self.urls[i]), content_type, body)
+                .request(method, &target(self.urls[i].as_str()), content_type, body)
                 .map_err(|e| TransportFailure::Failed(e.to_string()));
         }
         let mut unreachable = Vec::new();
         for (i, base) in self.urls.iter().enumerate() {
-            match self.http.request(method, &target(base), content_type, body) {
+            match self
+                .http
+                .request(method, &target(base.as_str()), content_type, body)
+            {
                 Err(TransportError::Connect(why)) => {
                     unreachable.push(format!("{base}: {why}"));
                 }

@@ -49,13 +49,40 @@ pub enum HelperError {
     #[error("helper is not trusted: {0}")]
     Untrusted(TrustError),
     #[error("cannot start helper: {0}")]
-    Spawn(String),
+    Spawn(#[from] SpawnError),
     #[error("helper did not answer within {0} ms and was killed")]
     Timeout(u128),
     #[error("helper failed: {0}")]
-    Crashed(String),
+    Crashed(#[from] Crash),
     #[error("bad helper result: {0}")]
     Result(#[from] WireError),
+}
+
+/// Why the helper could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{0} contains NUL")]
+    Nul(&'static str),
+    /// A system call on the way (`what` names it) failed.
+    #[error("{what}: {}", .errno.desc())]
+    Sys { what: &'static str, errno: Errno },
+}
+
+/// How a started helper ended without a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Crash {
+    #[error("exit status {0}")]
+    Exit(i32),
+    #[error("killed by {0}")]
+    Signal(nix::sys::signal::Signal),
+    #[error("reading its result: {}", .0.desc())]
+    Read(Errno),
+    #[error("waiting for it: {}", .0.desc())]
+    Wait(Errno),
+}
+
+fn sys_error(what: &'static str) -> impl Fn(Errno) -> HelperError {
+    move |errno| SpawnError::Sys { what, errno }.into()
 }
 
 /// Runs `helper args…`, feeds it `request`, and returns the outcome it
@@ -70,21 +97,20 @@ pub fn run_helper(
         fd: above_stdio(open_helper(helper)?)?,
         #[cfg(target_os = "macos")]
         path: CString::new(helper.as_os_str().as_encoded_bytes())
-            .map_err(|_| HelperError::Spawn("helper path contains NUL".into()))?,
+            .map_err(|_| SpawnError::Nul("helper path"))?,
     };
     let start = Instant::now();
     let prepared = Prepared::new(executable, args)?;
-    let spawn_err = |e: Errno| HelperError::Spawn(e.desc().to_owned());
-
     // stdin is a socketpair rather than a pipe: a send on it cannot raise
     // SIGPIPE in the host if the helper has already died.
-    let (request_end, child_stdin) = sys::request_channel().map_err(spawn_err)?;
-    let (result_end, child_stdout) = sys::result_pipe().map_err(spawn_err)?;
+    let (request_end, child_stdin) =
+        sys::request_channel().map_err(sys_error("request socketpair"))?;
+    let (result_end, child_stdout) = sys::result_pipe().map_err(sys_error("result pipe"))?;
     let devnull = std::fs::File::options()
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| HelperError::Spawn(e.to_string()))?;
+        .map_err(|e| sys_error("open /dev/null")(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
     let child_stdin = above_stdio(child_stdin)?;
     let child_stdout = above_stdio(child_stdout)?;
     let child_stderr = above_stdio(OwnedFd::from(devnull))?;
@@ -114,15 +140,12 @@ pub fn run_helper(
         }
         Err(ReadError::Io(e)) => {
             child.kill_and_reap();
-            return Err(HelperError::Crashed(format!(
-                "reading its result: {}",
-                e.desc()
-            )));
+            return Err(Crash::Read(e).into());
         }
     };
     match child.wait_until(ends_at) {
         ExitKind::Success | ExitKind::ReapedElsewhere => Ok(wire::decode_answer(&result)?),
-        ExitKind::Failed(why) => Err(HelperError::Crashed(why)),
+        ExitKind::Failed(crash) => Err(crash.into()),
         ExitKind::TimedOut => Err(HelperError::Timeout(deadline.as_millis())),
     }
 }
@@ -145,7 +168,7 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, HelperError> {
         return Ok(fd);
     }
     let moved = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-        .map_err(|e| HelperError::Spawn(e.desc().to_owned()))?;
+        .map_err(sys_error("F_DUPFD_CLOEXEC"))?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
@@ -162,7 +185,7 @@ struct Prepared {
 
 impl Prepared {
     fn new(executable: Executable, args: &[&str]) -> Result<Prepared, HelperError> {
-        let nul = |_| HelperError::Spawn("argument contains NUL".into());
+        let nul = |_| SpawnError::Nul("an argument");
         let mut owned = vec![CString::new("authtoken-helper").map_err(nul)?];
         for arg in args {
             owned.push(CString::new(*arg).map_err(nul)?);
@@ -186,7 +209,7 @@ impl Prepared {
         // memory prepared before the fork, then execs or `_exit`s.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(HelperError::Spawn(Errno::last().desc().to_owned()));
+            return Err(sys_error("fork")(Errno::last()));
         }
         if pid == 0 {
             // SAFETY: we are the freshly forked child; see `exec_child`.
@@ -263,7 +286,7 @@ enum ExitKind {
     /// The host ignores SIGCHLD or reaped it: the status is unknowable, and
     /// the complete, well-formed result decides.
     ReapedElsewhere,
-    Failed(String),
+    Failed(Crash),
     TimedOut,
 }
 
@@ -315,12 +338,12 @@ impl Child {
                     return if code == 0 {
                         ExitKind::Success
                     } else {
-                        ExitKind::Failed(format!("exit status {code}"))
+                        ExitKind::Failed(Crash::Exit(code))
                     };
                 }
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
                     self.reaped = true;
-                    return ExitKind::Failed(format!("killed by {signal}"));
+                    return ExitKind::Failed(Crash::Signal(signal));
                 }
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(Errno::ECHILD) => {
@@ -329,7 +352,7 @@ impl Child {
                 }
                 Err(e) => {
                     self.kill_and_reap();
-                    return ExitKind::Failed(e.desc().to_owned());
+                    return ExitKind::Failed(Crash::Wait(e));
                 }
             }
             if Instant::now() >= ends_at {

@@ -39,7 +39,7 @@ extern "C" {
 /// login) gets one from the kernel; on FreeBSD it is set when the kernel
 /// audits and login or sshd started a session. 0 (`AU_DEFAUDITSID`) and
 /// negative values mean "none".
-pub fn audit_session_id() -> Option<u32> {
+pub(super) fn audit_session_id() -> Option<u32> {
     // SAFETY: `info` is a zeroed, correctly sized `auditinfo_addr_t` the
     // kernel fills; the length passed is its size.
     let (rc, info) = unsafe {
@@ -54,13 +54,13 @@ pub fn audit_session_id() -> Option<u32> {
 }
 
 /// There is no logind here.
-pub fn logind_session() -> Option<String> {
+pub(super) fn logind_session() -> Option<String> {
     None
 }
 
 /// The start time (microseconds since the epoch) of `pid` if it is alive
 /// and leads its own session, so a recycled pid never matches.
-pub fn leader_start_time(pid: i32) -> Option<u64> {
+pub(super) fn leader_start_time(pid: i32) -> Option<u64> {
     if pid <= 0
         || nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid)))
             .ok()?
@@ -121,6 +121,6 @@ fn process_start(pid: i32) -> Option<(u64, u64)> {
 /// Neither system lists the audit sessions in use cheaply, so liveness of
 /// an audit-keyed entry is unknown and it is kept until `close_session`
 /// or reboot (`/var/run` is cleared at boot).
-pub fn live_audit_session_ids() -> Option<Vec<u32>> {
+pub(super) fn live_audit_session_ids() -> Option<Vec<u32>> {
     None
 }
