@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use authtoken_core::config::{Authority, Config};
 use authtoken_core::trust::{self, Rules, TrustError};
-use authtoken_protocol::mdm::{CheckinTransport, Reply, TransportFailure};
+use authtoken_protocol::transport::{Reply, Transport, TransportFailure};
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
 
 /// Largest reply body we read (docs/PROTOCOL.md: 64 KiB is ample).
@@ -338,14 +338,15 @@ pub fn report(authorities: &Authorities<'_>, step: &mut dyn FnMut(&str)) {
     }
 }
 
-impl CheckinTransport for Authorities<'_> {
-    fn put(&mut self, body: &[u8]) -> Result<Reply, TransportFailure> {
-        self.request(
-            "PUT",
-            "",
-            Some(authtoken_protocol::mdm::CONTENT_TYPE),
-            Some(body),
-        )
+impl Transport for Authorities<'_> {
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, TransportFailure> {
+        Authorities::request(self, method, path, content_type, body)
     }
 }
 

@@ -10,6 +10,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::ProtocolError;
+use crate::transport::{Transport, TransportFailure};
 use authtoken_core::outcome::Outcome;
 
 pub const TOKEN_PATH: &str = "/api/auth/token";
@@ -160,6 +161,82 @@ pub fn parse_token_reply(status: u16, body: &[u8]) -> Outcome {
     }
 }
 
+/// What the client holds to about the device, from `[hem]` in the config.
+#[derive(Debug, Clone)]
+pub struct DeviceSettings<'a> {
+    /// The device identity key expected (`hem.eid`); another is refused.
+    pub eid: Option<&'a str>,
+    /// Device label -> user (`[hem.labels]`), an allow-list when not empty.
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+    /// The `scope` claim requested.
+    pub scope: &'a str,
+}
+
+/// The whole `hem` handshake through `transport`: the challenge, the
+/// checks of who the device is and whom it belongs to, the `auth` JWT, the
+/// reply. `now` is the clock (seconds since the epoch) and `is_superuser`
+/// tells a uid-0 account (the helper looks it up in the passwd database):
+/// both come from the caller, so this stays free of I/O.
+pub fn user_authenticate(
+    transport: &mut dyn Transport,
+    device: &DeviceSettings<'_>,
+    user: &str,
+    password: &[u8],
+    now: u64,
+    is_superuser: &dyn Fn(&str) -> bool,
+    step: &mut dyn FnMut(&str),
+) -> Outcome {
+    let reply = match transport.request("GET", TOKEN_PATH, None, None) {
+        Ok(reply) => reply,
+        Err(TransportFailure::Unreachable(reason)) => return Outcome::Unreachable { reason },
+        Err(TransportFailure::Failed(reason)) => return Outcome::unavailable(reason),
+    };
+    step(&format!("challenge answered HTTP {}", reply.status));
+    let challenge = match parse_challenge(reply.status, &reply.body) {
+        Ok(challenge) => challenge,
+        Err(outcome) => return outcome,
+    };
+    // A pinned device identity: any other device is not our authority.
+    if device.eid.is_some_and(|pinned| challenge.eid != pinned) {
+        return Outcome::unavailable("device eid differs from hem.eid: not the configured device");
+    }
+    // The 410-style opt-out: the device belongs to another user.
+    if label_user(&challenge.lbl, device.labels) != Some(user) {
+        step("device label names another user: not managed");
+        return Outcome::Unmanaged;
+    }
+    // A label is the device's word, not the admin's: it names the
+    // superuser only through a mapping the admin wrote.
+    if device.labels.is_empty() && is_superuser(user) {
+        step("device label names a uid-0 account without a [hem.labels] mapping: not managed");
+        return Outcome::Unmanaged;
+    }
+    let kdf_started = std::time::Instant::now();
+    let secret = user_secret(password, &challenge.eid);
+    step(&format!(
+        "key derivation ({KDF_ITERATIONS} PBKDF2 rounds) took {} ms",
+        kdf_started.elapsed().as_millis()
+    ));
+    let auth = match client_auth(&secret, &challenge, device.scope, now) {
+        Ok(auth) => auth,
+        Err(e) => return Outcome::unavailable(e.to_string()),
+    };
+    let body = Zeroizing::new(serde_json::json!({ "auth": auth.as_str() }).to_string());
+    let reply = match transport.request(
+        "POST",
+        TOKEN_PATH,
+        Some("application/json"),
+        Some(body.as_bytes()),
+    ) {
+        Ok(reply) => reply,
+        Err(TransportFailure::Unreachable(reason) | TransportFailure::Failed(reason)) => {
+            return Outcome::unavailable(reason)
+        }
+    };
+    step(&format!("authentication answered HTTP {}", reply.status));
+    parse_token_reply(reply.status, &reply.body)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -181,6 +258,8 @@ mod tests {
     }
 
     use super::*;
+    use crate::transport::Reply;
+    use std::collections::BTreeMap;
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -260,6 +339,120 @@ mod tests {
         assert!(matches!(
             parse_token_reply(200, b"{\"token\":\"t\"}"),
             Outcome::Token { .. }
+        ));
+    }
+    /// Replays scripted replies to the driver and records its requests.
+    struct Device {
+        replies: std::collections::VecDeque<Result<Reply, TransportFailure>>,
+        sent: Vec<(String, String, Option<Vec<u8>>)>,
+    }
+
+    impl Transport for Device {
+        fn request(
+            &mut self,
+            method: &str,
+            path: &str,
+            _content_type: Option<&str>,
+            body: Option<&[u8]>,
+        ) -> Result<Reply, TransportFailure> {
+            self.sent
+                .push((method.into(), path.into(), body.map(<[u8]>::to_vec)));
+            self.replies.pop_front().expect("a scripted reply")
+        }
+    }
+
+    fn device(replies: Vec<Result<Reply, TransportFailure>>) -> Device {
+        Device {
+            replies: replies.into(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn challenge_reply() -> Result<Reply, TransportFailure> {
+        Ok(Reply {
+            status: 200,
+            body: serde_json::to_vec(&vector_challenge()).unwrap(),
+        })
+    }
+
+    fn run(device: &mut Device, user: &str, settings: &DeviceSettings<'_>, root: bool) -> Outcome {
+        user_authenticate(
+            device,
+            settings,
+            user,
+            b"correct horse battery staple",
+            1_700_000_000,
+            &|_| root,
+            &mut |_| {},
+        )
+    }
+
+    #[test]
+    fn driver_answers_the_vector_and_keeps_the_token() {
+        let labels = BTreeMap::new();
+        let settings = DeviceSettings {
+            eid: Some(EID),
+            labels: &labels,
+            scope: "keymgmt:gen",
+        };
+        let token = Ok(Reply {
+            status: 200,
+            body: b"{\"token\":\"device-jwt\"}".to_vec(),
+        });
+        let mut device = device(vec![challenge_reply(), token]);
+        let outcome = run(&mut device, "alice", &settings, false);
+        assert!(matches!(outcome, Outcome::Token { ref token } if token.as_str() == "device-jwt"));
+        assert_eq!(device.sent.len(), 2);
+        assert_eq!(
+            (device.sent[0].0.as_str(), device.sent[0].1.as_str()),
+            ("GET", TOKEN_PATH)
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(device.sent[1].2.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body["auth"], AUTH,
+            "the POST carries the PROTOCOL.md vector"
+        );
+    }
+
+    #[test]
+    fn driver_steps_aside_or_refuses_before_deriving_a_key() {
+        let none = BTreeMap::new();
+        let open = DeviceSettings {
+            eid: None,
+            labels: &none,
+            scope: "master",
+        };
+        // The device is labelled for alice.
+        let mut other = device(vec![challenge_reply()]);
+        assert!(matches!(
+            run(&mut other, "bob", &open, false),
+            Outcome::Unmanaged
+        ));
+        assert_eq!(other.sent.len(), 1, "no proof is sent for another user");
+        // A uid-0 alias named by the label alone.
+        let mut root = device(vec![challenge_reply()]);
+        assert!(matches!(
+            run(&mut root, "alice", &open, true),
+            Outcome::Unmanaged
+        ));
+        assert_eq!(root.sent.len(), 1);
+        // Another device than the pinned one.
+        let pinned = DeviceSettings {
+            eid: Some("another-device"),
+            ..open.clone()
+        };
+        let mut impostor = device(vec![challenge_reply()]);
+        assert!(matches!(
+            run(&mut impostor, "alice", &pinned, false),
+            Outcome::Unavailable { .. }
+        ));
+        assert_eq!(impostor.sent.len(), 1);
+        // Unreachable stays unreachable (offline login may follow).
+        let mut down = device(vec![Err(TransportFailure::Unreachable("refused".into()))]);
+        assert!(matches!(
+            run(&mut down, "alice", &open, false),
+            Outcome::Unreachable { .. }
         ));
     }
 }

@@ -10,6 +10,7 @@ pub mod kdf;
 pub mod mdm;
 pub mod offline;
 pub mod scram;
+pub mod transport;
 
 pub use authtoken_core::config::Scheme;
 use ring::rand::{SecureRandom, SystemRandom};

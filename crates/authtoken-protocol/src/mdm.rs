@@ -1,6 +1,6 @@
 //! Apple MDM `UserAuthenticate` check-in: the two plist messages, their
 //! replies, and the handshake between them. Transport-agnostic: the helper
-//! supplies an HTTPS [`CheckinTransport`], tests can supply anything.
+//! supplies an HTTPS [`Transport`], tests can supply anything.
 
 use std::io::Cursor;
 
@@ -150,25 +150,11 @@ pub fn parse_dict(body: &[u8], what: &'static str) -> Result<Dictionary, Protoco
     Ok(dict)
 }
 
-/// One HTTP exchange of the check-in protocol.
-pub struct Reply {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
+pub use crate::transport::{Reply, Transport, TransportFailure};
 
-/// Why a `PUT` got no reply, described safely for a log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransportFailure {
-    /// No authority could be connected to (refused, name not found,
-    /// connect timeout, TLS handshake).
-    Unreachable(String),
-    /// Connected, but no usable reply (timeout, oversized body, reset).
-    Failed(String),
-}
-
-/// `PUT`s a body to the `CheckInURL`.
-pub trait CheckinTransport {
-    fn put(&mut self, body: &[u8]) -> Result<Reply, TransportFailure>;
+/// `PUT`s a check-in message to the `CheckInURL`.
+fn put(transport: &mut dyn Transport, body: &[u8]) -> Result<Reply, TransportFailure> {
+    transport.request("PUT", "", Some(CONTENT_TYPE), Some(body))
 }
 
 /// Client-side trust knobs from the config.
@@ -228,7 +214,7 @@ fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, Pr
 /// Runs the two-step handshake. `cnonce` supplies the client nonce, `step`
 /// receives debug lines (never secrets).
 pub fn user_authenticate(
-    transport: &mut dyn CheckinTransport,
+    transport: &mut dyn Transport,
     id: &UserIdentity,
     password: &[u8],
     settings: &ClientSettings,
@@ -242,14 +228,14 @@ pub fn user_authenticate(
 }
 
 fn handshake(
-    transport: &mut dyn CheckinTransport,
+    transport: &mut dyn Transport,
     id: &UserIdentity,
     password: &[u8],
     settings: &ClientSettings,
     cnonce: &mut dyn FnMut() -> Result<String, ProtocolError>,
     step: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ProtocolError> {
-    let first = match transport.put(&request_body(id, None)?) {
+    let first = match put(transport, &request_body(id, None)?) {
         Ok(reply) => reply,
         Err(TransportFailure::Unreachable(reason)) => return Ok(Outcome::Unreachable { reason }),
         Err(TransportFailure::Failed(reason)) => return Err(ProtocolError::Refused(reason)),
@@ -292,13 +278,14 @@ fn handshake(
             )
         }
     };
-    let second = transport
-        .put(&request_body(id, Some(&digest_response))?)
-        .map_err(|failure| match failure {
-            TransportFailure::Unreachable(reason) | TransportFailure::Failed(reason) => {
-                ProtocolError::Refused(reason)
-            }
-        })?;
+    let second =
+        put(transport, &request_body(id, Some(&digest_response))?).map_err(
+            |failure| match failure {
+                TransportFailure::Unreachable(reason) | TransportFailure::Failed(reason) => {
+                    ProtocolError::Refused(reason)
+                }
+            },
+        )?;
     step(&format!("DigestResponse answered HTTP {}", second.status));
     match second.status {
         // Apple's article: a rejected digest may get 410.
@@ -427,8 +414,19 @@ mod tests {
         }
     }
 
-    impl CheckinTransport for Script {
-        fn put(&mut self, body: &[u8]) -> Result<Reply, TransportFailure> {
+    impl Transport for Script {
+        fn request(
+            &mut self,
+            method: &str,
+            path: &str,
+            content_type: Option<&str>,
+            body: Option<&[u8]>,
+        ) -> Result<Reply, TransportFailure> {
+            assert_eq!(
+                (method, path, content_type),
+                ("PUT", "", Some(CONTENT_TYPE))
+            );
+            let body = body.expect("a check-in has a body");
             self.sent
                 .push(parse_dict(body, "request").expect("client sent a valid plist"));
             self.replies.pop_front().expect("no more scripted replies")
