@@ -464,9 +464,7 @@ mod tests {
             max_scram_iterations: 10_000_000,
         }
     }
-    const CHALLENGE: &str =
-        "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-    const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    use crate::scram::vector::{CHALLENGE, CNONCE, RESPONSE, SIGNATURE};
 
     fn run(script: &mut Script, password: &[u8], settings: &ClientSettings) -> Outcome {
         user_authenticate(
@@ -474,7 +472,7 @@ mod tests {
             &identity(),
             password,
             settings,
-            &mut || Ok("rOprNGfwEbeRWgbNEkqO".into()),
+            &mut || Ok(CNONCE.into()),
             &mut |_| {},
         )
     }
@@ -502,7 +500,7 @@ mod tests {
             assert_eq!(field(first, key), Some(value), "{key}");
         }
         assert_eq!(first.len(), 5, "nothing else in the first message");
-        assert_eq!(field(&script.sent[1], "DigestResponse"), Some("SCRAM-SHA-256 n=user,r=rOprNGfwEbeRWgbNEkqO,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+        assert_eq!(field(&script.sent[1], "DigestResponse"), Some(RESPONSE));
     }
 
     #[test]

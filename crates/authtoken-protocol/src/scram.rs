@@ -220,24 +220,34 @@ pub fn server_signature_matches(expected: &str, received: &str) -> bool {
     expected.len() == received.len() && bool::from(expected.as_bytes().ct_eq(received.as_bytes()))
 }
 
+/// docs/PROTOCOL.md's SCRAM vector (RFC 7677 §3), in one place for the
+/// client's, the driver's and the server's tests. Not for use outside tests.
+#[doc(hidden)]
+pub mod vector {
+    pub const USER: &str = "user";
+    pub const PASSWORD: &[u8] = b"pencil";
+    pub const SALT_B64: &str = "W22ZaJ0SNY7soEsUEjb6gQ==";
+    pub const ITERATIONS: u32 = 4096;
+    pub const SNONCE: &str = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+    pub const CNONCE: &str = "rOprNGfwEbeRWgbNEkqO";
+    pub const CHALLENGE: &str =
+        "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    pub const RESPONSE: &str = "SCRAM-SHA-256 n=user,r=rOprNGfwEbeRWgbNEkqO,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    pub const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    pub const STORED_KEY: &str = "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=";
+    pub const SERVER_KEY: &str = "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+}
+
 #[cfg(test)]
 mod tests {
+    use super::vector::*;
     use super::*;
-
-    // docs/PROTOCOL.md's vector (RFC 7677 §3).
-    const CNONCE: &str = "rOprNGfwEbeRWgbNEkqO";
-    const CHALLENGE: &str =
-        "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-    const RESPONSE: &str = "SCRAM-SHA-256 n=user,r=rOprNGfwEbeRWgbNEkqO,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
-    const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
-    const STORED_KEY: &str = "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=";
-    const SERVER_KEY: &str = "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
 
     #[test]
     fn rfc7677_vector_client_side() {
         let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
         let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
-        let out = client_final("user", b"pencil", &challenge, CNONCE);
+        let out = client_final(USER, PASSWORD, &challenge, CNONCE);
         assert_eq!(&*out.digest_response, RESPONSE);
         assert_eq!(out.expected_server_signature, SIGNATURE);
         assert!(server_signature_matches(
@@ -291,8 +301,8 @@ mod tests {
 
     #[test]
     fn vector_keys() {
-        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let keys = derive_keys(b"pencil", &salt, 4096);
+        let salt = B64.decode(SALT_B64).unwrap();
+        let keys = derive_keys(PASSWORD, &salt, ITERATIONS);
         assert_eq!(B64.encode(keys.stored_key), STORED_KEY);
         assert_eq!(B64.encode(*keys.server_key), SERVER_KEY);
     }

@@ -10,9 +10,9 @@ use nix::unistd::Pid;
 #[cfg(target_os = "linux")]
 pub(crate) const NSIG: libc::c_int = 65;
 #[cfg(target_os = "freebsd")]
-pub const NSIG: libc::c_int = 129; // _SIG_MAXSIG + 1
+pub(crate) const NSIG: libc::c_int = 129; // _SIG_MAXSIG + 1
 #[cfg(target_os = "macos")]
-pub const NSIG: libc::c_int = 32;
+pub(crate) const NSIG: libc::c_int = 32;
 
 /// The request channel: a socketpair, because sending on it can be told
 /// not to raise SIGPIPE in the host if the helper has already died.
@@ -60,7 +60,7 @@ pub(crate) fn request_channel() -> nix::Result<(OwnedFd, OwnedFd)> {
 #[cfg(not(target_os = "macos"))]
 pub(crate) const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL.union(MsgFlags::MSG_DONTWAIT);
 #[cfg(target_os = "macos")]
-pub const SEND_FLAGS: MsgFlags = MsgFlags::MSG_DONTWAIT;
+pub(crate) const SEND_FLAGS: MsgFlags = MsgFlags::MSG_DONTWAIT;
 
 /// The result pipe, close-on-exec at both ends.
 pub(crate) fn result_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {

@@ -139,21 +139,12 @@ fn decode_saslname(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authtoken_protocol::scram::vector::*;
     use authtoken_protocol::scram::{client_final, parse_challenge};
 
-    // docs/PROTOCOL.md's vector (RFC 7677 §3).
-    const SNONCE: &str = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
-    const CNONCE: &str = "rOprNGfwEbeRWgbNEkqO";
-    const CHALLENGE: &str =
-        "SCRAM-SHA-256 r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-    const RESPONSE: &str = "SCRAM-SHA-256 n=user,r=rOprNGfwEbeRWgbNEkqO,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
-    const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
-    const STORED_KEY: &str = "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=";
-    const SERVER_KEY: &str = "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
-
     fn vector_verifier() -> Verifier {
-        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        Verifier::from_password(b"pencil", salt, 4096)
+        let salt = B64.decode(SALT_B64).unwrap();
+        Verifier::from_password(PASSWORD, salt, ITERATIONS)
     }
 
     #[test]
