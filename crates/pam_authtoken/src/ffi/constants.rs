@@ -90,7 +90,7 @@ pub(crate) const OPENPAM: PamConstants = PamConstants {
 #[cfg(target_os = "linux")]
 pub(crate) const PLATFORM: &PamConstants = &LINUX_PAM;
 #[cfg(any(target_os = "macos", target_os = "freebsd"))]
-pub const PLATFORM: &PamConstants = &OPENPAM;
+pub(crate) const PLATFORM: &PamConstants = &OPENPAM;
 #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
 compile_error!("pam_authtoken knows the PAM constants of Linux-PAM and OpenPAM only");
 
