@@ -65,10 +65,24 @@ impl Attempts {
     /// Opens and locks `uid`'s record under `cache_dir/chkpwd` (the cache
     /// directory must already pass the cache's checks).
     pub fn open(cache_dir: &Path, uid: u32) -> Result<Attempts, AttemptsError> {
+        Attempts::open_owned_by(cache_dir, uid, (0, 0))
+    }
+
+    /// The same with the records owned by `owner` (uid, gid): what the
+    /// tests of the rate limit use without root.
+    pub fn open_owned_by(
+        cache_dir: &Path,
+        uid: u32,
+        owner: (u32, u32),
+    ) -> Result<Attempts, AttemptsError> {
         let dir = cache_dir.join("chkpwd");
-        trust::ensure_private_dir(&dir, (0, 0))?;
+        trust::ensure_private_dir(&dir, owner)?;
         let path = dir.join(uid.to_string());
-        let (file, created) = match trust::open_read_write(&path, Rules::ROOT_PRIVATE) {
+        let rules = Rules {
+            also_owner: (owner.0 != 0).then_some(owner.0),
+            private: true,
+        };
+        let (file, created) = match trust::open_read_write(&path, rules) {
             Ok(file) => (file, false),
             Err(trust::TrustError::Missing { .. }) => (
                 File::options()
@@ -172,17 +186,23 @@ mod tests {
         dir
     }
 
+    /// The records owned by whoever runs the tests (root or not).
+    fn open(dir: &Path) -> Attempts {
+        let owner = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        Attempts::open_owned_by(dir, 1000, owner).unwrap()
+    }
+
     fn stored(dir: &Path) -> Record {
         serde_json::from_str(&std::fs::read_to_string(dir.join("chkpwd/1000")).unwrap()).unwrap()
     }
 
     #[test]
     fn an_attempt_is_a_rejection_until_it_is_settled() {
-        if !nix::unistd::geteuid().is_root() {
-            return; // the record must be root's
-        }
         let dir = cache();
-        let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
+        let mut attempts = open(dir.path());
         attempts.begin(0).unwrap();
         assert_eq!(
             stored(dir.path()).rejections,
@@ -193,7 +213,7 @@ mod tests {
         assert_eq!(stored(dir.path()).rejections, 0, "given back");
         drop(attempts);
         // Killed mid-attempt: the count stands.
-        let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
+        let mut attempts = open(dir.path());
         attempts.record.last_ms = 0;
         attempts.begin(0).unwrap();
         drop(attempts);
@@ -201,14 +221,49 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_record_is_the_longest_back_off() {
-        if !nix::unistd::geteuid().is_root() {
-            return;
-        }
+    fn rejections_double_the_spacing_and_a_token_starts_over() {
         let dir = cache();
-        drop(Attempts::open(dir.path(), 1000).unwrap());
+        let mut attempts = open(dir.path());
+        attempts.begin(0).unwrap();
+        attempts.finish(&Outcome::Rejected).unwrap();
+        // The next attempt is due BASE_SPACING_MS << 1 after this one:
+        // with no wait allowed it is refused, and refusing counts nothing.
+        assert!(matches!(
+            attempts.begin(0),
+            Err(AttemptsError::RateLimited { rejections: 1, .. })
+        ));
+        assert_eq!(stored(dir.path()).rejections, 1);
+        attempts.record.last_ms = 0;
+        attempts.begin(0).unwrap();
+        attempts
+            .finish(&Outcome::token(zeroize::Zeroizing::new("t".into())))
+            .unwrap();
+        assert_eq!(stored(dir.path()).rejections, 0, "a token starts over");
+    }
+
+    #[test]
+    fn a_record_others_could_write_is_refused() {
+        let dir = cache();
+        drop(open(dir.path()));
+        let record = dir.path().join("chkpwd/1000");
+        std::fs::set_permissions(&record, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+        let owner = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        assert!(matches!(
+            Attempts::open_owned_by(dir.path(), 1000, owner),
+            Err(AttemptsError::Untrusted(_))
+        ));
+    }
+
+    #[test]
+    fn a_truncated_record_is_the_longest_back_off() {
+        let dir = cache();
+        drop(open(dir.path()));
         std::fs::write(dir.path().join("chkpwd/1000"), b"").unwrap();
-        let mut attempts = Attempts::open(dir.path(), 1000).unwrap();
+        let mut attempts = open(dir.path());
         assert_eq!(attempts.record.rejections, MAX_DOUBLINGS);
         assert!(matches!(
             attempts.begin(4_000),

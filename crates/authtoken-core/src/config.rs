@@ -444,7 +444,13 @@ impl Config {
     /// Reads and checks the config, refusing a file (or its directory) that
     /// someone other than root could have written.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = trust::read_text(path, Rules::ROOT, MAX_CONFIG_BYTES)?;
+        Config::load_under(path, Rules::ROOT)
+    }
+
+    /// [`Config::load`] under other file-trust rules (a test's own files,
+    /// without root).
+    pub fn load_under(path: &Path, rules: Rules) -> Result<Config, ConfigError> {
+        let text = trust::read_text(path, rules, MAX_CONFIG_BYTES)?;
         Config::parse(&text).map_err(|error| match error {
             TextError::Syntax(error) => ConfigError::Syntax {
                 path: path.to_owned(),
@@ -898,6 +904,37 @@ mod tests {
             Config::parse("backend = \"mdm\"\nurl = []\n").unwrap_err(),
             TextError::Invalid(Invalid::NoAuthority)
         );
+    }
+
+    #[test]
+    fn a_file_is_loaded_only_under_its_trust_rules() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authtoken.toml");
+        std::fs::write(
+            &path,
+            "backend = \"mdm\"\nurl = \"https://x/\"\nhelper = \"h\"\n",
+        )
+        .unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        let mine = Rules {
+            also_owner: (uid != 0).then_some(uid),
+            private: false,
+        };
+        assert!(matches!(
+            Config::load_under(&path, mine),
+            Err(ConfigError::Invalid {
+                error: Invalid::RelativePath(_),
+                ..
+            })
+        ));
+        std::fs::write(&path, "backend = \"mdm\"\nurl = \"https://x/\"\n").unwrap();
+        assert!(Config::load_under(&path, mine).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(
+            Config::load_under(&path, mine),
+            Err(ConfigError::Untrusted(TrustError::Writable { .. }))
+        ));
     }
 
     #[test]

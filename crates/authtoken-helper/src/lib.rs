@@ -63,32 +63,45 @@ pub fn run_backend(
         Backend::Mdm => mdm::authenticate(config, &http, user, password, step),
         Backend::Hem => hem::authenticate(config, &http, user, password, step),
     };
-    let mut verifier = None;
-    let outcome = match (outcome, offline.verifier) {
-        (outcome @ Outcome::Token { .. }, _) if offline.want_verifier => {
-            match authtoken_protocol::offline::new_verifier(password) {
-                Ok(new) => verifier = Some(new),
-                Err(e) => step(&format!("no offline verifier: {e}")),
-            }
-            outcome
-        }
-        // Only when no authority answered at all, never after an answer.
-        (Outcome::Unreachable { reason }, Some(stored)) => {
-            step(&format!(
-                "no authority reachable ({reason}): checking offline"
-            ));
-            match authtoken_protocol::offline::matches(password, stored) {
-                Ok(true) => Outcome::OfflineVerified,
-                Ok(false) => Outcome::OfflineRejected,
-                Err(e) => Outcome::unavailable(e.to_string()),
-            }
-        }
-        (outcome, _) => outcome,
-    };
+    let (outcome, verifier) = settle_offline(outcome, &offline, password, step);
     Handshake {
         outcome,
         authority,
         verifier,
+    }
+}
+
+/// What the offline policy makes of the authority's outcome: a new
+/// verifier beside a token when one was asked for, and the local check
+/// only when no authority answered at all, never after an answer.
+fn settle_offline(
+    outcome: Outcome,
+    offline: &OfflineAsk<'_>,
+    password: &[u8],
+    step: &mut dyn FnMut(&str),
+) -> (Outcome, Option<OfflineVerifier>) {
+    match (outcome, offline.verifier) {
+        (outcome @ Outcome::Token { .. }, _) if offline.want_verifier => {
+            match authtoken_protocol::offline::new_verifier(password) {
+                Ok(new) => (outcome, Some(new)),
+                Err(e) => {
+                    step(&format!("no offline verifier: {e}"));
+                    (outcome, None)
+                }
+            }
+        }
+        (Outcome::Unreachable { reason }, Some(stored)) => {
+            step(&format!(
+                "no authority reachable ({reason}): checking offline"
+            ));
+            let outcome = match authtoken_protocol::offline::matches(password, stored) {
+                Ok(true) => Outcome::OfflineVerified,
+                Ok(false) => Outcome::OfflineRejected,
+                Err(e) => Outcome::unavailable(e.to_string()),
+            };
+            (outcome, None)
+        }
+        (outcome, _) => (outcome, None),
     }
 }
 
@@ -98,4 +111,89 @@ pub struct Handshake {
     pub outcome: Outcome,
     pub authority: Option<String>,
     pub verifier: Option<OfflineVerifier>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn settle(outcome: Outcome, offline: OfflineAsk<'_>, password: &[u8]) -> (Outcome, bool) {
+        let (outcome, verifier) = settle_offline(outcome, &offline, password, &mut |_| {});
+        (outcome, verifier.is_some())
+    }
+
+    fn token() -> Outcome {
+        Outcome::token(Zeroizing::new("t".into()))
+    }
+
+    #[test]
+    fn a_verifier_is_made_beside_a_token_only_when_asked() {
+        let asked = OfflineAsk {
+            want_verifier: true,
+            verifier: None,
+        };
+        let (outcome, made) = settle(token(), asked, b"pw");
+        assert!(matches!(outcome, Outcome::Token { .. }) && made);
+        let (_, made) = settle(token(), OfflineAsk::default(), b"pw");
+        assert!(!made);
+        let asked = OfflineAsk {
+            want_verifier: true,
+            verifier: None,
+        };
+        let (outcome, made) = settle(Outcome::Rejected, asked, b"pw");
+        assert!(matches!(outcome, Outcome::Rejected) && !made);
+    }
+
+    #[test]
+    fn the_local_check_runs_only_when_no_authority_answered() {
+        let stored = authtoken_protocol::offline::new_verifier(b"right").unwrap();
+        let with = || OfflineAsk {
+            want_verifier: false,
+            verifier: Some(&stored),
+        };
+        let unreachable = || Outcome::Unreachable {
+            reason: "refused".into(),
+        };
+        assert!(matches!(
+            settle(unreachable(), with(), b"right").0,
+            Outcome::OfflineVerified
+        ));
+        // An authority that answered decides, whatever the local verifier
+        // would say: a rejection or an error is never retried offline.
+        assert!(matches!(
+            settle(Outcome::Rejected, with(), b"right").0,
+            Outcome::Rejected
+        ));
+        assert!(matches!(
+            settle(Outcome::unavailable("HTTP 500"), with(), b"right").0,
+            Outcome::Unavailable { .. }
+        ));
+        assert!(matches!(
+            settle(Outcome::Unmanaged, with(), b"right").0,
+            Outcome::Unmanaged
+        ));
+        // No verifier sent: unreachable stays unreachable.
+        assert!(matches!(
+            settle(unreachable(), OfflineAsk::default(), b"right").0,
+            Outcome::Unreachable { .. }
+        ));
+    }
+
+    #[test]
+    fn a_malformed_verifier_is_unavailable_not_a_rejection() {
+        let mut stored = authtoken_protocol::offline::new_verifier(b"right").unwrap();
+        stored.iterations = 1;
+        let ask = OfflineAsk {
+            want_verifier: false,
+            verifier: Some(&stored),
+        };
+        let unreachable = Outcome::Unreachable {
+            reason: "refused".into(),
+        };
+        assert!(matches!(
+            settle(unreachable, ask, b"right").0,
+            Outcome::Unavailable { .. }
+        ));
+    }
 }

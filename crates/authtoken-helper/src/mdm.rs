@@ -78,3 +78,50 @@ pub fn authenticate(
     report(&authorities, step);
     (outcome, authorities.answered_by().map(str::to_owned))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(&format!(
+            "backend = \"mdm\"\nurl = \"https://mdm.example/checkin\"\nudid = \"UDID-1\"\n{extra}\n"
+        ))
+        .unwrap()
+    }
+
+    fn user(name: &str) -> Username {
+        Username::parse(name.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn identity_takes_the_configured_udid_and_derives_the_user_id() {
+        let id = identity(&config(""), &user("no-such-user-here")).unwrap();
+        assert_eq!(id.udid, "UDID-1");
+        assert_eq!(
+            id.user_id,
+            mdm::derive_user_id("UDID-1", "no-such-user-here")
+        );
+        assert_eq!(id.short_name, "no-such-user-here");
+        assert_eq!(
+            id.long_name, "no-such-user-here",
+            "no passwd entry: the short name"
+        );
+    }
+
+    #[test]
+    fn a_configured_user_id_wins_and_is_sent_as_an_upper_case_guid() {
+        let config = config("[user_ids]\nalice = \"5c9e8a3b1d2f4e6a8b7c9d0e1f2a3b4c\"");
+        let id = identity(&config, &user("alice")).unwrap();
+        assert_eq!(id.user_id, "5C9E8A3B-1D2F-4E6A-8B7C-9D0E1F2A3B4C");
+    }
+
+    #[test]
+    fn the_gecos_full_name_is_the_long_name() {
+        // root's entry exists everywhere; its GECOS field is "root" on
+        // Debian and "System Administrator" on macOS.
+        let id = identity(&config(""), &user("root")).unwrap();
+        assert!(!id.long_name.is_empty());
+        assert!(!id.long_name.contains(','), "only the first GECOS field");
+    }
+}

@@ -120,3 +120,25 @@ fn can_regain_root() -> bool {
             || nix::unistd::setgid(wheel).is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_helper_user_says_how_to_create_it() {
+        let error = account("no-such-account-authtoken-test").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("no-such-account-authtoken-test"), "{text}");
+        assert!(text.contains("useradd"), "{text}");
+    }
+
+    #[test]
+    fn a_uid_0_account_is_refused_before_any_id_changes() {
+        if !Uid::effective().is_root() {
+            return; // without root, drop_to changes no ids at all
+        }
+        assert!(matches!(drop_to("root"), Err(PrivilegeError::Regainable)));
+        assert!(Uid::effective().is_root(), "nothing was switched");
+    }
+}

@@ -86,15 +86,28 @@ fn sys_error(what: &'static str) -> impl Fn(Errno) -> HelperError {
 }
 
 /// Runs `helper args…`, feeds it `request`, and returns the outcome it
-/// reported. Every failure is an error, never an outcome.
+/// reported. Every failure is an error, never an outcome. The helper must
+/// be a root-owned executable nobody else can replace.
 pub fn run_helper(
     helper: &Path,
     args: &[&str],
     request: &[u8],
     deadline: Duration,
 ) -> Result<HelperAnswer, HelperError> {
+    run_helper_under(helper, trust::Rules::ROOT, args, request, deadline)
+}
+
+/// [`run_helper`] with the file-trust rules given: the spawner's own tests
+/// run scripts they own, without root.
+pub fn run_helper_under(
+    helper: &Path,
+    rules: trust::Rules,
+    args: &[&str],
+    request: &[u8],
+    deadline: Duration,
+) -> Result<HelperAnswer, HelperError> {
     let executable = Executable {
-        fd: above_stdio(open_helper(helper)?)?,
+        fd: above_stdio(open_helper(helper, rules)?)?,
         #[cfg(target_os = "macos")]
         path: CString::new(helper.as_os_str().as_encoded_bytes())
             .map_err(|_| SpawnError::Nul("helper path"))?,
@@ -153,8 +166,8 @@ pub fn run_helper(
 /// The helper runs as root with the password: it must be a root-owned
 /// executable nobody else can replace, reached through directories nobody
 /// else can write. The descriptor returned is what gets executed.
-fn open_helper(helper: &Path) -> Result<OwnedFd, HelperError> {
-    trust::open_executable(helper).map_err(|e| match e {
+fn open_helper(helper: &Path, rules: trust::Rules) -> Result<OwnedFd, HelperError> {
+    trust::open_executable_under(helper, rules).map_err(|e| match e {
         TrustError::Missing { .. } => HelperError::Missing(helper.to_owned()),
         other => HelperError::Untrusted(other),
     })
@@ -447,4 +460,160 @@ pub fn read_bounded(
     }
     buf.truncate(len);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The spawner against scripts standing in for the helper, without
+    //! root: each script is a real child process, and what it does to its
+    //! stdin, stdout and exit is what a helper could do.
+
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    use authtoken_core::outcome::Outcome;
+    use authtoken_core::trust::Rules;
+
+    struct Scripts {
+        dir: tempfile::TempDir,
+        rules: Rules,
+    }
+
+    impl Scripts {
+        fn new() -> Scripts {
+            let dir = tempfile::tempdir().unwrap();
+            let uid = nix::unistd::geteuid().as_raw();
+            Scripts {
+                dir,
+                rules: Rules {
+                    also_owner: (uid != 0).then_some(uid),
+                    private: false,
+                },
+            }
+        }
+
+        fn script(&self, name: &str, body: &str) -> PathBuf {
+            let path = self.dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        }
+
+        fn run(
+            &self,
+            name: &str,
+            body: &str,
+            deadline_ms: u64,
+        ) -> Result<HelperAnswer, HelperError> {
+            let path = self.script(name, body);
+            run_helper_under(
+                &path,
+                self.rules,
+                &["authenticate"],
+                b"{\"request\":1}\n",
+                Duration::from_millis(deadline_ms),
+            )
+        }
+    }
+
+    const REJECTED: &str = r#"printf '{"v":1,"result":"rejected"}\n'"#;
+
+    #[test]
+    fn an_answer_is_read_and_the_request_arrives_on_stdin() {
+        let scripts = Scripts::new();
+        let seen = scripts.dir.path().join("seen");
+        let answer = scripts
+            .run(
+                "echo",
+                &format!("cat > '{}'; {REJECTED}", seen.display()),
+                10_000,
+            )
+            .unwrap();
+        assert!(matches!(answer.outcome, Outcome::Rejected));
+        assert_eq!(std::fs::read(&seen).unwrap(), b"{\"request\":1}\n");
+    }
+
+    #[test]
+    fn the_child_gets_an_empty_environment_and_no_stray_descriptors() {
+        let scripts = Scripts::new();
+        let seen = scripts.dir.path().join("seen");
+        scripts
+            .run(
+                "env",
+                &format!(
+                    "{{ env; ls /proc/self/fd; }} > '{}'; {REJECTED}",
+                    seen.display()
+                ),
+                10_000,
+            )
+            .unwrap();
+        let seen = std::fs::read_to_string(&seen).unwrap();
+        assert!(!seen.contains("HOME="), "{seen}");
+        assert!(!seen.contains("RUST_"), "{seen}");
+        // 0, 1, 2, and the one `ls` opens for /proc/self/fd (sh may keep
+        // one for the script itself).
+        let fds = seen.lines().filter(|l| l.parse::<u32>().is_ok()).count();
+        assert!(fds <= 5, "{seen}");
+    }
+
+    #[test]
+    fn a_helper_past_its_deadline_is_killed_with_its_group() {
+        let scripts = Scripts::new();
+        let started = Instant::now();
+        let result = scripts.run("sleeper", "sleep 30 & sleep 30", 300);
+        assert!(
+            matches!(result, Err(HelperError::Timeout(300))),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn exits_signals_and_bad_answers_are_errors_never_outcomes() {
+        let scripts = Scripts::new();
+        assert!(matches!(
+            scripts.run("fails", &format!("{REJECTED}; exit 3"), 10_000),
+            Err(HelperError::Crashed(Crash::Exit(3)))
+        ));
+        assert!(matches!(
+            scripts.run("killed", "kill -SEGV $$", 10_000),
+            Err(HelperError::Crashed(Crash::Signal(
+                nix::sys::signal::Signal::SIGSEGV
+            )))
+        ));
+        assert!(matches!(
+            scripts.run("garbage", "echo '{\"v\":1,\"result\":\"token\"}'", 10_000),
+            Err(HelperError::Result(_))
+        ));
+        assert!(matches!(
+            scripts.run("silent", "exit 0", 10_000),
+            Err(HelperError::Result(_))
+        ));
+        assert!(matches!(
+            scripts.run("flood", "yes '{\"v\":1}'", 10_000),
+            Err(HelperError::Result(WireError::TooLarge(_)))
+        ));
+    }
+
+    #[test]
+    fn only_a_trusted_executable_runs() {
+        let scripts = Scripts::new();
+        let missing = scripts.dir.path().join("missing");
+        assert!(matches!(
+            run_helper_under(&missing, scripts.rules, &[], b"", Duration::from_secs(1)),
+            Err(HelperError::Missing(_))
+        ));
+        let path = scripts.script("writable", REJECTED);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            run_helper_under(&path, scripts.rules, &[], b"", Duration::from_secs(1)),
+            Err(HelperError::Untrusted(TrustError::Writable { .. }))
+        ));
+        let link = scripts.dir.path().join("link");
+        std::os::unix::fs::symlink(scripts.script("target", REJECTED), &link).unwrap();
+        assert!(matches!(
+            run_helper_under(&link, scripts.rules, &[], b"", Duration::from_secs(1)),
+            Err(HelperError::Untrusted(TrustError::Symlink { .. }))
+        ));
+    }
 }
