@@ -93,6 +93,8 @@ cache_dir = "$work/cache"
 ${4:-}
 CONF
   chmod 0600 "$work/$1.toml"
+  # The module's settings beside it, as the packages make them.
+  "$bin/authtoken-helper" module-settings --config "$work/$1.toml" >/dev/null
 }
 # 4096 rounds is below the client's default floor (100000), lowered here
 # for the comparison only.

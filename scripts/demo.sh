@@ -63,6 +63,9 @@ helper_user = "nobody"
 cache_dir = "$work/cache"
 CONF
 chmod 600 "$work/authtoken.toml"
+# What the packages' configure step does: the module's settings beside the
+# config (the module reads those and parses no TOML).
+"$bin/authtoken-helper" module-settings --config "$work/authtoken.toml" >/dev/null
 
 mkdir -p "$work/pam.d"
 cat >"$work/pam.d/authtoken-demo" <<PAM
@@ -117,6 +120,7 @@ helper_user = "nobody"
 cache_dir = "$work/cache"
 CONF
 chmod 600 "$work/device.toml.conf"
+"$bin/authtoken-helper" module-settings --config "$work/device.toml.conf" >/dev/null
 sed "s#config=$work/authtoken.toml#config=$work/device.toml.conf#" "$work/pam.d/authtoken-demo" >"$work/pam.d/authtoken-device"
 login alice "hunter2 on a stick" "alice with her token device (600000-round KDF, X25519, HS256 JWT)" authtoken-device
 echo

@@ -65,6 +65,8 @@ cache_dir = "$work/cache"
 min_scram_iterations = 4096
 CONF
 chmod 0600 "$work/authtoken.toml"
+# The module's settings beside the config, as the packages make them.
+"$bin/authtoken-helper" module-settings --config "$work/authtoken.toml" >/dev/null
 
 mkdir -p "$work/pam.d" "$work/sudoers.d"
 cp -a /etc/pam.d/. "$work/pam.d/"
@@ -96,6 +98,7 @@ cache_dir = "$work/cache"
 chkpwd = "$work/libexec/authtoken-chkpwd"
 CONF
 chmod 0644 "$work/etc-authtoken/authtoken.toml"
+"$bin/authtoken-helper" module-settings --config "$work/etc-authtoken/authtoken.toml" >/dev/null
 cat >"$work/pam.d/unlock" <<PAM
 auth     required                       $module config=/etc/authtoken/authtoken.toml
 account  required                       pam_permit.so

@@ -164,6 +164,8 @@ sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"/etc/auth
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
 check "authtoken is on root's PATH" test "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v authtoken)" = /usr/sbin/authtoken
 check "authtoken check-config OK" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
+check "module settings beside the config, root's, as readable as the config" \
+  test "$(stat -c '%U %a' /etc/authtoken/authtoken.toml.module.json)" = "root 644"
 # authtoken-helper login's exit code: 0 token, 1 rejected, 2 unmanaged.
 helper_login_exits() {
   local code=0
@@ -194,6 +196,7 @@ check "dpkg --purge" dpkg --purge pam-authtoken authtoken-server
 check "offline verifiers gone after purge" test ! -e /var/lib/authtoken
 check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
+check "module settings gone after purge" test ! -e /etc/authtoken/authtoken.toml.module.json
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken
 check "accounts kept after purge (uids are not reused)" getent passwd authtoken
 

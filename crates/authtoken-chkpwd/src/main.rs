@@ -36,7 +36,9 @@ use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::Outcome;
 use authtoken_core::session::SessionKey;
+use authtoken_core::settings::{self, ModuleSettings};
 use authtoken_core::signin::{Runner, SignIn};
+use authtoken_core::trust::Rules;
 use authtoken_core::wire::{self, HelperAnswer, HelperRequest, WireError, MAX_REQUEST_BYTES};
 use authtoken_spawn::HelperError;
 use nix::unistd::{Uid, User};
@@ -135,7 +137,17 @@ fn check(caller: Uid) -> Result<Outcome, Refusal> {
     request.want_verifier = false;
     let user = request.user.clone();
     let service = request.service.clone();
-    let config = Config::load(Path::new(DEFAULT_CONFIG_PATH))?;
+    let config_path = Path::new(DEFAULT_CONFIG_PATH);
+    let (config, text) = Config::load_source(config_path, Rules::ROOT)?;
+    // The module of a caller without root reads its settings beside the
+    // config and cannot make them itself: keep them current.
+    if let Err(e) = settings::write(
+        config_path,
+        &ModuleSettings::of(&config, &text),
+        settings::config_mode(config_path),
+    ) {
+        log::send(IDENT, Level::Warning, &format!("module settings: {e}"));
+    }
 
     // The caller's login session (the kernel's ids, never its environment).
     let cache = Cache::open(&config.cache_dir, log::CHKPWD_IDENT)?;

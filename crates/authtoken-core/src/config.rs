@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::trust::{self, Rules, TrustError};
 use crate::username::Username;
@@ -16,7 +16,8 @@ pub use crate::platform::{
 /// Longest `authtoken-chkpwd` waits to space out one user's attempts; a
 /// longer wait is refused at once instead (so the module's deadline holds).
 pub const CHKPWD_MAX_WAIT_MS: u64 = 4_000;
-const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// A challenge scheme the client may answer (config `schemes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -128,7 +129,7 @@ impl Backend {
 }
 
 /// What a zero-length `DigestChallenge` turns into.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EmptyChallengePolicy {
     /// `PAM_IGNORE`: let the rest of the stack decide.
@@ -275,7 +276,7 @@ pub enum Invalid {
 
 /// `[offline]`: signing in with a local verifier when every authority is
 /// unreachable. Off by default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OfflineConfig {
     #[serde(default)]
@@ -450,8 +451,17 @@ impl Config {
     /// [`Config::load`] under other file-trust rules (a test's own files,
     /// without root).
     pub fn load_under(path: &Path, rules: Rules) -> Result<Config, ConfigError> {
+        Config::load_source(path, rules).map(|(config, _)| config)
+    }
+
+    /// [`Config::load_under`], with the text it was parsed from (what the
+    /// module's settings are checked against, see [`crate::settings`]).
+    pub fn load_source(
+        path: &Path,
+        rules: Rules,
+    ) -> Result<(Config, zeroize::Zeroizing<String>), ConfigError> {
         let text = trust::read_text(path, rules, MAX_CONFIG_BYTES)?;
-        Config::parse(&text).map_err(|error| match error {
+        let config = Config::parse(&text).map_err(|error| match error {
             TextError::Syntax(error) => ConfigError::Syntax {
                 path: path.to_owned(),
                 error,
@@ -460,7 +470,8 @@ impl Config {
                 path: path.to_owned(),
                 error,
             },
-        })
+        })?;
+        Ok((config, text))
     }
 
     /// Parses and checks TOML text; unknown keys are errors, and a syntax
@@ -548,14 +559,24 @@ impl Config {
     /// helper's own network deadline plus a margin, so a slow authority ends
     /// in the helper's clean `Unavailable`, not a kill.
     pub fn kill_deadline(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.timeout_ms + 1_500 + self.timeout_ms / 10)
+        kill_deadline(self.timeout_ms)
     }
 
     /// The same for `authtoken-chkpwd`, which may first wait out its rate
     /// limit, then runs the helper under `kill_deadline`.
     pub fn chkpwd_deadline(&self) -> std::time::Duration {
-        self.kill_deadline() + std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500)
+        chkpwd_deadline(self.timeout_ms)
     }
+}
+
+/// [`Config::kill_deadline`] for a `timeout_ms`.
+pub fn kill_deadline(timeout_ms: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(timeout_ms + 1_500 + timeout_ms / 10)
+}
+
+/// [`Config::chkpwd_deadline`] for a `timeout_ms`.
+pub fn chkpwd_deadline(timeout_ms: u64) -> std::time::Duration {
+    kill_deadline(timeout_ms) + std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500)
 }
 
 impl TryFrom<RawConfig> for Config {

@@ -21,6 +21,7 @@ pub mod outcome;
 pub mod platform;
 pub mod secret;
 pub mod session;
+pub mod settings;
 pub mod signin;
 pub mod trust;
 pub mod username;

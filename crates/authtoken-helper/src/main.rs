@@ -17,6 +17,8 @@ use authtoken_core::config::{Backend, Config, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
 use authtoken_core::outcome::{outcome_code, Outcome};
 use authtoken_core::secret::first_line;
+use authtoken_core::settings::{self, ModuleSettings};
+use authtoken_core::trust::Rules;
 use authtoken_core::username::Username;
 use authtoken_core::wire::{self, HelperRequest, WireError, MAX_REQUEST_BYTES};
 use authtoken_helper::{mdm, run_backend, transport, OfflineAsk};
@@ -47,7 +49,16 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
-    /// Check the configuration file and the files it names.
+    /// Make the PAM module's settings from the configuration file: print
+    /// them on stdout and, as root, write them beside it (NAME.module.json),
+    /// where the module reads them without parsing TOML.
+    ModuleSettings {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Check the configuration file and the files it names (as root, also
+    /// write the module's settings beside it).
     CheckConfig {
         /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -86,6 +97,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Authenticate { config, debug } => serve_module(&config, debug),
+        Command::ModuleSettings { config } => module_settings(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::Login {
             user,
@@ -208,12 +220,69 @@ fn load_config(config_path: &Path) -> Option<Config> {
         .ok()
 }
 
+/// Writes the module's settings of `config` (made from `text`) beside it,
+/// when root; a failure only costs the module a helper run per login.
+fn write_module_settings(config_path: &Path, config: &Config, text: &str) -> Option<PathBuf> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    let written = settings::write(
+        config_path,
+        &ModuleSettings::of(config, text),
+        settings::config_mode(config_path),
+    );
+    match written {
+        Ok(()) => Some(settings::path_for(config_path)),
+        Err(e) => {
+            log::send(
+                LOG_IDENT,
+                Level::Warning,
+                &format!(
+                    "cannot write the module's settings {}: {e}",
+                    settings::path_for(config_path).display()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `module-settings`: what the module runs when the config changed since
+/// its settings were written. The answer is JSON on stdout either way.
+fn module_settings(config_path: &Path) -> ExitCode {
+    let path = authtoken_core::trust::absolute(config_path);
+    let answer = match Config::load_source(&path, Rules::ROOT) {
+        Ok((config, text)) => {
+            write_module_settings(&path, &config, &text);
+            settings::Answer::Settings(Box::new(ModuleSettings::of(&config, &text)))
+        }
+        Err(e) => settings::Answer::Refused(e.to_string()),
+    };
+    match serde_json::to_string(&answer) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
 /// Checks the config and every file it names. Exit 0 only when nothing is
 /// wrong and no setting lets a peer that is not the authority sign users
 /// in; weaker but safe choices are printed as warnings.
 fn check_config(config_path: &Path) -> ExitCode {
-    let Some(config) = load_config(config_path) else {
-        return ExitCode::FAILURE;
+    let path = authtoken_core::trust::absolute(config_path);
+    let config = match Config::load_source(&path, Rules::ROOT) {
+        Ok((config, text)) => {
+            if let Some(written) = write_module_settings(&path, &config, &text) {
+                println!("module settings: {}", written.display());
+            }
+            config
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let mut problems = Vec::new();
     if let Err(e) = transport::Http::new(&config, Instant::now()) {

@@ -106,6 +106,28 @@ pub fn run_helper_under(
     request: &[u8],
     deadline: Duration,
 ) -> Result<HelperAnswer, HelperError> {
+    let result = run_for_output(
+        helper,
+        rules,
+        args,
+        request,
+        wire::MAX_RESULT_BYTES,
+        deadline,
+    )?;
+    Ok(wire::decode_answer(&result)?)
+}
+
+/// Runs `helper args…` the same way with `input` on its stdin, and returns
+/// its stdout (at most `max_output` bytes) once it exited cleanly: for
+/// answers other than a sign-in's (the module's settings).
+pub fn run_for_output(
+    helper: &Path,
+    rules: trust::Rules,
+    args: &[&str],
+    input: &[u8],
+    max_output: usize,
+    deadline: Duration,
+) -> Result<Zeroizing<Vec<u8>>, HelperError> {
     let executable = Executable {
         fd: above_stdio(open_helper(helper, rules)?)?,
         #[cfg(target_os = "macos")]
@@ -138,10 +160,10 @@ pub fn run_helper_under(
     let ends_at = start + deadline;
     // A helper that dies early shows up below as a crash, so a failed send
     // only stops the sending.
-    let _ = send_request(&request_end, request, ends_at);
+    let _ = send_request(&request_end, input, ends_at);
     drop(request_end);
 
-    let result = match read_bounded(&result_end, wire::MAX_RESULT_BYTES, ends_at) {
+    let result = match read_bounded(&result_end, max_output, ends_at) {
         Ok(result) => result,
         Err(ReadError::Timeout) => {
             child.kill_and_reap();
@@ -149,7 +171,7 @@ pub fn run_helper_under(
         }
         Err(ReadError::TooLarge) => {
             child.kill_and_reap();
-            return Err(WireError::TooLarge(wire::MAX_RESULT_BYTES).into());
+            return Err(WireError::TooLarge(max_output).into());
         }
         Err(ReadError::Io(e)) => {
             child.kill_and_reap();
@@ -157,7 +179,9 @@ pub fn run_helper_under(
         }
     };
     match child.wait_until(ends_at) {
-        ExitKind::Success | ExitKind::ReapedElsewhere => Ok(wire::decode_answer(&result)?),
+        // Reaped elsewhere: the status is unknowable, and the complete,
+        // well-formed output (the caller decodes it) decides.
+        ExitKind::Success | ExitKind::ReapedElsewhere => Ok(result),
         ExitKind::Failed(crash) => Err(crash.into()),
         ExitKind::TimedOut => Err(HelperError::Timeout(deadline.as_millis())),
     }

@@ -111,6 +111,7 @@ impl Machine {
             .replace("timeout_ms = 4000", "timeout_ms = 10000");
         std::fs::write(&system, text).unwrap();
         std::fs::set_permissions(&system, std::fs::Permissions::from_mode(0o644)).unwrap();
+        common::make_module_settings(&system);
         system
     }
 

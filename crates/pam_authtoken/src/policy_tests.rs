@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authtoken_core::cache::{Cache, CacheError};
-use authtoken_core::config::{Config, ConfigError};
+use authtoken_core::config::Config;
 use authtoken_core::log::Level;
 use authtoken_core::outcome::{Outcome, PamCode};
 use authtoken_core::session::{SessionError, SessionKey};
+use authtoken_core::settings::{self, ModuleSettings, SettingsError};
+use authtoken_core::trust::TrustError;
 use authtoken_core::wire::HelperRequest;
 use zeroize::Zeroizing;
 
@@ -106,6 +108,11 @@ struct TestHost {
     /// The programs run, in order.
     programs: RefCell<Vec<PathBuf>>,
     logs: RefCell<Vec<String>>,
+    /// The module settings file beside the config (what the helper's
+    /// `module-settings` writes, here by `make_settings`).
+    settings_file: RefCell<Option<ModuleSettings>>,
+    /// How often `module-settings` ran.
+    settings_made: std::cell::Cell<usize>,
 }
 
 const CONFIG: &str = "/etc/authtoken/test.toml";
@@ -118,11 +125,17 @@ impl TestHost {
     fn with_config(extra: &str) -> TestHost {
         let dir = tempfile::tempdir().expect("temporary directory");
         let cache = dir.path().join("cache");
+        let config_text = format!(
+            "backend = \"mdm\"\nurl = \"https://authority.example/checkin\"\ncache_dir = \"{}\"\n{extra}\n",
+            cache.display()
+        );
+        // As installed: the settings were written for this config.
+        let written = ModuleSettings::of(
+            &Config::parse(&config_text).expect("test config is valid"),
+            &config_text,
+        );
         TestHost {
-            config_text: format!(
-                "backend = \"mdm\"\nurl = \"https://authority.example/checkin\"\ncache_dir = \"{}\"\n{extra}\n",
-                cache.display()
-            ),
+            config_text,
             dir,
             config_error: false,
             outcomes: RefCell::new(VecDeque::new()),
@@ -133,6 +146,8 @@ impl TestHost {
             privileged: true,
             programs: RefCell::new(Vec::new()),
             logs: RefCell::new(Vec::new()),
+            settings_file: RefCell::new(Some(written)),
+            settings_made: std::cell::Cell::new(0),
         }
     }
 
@@ -152,15 +167,35 @@ impl TestHost {
 }
 
 impl Host for TestHost {
-    fn load_config(&self, path: &Path) -> Result<Config, ConfigError> {
+    fn read_config(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, TrustError> {
         assert_eq!(path, Path::new(CONFIG), "the config= path is passed on");
-        if self.config_error {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                error: authtoken_core::config::Invalid::Timeout,
-            });
-        }
-        Ok(Config::parse(&self.config_text).expect("test config is valid"))
+        Ok(Zeroizing::new(self.config_text.as_bytes().to_vec()))
+    }
+
+    fn read_settings(&self, config: &Path) -> Result<Option<ModuleSettings>, SettingsError> {
+        assert_eq!(config, Path::new(CONFIG));
+        Ok(self.settings_file.borrow().clone())
+    }
+
+    fn make_settings(
+        &self,
+        helper: &Path,
+        config: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+        assert_eq!(config, Path::new(CONFIG));
+        self.programs.borrow_mut().push(helper.to_owned());
+        self.settings_made.set(self.settings_made.get() + 1);
+        let answer = if self.config_error {
+            settings::Answer::Refused(format!("{CONFIG}: broken on purpose"))
+        } else {
+            let made = ModuleSettings::of(
+                &Config::parse(&self.config_text).expect("test config is valid"),
+                &self.config_text,
+            );
+            *self.settings_file.borrow_mut() = Some(made.clone());
+            settings::Answer::Settings(Box::new(made))
+        };
+        Ok(Zeroizing::new(serde_json::to_vec(&answer).expect("JSON")))
     }
 
     fn run_helper(
@@ -442,10 +477,14 @@ fn relative_config_path_fails_closed_in_every_hook() {
 #[test]
 fn broken_config_fails_closed_and_tells_the_user() {
     let mut host = TestHost::new();
+    // The config changed since its settings were written, and the helper
+    // finds it broken.
+    host.config_text.push_str("# edited\n");
     host.config_error = true;
     let mut pam = FakePam::new("alice", Some("pw"));
     assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::AuthinfoUnavail);
     assert!(pam.prompts.is_empty());
+    assert!(host.logged("broken on purpose"));
     assert_eq!(
         pam.errors,
         ["pam_authtoken: configuration error, see the system log"]
@@ -721,4 +760,55 @@ fn only_chkpwd_may_answer_verified() {
     let host = TestHost::new().answers(vec![Ok(Outcome::Verified)]);
     let mut pam = FakePam::new("alice", Some("pw"));
     assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::AuthinfoUnavail);
+}
+
+#[test]
+fn settings_made_for_an_edited_config_are_used_until_it_changes_again() {
+    let mut host = TestHost::new().answers(vec![token("t1"), token("t2"), token("t3")]);
+    let login = |host: &TestHost| authenticate(&mut FakePam::new("alice", Some("pw")), host, &[]);
+    assert_eq!(login(&host), PamCode::Success);
+    assert_eq!(host.settings_made.get(), 0, "the written settings match");
+    host.config_text.push_str("timeout_ms = 2000\n");
+    assert_eq!(login(&host), PamCode::Success);
+    assert_eq!(host.settings_made.get(), 1, "made again once");
+    assert_eq!(
+        host.programs.borrow()[1],
+        Path::new(authtoken_core::config::DEFAULT_HELPER_PATH),
+        "by the helper the old settings name"
+    );
+    assert_eq!(login(&host), PamCode::Success);
+    assert_eq!(host.settings_made.get(), 1, "then used as written");
+}
+
+#[test]
+fn without_root_old_settings_never_grant_an_empty_challenge() {
+    let mut host = TestHost::with_config("empty_challenge = \"success\"")
+        .answers(vec![Ok(Outcome::NoTokenNeeded), Ok(Outcome::NoTokenNeeded)]);
+    host.privileged = false;
+    let login = |host: &TestHost| authenticate(&mut FakePam::new("carol", Some("pw")), host, &[]);
+    assert_eq!(
+        login(&host),
+        PamCode::Success,
+        "current settings: the policy"
+    );
+    host.config_text.push_str("# edited\n");
+    assert_eq!(login(&host), PamCode::Ignore, "old settings: ignore");
+    assert_eq!(
+        host.settings_made.get(),
+        0,
+        "a caller without root makes none"
+    );
+    assert!(host.logged("the config changed since its module settings were written"));
+}
+
+#[test]
+fn without_root_and_without_settings_it_fails_closed_before_the_password() {
+    let mut host = TestHost::new();
+    host.privileged = false;
+    *host.settings_file.borrow_mut() = None;
+    let mut pam = FakePam::new("alice", Some("pw"));
+    assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::AuthinfoUnavail);
+    assert!(pam.prompts.is_empty());
+    assert!(host.logged("no module settings beside"));
+    assert_eq!(host.helper_runs(), 0);
 }

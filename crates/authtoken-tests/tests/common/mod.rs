@@ -106,6 +106,7 @@ impl Workspace {
         let path = self.path(name);
         std::fs::write(&path, body).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        make_module_settings(&path);
         path
     }
 
@@ -733,4 +734,20 @@ pub(crate) fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::Joi
         }
     });
     (url, handle)
+}
+
+/// What the packages' configure step does (and `check-config` as root):
+/// the module's settings beside the config, which the module reads instead
+/// of parsing TOML. The module makes them again itself once the config
+/// changes, with the helper the old ones name; only the first config of a
+/// machine (here, of a workspace) needs this. A config the helper refuses
+/// gets none.
+pub(crate) fn make_module_settings(config: &Path) {
+    let _ = Command::new(HELPER)
+        .args(["module-settings", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }

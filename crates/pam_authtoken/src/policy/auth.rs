@@ -7,17 +7,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use authtoken_core::cache::CacheError;
-use authtoken_core::config::{Config, EmptyChallengePolicy};
+use authtoken_core::config::EmptyChallengePolicy;
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::{outcome_code, Outcome, PamCode};
+use authtoken_core::settings::ModuleSettings;
 use authtoken_core::signin::{Runner, SignIn};
 use authtoken_core::username::Username;
 use authtoken_core::wire::{HelperAnswer, HelperRequest, MAX_PASSWORD_BYTES};
 use zeroize::Zeroizing;
 
 use super::data::{KeptToken, SignedInOffline, OFFLINE_KEY, TOKEN_KEY};
-use super::{debug, options_or, session_cache, AuthError, Host, ModuleOptions};
+use super::{debug, load_settings, options_or, session_cache, AuthError, Host, ModuleOptions};
 use crate::pam_api::PamApi;
 
 const PASSWORD_PROMPT: &str = "Password: ";
@@ -26,11 +27,11 @@ const PASSWORD_PROMPT: &str = "Password: ";
 struct Attempt {
     user: String,
     service: String,
-    backend: &'static str,
+    backend: String,
     /// Answered from the session cache, without a request.
     cached: bool,
     /// Why `empty_challenge = "success"` was not in force.
-    policy_lowered: Option<&'static str>,
+    policy_lowered: Option<String>,
 }
 
 pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -> PamCode {
@@ -38,7 +39,7 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     let mut attempt = Attempt {
         user: String::new(),
         service: pam.service(),
-        backend: "-",
+        backend: "-".to_owned(),
         cached: false,
         policy_lowered: None,
     };
@@ -50,7 +51,7 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
                 Outcome::Unavailable { reason } | Outcome::Unreachable { reason } => {
                     format!(" reason={}", log::quote(reason))
                 }
-                Outcome::NoTokenNeeded => match attempt.policy_lowered {
+                Outcome::NoTokenNeeded => match &attempt.policy_lowered {
                     Some(why) => format!(" reason=\"{why}; treated as ignore\""),
                     None => String::new(),
                 },
@@ -113,10 +114,15 @@ fn authenticate_user<P: PamApi, H: Host>(
     attempt.user = String::from_utf8_lossy(&raw_user).into_owned();
     let user = Username::parse(&raw_user)?;
 
-    let config = host.load_config(&options.config_path)?;
-    attempt.backend = config.backend.name();
-    let (policy, lowered) = config.empty_challenge_policy();
-    attempt.policy_lowered = lowered;
+    let settings = load_settings(host, &options.config_path)?;
+    let config = &settings.values;
+    attempt.backend = config.backend.clone();
+    let policy = settings.empty_challenge();
+    attempt.policy_lowered = if settings.current {
+        config.policy_lowered.clone()
+    } else {
+        Some("the config changed since its module settings were written".to_owned())
+    };
     debug(
         host,
         options,
@@ -124,9 +130,9 @@ fn authenticate_user<P: PamApi, H: Host>(
     );
 
     if !host.privileged() {
-        return authenticate_unprivileged(pam, host, options, &config, user, policy, attempt);
+        return authenticate_unprivileged(pam, host, options, config, user, policy, attempt);
     }
-    let session = session_cache(host, &config);
+    let session = session_cache(host, config);
     let config_arg = options.config_path.to_string_lossy();
     let mut args = vec!["authenticate", "--config", &config_arg];
     if options.debug {
@@ -240,7 +246,7 @@ fn authenticate_unprivileged<P: PamApi, H: Host>(
     pam: &mut P,
     host: &H,
     options: &ModuleOptions,
-    config: &Config,
+    config: &ModuleSettings,
     user: Username,
     policy: EmptyChallengePolicy,
     attempt: &mut Attempt,

@@ -5,18 +5,30 @@ use std::path::Path;
 use std::time::Duration;
 
 use authtoken_core::cache::{Cache, CacheError};
-use authtoken_core::config::{Config, ConfigError};
+use authtoken_core::config::MAX_CONFIG_BYTES;
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore};
 use authtoken_core::session::{SessionError, SessionKey};
+use authtoken_core::settings::{self, ModuleSettings, SettingsError};
+use authtoken_core::trust::{self, Rules, TrustError};
 use authtoken_core::wire::HelperAnswer;
 use authtoken_spawn::HelperError;
+use zeroize::Zeroizing;
 
 /// Everything outside the PAM handle that the policy touches. [`RealHost`]
 /// is the system; tests supply their own config, cache root, helper and
 /// session.
 pub trait Host {
-    fn load_config(&self, path: &Path) -> Result<Config, ConfigError>;
+    /// The config file's text, under root's file-trust rules.
+    fn read_config(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, TrustError>;
+    /// The module's settings beside the config at `config`, if any.
+    fn read_settings(&self, config: &Path) -> Result<Option<ModuleSettings>, SettingsError>;
+    /// Runs `helper module-settings --config CONFIG`: its answer on stdout.
+    fn make_settings(
+        &self,
+        helper: &Path,
+        config: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, HelperError>;
     fn run_helper(
         &self,
         helper: &Path,
@@ -47,8 +59,26 @@ pub trait Host {
 pub struct RealHost;
 
 impl Host for RealHost {
-    fn load_config(&self, path: &Path) -> Result<Config, ConfigError> {
-        Config::load(path)
+    fn read_config(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, TrustError> {
+        trust::read(path, Rules::ROOT, MAX_CONFIG_BYTES)
+    }
+    fn read_settings(&self, config: &Path) -> Result<Option<ModuleSettings>, SettingsError> {
+        settings::read(config)
+    }
+    fn make_settings(
+        &self,
+        helper: &Path,
+        config: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+        let config = config.to_string_lossy();
+        authtoken_spawn::run_for_output(
+            helper,
+            Rules::ROOT,
+            &["module-settings", "--config", &config],
+            b"",
+            settings::MAX_SETTINGS_BYTES,
+            settings::COMPILE_DEADLINE,
+        )
     }
     fn run_helper(
         &self,

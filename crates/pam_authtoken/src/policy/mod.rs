@@ -11,11 +11,15 @@
 use std::ffi::CStr;
 
 use authtoken_core::cache::Cache;
-use authtoken_core::config::{Config, ConfigError};
+use std::path::{Path, PathBuf};
+
+use authtoken_core::config::DEFAULT_HELPER_PATH;
 use authtoken_core::log::Level;
 use authtoken_core::options::OptionsError;
 use authtoken_core::outcome::PamCode;
 use authtoken_core::session::SessionKey;
+use authtoken_core::settings::{self, ModuleSettings, SettingsError};
+use authtoken_core::trust::TrustError;
 use authtoken_core::username::{Username, UsernameError};
 use authtoken_core::wire::{WireError, MAX_PASSWORD_BYTES};
 use authtoken_spawn::HelperError;
@@ -47,7 +51,7 @@ pub enum AuthError {
     #[error("{0}")]
     Options(#[from] OptionsError),
     #[error("config: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ConfigFailure),
     #[error("conversation failed ({})", .0.name())]
     Conversation(PamCode),
     #[error("use_first_pass given but no earlier module set a password")]
@@ -98,9 +102,9 @@ fn options_or<H: Host>(host: &H, args: &[&CStr]) -> Result<ModuleOptions, AuthEr
 
 /// The session cache and this process's login-session key. A cache that
 /// cannot be used only costs the shortcuts, so it is logged, not fatal.
-fn session_cache<H: Host>(host: &H, config: &Config) -> Option<(Cache, SessionKey)> {
+fn session_cache<H: Host>(host: &H, settings: &ModuleSettings) -> Option<(Cache, SessionKey)> {
     let opened = host
-        .open_cache(&config.cache_dir)
+        .open_cache(&settings.cache_dir)
         .and_then(|cache| Ok((cache, host.login_session()?)));
     match opened {
         Ok(pair) => Some(pair),
@@ -121,4 +125,94 @@ fn debug<H: Host>(host: &H, options: &ModuleOptions, message: &str) {
 fn current_user<P: PamApi>(pam: &mut P) -> Option<Username> {
     let raw = pam.user().ok()?;
     Username::parse(&raw).ok()
+}
+
+/// Why the module has no settings to work with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFailure {
+    #[error("{0}")]
+    Untrusted(#[from] TrustError),
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
+    #[error("making the module's settings: {0}")]
+    Helper(#[from] HelperError),
+    /// The config is unusable, in the helper's words (file, line, fix).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the helper's module-settings answer is malformed")]
+    Malformed,
+    #[error(
+        "no module settings beside {}: a root login, or `authtoken-helper check-config` as root, writes them",
+        .0.display()
+    )]
+    Missing(PathBuf),
+}
+
+/// The settings in force, and whether they were made from the config as
+/// it is now.
+pub(crate) struct Settings {
+    pub(crate) values: ModuleSettings,
+    /// False: a caller without root, after the config changed, has only
+    /// the last settings written (chkpwd reads the config itself).
+    pub(crate) current: bool,
+}
+
+impl Settings {
+    /// The empty-challenge policy: never `success` on settings that may be
+    /// out of date.
+    pub(crate) fn empty_challenge(&self) -> authtoken_core::config::EmptyChallengePolicy {
+        if self.current {
+            self.values.empty_challenge
+        } else {
+            authtoken_core::config::EmptyChallengePolicy::Ignore
+        }
+    }
+}
+
+/// The module's settings for the config at `config`: the file beside it
+/// when it was made from the config as it reads now; otherwise, as root,
+/// made again by the helper (the one the old settings name, else the
+/// installed one), which also rewrites the file; otherwise the last ones.
+/// The module never parses the TOML itself (docs/ARCHITECTURE.md).
+fn load_settings<H: Host>(host: &H, config: &Path) -> Result<Settings, ConfigFailure> {
+    let text = host.read_config(config)?;
+    let stored = host.read_settings(config);
+    if let Ok(Some(values)) = &stored {
+        if values.made_from(&text) {
+            return Ok(Settings {
+                values: values.clone(),
+                current: true,
+            });
+        }
+    }
+    let stored = stored.ok().flatten();
+    if !host.privileged() {
+        return match stored {
+            Some(values) => Ok(Settings {
+                values,
+                current: false,
+            }),
+            None => Err(ConfigFailure::Missing(settings::path_for(config))),
+        };
+    }
+    let installed = Path::new(DEFAULT_HELPER_PATH);
+    let helper = stored
+        .as_ref()
+        .map_or(installed, |old| old.helper.as_path());
+    let answer = match host.make_settings(helper, config) {
+        // The old settings name a helper that is gone (moved by an
+        // upgrade): the installed one makes them.
+        Err(HelperError::Missing(_)) if helper != installed => {
+            host.make_settings(installed, config)?
+        }
+        answer => answer?,
+    };
+    match serde_json::from_slice::<settings::Answer>(&answer) {
+        Ok(settings::Answer::Settings(values)) => Ok(Settings {
+            values: *values,
+            current: true,
+        }),
+        Ok(settings::Answer::Refused(why)) => Err(ConfigFailure::Refused(why)),
+        Err(_) => Err(ConfigFailure::Malformed),
+    }
 }

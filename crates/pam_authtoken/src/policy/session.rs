@@ -9,7 +9,7 @@ use authtoken_core::username::Username;
 use zeroize::Zeroizing;
 
 use super::data::{OpenedSession, OFFLINE_KEY, OPENED_KEY, TOKEN_KEY};
-use super::{current_user, options_or, session_cache, Host};
+use super::{current_user, load_settings, options_or, session_cache, Host};
 use crate::pam_api::PamApi;
 
 /// The environment variable naming the session's token file.
@@ -42,11 +42,11 @@ fn authenticated_here<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr])
     let Ok(options) = options_or(host, args) else {
         return false;
     };
-    let Ok(config) = host.load_config(&options.config_path) else {
+    let Ok(settings) = load_settings(host, &options.config_path) else {
         return false;
     };
     let handoff = host
-        .open_cache(&config.cache_dir)
+        .open_cache(&settings.values.cache_dir)
         .and_then(|cache| Ok((cache, host.process_session()?)));
     handoff.is_ok_and(|(cache, key)| cache.has_handoff(&key, &user))
 }
@@ -98,8 +98,8 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     let Ok(options) = options_or(host, args) else {
         return failed;
     };
-    let config = match host.load_config(&options.config_path) {
-        Ok(config) => config,
+    let settings = match load_settings(host, &options.config_path) {
+        Ok(settings) => settings,
         Err(e) => {
             if kept.is_some() {
                 host.log(Level::Error, &format!("open_session: config: {e}"));
@@ -107,7 +107,7 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
             return failed;
         }
     };
-    let Some((cache, key)) = session_cache(host, &config) else {
+    let Some((cache, key)) = session_cache(host, &settings.values) else {
         return failed;
     };
     // The token from this handle's authenticate, or else the one a forked
@@ -177,8 +177,8 @@ pub fn close_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) 
     let removed = host.remove_token_file(&path);
     let cache = options_or(host, args)
         .ok()
-        .and_then(|options| host.load_config(&options.config_path).ok())
-        .and_then(|config| host.open_cache(&config.cache_dir).ok());
+        .and_then(|options| load_settings(host, &options.config_path).ok())
+        .and_then(|settings| host.open_cache(&settings.values.cache_dir).ok());
     if let Some(cache) = cache {
         cache.sweep(&|key| host.session_alive(key));
     }
