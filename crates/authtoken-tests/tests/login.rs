@@ -617,3 +617,78 @@ fn helper_login_refuses_an_empty_password_without_a_request() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty password refused"));
     assert_eq!(server.requests_for("alice"), 0);
 }
+
+/// The module reads its settings from the file the helper writes beside
+/// the config, and an edit to the config still takes effect at the next
+/// login: the real module sees the text differ and has the real helper
+/// make the settings again.
+#[test]
+fn config_edits_take_effect_through_the_module_settings() {
+    let ws = standard_users();
+    let server = Server::start(&ws, &[]);
+    let config = ws.config_for(&server.url(), "");
+    let settings = config.with_file_name("authtoken.toml.module.json");
+    let meta = std::fs::metadata(&settings).expect("written beside the config");
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            meta.permissions().mode() & 0o777
+        ),
+        (0, 0o600),
+        "root's, no more readable than the config"
+    );
+    let confdir = ws.simple_stack(&config);
+    assert_eq!(login(&confdir, "alice", "correct horse"), PAM_SUCCESS);
+
+    // Edited by hand, nothing run: a setting the module itself uses.
+    let moved = ws.path("cache-moved");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("cache_dir = \"{}\"", ws.path("cache").display()),
+        &format!("cache_dir = \"{}\"", moved.display()),
+    );
+    std::fs::write(&config, &text).unwrap();
+    assert!(!moved.exists());
+    assert_eq!(login(&confdir, "alice", "correct horse"), PAM_SUCCESS);
+    assert!(moved.is_dir(), "the module used the edited cache_dir");
+    let written = std::fs::read_to_string(&settings).unwrap();
+    assert!(
+        written.contains("cache-moved"),
+        "the helper rewrote the settings: {written}"
+    );
+
+    // An edit the helper refuses fails closed before the password, with
+    // the helper's message; fixing it is enough to log in again.
+    std::fs::write(&config, format!("{text}surprise = 1\n")).unwrap();
+    let mut pam = Pam::start(&confdir, "authtoken-test", "alice", Some("correct horse"));
+    assert_eq!(pam.authenticate(), PAM_AUTHINFO_UNAVAIL);
+    assert!(pam.conversation.prompts.is_empty());
+    drop(pam);
+    std::fs::write(&config, &text).unwrap();
+    assert_eq!(login(&confdir, "alice", "correct horse"), PAM_SUCCESS);
+
+    // A settings file that is not ours (not our JSON, or one others could
+    // have written) is not believed, not even for the helper it names:
+    // only the installed helper may make new ones. Without one (a test
+    // machine) the login fails closed without a request, and what the
+    // packages run repairs it.
+    if !std::path::Path::new("/usr/libexec/authtoken/authtoken-helper").exists() {
+        let before = server.requests_for("alice");
+        std::fs::write(&settings, "not settings").unwrap();
+        assert_eq!(
+            login(&confdir, "alice", "correct horse"),
+            PAM_AUTHINFO_UNAVAIL
+        );
+        make_module_settings(&config);
+        assert_eq!(login(&confdir, "alice", "correct horse"), PAM_SUCCESS);
+        std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            login(&confdir, "alice", "correct horse"),
+            PAM_AUTHINFO_UNAVAIL
+        );
+        assert_eq!(
+            server.requests_for("alice"),
+            before + 2,
+            "only the repaired login's two check-ins"
+        );
+    }
+}
