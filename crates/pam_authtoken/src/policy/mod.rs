@@ -9,16 +9,15 @@
 //! them.
 
 use std::ffi::CStr;
-
-use authtoken_core::cache::Cache;
 use std::path::{Path, PathBuf};
 
+use authtoken_core::cache::Cache;
 use authtoken_core::config::DEFAULT_HELPER_PATH;
 use authtoken_core::log::Level;
 use authtoken_core::options::OptionsError;
 use authtoken_core::outcome::PamCode;
 use authtoken_core::session::SessionKey;
-use authtoken_core::settings::{self, ModuleSettings, SettingsError};
+use authtoken_core::settings::{self, ModuleSettings};
 use authtoken_core::trust::TrustError;
 use authtoken_core::username::{Username, UsernameError};
 use authtoken_core::wire::{WireError, MAX_PASSWORD_BYTES};
@@ -132,8 +131,6 @@ fn current_user<P: PamApi>(pam: &mut P) -> Option<Username> {
 pub enum ConfigFailure {
     #[error("{0}")]
     Untrusted(#[from] TrustError),
-    #[error("{0}")]
-    Settings(#[from] SettingsError),
     #[error("making the module's settings: {0}")]
     Helper(#[from] HelperError),
     /// The config is unusable, in the helper's words (file, line, fix).
@@ -185,7 +182,10 @@ fn load_settings<H: Host>(host: &H, config: &Path) -> Result<Settings, ConfigFai
             });
         }
     }
-    let stored = stored.ok().flatten();
+    let stored = stored
+        .inspect_err(|e| host.log(Level::Warning, &format!("module settings ignored: {e}")))
+        .ok()
+        .flatten();
     if !host.privileged() {
         return match stored {
             Some(values) => Ok(Settings {
