@@ -521,6 +521,7 @@ mod tests {
             User {
                 policy: Policy::Managed,
                 credential: Some(Store::scram_credential(b"pw", 4096).unwrap()),
+                account: None,
             },
         );
         store.users.insert(
@@ -528,6 +529,7 @@ mod tests {
             User {
                 policy: Policy::Unmanaged,
                 credential: None,
+                account: None,
             },
         );
         Authority::new(
@@ -618,6 +620,7 @@ mod tests {
             User {
                 policy: Policy::Managed,
                 credential: Some(Store::scram_credential(b"pw3", 4096).unwrap()),
+                account: None,
             },
         );
         a.replace_store(store);
@@ -704,6 +707,7 @@ mod tests {
                     qop: true,
                     ha1: "00".repeat(32),
                 }),
+                account: None,
             },
         );
         a.replace_store(store);

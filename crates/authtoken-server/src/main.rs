@@ -501,9 +501,17 @@ fn add_user(
         }
         Policy::NoToken | Policy::Unmanaged => None,
     };
-    store
-        .users
-        .insert(user.to_owned(), User { policy, credential });
+    // A user added again (a new password, another policy) keeps the POSIX
+    // account the directory publishes.
+    let account = store.users.get(user).and_then(|old| old.account.clone());
+    store.users.insert(
+        user.to_owned(),
+        User {
+            policy,
+            credential,
+            account,
+        },
+    );
     store.save(file)?;
     println!(
         "wrote {user} to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
