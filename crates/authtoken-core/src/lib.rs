@@ -14,6 +14,7 @@ pub mod attempts;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod directory;
 pub mod log;
 pub mod offline;
 pub mod options;

@@ -35,7 +35,7 @@ pub struct Account {
 pub enum DirectoryError {
     #[error("{0}: uid and gid 0 are never published")]
     Root(String),
-    #[error("{0}: {1} may not contain ':' or a newline (passwd/group field)")]
+    #[error("{0}: {1} may not contain ':', '/', ',', blanks or a newline (passwd/group field)")]
     Field(String, &'static str),
     #[error("{0}: home and shell must be absolute paths")]
     Relative(String),
@@ -73,6 +73,9 @@ impl Account {
     }
 
     pub fn check(&self, name: &str) -> Result<(), DirectoryError> {
+        if !authtoken_core::directory::name_ok(name) {
+            return Err(DirectoryError::Field(name.to_owned(), "the name"));
+        }
         if self.uid == 0 || self.gid == 0 {
             return Err(DirectoryError::Root(name.to_owned()));
         }
@@ -86,33 +89,7 @@ impl Account {
     }
 }
 
-/// One group of the published directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupEntry {
-    pub name: String,
-    pub gid: u32,
-    /// Users with this group as a supplementary group, sorted.
-    pub members: Vec<String>,
-}
-
-/// One user of the published directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserEntry {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub gecos: String,
-    pub home: String,
-    pub shell: String,
-}
-
-/// The document served to enrolled devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Directory {
-    pub serial: String,
-    pub users: Vec<UserEntry>,
-    pub groups: Vec<GroupEntry>,
-}
+pub use authtoken_core::directory::{Directory, GroupEntry, UserEntry};
 
 /// Builds the directory of `accounts` (user name -> account) and `groups`
 /// (group name -> gid), checking that ids are unique and named groups
@@ -126,6 +103,9 @@ pub fn build(
     let mut gids: BTreeMap<u32, String> = BTreeMap::new();
     let mut published: BTreeMap<String, (u32, BTreeSet<String>)> = BTreeMap::new();
     for (name, gid) in groups {
+        if !authtoken_core::directory::name_ok(name) {
+            return Err(DirectoryError::Field(name.clone(), "the name"));
+        }
         if *gid == 0 {
             return Err(DirectoryError::Root(name.clone()));
         }
