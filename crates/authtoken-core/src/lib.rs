@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod log;
+pub mod nss_cache;
 pub mod offline;
 pub mod options;
 pub mod outcome;
