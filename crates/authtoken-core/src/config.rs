@@ -445,17 +445,12 @@ impl Config {
     /// Reads and checks the config, refusing a file (or its directory) that
     /// someone other than root could have written.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_under(path, Rules::ROOT)
+        Config::load_source(path, Rules::ROOT).map(|(config, _)| config)
     }
 
-    /// [`Config::load`] under other file-trust rules (a test's own files,
-    /// without root).
-    pub fn load_under(path: &Path, rules: Rules) -> Result<Config, ConfigError> {
-        Config::load_source(path, rules).map(|(config, _)| config)
-    }
-
-    /// [`Config::load_under`], with the text it was parsed from (what the
-    /// module's settings are checked against, see [`crate::settings`]).
+    /// Reads and checks the config under the given file-trust rules (root's
+    /// for every caller but tests), with the text it was parsed from (what
+    /// the module's settings are checked against, see [`crate::settings`]).
     pub fn load_source(
         path: &Path,
         rules: Rules,
@@ -943,17 +938,17 @@ mod tests {
             private: false,
         };
         assert!(matches!(
-            Config::load_under(&path, mine),
+            Config::load_source(&path, mine),
             Err(ConfigError::Invalid {
                 error: Invalid::RelativePath(_),
                 ..
             })
         ));
         std::fs::write(&path, "backend = \"mdm\"\nurl = \"https://x/\"\n").unwrap();
-        assert!(Config::load_under(&path, mine).is_ok());
+        assert!(Config::load_source(&path, mine).is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert!(matches!(
-            Config::load_under(&path, mine),
+            Config::load_source(&path, mine),
             Err(ConfigError::Untrusted(TrustError::Writable { .. }))
         ));
     }
