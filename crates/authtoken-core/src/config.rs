@@ -564,14 +564,21 @@ impl Config {
     }
 }
 
-/// [`Config::kill_deadline`] for a `timeout_ms`.
+/// [`Config::kill_deadline`] for a `timeout_ms`. Saturating: the module
+/// reads `timeout_ms` from its settings file, which a checked config never
+/// makes out of range but a hand edit could.
 pub fn kill_deadline(timeout_ms: u64) -> std::time::Duration {
-    std::time::Duration::from_millis(timeout_ms + 1_500 + timeout_ms / 10)
+    std::time::Duration::from_millis(
+        timeout_ms
+            .saturating_add(1_500)
+            .saturating_add(timeout_ms / 10),
+    )
 }
 
 /// [`Config::chkpwd_deadline`] for a `timeout_ms`.
 pub fn chkpwd_deadline(timeout_ms: u64) -> std::time::Duration {
-    kill_deadline(timeout_ms) + std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500)
+    kill_deadline(timeout_ms)
+        .saturating_add(std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500))
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -951,6 +958,15 @@ mod tests {
             Config::load_source(&path, mine),
             Err(ConfigError::Untrusted(TrustError::Writable { .. }))
         ));
+    }
+
+    #[test]
+    fn deadlines_of_any_timeout_do_not_overflow() {
+        assert!(chkpwd_deadline(u64::MAX) >= kill_deadline(u64::MAX));
+        assert_eq!(
+            kill_deadline(10_000),
+            std::time::Duration::from_millis(12_500)
+        );
     }
 
     #[test]
