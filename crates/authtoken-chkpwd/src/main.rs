@@ -141,11 +141,7 @@ fn check(caller: Uid) -> Result<Outcome, Refusal> {
     let (config, text) = Config::load_source(config_path, Rules::ROOT)?;
     // The module of a caller without root reads its settings beside the
     // config and cannot make them itself: keep them current.
-    if let Err(e) = settings::write(
-        config_path,
-        &ModuleSettings::of(&config, &text),
-        settings::config_mode(config_path),
-    ) {
+    if let Err(e) = settings::write(config_path, &ModuleSettings::of(&config, &text)) {
         log::send(IDENT, Level::Warning, &format!("module settings: {e}"));
     }
 

@@ -34,8 +34,6 @@ pub enum CacheError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not trusted: {why}")]
-    Untrusted { path: PathBuf, why: String },
     #[error("{0}")]
     File(#[from] TrustError),
     #[error("{0}")]

@@ -445,17 +445,12 @@ impl Config {
     /// Reads and checks the config, refusing a file (or its directory) that
     /// someone other than root could have written.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_under(path, Rules::ROOT)
+        Config::load_source(path, Rules::ROOT).map(|(config, _)| config)
     }
 
-    /// [`Config::load`] under other file-trust rules (a test's own files,
-    /// without root).
-    pub fn load_under(path: &Path, rules: Rules) -> Result<Config, ConfigError> {
-        Config::load_source(path, rules).map(|(config, _)| config)
-    }
-
-    /// [`Config::load_under`], with the text it was parsed from (what the
-    /// module's settings are checked against, see [`crate::settings`]).
+    /// Reads and checks the config under the given file-trust rules (root's
+    /// for every caller but tests), with the text it was parsed from (what
+    /// the module's settings are checked against, see [`crate::settings`]).
     pub fn load_source(
         path: &Path,
         rules: Rules,
@@ -569,14 +564,21 @@ impl Config {
     }
 }
 
-/// [`Config::kill_deadline`] for a `timeout_ms`.
+/// [`Config::kill_deadline`] for a `timeout_ms`. Saturating: the module
+/// reads `timeout_ms` from its settings file, which a checked config never
+/// makes out of range but a hand edit could.
 pub fn kill_deadline(timeout_ms: u64) -> std::time::Duration {
-    std::time::Duration::from_millis(timeout_ms + 1_500 + timeout_ms / 10)
+    std::time::Duration::from_millis(
+        timeout_ms
+            .saturating_add(1_500)
+            .saturating_add(timeout_ms / 10),
+    )
 }
 
 /// [`Config::chkpwd_deadline`] for a `timeout_ms`.
 pub fn chkpwd_deadline(timeout_ms: u64) -> std::time::Duration {
-    kill_deadline(timeout_ms) + std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500)
+    kill_deadline(timeout_ms)
+        .saturating_add(std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500))
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -943,19 +945,28 @@ mod tests {
             private: false,
         };
         assert!(matches!(
-            Config::load_under(&path, mine),
+            Config::load_source(&path, mine),
             Err(ConfigError::Invalid {
                 error: Invalid::RelativePath(_),
                 ..
             })
         ));
         std::fs::write(&path, "backend = \"mdm\"\nurl = \"https://x/\"\n").unwrap();
-        assert!(Config::load_under(&path, mine).is_ok());
+        assert!(Config::load_source(&path, mine).is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert!(matches!(
-            Config::load_under(&path, mine),
+            Config::load_source(&path, mine),
             Err(ConfigError::Untrusted(TrustError::Writable { .. }))
         ));
+    }
+
+    #[test]
+    fn deadlines_of_any_timeout_do_not_overflow() {
+        assert!(chkpwd_deadline(u64::MAX) >= kill_deadline(u64::MAX));
+        assert_eq!(
+            kill_deadline(10_000),
+            std::time::Duration::from_millis(12_500)
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! The file names the config text it was made from, in full: the module
 //! uses it only while the config still says exactly that. When the config
 //! has changed, a root module asks the helper to make the settings again
-//! (`authtoken-helper module-settings`), which rewrites the file; the helper
-//! run by the module, `check-config` as root and chkpwd rewrite it too.
+//! (`authtoken-helper module-settings`), which rewrites the file;
+//! `check-config` as root, chkpwd and the packages' configure step write it
+//! too.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,20 +119,21 @@ pub fn read(config: &Path) -> Result<Option<ModuleSettings>, SettingsError> {
 }
 
 /// Writes `settings` beside `config` (root's, never more readable than the
-/// config itself: `mode` is the config's), unless the file there already
-/// holds exactly these settings.
-pub fn write(config: &Path, settings: &ModuleSettings, mode: u32) -> std::io::Result<()> {
+/// config itself), unless the file there already holds exactly these
+/// settings.
+pub fn write(config: &Path, settings: &ModuleSettings) -> std::io::Result<()> {
     if let Ok(Some(current)) = read(config) {
         if &current == settings {
             return Ok(());
         }
     }
     let bytes = serde_json::to_vec(settings).map_err(std::io::Error::other)?;
+    let mode = config_mode(config);
     trust::write_atomic(&path_for(config), &bytes, mode & 0o644, Some((0, 0)))
 }
 
-/// The mode bits of the config at `config` (for [`write`]).
-pub fn config_mode(config: &Path) -> u32 {
+/// The mode bits of the config at `config`.
+fn config_mode(config: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(config)
         .map(|meta| meta.permissions().mode() & 0o7777)

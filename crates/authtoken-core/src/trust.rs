@@ -372,21 +372,21 @@ pub fn check_private_dir(
 /// caller's gid, which a new directory would inherit: hence the chown.
 pub fn ensure_private_dir(dir: &Path, owner: (u32, u32)) -> Result<(), TrustError> {
     use std::os::unix::fs::DirBuilderExt;
-    let io_error = |e: std::io::Error| TrustError::Io {
-        path: dir.to_owned(),
-        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    let io_error =
+        |e: std::io::Error| io(dir)(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+    let create = |recursive| {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(recursive)
+            .create(dir)
     };
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    let created = match create(false) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(true),
+        other => other,
+    };
+    match created {
         Ok(()) => std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1)).map_err(io_error)?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(dir)
-                .map_err(io_error)?;
-            std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1)).map_err(io_error)?
-        }
         Err(e) => return Err(io_error(e)),
     }
     let meta = std::fs::symlink_metadata(dir).map_err(io_error)?;

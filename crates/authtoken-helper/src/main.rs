@@ -220,18 +220,13 @@ fn load_config(config_path: &Path) -> Option<Config> {
         .ok()
 }
 
-/// Writes the module's settings of `config` (made from `text`) beside it,
-/// when root; a failure only costs the module a helper run per login.
-fn write_module_settings(config_path: &Path, config: &Config, text: &str) -> Option<PathBuf> {
+/// Writes the module's settings beside the config at `config_path`, when
+/// root; a failure only costs the module a helper run per login.
+fn write_module_settings(config_path: &Path, made: &ModuleSettings) -> Option<PathBuf> {
     if !nix::unistd::Uid::effective().is_root() {
         return None;
     }
-    let written = settings::write(
-        config_path,
-        &ModuleSettings::of(config, text),
-        settings::config_mode(config_path),
-    );
-    match written {
+    match settings::write(config_path, made) {
         Ok(()) => Some(settings::path_for(config_path)),
         Err(e) => {
             log::send(
@@ -253,8 +248,9 @@ fn module_settings(config_path: &Path) -> ExitCode {
     let path = authtoken_core::trust::absolute(config_path);
     let answer = match Config::load_source(&path, Rules::ROOT) {
         Ok((config, text)) => {
-            write_module_settings(&path, &config, &text);
-            settings::Answer::Settings(Box::new(ModuleSettings::of(&config, &text)))
+            let made = ModuleSettings::of(&config, &text);
+            write_module_settings(&path, &made);
+            settings::Answer::Settings(Box::new(made))
         }
         Err(e) => settings::Answer::Refused(e.to_string()),
     };
@@ -274,7 +270,8 @@ fn check_config(config_path: &Path) -> ExitCode {
     let path = authtoken_core::trust::absolute(config_path);
     let config = match Config::load_source(&path, Rules::ROOT) {
         Ok((config, text)) => {
-            if let Some(written) = write_module_settings(&path, &config, &text) {
+            if let Some(written) = write_module_settings(&path, &ModuleSettings::of(&config, &text))
+            {
                 println!("module settings: {}", written.display());
             }
             config

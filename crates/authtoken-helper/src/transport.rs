@@ -284,10 +284,22 @@ impl<'a> Authorities<'a> {
     pub fn answered_by(&self) -> Option<&str> {
         self.chosen.map(|i| self.urls[i].as_str())
     }
+}
 
+/// Debug lines about the authorities passed over, and the one that answered.
+pub fn report(authorities: &Authorities<'_>, step: &mut dyn FnMut(&str)) {
+    for line in &authorities.passed_over {
+        step(&format!("authority unreachable, tried the next: {line}"));
+    }
+    if let Some(url) = authorities.answered_by() {
+        step(&format!("authority {url} answered"));
+    }
+}
+
+impl Transport for Authorities<'_> {
     /// One request to `url` (plus `suffix`) of the chosen authority, or of
     /// the first that can be connected to.
-    pub fn request(
+    fn request(
         &mut self,
         method: &str,
         suffix: &str,
@@ -325,28 +337,6 @@ impl<'a> Authorities<'a> {
             "no authority reachable ({})",
             unreachable.join("; ")
         )))
-    }
-}
-
-/// Debug lines about the authorities passed over, and the one that answered.
-pub fn report(authorities: &Authorities<'_>, step: &mut dyn FnMut(&str)) {
-    for line in &authorities.passed_over {
-        step(&format!("authority unreachable, tried the next: {line}"));
-    }
-    if let Some(url) = authorities.answered_by() {
-        step(&format!("authority {url} answered"));
-    }
-}
-
-impl Transport for Authorities<'_> {
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        body: Option<&[u8]>,
-    ) -> Result<Reply, TransportFailure> {
-        Authorities::request(self, method, path, content_type, body)
     }
 }
 
