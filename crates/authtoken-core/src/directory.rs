@@ -113,6 +113,65 @@ fn field_ok(text: &str) -> bool {
     !text.contains([':', '\n', '\r', '\0']) && text.len() <= 1024
 }
 
+/// A serial that can stand in an `ETag` and in the cache's header: 1 to
+/// 128 visible ASCII characters other than `"` and `\\`.
+pub fn serial_ok(serial: &str) -> bool {
+    (1..=128).contains(&serial.len())
+        && serial
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// What the unprivileged half of `authtoken sync` (`fetch-directory`)
+/// tells root on its first line of output; a new directory's body follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Fetched {
+    /// A new directory from `authority`.
+    New { authority: String },
+    /// `304`: the directory held is current.
+    Unchanged { authority: String },
+    /// No directory: why (no authority reachable, refused, too large…).
+    Failed { reason: String },
+}
+
+impl Fetched {
+    /// The answer's bytes: one JSON line, then the body.
+    pub fn encode(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// The answer and the body after it.
+    pub fn decode(bytes: &[u8]) -> Result<(Fetched, &[u8]), Refused> {
+        let newline = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| Refused::Malformed("no answer line".into()))?;
+        let fetched = serde_json::from_slice(&bytes[..newline])
+            .map_err(|e| Refused::Malformed(e.to_string()))?;
+        Ok((fetched, &bytes[newline + 1..]))
+    }
+}
+
+/// What a directory URL's reply means (docs/PROTOCOL.md): `Ok(true)` a new
+/// directory in the body, `Ok(false)` unchanged (only when a serial was
+/// sent), else why there is none.
+pub fn reply_meaning(status: u16, sent_serial: bool) -> Result<bool, String> {
+    match status {
+        200 => Ok(true),
+        304 if sent_serial => Ok(false),
+        304 => Err("304 to a request without If-None-Match".into()),
+        401 | 403 => Err(format!(
+            "{status}: the authority serves its directory to enrolled devices only (client_cert, client_key)"
+        )),
+        404 => Err("404: the authority publishes no directory at this URL".into()),
+        other => Err(format!("HTTP {other}")),
+    }
+}
+
 /// What [`accept`] kept, and one line per record it dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -143,7 +202,7 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
     if document.users.len() > MAX_RECORDS || document.groups.len() > MAX_RECORDS {
         return Err(Refused::TooMany);
     }
-    if !field_ok(&document.serial) || document.serial.is_empty() {
+    if !serial_ok(&document.serial) {
         return Err(Refused::Malformed("serial".into()));
     }
     let mut dropped = Vec::new();
@@ -290,6 +349,39 @@ mod tests {
             accept(many.as_bytes(), RANGES, &local),
             Err(Refused::TooMany)
         );
+    }
+
+    #[test]
+    fn serials_are_etag_safe() {
+        assert!(serial_ok("3f5c0a9d"));
+        assert!(serial_ok("v1.2-x_y"));
+        for bad in ["", "a b", "a\"b", "a\\b", "a\nb", "é", &"x".repeat(129)] {
+            assert!(!serial_ok(bad), "{bad:?}");
+        }
+        let refused = accept(b"{\"serial\":\"a b\",\"users\":[],\"groups\":[]}", RANGES, &Local::default());
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn the_fetch_answer_frames_the_body() {
+        let answer = Fetched::New {
+            authority: "https://a/directory".into(),
+        };
+        let bytes = answer.encode(b"{\"x\":\n1}");
+        let (decoded, body) = Fetched::decode(&bytes).unwrap();
+        assert_eq!((decoded, body), (answer, &b"{\"x\":\n1}"[..]));
+        assert!(Fetched::decode(b"no line").is_err());
+        assert!(Fetched::decode(b"{\"result\":\"new\"}\n").is_err());
+    }
+
+    #[test]
+    fn replies_mean_what_the_protocol_says() {
+        assert_eq!(reply_meaning(200, false), Ok(true));
+        assert_eq!(reply_meaning(304, true), Ok(false));
+        assert!(reply_meaning(304, false).is_err());
+        for status in [401, 403, 404, 429, 500, 302] {
+            assert!(reply_meaning(status, true).is_err(), "{status}");
+        }
     }
 
     #[test]

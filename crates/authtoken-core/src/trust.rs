@@ -393,6 +393,52 @@ pub fn ensure_private_dir(dir: &Path, owner: (u32, u32)) -> Result<(), TrustErro
     check_private_dir(dir, &meta, owner)
 }
 
+/// Makes `dir` a directory root owns and everyone may read but only root
+/// write (0755): created with any missing parents, or an existing one
+/// opened up to 0755 if it was closed (the offline store makes its parent
+/// 0700). The NSS cache lives here: every process on the machine reads it.
+pub fn ensure_shared_dir(dir: &Path) -> Result<(), TrustError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let io_error =
+        |e: std::io::Error| io(dir)(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+    match std::fs::DirBuilder::new()
+        .mode(0o755)
+        .recursive(true)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_error(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io_error)?;
+    let path = dir.to_owned();
+    if meta.file_type().is_symlink() {
+        return Err(TrustError::Symlink { path });
+    }
+    if !meta.is_dir() {
+        return Err(TrustError::WrongKind {
+            path,
+            expected: "directory",
+        });
+    }
+    if meta.uid() != 0 {
+        return Err(TrustError::Owner {
+            path,
+            uid: meta.uid(),
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(TrustError::Writable {
+            path,
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    if meta.mode() & 0o7777 != 0o755 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io_error)?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically and private to its owner (0600);
 /// see [`write_atomic`].
 pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {

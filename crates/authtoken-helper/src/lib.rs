@@ -11,7 +11,9 @@
 
 pub mod hem;
 pub mod mdm;
+pub mod directory;
 pub mod privilege;
+pub mod sync;
 pub mod transport;
 
 use std::time::{Duration, Instant};
