@@ -235,6 +235,8 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
     for user in document.users {
         let why = if !name_ok(&user.name) {
             Some("a name the rules refuse")
+        } else if local.users.contains(&user.name) || local.uids.contains(&user.uid) {
+            Some("a local account has that name or uid")
         } else if !(ranges.min_uid..=ranges.max_uid).contains(&user.uid) || user.uid == 0 {
             Some("uid outside the accepted range")
         } else if !gids.contains(&user.gid) {
@@ -246,8 +248,6 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
             || !user.shell.starts_with('/')
         {
             Some("a field the rules refuse")
-        } else if local.users.contains(&user.name) || local.uids.contains(&user.uid) {
-            Some("a local account has that name or uid")
         } else if !user_names.insert(user.name.clone()) || !uids.insert(user.uid) {
             Some("a name or uid given twice")
         } else {
@@ -358,7 +358,11 @@ mod tests {
         for bad in ["", "a b", "a\"b", "a\\b", "a\nb", "é", &"x".repeat(129)] {
             assert!(!serial_ok(bad), "{bad:?}");
         }
-        let refused = accept(b"{\"serial\":\"a b\",\"users\":[],\"groups\":[]}", RANGES, &Local::default());
+        let refused = accept(
+            b"{\"serial\":\"a b\",\"users\":[],\"groups\":[]}",
+            RANGES,
+            &Local::default(),
+        );
         assert!(refused.is_err());
     }
 

@@ -481,8 +481,12 @@ fn offline_status(config: &Config) {
 fn sync(config_path: &Path, if_due: bool) -> ExitCode {
     use authtoken_helper::sync::{self, Synced};
     let path = authtoken_core::trust::absolute(config_path);
-    let Some(config) = load_config(&path) else {
-        return ExitCode::FAILURE;
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}; the last good cache stays");
+            return ExitCode::FAILURE;
+        }
     };
     let cache = Path::new(authtoken_core::platform::NSS_CACHE);
     match sync::sync(&path, &config, cache, if_due) {

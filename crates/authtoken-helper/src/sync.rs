@@ -110,9 +110,7 @@ fn now() -> u64 {
 pub fn due(last: Option<&LastAttempt>, refresh_minutes: u64, now: u64) -> bool {
     match last {
         None => true,
-        Some(last) => {
-            last.at > now || now - last.at >= refresh_minutes.saturating_mul(60)
-        }
+        Some(last) => last.at > now || now - last.at >= refresh_minutes.saturating_mul(60),
     }
 }
 
@@ -256,7 +254,14 @@ mod tests {
         let cache = dir.path().join("directory");
         let local = Local::default();
         let synced = apply(&new(CAROL), None, RANGES, &local, &cache, 5).unwrap();
-        assert!(matches!(synced, Synced::Updated { users: 1, groups: 1, .. }));
+        assert!(matches!(
+            synced,
+            Synced::Updated {
+                users: 1,
+                groups: 1,
+                ..
+            }
+        ));
         let before = std::fs::read(&cache).unwrap();
         let reader = Reader::open(&cache).unwrap();
         assert_eq!((reader.serial.as_str(), reader.synced), ("s1", 5));
@@ -292,7 +297,10 @@ mod tests {
         apply(&new(CAROL), None, RANGES, &local, &cache, 5).unwrap();
         let empty = r#"{"serial":"s2","users":[],"groups":[]}"#;
         apply(&new(empty), Some("s1"), RANGES, &local, &cache, 6).unwrap();
-        assert!(Reader::open(&cache).unwrap().user_by_name(b"carol").is_none());
+        assert!(Reader::open(&cache)
+            .unwrap()
+            .user_by_name(b"carol")
+            .is_none());
     }
 
     #[test]
@@ -316,7 +324,12 @@ mod tests {
         let read = LastAttempt::read(&cache).unwrap();
         assert_eq!(read.at, 42);
         assert_eq!(read.failure.as_deref(), Some("no authority reachable"));
-        LastAttempt { at: 43, failure: None }.write(&cache).unwrap();
+        LastAttempt {
+            at: 43,
+            failure: None,
+        }
+        .write(&cache)
+        .unwrap();
         assert_eq!(LastAttempt::read(&cache).unwrap().failure, None);
     }
 }
