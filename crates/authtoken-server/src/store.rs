@@ -312,9 +312,11 @@ impl Store {
 
     /// The directory of the users with a POSIX account.
     pub fn directory(&self) -> Result<Directory, DirectoryError> {
+        // An unmanaged user is "not my user" (410): not published either.
         let accounts = self
             .users
             .iter()
+            .filter(|(_, user)| user.policy != Policy::Unmanaged)
             .filter_map(|(name, user)| Some((name.clone(), user.account.clone()?)))
             .collect();
         directory::build(&accounts, &self.groups)
@@ -395,7 +397,7 @@ mod tests {
             User {
                 policy: Policy::Unmanaged,
                 credential: None,
-                account: None,
+                account: Some(Account::default_for("bob", 10_002)),
             },
         );
         store.groups.insert("staff".into(), 10_100);
@@ -414,6 +416,14 @@ mod tests {
         assert_eq!(back.groups, store.groups);
         assert_eq!(back.directory().unwrap(), store.directory().unwrap());
         assert_eq!(store.next_uid(10_000, 60_000), Ok(10_001));
+        let names: Vec<_> = store
+            .directory()
+            .unwrap()
+            .users
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(names, ["alice"], "dave has no account; bob is not ours (410)");
     }
 
     #[test]
@@ -425,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_store_with_an_unpublishable_directory_is_refused() {
-        let text = "secret = \"AAAA\"\n[users.x]\npolicy = \"unmanaged\"\nuid = 0\nhome = \"/root\"\nshell = \"/bin/sh\"\n";
+        let text = "secret = \"AAAA\"\n[users.x]\npolicy = \"no-token\"\nuid = 0\nhome = \"/root\"\nshell = \"/bin/sh\"\n";
         let err = Store::parse(text).unwrap_err();
         assert!(err.to_string().contains("directory"), "{err}");
     }
