@@ -260,10 +260,10 @@ mount -t tmpfs -o mode=0755 tmpfs /home
 mount --bind /usr/share/doc/pam-authtoken/examples/pam.d/sshd /etc/pam.d/sshd
 /usr/sbin/sshd -D -e -f "$pkgwork/sshd_config" </dev/null >"$pkgwork/sshd.log" 2>&1 &
 for _ in \$(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-show='echo in-as=\$(id -un) home=\$(pwd) owner=\$(stat -c %U:%a .) file=\$AUTHTOKEN_FILE'
+show='in-as=\$(id -un) home=\$(pwd) owner=\$(stat -c %U:%a .) file=\$AUTHTOKEN_FILE'
 timeout 60 sshpass -p carol-Pa55 ssh -F /dev/null -p $port -o StrictHostKeyChecking=no \
   -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o PreferredAuthentications=keyboard-interactive \
-  -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 carol@127.0.0.1 "ssh \$show" || echo ssh-failed
+  -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 carol@127.0.0.1 "echo ssh \$show" || echo ssh-failed
 echo carol-Pa55 | timeout 60 setpriv --reuid=$local_user --regid=$local_user --init-groups \
   su carol -s /bin/sh -c "cd; echo su \$show" 2>/dev/null || echo su-failed
 echo wrong | timeout 60 setpriv --reuid=$local_user --regid=$local_user --init-groups \
