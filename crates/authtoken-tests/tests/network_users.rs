@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::*;
 
-const CAROL_PW: &str = "carol's token pw";
+const CAROL_PW: &str = "carol token pw";
 
 /// A machine in a mount namespace: its NSS config, accounts and /var/lib.
 struct Machine<'a> {
@@ -359,4 +359,55 @@ fn an_impostor_directory_changes_nothing_in_the_cache() {
          getent group 0 | cut -d: -f1; getent group wheel0 || echo no-wheel0",
     );
     assert_eq!(text(&out), "root\nnone\nroot\nno-wheel0\n");
+}
+
+#[test]
+fn a_cached_network_user_signs_in_online_then_offline_through_pam_unix_account() {
+    let ws = Workspace::new();
+    let server = authority(&ws);
+    let offline = ws.path("offline");
+    let config = directory_config(
+        &ws,
+        &server,
+        &format!("[offline]\nenabled = true\ndir = \"{}\"", offline.display()),
+    );
+    // The console stack: the module, then pam_unix's account check, which
+    // a `*` password field passes without a shadow entry (an `x` would not).
+    let pam = ws.pam_service(
+        "login",
+        &[
+            format!(
+                "auth required {} config={}",
+                module_path().display(),
+                config.display()
+            ),
+            "account required pam_unix.so".into(),
+        ],
+    );
+    let machine = Machine::new(&ws, config);
+    let login = |password: &str, tag: &str| {
+        format!(
+            "echo '{password}' | timeout 60 pamtester login carol authenticate acct_mgmt \
+             >/dev/null 2>&1 && echo {tag}-ok || echo {tag}-refused"
+        )
+    };
+    let pam_d = format!("mount --bind {} /etc/pam.d", pam.display());
+    let out = machine.run(&format!(
+        "{pam_d}\n\"$HELPER\" sync --config \"$CONFIG\" >/dev/null 2>&1\n{}\n{}",
+        login(CAROL_PW, "online"),
+        login("not carol", "online-wrong"),
+    ));
+    assert_eq!(text(&out), "online-ok\nonline-wrong-refused\n");
+    assert!(offline.join("carol").exists(), "a verifier was kept");
+    drop(server);
+    let out = machine.run(&format!(
+        "{pam_d}\n{}\n{}\nid -un carol",
+        login(CAROL_PW, "offline"),
+        login("not carol", "offline-wrong"),
+    ));
+    assert_eq!(
+        text(&out),
+        "offline-ok\noffline-wrong-refused\ncarol\n",
+        "the cache and the verifier outlive the authority"
+    );
 }
