@@ -17,7 +17,7 @@ options() {
 # in_page PAGE OPTION: the option, as roff writes it (\-\-name).
 in_page() { grep -qF -- "$(sed 's/-/\\-/g' <<<"$2")" "$man_dir/$1"; }
 
-for sub in authenticate module-settings check-config login status forget; do
+for sub in authenticate module-settings check-config login status forget sync; do
   for option in $(options "$bin/authtoken-helper" "$sub"); do
     check "authtoken-helper $sub $option is in authtoken-helper.8" in_page authtoken-helper.8 "$option"
   done
