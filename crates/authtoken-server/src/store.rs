@@ -423,7 +423,11 @@ mod tests {
             .into_iter()
             .map(|u| u.name)
             .collect();
-        assert_eq!(names, ["alice"], "dave has no account; bob is not ours (410)");
+        assert_eq!(
+            names,
+            ["alice"],
+            "dave has no account; bob is not ours (410)"
+        );
     }
 
     #[test]
