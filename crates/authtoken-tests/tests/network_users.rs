@@ -411,3 +411,42 @@ fn a_cached_network_user_signs_in_online_then_offline_through_pam_unix_account()
         "the cache and the verifier outlive the authority"
     );
 }
+
+#[test]
+fn a_group_larger_than_glibcs_first_buffer_is_answered_whole() {
+    // glibc starts with a small buffer and retries on ERANGE: a group of
+    // 3,000 members (about 30 KB) takes several rounds.
+    let ws = Workspace::new();
+    let users: Vec<String> = (0..3000)
+        .map(|i| {
+            format!(
+                r#"{{"name":"member{i:04}","uid":{},"gid":20000,"gecos":"","home":"/home/m{i}","shell":"/bin/sh"}}"#,
+                20_001 + i
+            )
+        })
+        .collect();
+    let members: Vec<String> = (0..3000).map(|i| format!("\"member{i:04}\"")).collect();
+    let body = format!(
+        r#"{{"serial":"big","users":[{}],"groups":[{{"name":"big","gid":20000,"members":[{}]}}]}}"#,
+        users.join(","),
+        members.join(",")
+    );
+    let (url, handle) = canned_directory(body.into_bytes());
+    let config = ws.config_for(
+        "https://127.0.0.1:1/checkin",
+        &format!("allow_insecure_http = true\n[directory]\nenabled = true\nurl = \"{url}\"\nmax_uid = 30000\n"),
+    );
+    let machine = Machine::new(&ws, config);
+    let out = machine.sync(&machine.config);
+    handle.join().unwrap();
+    assert!(
+        text(&out).contains("3000 users, 1 groups, 0 records dropped"),
+        "{}",
+        text(&out)
+    );
+    let out = machine.run(
+        "getent group big | cut -d: -f4 | tr ',' '\\n' | wc -l; getent group 20000 | cut -d: -f1; \
+         id -Gn member2999; getent passwd | grep -c '^member'",
+    );
+    assert_eq!(text(&out), "3000\nbig\nbig\n3000\n");
+}

@@ -157,6 +157,23 @@ unsafe fn name_arg<'a>(name: *const c_char) -> Option<&'a [u8]> {
     (!name.is_null()).then(|| unsafe { CStr::from_ptr(name) }.to_bytes())
 }
 
+/// One lookup: the cache opened, the line `find` picks, laid out by `fill`.
+fn look_up(
+    errnop: *mut c_int,
+    find: impl FnOnce(&Reader) -> Option<Vec<u8>>,
+    fill: impl FnOnce(&[u8]) -> Answer,
+) -> c_int {
+    answer(errnop, || {
+        let Some(reader) = open() else {
+            return Answer::Unavailable;
+        };
+        match find(&reader) {
+            Some(line) => fill(&line),
+            None => Answer::NotFound,
+        }
+    })
+}
+
 /// # Safety
 /// glibc's contract for `getpwnam_r` in an NSS module.
 #[no_mangle]
@@ -167,20 +184,14 @@ pub unsafe extern "C" fn _nss_authtoken_getpwnam_r(
     buflen: size_t,
     errnop: *mut c_int,
 ) -> c_int {
-    answer(errnop, || {
-        // SAFETY: glibc passes a NUL-terminated name.
-        let Some(name) = (unsafe { name_arg(name) }) else {
-            return Answer::NotFound;
-        };
-        let Some(reader) = open() else {
-            return Answer::Unavailable;
-        };
-        match reader.user_by_name(name) {
-            // SAFETY: glibc's `result`, `buffer` and `buflen`.
-            Some(line) => unsafe { fill_passwd(&line, result, buffer, buflen) },
-            None => Answer::NotFound,
-        }
-    })
+    // SAFETY: glibc passes a NUL-terminated name.
+    let name = unsafe { name_arg(name) };
+    look_up(
+        errnop,
+        |reader| reader.user_by_name(name?),
+        // SAFETY: glibc's `result`, `buffer` and `buflen`.
+        |line| unsafe { fill_passwd(line, result, buffer, buflen) },
+    )
 }
 
 /// # Safety
@@ -193,16 +204,12 @@ pub unsafe extern "C" fn _nss_authtoken_getpwuid_r(
     buflen: size_t,
     errnop: *mut c_int,
 ) -> c_int {
-    answer(errnop, || {
-        let Some(reader) = open() else {
-            return Answer::Unavailable;
-        };
-        match reader.user_by_uid(uid) {
-            // SAFETY: glibc's `result`, `buffer` and `buflen`.
-            Some(line) => unsafe { fill_passwd(&line, result, buffer, buflen) },
-            None => Answer::NotFound,
-        }
-    })
+    look_up(
+        errnop,
+        |reader| reader.user_by_uid(uid),
+        // SAFETY: glibc's `result`, `buffer` and `buflen`.
+        |line| unsafe { fill_passwd(line, result, buffer, buflen) },
+    )
 }
 
 /// # Safety
@@ -215,20 +222,14 @@ pub unsafe extern "C" fn _nss_authtoken_getgrnam_r(
     buflen: size_t,
     errnop: *mut c_int,
 ) -> c_int {
-    answer(errnop, || {
-        // SAFETY: glibc passes a NUL-terminated name.
-        let Some(name) = (unsafe { name_arg(name) }) else {
-            return Answer::NotFound;
-        };
-        let Some(reader) = open() else {
-            return Answer::Unavailable;
-        };
-        match reader.group_by_name(name) {
-            // SAFETY: glibc's `result`, `buffer` and `buflen`.
-            Some(line) => unsafe { fill_group(&line, result, buffer, buflen) },
-            None => Answer::NotFound,
-        }
-    })
+    // SAFETY: glibc passes a NUL-terminated name.
+    let name = unsafe { name_arg(name) };
+    look_up(
+        errnop,
+        |reader| reader.group_by_name(name?),
+        // SAFETY: glibc's `result`, `buffer` and `buflen`.
+        |line| unsafe { fill_group(line, result, buffer, buflen) },
+    )
 }
 
 /// # Safety
@@ -241,16 +242,12 @@ pub unsafe extern "C" fn _nss_authtoken_getgrgid_r(
     buflen: size_t,
     errnop: *mut c_int,
 ) -> c_int {
-    answer(errnop, || {
-        let Some(reader) = open() else {
-            return Answer::Unavailable;
-        };
-        match reader.group_by_gid(gid) {
-            // SAFETY: glibc's `result`, `buffer` and `buflen`.
-            Some(line) => unsafe { fill_group(&line, result, buffer, buflen) },
-            None => Answer::NotFound,
-        }
-    })
+    look_up(
+        errnop,
+        |reader| reader.group_by_gid(gid),
+        // SAFETY: glibc's `result`, `buffer` and `buflen`.
+        |line| unsafe { fill_group(line, result, buffer, buflen) },
+    )
 }
 
 /// One enumeration (`setpwent` … `endpwent`): the cache as it was when it
@@ -292,8 +289,24 @@ impl Enumeration {
         self.cursor.store(0, Ordering::SeqCst);
     }
 
-    /// The next line of `section`, and a commit that moves past it (only
-    /// once the caller's buffer held it).
+    /// Lays out the next line of `section` with `fill`, and moves past it
+    /// only once the caller's buffer held it (after `ERANGE`, glibc calls
+    /// again with a larger one for the same entry).
+    fn step(&self, section: Section, fill: impl FnOnce(&[u8]) -> Answer) -> Answer {
+        match self.next(section) {
+            Err(answer) => answer,
+            Ok(None) => Answer::NotFound,
+            Ok(Some((line, next))) => {
+                let answer = fill(&line);
+                if let Answer::Found = answer {
+                    self.cursor.store(next, Ordering::SeqCst);
+                }
+                answer
+            }
+        }
+    }
+
+    /// The line at the cursor of `section`, and where the next starts.
     fn next(&self, section: Section) -> Result<Option<(Vec<u8>, u64)>, Answer> {
         if self.fd.load(Ordering::SeqCst) < 0 {
             if let Answer::Unavailable = self.start() {
@@ -340,17 +353,11 @@ pub unsafe extern "C" fn _nss_authtoken_getpwent_r(
     buflen: size_t,
     errnop: *mut c_int,
 ) -> c_int {
-    answer(errnop, || match USERS.next(Section::Passwd) {
-        Err(answer) => answer,
-        Ok(None) => Answer::NotFound,
-        Ok(Some((line, next))) => {
-            // SAFETY: glibc's `result`, `buffer` and `buflen`.
-            let answer = unsafe { fill_passwd(&line, result, buffer, buflen) };
-            if let Answer::Found = answer {
-                USERS.cursor.store(next, Ordering::SeqCst);
-            }
-            answer
-        }
+    answer(errnop, || {
+        // SAFETY: glibc's `result`, `buffer` and `buflen`.
+        USERS.step(Section::Passwd, |line| unsafe {
+            fill_passwd(line, result, buffer, buflen)
+        })
     })
 }
 
@@ -380,17 +387,11 @@ pub unsafe extern "C" fn _nss_authtoken_getgrent_r(
     buflen: size_t,
     errnop: *mut c_int,
 ) -> c_int {
-    answer(errnop, || match GROUPS.next(Section::Group) {
-        Err(answer) => answer,
-        Ok(None) => Answer::NotFound,
-        Ok(Some((line, next))) => {
-            // SAFETY: glibc's `result`, `buffer` and `buflen`.
-            let answer = unsafe { fill_group(&line, result, buffer, buflen) };
-            if let Answer::Found = answer {
-                GROUPS.cursor.store(next, Ordering::SeqCst);
-            }
-            answer
-        }
+    answer(errnop, || {
+        // SAFETY: glibc's `result`, `buffer` and `buflen`.
+        GROUPS.step(Section::Group, |line| unsafe {
+            fill_group(line, result, buffer, buflen)
+        })
     })
 }
 
