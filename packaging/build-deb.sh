@@ -37,7 +37,7 @@ CONTROL
 }
 
 client="$work/client"
-packaging/stage.sh client "$client" "/usr/lib/$multiarch/security"
+packaging/stage.sh client "$client" "/usr/lib/$multiarch/security" /lib/systemd/system
 install -D -m 0644 packaging/debian/pam-configs/authtoken "$client/usr/share/pam-configs/authtoken"
 cp LICENSE "$client/usr/share/doc/pam-authtoken/copyright"
 mkdir -p "$client/DEBIAN"

@@ -13,7 +13,7 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 stage="$work/stage"
-packaging/stage.sh client "$stage" /usr/lib64/security
+packaging/stage.sh client "$stage" /usr/lib64/security /usr/lib/systemd/system
 packaging/stage.sh server "$stage" /usr/lib/systemd/system
 
 rpmbuild -bb --quiet \

@@ -2,12 +2,13 @@
 # stage.sh PART ROOT DIR: installs one package's share of the release build
 # into ROOT at the distribution's paths. Shared by build-deb.sh and
 # build-rpm.sh.
-#   stage.sh client ROOT SECURITY_DIR  the module, its helper, config, man pages
+#   stage.sh client ROOT SECURITY_DIR UNIT_DIR  the PAM and NSS modules, the
+#                                      helper, config, sync timer, man pages
 #   stage.sh server ROOT UNIT_DIR      the reference authority and its unit
 # The client package never carries the server, so clients do not ship a
 # token authority they do not run.
 set -euo pipefail
-part=$1 root=$2 dir=$3
+part=$1 root=$2 dir=$3 units=${4:-}
 top=$(cd "$(dirname "$0")/.." && pwd)
 rel="$top/target/release"
 install -d -m 0755 "$root"
@@ -22,6 +23,12 @@ case "$part" in
 client)
   doc="$root/usr/share/doc/pam-authtoken"
   install -D -m 0644 "$rel/libpam_authtoken.so" "$root$dir/pam_authtoken.so"
+  # The NSS module beside the PAM modules' directory: glibc's library path.
+  install -D -m 0644 "$rel/libnss_authtoken.so" "$root$(dirname "$dir")/libnss_authtoken.so.2"
+  install -D -m 0755 "$top/packaging/nsswitch-setup" "$root/usr/libexec/authtoken/nsswitch-setup"
+  for unit in authtoken-sync.service authtoken-sync.timer; do
+    install -D -m 0644 "$top/packaging/systemd/$unit" "$root$units/$unit"
+  done
   install -D -m 0755 "$rel/authtoken-helper" "$root/usr/libexec/authtoken/authtoken-helper"
   # setuid root: the entry point for callers without root (screen lockers).
   install -D -m 4755 "$rel/authtoken-chkpwd" "$root/usr/libexec/authtoken/authtoken-chkpwd"

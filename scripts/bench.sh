@@ -11,7 +11,10 @@
 #   2. the KDF against the machine's SHA-256 bound (authtoken-bench kdf);
 #   3. the reference server's throughput with full SCRAM handshakes from
 #      1, 10 and 100 keep-alive TLS clients (authtoken-bench load);
-#   4. the stripped module's size and the helper's peak RSS.
+#   4. the stripped module's size and the helper's peak RSS;
+#   5. getpwnam through glibc for network users: libnss_authtoken against
+#      libnss_files on the same N users (N = 1,000 and 100,000), each in a
+#      mount namespace whose nsswitch.conf names only that source.
 # docs/BENCHMARKS.md holds one full run. --quick does a few runs of each,
 # so the script cannot rot (scripts/test.sh runs it); it asserts nothing
 # about time, only that every login ends as it must.
@@ -23,9 +26,9 @@ cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = --quick ] && quick=1
 if [ $quick -eq 1 ]; then
-  runs=3 kdf_runs=2 load_seconds=1 load_clients=1,10
+  runs=3 kdf_runs=2 load_seconds=1 load_clients=1,10 nss_runs=2 nss_rounds=1
 else
-  runs=20 kdf_runs=7 load_seconds=5 load_clients=1,10,100
+  runs=20 kdf_runs=7 load_seconds=5 load_clients=1,10,100 nss_runs=7 nss_rounds=5
 fi
 # Every pamtester run in one process session whose leader is visible, so
 # the session cache (the remembered 410) works as in a login.
@@ -216,3 +219,32 @@ echo "bench: stripped pam_authtoken.so: $size bytes ($(( size / 1024 )) KiB; tar
 request=$(printf '{"v":1,"user":"scram600k","password_b64":"%s","service":"bench"}' "$(printf %s "$password" | base64 -w0)")
 printf '%s\n' "$request" | "$bin/authtoken-bench" rss -- "$bin/authtoken-helper" authenticate --config "$work/scram.toml" |
   sed 's/^/bench: helper (one SCRAM 600000 login): /'
+
+# getpwnam for network users: the same N users in /etc/passwd (files) and
+# in the NSS cache (authtoken), 200 names spread over the list, the two
+# sources alternating run by run.
+mkdir -p "$work/nsslib"
+cp "$bin/libnss_authtoken.so" "$work/nsslib/libnss_authtoken.so.2"
+echo "bench: getpwnam through glibc, ns per lookup (median of $nss_runs runs, each the median of $nss_rounds rounds over 200 names)"
+printf 'bench: %-12s %14s %14s %18s\n' users files authtoken "authtoken / files"
+for n in 1000 100000; do
+  d="$work/nss-$n"
+  mkdir -p "$d/var-lib/authtoken/nss"
+  "$bin/authtoken-bench" nss-fixture --users "$n" --dir "$d"
+  mv "$d/directory" "$d/var-lib/authtoken/nss/directory"
+  echo "passwd: files" >"$d/files.conf"
+  echo "passwd: authtoken" >"$d/authtoken.conf"
+  lookup() { # lookup SOURCE: one run, ns per lookup
+    unshare -m --propagation private bash -c "mount --bind '$d/$1.conf' /etc/nsswitch.conf &&
+      mount --bind '$d/passwd' /etc/passwd && mount --bind '$d/var-lib' /var/lib &&
+      LD_LIBRARY_PATH='$work/nsslib' exec '$bin/authtoken-bench' getpwnam --names '$d/names' --rounds $nss_rounds"
+  }
+  files_ns=() ours_ns=()
+  for _ in $(seq "$nss_runs"); do
+    files_ns+=("$(lookup files)") || { echo "bench: files lookups failed" >&2; exit 1; }
+    ours_ns+=("$(lookup authtoken)") || { echo "bench: authtoken lookups failed" >&2; exit 1; }
+  done
+  f=$(printf '%s\n' "${files_ns[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  o=$(printf '%s\n' "${ours_ns[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  awk -v n="$n" -v f="$f" -v o="$o" 'BEGIN { printf "bench: %-12s %14d %14d %17.3fx\n", n, f, o, o / f }'
+done

@@ -17,10 +17,13 @@ state() {
   echo "## files"
   for path in /etc/authtoken /etc/authtoken-server /etc/default/authtoken-server /run/authtoken \
     /usr/libexec/authtoken /usr/sbin/authtoken /usr/sbin/authtoken-server /usr/share/pam-configs/authtoken \
-    /usr/lib/sysusers.d/authtoken.conf /usr/lib/sysusers.d/authtoken-server.conf; do
+    /usr/lib/sysusers.d/authtoken.conf /usr/lib/sysusers.d/authtoken-server.conf \
+    /var/lib/authtoken /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 \
+    /lib/systemd/system/authtoken-sync.service /lib/systemd/system/authtoken-sync.timer \
+    /etc/systemd/system/authtoken-sync.timer /etc/systemd/system/timers.target.wants/authtoken-sync.timer; do
     [ -e "$path" ] && echo "exists $path"
   done
-  for path in /etc/pam.d/common-auth /etc/pam.d/common-account /etc/pam.d/common-session; do
+  for path in /etc/pam.d/common-auth /etc/pam.d/common-account /etc/pam.d/common-session /etc/nsswitch.conf; do
     [ -e "$path" ] && sha256sum "$path"
   done
   true

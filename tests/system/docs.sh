@@ -17,13 +17,13 @@ options() {
 # in_page PAGE OPTION: the option, as roff writes it (\-\-name).
 in_page() { grep -qF -- "$(sed 's/-/\\-/g' <<<"$2")" "$man_dir/$1"; }
 
-for sub in authenticate module-settings check-config login status forget; do
+for sub in authenticate module-settings check-config login status forget sync; do
   for option in $(options "$bin/authtoken-helper" "$sub"); do
     check "authtoken-helper $sub $option is in authtoken-helper.8" in_page authtoken-helper.8 "$option"
   done
   check "authtoken-helper.8 has $sub" grep -q "^\.B authtoken-helper $sub" "$man_dir/authtoken-helper.8"
 done
-for sub in serve add-user enroll-device gen-tls issue-cert list-users remove-user; do
+for sub in serve add-user add-group enroll-device gen-tls issue-cert list-users remove-user; do
   for option in $(options "$bin/authtoken-server" "$sub"); do
     check "authtoken-server $sub $option is in authtoken-server.8" in_page authtoken-server.8 "$option"
   done

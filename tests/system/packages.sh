@@ -39,6 +39,8 @@ listing() { dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
 deb_list=$(listing "$deb")
 server_deb_list=$(listing "$server_deb")
 for path in "${common[@]}" /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so \
+  /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 /lib/systemd/system/authtoken-sync.service \
+  /lib/systemd/system/authtoken-sync.timer \
   /usr/share/pam-configs/authtoken /usr/share/doc/pam-authtoken/copyright; do
   check "deb contains $path" contains "$deb_list" "$path"
 done
@@ -56,7 +58,8 @@ check "deb: prerm removes the profile" grep -q 'pam-auth-update --package --remo
 
 rpm_list=$(rpm -qlp "$rpm" 2>/dev/null)
 server_rpm_list=$(rpm -qlp "$server_rpm" 2>/dev/null)
-for path in "${common[@]}" /usr/lib64/security/pam_authtoken.so; do
+for path in "${common[@]}" /usr/lib64/security/pam_authtoken.so /usr/lib64/libnss_authtoken.so.2 \
+  /usr/lib/systemd/system/authtoken-sync.service /usr/lib/systemd/system/authtoken-sync.timer; do
   check "rpm contains $path" contains "$rpm_list" "$path"
 done
 for path in "${server_files[@]}" /usr/lib/systemd/system/authtoken-server.service; do
@@ -65,11 +68,15 @@ for path in "${server_files[@]}" /usr/lib/systemd/system/authtoken-server.servic
 done
 check "rpm: config is %config(noreplace)" grep -qx 'cn /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 check "rpm: erasing removes the offline verifiers" grep -q 'rm -rf /var/lib/authtoken' <<<"$(rpm -qp --scripts "$rpm" 2>/dev/null)"
+check "rpm: install adds authtoken to nsswitch.conf (without authselect)" grep -q 'nsswitch-setup add' <<<"$(rpm -qp --scripts "$rpm" 2>/dev/null)"
+check "rpm: erase takes it off" grep -q 'nsswitch-setup remove' <<<"$(rpm -qp --scripts "$rpm" 2>/dev/null)"
 check "rpm: authtoken-chkpwd is setuid root" grep -qx -- '-rwsr-xr-x root root /usr/libexec/authtoken/authtoken-chkpwd' <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 check "rpm: config is 0644 root" grep -qx -- '-rw-r--r-- root root /etc/authtoken/authtoken.toml' <<<"$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" 2>/dev/null)"
 
 before=$(mktemp)
 cp /etc/pam.d/common-auth "$before"
+nsswitch_before=$(mktemp)
+cp /etc/nsswitch.conf "$nsswitch_before"
 server_pid= created_server_etc=
 # The packages create system accounts and keep them on purge (Debian
 # policy); the test removes the ones it caused.
@@ -77,13 +84,20 @@ new_users=()
 for account in authtoken authtoken-server; do
   getent passwd "$account" >/dev/null || new_users+=("$account")
 done
+pkgwork=
 cleanup() {
   [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+  if [ -n "$pkgwork" ]; then
+    [ -s "$pkgwork/sshd.pid" ] && kill "$(cat "$pkgwork/sshd.pid")" 2>/dev/null || true
+    rm -rf "$pkgwork"
+  fi
   [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
-  rm -f /etc/authtoken/ca.pem
+  rm -f /etc/authtoken/ca.pem /etc/authtoken/device.pem /etc/authtoken/device.key
   dpkg --purge pam-authtoken authtoken-server >/dev/null 2>&1 || true
   for account in "${new_users[@]}"; do userdel "$account" >/dev/null 2>&1 || true; done
-  rm -f "$before"
+  # A failed run may leave our edit: the copy from before is the truth.
+  cmp -s "$nsswitch_before" /etc/nsswitch.conf || cat "$nsswitch_before" >/etc/nsswitch.conf
+  rm -f "$before" "$nsswitch_before"
 }
 trap cleanup EXIT
 
@@ -95,6 +109,12 @@ check "authtoken-chkpwd installed setuid root" test "$(stat -c '%a %U %G' /usr/l
 check "helper account authtoken exists, without a shell" test "$(getent passwd authtoken | cut -d: -f7)" = /usr/sbin/nologin
 check "server account authtoken-server exists" getent passwd authtoken-server
 check "profile off until enabled" cmp "$before" /etc/pam.d/common-auth
+check "nsswitch.conf: passwd gains authtoken after files" grep -Eq '^passwd:.*[[:space:]]files[[:space:]]+authtoken([[:space:]]|$)' /etc/nsswitch.conf
+check "nsswitch.conf: group gains authtoken after files" grep -Eq '^group:.*[[:space:]]files[[:space:]]+authtoken([[:space:]]|$)' /etc/nsswitch.conf
+check "nsswitch.conf: nothing else changed" bash -c "diff <(sed -E '/^(passwd|group):/s/ authtoken//' /etc/nsswitch.conf) '$nsswitch_before'"
+check "the sync timer is enabled" test -L /etc/systemd/system/timers.target.wants/authtoken-sync.timer
+check "NSS module installed" test -f /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2
+check "with no cache, local lookups still work" test "$(getent passwd root | cut -d: -f3)" = 0
 check "cache dir created 0700" test "$(stat -c %a /run/authtoken)" = 700
 check "installed config is root-owned 0644" test "$(stat -c '%U %a' /etc/authtoken/authtoken.toml)" = "root 644"
 check "pam-auth-update --enable authtoken" pam-auth-update --enable authtoken
@@ -122,7 +142,8 @@ unit=/lib/systemd/system/authtoken-server.service
 check "systemd unit verifies" systemd-analyze verify --man=no "$unit"
 # Every unit the packages ship is confined: systemd's own exposure score,
 # at most 2.0 (0 is fully confined, 10 not at all).
-for shipped in $(dpkg -L pam-authtoken authtoken-server | grep -E '\.(service|socket|timer)$'); do
+# Every unit that runs a process (a .timer only starts the .service).
+for shipped in $(dpkg -L pam-authtoken authtoken-server | grep -E '\.(service|socket)$'); do
   check "$(basename "$shipped"): exposure $(systemd-analyze security --offline=true "$shipped" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p') <= 2.0" \
     systemd-analyze security --offline=true --threshold=20 "$shipped"
 done
@@ -138,6 +159,10 @@ created_server_etc=yes
 check "gen-tls" authtoken-server gen-tls "$server_etc/tls"
 check "add-user (managed)" bash -c "echo authority-Pa55 | authtoken-server add-user $server_etc/users.toml $local_user"
 check "add-user (unmanaged)" authtoken-server add-user "$server_etc/users.toml" authtoken-unmanaged --policy unmanaged </dev/null
+# A network user: known only to the authority, never to this machine.
+check "add-group (directory)" authtoken-server add-group "$server_etc/users.toml" engineers --gid 10100
+check "add-user carol with a POSIX account" bash -c \
+  "echo carol-Pa55 | authtoken-server add-user $server_etc/users.toml carol --uid 10501 --gecos 'Carol C' --groups engineers"
 check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=//p' "$unit")"
 unit_user=$(sed -n 's/^User=//p' "$unit")
 unit_group=$(sed -n 's/^Group=//p' "$unit")
@@ -147,6 +172,9 @@ chown -R "$unit_user:$unit_group" "$server_etc"
 unit_opts=$(sed -n 's/^Environment="AUTHTOKEN_SERVER_OPTS=\(.*\)"$/\1/p' "$unit")
 unit_exec=$(sed -n 's/^ExecStart=//p' "$unit")
 read -ra server_cmd <<<"${unit_exec//\$AUTHTOKEN_SERVER_OPTS/$unit_opts}"
+# The directory goes to enrolled devices only: what an administrator adds
+# in /etc/default/authtoken-server to serve network users.
+server_cmd+=(--client-ca "$server_etc/tls/ca.pem" --client-cert-optional)
 server_log=$(mktemp)
 setpriv --reuid="$unit_user" --regid="$unit_group" --clear-groups --no-new-privs \
   "${server_cmd[@]}" </dev/null >/dev/null 2>"$server_log" &
@@ -178,12 +206,91 @@ check "helper login: unmanaged user steps aside (exit 2)" helper_login_exits aut
 check "common-auth: authority password signs in" common_auth_login authority-Pa55
 check "common-auth: local password still signs in (falls through to pam_unix)" common_auth_login local-Pa55
 check "common-auth: a password neither knows is refused" refused common_auth_login neither
+
+# Network users. carol is in no local file; the device identity gen-tls
+# made is this machine's enrolment.
+check "carol is no local account" refused grep -q '^carol:' /etc/passwd
+install -m 0644 -o root -g root "$server_etc/tls/client.pem" /etc/authtoken/device.pem
+install -m 0600 -o root -g root "$server_etc/tls/client.key" /etc/authtoken/device.key
+sed -i 's|^ca_file = .*|&\nclient_cert = "/etc/authtoken/device.pem"\nclient_key = "/etc/authtoken/device.key"|' /etc/authtoken/authtoken.toml
+sed -i '/^\[directory\]/,$ s/^enabled = false/enabled = true/' /etc/authtoken/authtoken.toml
+check "authtoken check-config OK with [directory] enabled" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
+sync_unit=/lib/systemd/system/authtoken-sync.service
+check "sync unit verifies" systemd-analyze verify --man=no "$sync_unit" /lib/systemd/system/authtoken-sync.timer
+read -ra sync_cmd <<<"$(sed -n 's/^ExecStart=//p' "$sync_unit")"
+check "the sync unit's ExecStart fetches the directory" "${sync_cmd[@]}"
+check "the NSS cache is root's and world-readable" \
+  test "$(stat -c '%U %a' /var/lib/authtoken/nss/directory) $(stat -c %a /var/lib/authtoken/nss /var/lib/authtoken | tr '\n' ' ')" = "root 644 755 755 "
+check "the authority served the directory" grep -q 'directory serial=' "$server_log"
+check "getent passwd carol (through nsswitch.conf and libnss_authtoken)" \
+  test "$(getent passwd carol)" = "carol:*:10501:10501:Carol C:/home/carol:/bin/bash"
+check "id carol" test "$(id carol)" = "uid=10501(carol) gid=10501(carol) groups=10501(carol),10100(engineers)"
+check "getent group engineers" test "$(getent group engineers)" = "engineers:*:10100:carol"
+check "the timer's next run fetches nothing (not due)" bash -c \
+  "before=\$(grep -c 'directory' '$server_log'); ${sync_cmd[*]} && test \"\$(grep -c directory '$server_log')\" = \"\$before\""
+check "authtoken status shows the cache" bash -c \
+  "PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken status | grep -Eq 'network users: [1-9][0-9]* users, [1-9][0-9]* groups, serial '"
+
+# carol signs in through sshd (the shipped pam.d/sshd, with the profile
+# enabled in common-*) and su, in a mount namespace with a private /home
+# so her new home is the namespace's only.
+pkgwork=$(mktemp -d /tmp/authtoken-pkg.XXXXXX)
+port=
+for candidate in $(shuf -i 20000-60999 -n 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null || { port=$candidate; break; }
+done
+ssh-keygen -q -t ed25519 -N '' -f "$pkgwork/hostkey"
+cat >"$pkgwork/sshd_config" <<SSHD
+ListenAddress 127.0.0.1
+Port $port
+HostKey $pkgwork/hostkey
+PidFile $pkgwork/sshd.pid
+UsePAM yes
+KbdInteractiveAuthentication yes
+PasswordAuthentication no
+PubkeyAuthentication no
+PermitRootLogin no
+AllowUsers carol
+StrictModes no
+SSHD
+mkdir -p /run/sshd && chmod 0755 /run/sshd
+cat >"$pkgwork/in-ns.sh" <<NS
+set -e
+mount -t tmpfs -o mode=0755 tmpfs /home
+mount --bind /usr/share/doc/pam-authtoken/examples/pam.d/sshd /etc/pam.d/sshd
+/usr/sbin/sshd -D -e -f "$pkgwork/sshd_config" </dev/null >"$pkgwork/sshd.log" 2>&1 &
+for _ in \$(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+show='in-as=\$(id -un) home=\$(pwd) owner=\$(stat -c %U:%a .) file=\$AUTHTOKEN_FILE'
+timeout 60 sshpass -p carol-Pa55 ssh -F /dev/null -p $port -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o PreferredAuthentications=keyboard-interactive \
+  -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 carol@127.0.0.1 "echo ssh \$show" || echo ssh-failed
+echo carol-Pa55 | timeout 60 setpriv --reuid=$local_user --regid=$local_user --init-groups \
+  su carol -s /bin/sh -c "cd; echo su \$show" 2>/dev/null || echo su-failed
+echo wrong | timeout 60 setpriv --reuid=$local_user --regid=$local_user --init-groups \
+  su carol -s /bin/sh -c "echo su-wrong-admitted" 2>/dev/null || echo su-refused
+kill "\$(cat "$pkgwork/sshd.pid")"
+NS
+out=$(unshare -m --propagation private bash "$pkgwork/in-ns.sh" 2>&1) || true
+ssh_line=$(grep '^ssh in-as=' <<<"$out" || true)
+su_line=$(grep '^su in-as=' <<<"$out" || true)
+check "ssh: carol signs in with the authority's password" grep -q '^ssh in-as=carol ' <<<"$ssh_line"
+check "ssh: her home was created on first login, hers, 0700" grep -q ' home=/home/carol owner=carol:700 ' <<<"$ssh_line"
+check "ssh: the session has AUTHTOKEN_FILE" grep -Eq ' file=/run/authtoken/[^ ]+/carol[.]token$' <<<"$ssh_line"
+check "su: carol signs in with the authority's password" grep -q '^su in-as=carol home=/home/carol owner=carol:700 ' <<<"$su_line"
+check "su: the session has AUTHTOKEN_FILE" grep -Eq ' file=/run/authtoken/[^ ]+/carol[.]token$' <<<"$su_line"
+check "su: a wrong password is refused" grep -qx 'su-refused' <<<"$out"
+if [ "$failed" -ne 0 ]; then echo "$out"; cat "$pkgwork/sshd.log" 2>/dev/null || true; fi
+rm -rf "$pkgwork"
+
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 rm -f "$server_log"
 
 userdel "$local_user" >/dev/null 2>&1 || true
 check "dpkg -r" dpkg -r pam-authtoken authtoken-server
+check "nsswitch.conf restored exactly" cmp "$nsswitch_before" /etc/nsswitch.conf
+check "carol is unknown again" refused getent passwd carol
+rm -f /etc/authtoken/device.pem /etc/authtoken/device.key
 check "common-auth restored exactly" cmp "$before" /etc/pam.d/common-auth
 check "no module line left" bash -c "! grep -rq pam_authtoken /etc/pam.d"
 check "conffile kept after remove" test -f /etc/authtoken/authtoken.toml
@@ -193,7 +300,8 @@ install -d -m 0700 /var/lib/authtoken/offline
 echo verifier >/var/lib/authtoken/offline/someone
 check "offline verifiers kept after remove" test -f /var/lib/authtoken/offline/someone
 check "dpkg --purge" dpkg --purge pam-authtoken authtoken-server
-check "offline verifiers gone after purge" test ! -e /var/lib/authtoken
+check "offline verifiers and the NSS cache gone after purge" test ! -e /var/lib/authtoken
+check "the sync timer is no longer enabled or masked" bash -c '! ls /etc/systemd/system/*/authtoken-sync.timer /etc/systemd/system/authtoken-sync.timer 2>/dev/null' 
 check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
 check "module settings gone after purge" test ! -e /etc/authtoken/authtoken.toml.module.json

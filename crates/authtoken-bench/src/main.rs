@@ -14,7 +14,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -68,6 +68,25 @@ enum Command {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Writes the NSS fixture of N network users into DIR: `passwd` (the
+    /// machine's own lines, then the N users, for libnss_files), `directory`
+    /// (the same users as the NSS cache, for libnss_authtoken) and `names`
+    /// (a sample to look up, spread over the whole list).
+    NssFixture {
+        #[arg(long)]
+        users: u32,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// getpwnam_r through glibc for every name in NAMES, ROUNDS times over;
+    /// prints the median nanoseconds per lookup of the rounds. Every name
+    /// must be found (the source is what nsswitch.conf says).
+    Getpwnam {
+        #[arg(long)]
+        names: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Runs COMMAND (stdin passed through) and prints its peak RSS.
     Rss {
         #[arg(trailing_var_arg = true, required = true)]
@@ -90,6 +109,8 @@ fn main() -> ExitCode {
             server_pid,
         } => run_load(&url, &ca, &user, &clients, seconds, server_pid),
         Command::Rss { command } => run_rss(&command),
+        Command::NssFixture { users, dir } => nss_fixture(users, &dir),
+        Command::Getpwnam { names, rounds } => getpwnam(&names, rounds.max(1)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +119,81 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The fixture's users: names that do not sort as they were made, uids
+/// from 100000 (above the machine's).
+fn fixture_user(i: u32) -> authtoken_core::directory::UserEntry {
+    authtoken_core::directory::UserEntry {
+        name: format!("nu{:07}x{}", i.wrapping_mul(2_654_435_761) % 10_000_000, i),
+        uid: 100_000 + i,
+        gid: 100_000,
+        gecos: format!("Network User {i}"),
+        home: format!("/home/nu{i}"),
+        shell: "/bin/bash".into(),
+    }
+}
+
+fn nss_fixture(count: u32, dir: &Path) -> Result<(), String> {
+    use authtoken_core::directory::{Directory, GroupEntry};
+    let users: Vec<_> = (0..count).map(fixture_user).collect();
+    let directory = Directory {
+        serial: format!("bench-{count}"),
+        groups: vec![GroupEntry {
+            name: "netusers".into(),
+            gid: 100_000,
+            members: Vec::new(),
+        }],
+        users,
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"))
+    };
+    let mut passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string())?;
+    for u in &directory.users {
+        passwd.push_str(&format!(
+            "{}:x:{}:{}:{}:{}:{}\n",
+            u.name, u.uid, u.gid, u.gecos, u.home, u.shell
+        ));
+    }
+    write("passwd", passwd.as_bytes())?;
+    write(
+        "directory",
+        &authtoken_core::nss_cache::render(&directory, 0),
+    )?;
+    // 200 names, evenly over the list (files pays for the position).
+    let step = (count / 200).max(1);
+    let names: Vec<&str> = directory
+        .users
+        .iter()
+        .step_by(step as usize)
+        .map(|u| u.name.as_str())
+        .collect();
+    write("names", (names.join("\n") + "\n").as_bytes())
+}
+
+fn getpwnam(names: &Path, rounds: usize) -> Result<(), String> {
+    let text = std::fs::read_to_string(names).map_err(|e| e.to_string())?;
+    let names: Vec<std::ffi::CString> = text
+        .lines()
+        .filter_map(|n| std::ffi::CString::new(n).ok())
+        .collect();
+    let mut per_lookup = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for name in &names {
+            if nix::unistd::User::from_name(name.to_str().unwrap_or_default())
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!("{name:?} not found"));
+            }
+        }
+        per_lookup.push(start.elapsed().as_nanos() as f64 / names.len().max(1) as f64);
+    }
+    let (_, median, _) = spread(&mut per_lookup);
+    println!("{median:.0}");
+    Ok(())
 }
 
 /// min/median/max of `samples` (sorted in place).

@@ -201,6 +201,22 @@ struct RawConfig {
     hem: HemConfig,
     #[serde(default)]
     offline: OfflineConfig,
+    #[serde(default)]
+    directory: RawDirectory,
+}
+
+/// `[directory]` as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    #[serde(default)]
+    enabled: bool,
+    url: Option<RawUrls>,
+    refresh_minutes: Option<u64>,
+    min_uid: Option<u32>,
+    max_uid: Option<u32>,
+    min_gid: Option<u32>,
+    max_gid: Option<u32>,
 }
 
 /// `/etc/authtoken/authtoken.toml`, checked: only a [`Config`] that passed
@@ -230,6 +246,46 @@ pub struct Config {
     pub user_ids: BTreeMap<String, uuid::Uuid>,
     pub hem: HemConfig,
     pub offline: OfflineConfig,
+    pub directory: DirectoryConfig,
+}
+
+/// `[directory]`: network users, synced from the authority's directory
+/// into the NSS cache by `authtoken sync` (README, "Network users").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    pub enabled: bool,
+    /// Tried in order, like `url`; by default each authority's URL with
+    /// its last path segment replaced by `directory`.
+    pub url: Vec<Authority>,
+    /// How old the cache may grow before the timer's `sync --if-due`
+    /// fetches again.
+    pub refresh_minutes: u64,
+    /// The ids a record may have; others are dropped with a log line.
+    pub ranges: crate::directory::Ranges,
+}
+
+/// First uid (and gid) a directory record may have by default: the
+/// reference server's first free uid.
+pub const DEFAULT_MIN_UID: u32 = 10_000;
+/// Last by default: `UID_MAX` of login.defs, below systemd's dynamic users
+/// (61184–65519) and `nobody` (65534).
+pub const DEFAULT_MAX_UID: u32 = 60_000;
+
+/// The directory URL of an authority URL: its last path segment replaced
+/// by `directory` (docs/PROTOCOL.md, "The directory").
+pub fn directory_url(url: &Authority) -> Authority {
+    let text = url.as_str();
+    // A query or fragment belongs to the check-in URL, not the directory's.
+    let base = text.split(['?', '#']).next().unwrap_or(text);
+    let directory = match base.rfind('/') {
+        // "https://host" has no path: its slashes are the scheme's.
+        Some(i) if i > base.find("//").map_or(0, |j| j + 1) => format!("{}directory", &base[..=i]),
+        _ => format!("{base}/directory"),
+    };
+    Authority {
+        url: directory,
+        https: url.https,
+    }
 }
 
 /// A config that parses but breaks a rule the TOML types cannot express.
@@ -272,6 +328,15 @@ pub enum Invalid {
     HemEid,
     #[error("offline.max_failures must be at least 1")]
     OfflineFailures,
+    #[error("directory.url must be set (the hem backend has no directory URL to derive)")]
+    DirectoryUrl,
+    #[error("directory.refresh_minutes must be between 1 and 10080")]
+    DirectoryRefresh,
+    #[error(
+        "directory ids: min_uid/min_gid must be at least 1 and at most max_uid/max_gid, \
+         which must be below 4294967295"
+    )]
+    DirectoryRange,
 }
 
 /// `[offline]`: signing in with a local verifier when every authority is
@@ -656,6 +721,8 @@ impl TryFrom<RawConfig> for Config {
         if raw.offline.max_failures == 0 {
             return Err(Invalid::OfflineFailures);
         }
+        let directory =
+            DirectoryConfig::check(raw.directory, &url, raw.backend, raw.allow_insecure_http)?;
         Ok(Config {
             backend: raw.backend,
             url,
@@ -678,6 +745,58 @@ impl TryFrom<RawConfig> for Config {
             user_ids,
             hem: raw.hem,
             offline: raw.offline,
+            directory,
+        })
+    }
+}
+
+impl DirectoryConfig {
+    fn check(
+        raw: RawDirectory,
+        authorities: &[Authority],
+        backend: Backend,
+        allow_insecure_http: bool,
+    ) -> Result<DirectoryConfig, Invalid> {
+        let url = match raw.url {
+            Some(urls) => urls
+                .into_vec()
+                .iter()
+                .map(|url| Authority::parse(url))
+                .collect::<Result<Vec<_>, _>>()?,
+            None if backend == Backend::Mdm => authorities.iter().map(directory_url).collect(),
+            None => Vec::new(),
+        };
+        if raw.enabled && url.is_empty() {
+            return Err(Invalid::DirectoryUrl);
+        }
+        if let Some(plain) = url.iter().find(|url| !url.is_https()) {
+            if !allow_insecure_http {
+                return Err(Invalid::PlainHttp(plain.to_string()));
+            }
+        }
+        let refresh_minutes = raw.refresh_minutes.unwrap_or(15);
+        if !(1..=10_080).contains(&refresh_minutes) {
+            return Err(Invalid::DirectoryRefresh);
+        }
+        let min_uid = raw.min_uid.unwrap_or(DEFAULT_MIN_UID);
+        let max_uid = raw.max_uid.unwrap_or(DEFAULT_MAX_UID.max(min_uid));
+        let min_gid = raw.min_gid.unwrap_or(min_uid);
+        let max_gid = raw.max_gid.unwrap_or(max_uid.max(min_gid));
+        // Never 0 (root), never -1 (the "no change" id of chown(2)).
+        let ok = |min: u32, max: u32| min >= 1 && min <= max && max < u32::MAX;
+        if !ok(min_uid, max_uid) || !ok(min_gid, max_gid) {
+            return Err(Invalid::DirectoryRange);
+        }
+        Ok(DirectoryConfig {
+            enabled: raw.enabled,
+            url,
+            refresh_minutes,
+            ranges: crate::directory::Ranges {
+                min_uid,
+                max_uid,
+                min_gid,
+                max_gid,
+            },
         })
     }
 }
@@ -772,6 +891,95 @@ impl std::fmt::Display for ParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_directory_url_replaces_the_last_path_segment() {
+        let url = |text: &str| directory_url(&Authority::parse(text).unwrap()).to_string();
+        assert_eq!(
+            url("https://mdm.example:8443/mdm/checkin"),
+            "https://mdm.example:8443/mdm/directory"
+        );
+        assert_eq!(
+            url("https://mdm.example/checkin"),
+            "https://mdm.example/directory"
+        );
+        assert_eq!(
+            url("https://mdm.example/mdm/"),
+            "https://mdm.example/mdm/directory"
+        );
+        assert_eq!(url("https://mdm.example"), "https://mdm.example/directory");
+        assert_eq!(
+            url("https://mdm.example/mdm/checkin?x=1#y"),
+            "https://mdm.example/mdm/directory"
+        );
+    }
+
+    #[test]
+    fn the_directory_table_has_defaults_and_limits() {
+        let with = |extra: &str| {
+            Config::parse(&format!(
+                "backend = \"mdm\"\nurl = [\"https://a/mdm/checkin\", \"https://b/checkin\"]\n{extra}\n"
+            ))
+        };
+        let c = with("").unwrap().directory;
+        assert!(!c.enabled);
+        assert_eq!(c.refresh_minutes, 15);
+        let urls: Vec<_> = c.url.iter().map(|u| u.to_string()).collect();
+        assert_eq!(urls, ["https://a/mdm/directory", "https://b/directory"]);
+        assert_eq!(
+            c.ranges,
+            crate::directory::Ranges {
+                min_uid: 10_000,
+                max_uid: 60_000,
+                min_gid: 10_000,
+                max_gid: 60_000
+            }
+        );
+        let c = with("[directory]\nenabled = true\nurl = \"https://dir/x\"\nmin_uid = 70000\n")
+            .unwrap()
+            .directory;
+        assert_eq!(c.url[0].as_str(), "https://dir/x");
+        assert_eq!((c.ranges.min_uid, c.ranges.max_uid), (70_000, 70_000));
+        assert_eq!((c.ranges.min_gid, c.ranges.max_gid), (70_000, 70_000));
+        for (extra, error) in [
+            ("[directory]\nmin_uid = 0", Invalid::DirectoryRange),
+            ("[directory]\nmin_gid = 0", Invalid::DirectoryRange),
+            (
+                "[directory]\nmin_uid = 20\nmax_uid = 10",
+                Invalid::DirectoryRange,
+            ),
+            ("[directory]\nmax_uid = 4294967295", Invalid::DirectoryRange),
+            (
+                "[directory]\nrefresh_minutes = 0",
+                Invalid::DirectoryRefresh,
+            ),
+            (
+                "[directory]\nurl = \"http://dir/x\"",
+                Invalid::PlainHttp("http://dir/x".into()),
+            ),
+        ] {
+            assert_eq!(
+                with(extra).unwrap_err(),
+                TextError::Invalid(error),
+                "{extra}"
+            );
+        }
+        assert!(
+            with("[directory]\nlocation = \"x\"").is_err(),
+            "unknown keys"
+        );
+        let hem = |extra: &str| {
+            Config::parse(&format!(
+                "backend = \"hem\"\nurl = \"https://device/\"\n[directory]\nenabled = true\n{extra}\n"
+            ))
+        };
+        assert_eq!(
+            hem("").unwrap_err(),
+            TextError::Invalid(Invalid::DirectoryUrl),
+            "hem has no directory URL to derive"
+        );
+        assert!(hem("url = \"https://dir/directory\"").is_ok());
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

@@ -13,6 +13,7 @@ mod defaults {
     pub const CHKPWD: &str = "/usr/libexec/authtoken/authtoken-chkpwd";
     pub const CACHE_DIR: &str = "/run/authtoken";
     pub const OFFLINE_DIR: &str = "/var/lib/authtoken/offline";
+    pub const NSS_CACHE: &str = "/var/lib/authtoken/nss/directory";
     pub const HELPER_USER: &str = "authtoken";
     /// systemd's machine id: 32 hex digits.
     pub const HOST_ID_SOURCE: &str = "/etc/machine-id";
@@ -25,6 +26,7 @@ mod defaults {
     pub const CHKPWD: &str = "/usr/local/libexec/authtoken/authtoken-chkpwd";
     pub const CACHE_DIR: &str = "/private/var/run/authtoken";
     pub const OFFLINE_DIR: &str = "/private/var/db/authtoken/offline";
+    pub const NSS_CACHE: &str = "/private/var/db/authtoken/nss/directory";
     /// macOS names service accounts with a leading underscore.
     pub const HELPER_USER: &str = "_authtoken";
     /// The hardware UUID (`IOPlatformUUID`), which is also the Mac's MDM UDID.
@@ -38,12 +40,15 @@ mod defaults {
     pub const CHKPWD: &str = "/usr/local/libexec/authtoken/authtoken-chkpwd";
     pub const CACHE_DIR: &str = "/var/run/authtoken";
     pub const OFFLINE_DIR: &str = "/var/db/authtoken/offline";
+    pub const NSS_CACHE: &str = "/var/db/authtoken/nss/directory";
     pub const HELPER_USER: &str = "authtoken";
     /// Written by rc.d/hostid at first boot: a UUID.
     pub const HOST_ID_SOURCE: &str = "/etc/hostid";
 }
 
-pub use defaults::{CACHE_DIR, CHKPWD, CONFIG, HELPER, HELPER_USER, HOST_ID_SOURCE, OFFLINE_DIR};
+pub use defaults::{
+    CACHE_DIR, CHKPWD, CONFIG, HELPER, HELPER_USER, HOST_ID_SOURCE, NSS_CACHE, OFFLINE_DIR,
+};
 
 /// The machine's id as text (32 hex digits or a hyphenated UUID), read from
 /// [`HOST_ID_SOURCE`].

@@ -329,6 +329,22 @@ pub fn open_executable_under(path: &Path, rules: Rules) -> Result<OwnedFd, Trust
     Ok(fd)
 }
 
+/// `meta` (from `symlink_metadata`) is a directory, not a link to one.
+fn real_directory(path: &Path, meta: &std::fs::Metadata) -> Result<(), TrustError> {
+    if meta.file_type().is_symlink() {
+        return Err(TrustError::Symlink {
+            path: path.to_owned(),
+        });
+    }
+    if !meta.is_dir() {
+        return Err(TrustError::WrongKind {
+            path: path.to_owned(),
+            expected: "directory",
+        });
+    }
+    Ok(())
+}
+
 /// A directory of ours, as [`ensure_private_dir`] leaves it: a real
 /// directory (not a symlink), owned by `owner` (uid, gid), and closed to
 /// group and others. `meta` is from `symlink_metadata`.
@@ -338,16 +354,8 @@ pub fn check_private_dir(
     owner: (u32, u32),
 ) -> Result<(), TrustError> {
     use std::os::unix::fs::MetadataExt;
+    real_directory(path, meta)?;
     let path = path.to_owned();
-    if meta.file_type().is_symlink() {
-        return Err(TrustError::Symlink { path });
-    }
-    if !meta.is_dir() {
-        return Err(TrustError::WrongKind {
-            path,
-            expected: "directory",
-        });
-    }
     if (meta.uid(), meta.gid()) != owner {
         return Err(TrustError::NotOurs {
             path,
@@ -391,6 +399,44 @@ pub fn ensure_private_dir(dir: &Path, owner: (u32, u32)) -> Result<(), TrustErro
     }
     let meta = std::fs::symlink_metadata(dir).map_err(io_error)?;
     check_private_dir(dir, &meta, owner)
+}
+
+/// Makes `dir` a directory root owns and everyone may read but only root
+/// write (0755): created with any missing parents, or an existing one
+/// opened up to 0755 if it was closed (the offline store makes its parent
+/// 0700). The NSS cache lives here: every process on the machine reads it.
+pub fn ensure_shared_dir(dir: &Path) -> Result<(), TrustError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let io_error =
+        |e: std::io::Error| io(dir)(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+    match std::fs::DirBuilder::new()
+        .mode(0o755)
+        .recursive(true)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_error(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io_error)?;
+    real_directory(dir, &meta)?;
+    let path = dir.to_owned();
+    if meta.uid() != 0 {
+        return Err(TrustError::Owner {
+            path,
+            uid: meta.uid(),
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(TrustError::Writable {
+            path,
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    if meta.mode() & 0o7777 != 0o755 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io_error)?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically and private to its owner (0600);
@@ -571,6 +617,41 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn shared_directories_are_roots_and_readable_by_all() {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (owners)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let nss = dir.path().join("lib/nss");
+        ensure_shared_dir(&nss).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&nss), 0o755);
+        let closed = dir.path().join("closed");
+        std::fs::create_dir(&closed).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        ensure_shared_dir(&closed).unwrap();
+        assert_eq!(mode(&closed), 0o755, "opened up to 0755");
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(matches!(
+            ensure_shared_dir(&closed),
+            Err(TrustError::Writable { .. })
+        ));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&nss, &link).unwrap();
+        assert!(matches!(
+            ensure_shared_dir(&link),
+            Err(TrustError::Symlink { .. })
+        ));
+        std::os::unix::fs::chown(&nss, Some(65534), None).unwrap();
+        assert!(matches!(
+            ensure_shared_dir(&nss),
+            Err(TrustError::Owner { .. })
+        ));
     }
 
     #[test]

@@ -9,9 +9,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod directory;
 pub mod hem;
 pub mod mdm;
 pub mod privilege;
+pub mod sync;
 pub mod transport;
 
 use std::time::{Duration, Instant};

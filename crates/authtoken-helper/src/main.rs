@@ -82,6 +82,26 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Fetch the authority's directory of network users and write the NSS
+    /// cache (root; `[directory]` in the config).
+    Sync {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Only when the last attempt is `refresh_minutes` old (the timer).
+        #[arg(long)]
+        if_due: bool,
+    },
+    /// The network half of `sync`, run by it: fetch the directory as
+    /// helper_user and hand it to root on stdout.
+    #[command(hide = true)]
+    FetchDirectory {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The serial of the directory held (If-None-Match).
+        #[arg(long)]
+        serial: Option<String>,
+    },
     /// Remove USER's offline verifier (offline login then needs an online
     /// login first).
     Forget {
@@ -106,6 +126,8 @@ fn main() -> ExitCode {
         } => login(&user, &config, debug),
         Command::Status { config } => status(&config),
         Command::Forget { user, config } => forget(&user, &config),
+        Command::Sync { config, if_due } => sync(&config, if_due),
+        Command::FetchDirectory { config, serial } => fetch_directory(&config, serial.as_deref()),
     }
 }
 
@@ -454,6 +476,125 @@ fn offline_status(config: &Config) {
     }
 }
 
+/// `sync`: one directory sync, said on stdout (and the log), exit 1 when
+/// the cache could not be brought up to date.
+fn sync(config_path: &Path, if_due: bool) -> ExitCode {
+    use authtoken_helper::sync::{self, Synced};
+    let path = authtoken_core::trust::absolute(config_path);
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}; the last good cache stays");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cache = Path::new(authtoken_core::platform::NSS_CACHE);
+    match sync::sync(&path, &config, cache, if_due) {
+        Ok(Synced::Disabled) => {
+            if !if_due {
+                println!("directory sync is off ([directory] enabled = false)");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Synced::NotDue) => ExitCode::SUCCESS,
+        Ok(Synced::Unchanged { serial, authority }) => {
+            println!("directory unchanged (serial {serial}, from {authority})");
+            ExitCode::SUCCESS
+        }
+        Ok(Synced::Updated {
+            serial,
+            users,
+            groups,
+            dropped,
+            authority,
+        }) => {
+            for line in &dropped {
+                log::send(LOG_IDENT, Level::Warning, &format!("directory: {line}"));
+                eprintln!("warning: {line}");
+            }
+            let text = format!(
+                "directory serial {serial} from {authority}: {users} users, {groups} groups, {} records dropped",
+                dropped.len()
+            );
+            log::send(LOG_IDENT, Level::Info, &text);
+            println!("{text}; cache {}", cache.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let text = format!("directory sync failed, the last good cache stays: {e}");
+            log::send(LOG_IDENT, Level::Error, &text);
+            eprintln!("error: {text}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `fetch-directory`: the answer line and the body on stdout, always exit 0
+/// once the answer is written (root reads the answer, not the exit code).
+fn fetch_directory(config_path: &Path, serial: Option<&str>) -> ExitCode {
+    use authtoken_core::directory::Fetched;
+    use std::io::Write;
+    let (fetched, body) = match Config::load(&authtoken_core::trust::absolute(config_path)) {
+        Ok(config) => authtoken_helper::directory::fetch(&config, serial),
+        Err(e) => (
+            Fetched::Failed {
+                reason: e.to_string(),
+            },
+            Vec::new(),
+        ),
+    };
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(&fetched.encode(&body))
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// The NSS cache: what it holds and how old it is, and the last attempt.
+fn directory_status(config: &Config) {
+    use authtoken_helper::sync::LastAttempt;
+    if !config.directory.enabled {
+        println!("network users: off");
+        return;
+    }
+    let cache = Path::new(authtoken_core::platform::NSS_CACHE);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ago = |at: u64| match now.saturating_sub(at) {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7_200 => format!("{} min ago", s / 60),
+        s => format!("{} h ago", s / 3600),
+    };
+    match authtoken_core::nss_cache::Reader::open(cache) {
+        Some(reader) => println!(
+            "network users: {} users, {} groups, serial {}, fetched {} ({})",
+            reader.users,
+            reader.groups,
+            reader.serial,
+            ago(reader.synced),
+            cache.display()
+        ),
+        None => println!("network users: on, no cache yet ({})", cache.display()),
+    }
+    match LastAttempt::read(cache) {
+        Some(LastAttempt {
+            at,
+            failure: Some(why),
+        }) => println!("last sync failed {}: {why}", ago(at)),
+        Some(LastAttempt { at, failure: None }) => println!(
+            "last sync {} (every {} min)",
+            ago(at),
+            config.directory.refresh_minutes
+        ),
+        None => println!("no sync yet: run authtoken sync"),
+    }
+}
+
 fn forget(user: &Username, config_path: &Path) -> ExitCode {
     use authtoken_core::offline::OfflineStore;
     let Some(config) = load_config(config_path) else {
@@ -488,6 +629,7 @@ fn status(config_path: &Path) -> ExitCode {
         }
     };
     offline_status(&config);
+    directory_status(&config);
     let entries = cache.list();
     if entries.is_empty() {
         println!("no cached sessions in {}", config.cache_dir.display());

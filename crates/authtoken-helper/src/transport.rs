@@ -23,8 +23,8 @@ pub enum TransportError {
     Connect(String),
     #[error("timeout")]
     Timeout,
-    #[error("reply larger than {MAX_REPLY_BYTES} bytes")]
-    TooLarge,
+    #[error("reply larger than {0} bytes")]
+    TooLarge(u64),
     #[error("{0}")]
     Http(String),
     #[error("bad request: {0}")]
@@ -64,7 +64,7 @@ impl From<ureq::Error> for TransportError {
                 TransportError::Connect(error.to_string())
             }
             ureq::Error::Timeout(_) => TransportError::Timeout,
-            ureq::Error::BodyExceedsLimit(_) => TransportError::TooLarge,
+            ureq::Error::BodyExceedsLimit(limit) => TransportError::TooLarge(limit),
             other => TransportError::Http(other.to_string()),
         }
     }
@@ -167,10 +167,37 @@ impl Http {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Reply, TransportError> {
+        let headers = content_type.map(|kind| ("Content-Type", kind));
+        let reply = self.exchange(method, url, headers, body, MAX_REPLY_BYTES)?;
+        Ok(Reply {
+            status: reply.status,
+            body: reply.body,
+        })
+    }
+
+    /// A `GET` whose reply may be up to `limit` bytes, with one optional
+    /// request header (`If-None-Match`); the reply's `ETag` comes back.
+    pub fn get(
+        &self,
+        url: &str,
+        header: Option<(&str, &str)>,
+        limit: u64,
+    ) -> Result<FullReply, TransportError> {
+        self.exchange("GET", url, header, None, limit)
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        header: Option<(&str, &str)>,
+        body: Option<&[u8]>,
+        limit: u64,
+    ) -> Result<FullReply, TransportError> {
         let left = self.time_left()?;
         let request = http::Request::builder().method(method).uri(url);
-        let request = match content_type {
-            Some(kind) => request.header("Content-Type", kind),
+        let request = match header {
+            Some((name, value)) => request.header(name, value),
             None => request,
         };
         let request = request
@@ -183,13 +210,25 @@ impl Http {
             .build();
         let mut response = self.agent.run(request)?;
         let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get("ETag")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .body_mut()
             .with_config()
-            .limit(MAX_REPLY_BYTES)
+            .limit(limit)
             .read_to_vec()?;
-        Ok(Reply { status, body })
+        Ok(FullReply { status, etag, body })
     }
+}
+
+/// A reply with the one header a caller reads.
+pub struct FullReply {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub body: Vec<u8>,
 }
 
 /// Largest PEM file read (a CA bundle of a few hundred certificates).

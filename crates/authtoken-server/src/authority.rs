@@ -45,6 +45,10 @@ pub enum Event {
     Failed,
     /// A good proof refused because the replay record could not take it.
     ReplayFull,
+    /// The directory sent (or `304`, unchanged) to an enrolled device.
+    Directory,
+    /// The directory refused: no enrolled device on the connection.
+    Refused,
 }
 
 impl Event {
@@ -59,6 +63,8 @@ impl Event {
             Event::Malformed => "malformed",
             Event::Failed => "failed",
             Event::ReplayFull => "replay_record_full",
+            Event::Directory => "directory",
+            Event::Refused => "refused",
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct Answer {
     pub event: Event,
     /// Whether a proof was checked (throttled attempts are not).
     pub proof_evaluated: bool,
+    /// `ETag` (the directory's serial).
+    pub etag: Option<String>,
 }
 
 impl Answer {
@@ -115,6 +123,7 @@ impl Answer {
             note: note.into(),
             event,
             proof_evaluated: false,
+            etag: None,
         }
     }
 
@@ -183,6 +192,42 @@ impl Authority {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// `GET …/directory`: the directory of the store in force, to an
+    /// enrolled device only (a client certificate rustls verified against
+    /// `--client-ca`); anyone else learns nothing, not even whether there
+    /// is a directory. `if_none_match` is the client's `If-None-Match`:
+    /// the serial it holds gets `304`.
+    pub fn directory(&self, origin: Origin, if_none_match: Option<&str>) -> Answer {
+        if origin.device.is_none() {
+            return Answer::status(403, Event::Refused, "directory: no enrolled device");
+        }
+        let loaded = self.current();
+        let directory = match loaded.store.directory() {
+            Ok(directory) => directory,
+            // A store that loaded has a publishable directory; a failure
+            // here is a bug, answered as one.
+            Err(e) => return Answer::status(500, Event::Failed, format!("directory: {e}")),
+        };
+        let etag = format!("\"{}\"", directory.serial);
+        if if_none_match.is_some_and(|held| held.split(',').any(|tag| tag.trim() == etag)) {
+            return Answer {
+                etag: Some(etag),
+                ..Answer::status(304, Event::Directory, "directory unchanged")
+            };
+        }
+        let body = serde_json::to_vec(&directory).unwrap_or_default();
+        let note = format!(
+            "directory serial={} users={} groups={}",
+            directory.serial,
+            directory.users.len(),
+            directory.groups.len()
+        );
+        Answer {
+            etag: Some(etag),
+            ..Answer::json(body, Event::Directory, note)
+        }
     }
 
     pub fn handle(&self, request: &CheckinRequest, origin: Origin) -> Answer {
@@ -521,6 +566,7 @@ mod tests {
             User {
                 policy: Policy::Managed,
                 credential: Some(Store::scram_credential(b"pw", 4096).unwrap()),
+                account: Some(crate::directory::Account::default_for("alice", 10_000)),
             },
         );
         store.users.insert(
@@ -528,6 +574,7 @@ mod tests {
             User {
                 policy: Policy::Unmanaged,
                 credential: None,
+                account: None,
             },
         );
         Authority::new(
@@ -618,6 +665,7 @@ mod tests {
             User {
                 policy: Policy::Managed,
                 credential: Some(Store::scram_credential(b"pw3", 4096).unwrap()),
+                account: None,
             },
         );
         a.replace_store(store);
@@ -704,6 +752,7 @@ mod tests {
                     qop: true,
                     ha1: "00".repeat(32),
                 }),
+                account: None,
             },
         );
         a.replace_store(store);
@@ -742,5 +791,28 @@ mod tests {
             now,
         );
         assert_eq!(dict(&answer)["AuthToken"].as_string(), Some(""));
+    }
+
+    #[test]
+    fn the_directory_goes_to_enrolled_devices_only_and_unchanged_is_304() {
+        let a = authority(UnknownUsers::Decoy);
+        let refused = a.directory(at(T0), None);
+        assert_eq!(refused.status, 403);
+        assert!(refused.body.is_empty(), "nothing learned");
+        let device = Origin {
+            device: Some([7; 32]),
+            now_ms: T0,
+        };
+        let sent = a.directory(device, None);
+        assert_eq!(sent.status, 200);
+        let etag = sent.etag.clone().unwrap();
+        let directory: crate::directory::Directory = serde_json::from_slice(&sent.body).unwrap();
+        assert_eq!(directory.users.len(), 1, "bob has no account");
+        assert_eq!(directory.users[0].name, "alice");
+        assert_eq!(etag, format!("\"{}\"", directory.serial));
+        let unchanged = a.directory(device, Some(&etag));
+        assert_eq!(unchanged.status, 304);
+        assert!(unchanged.body.is_empty());
+        assert_eq!(a.directory(device, Some("\"other\"")).status, 200);
     }
 }

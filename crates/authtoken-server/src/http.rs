@@ -388,9 +388,10 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std:
                             metrics.render().into_bytes(),
                             Some("text/plain; version=0.0.4"),
                             None,
+                            None,
                         )
                     } else {
-                        reply(404, Vec::new(), None, None)
+                        reply(404, Vec::new(), None, None, None)
                     };
                     Ok::<_, Infallible>(response)
                 }
@@ -569,6 +570,7 @@ fn reply(
     body: Vec<u8>,
     content_type: Option<&'static str>,
     retry_after: Option<u64>,
+    etag: Option<&str>,
 ) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
@@ -583,6 +585,9 @@ fn reply(
         response
             .headers_mut()
             .insert("Retry-After", hyper::header::HeaderValue::from(seconds));
+    }
+    if let Some(value) = etag.and_then(|tag| hyper::header::HeaderValue::from_str(tag).ok()) {
+        response.headers_mut().insert("ETag", value);
     }
     response
 }
@@ -673,6 +678,7 @@ impl Exchange<'_> {
             answer.body,
             answer.content_type,
             answer.retry_after,
+            answer.etag.as_deref(),
         )
     }
 }
@@ -684,6 +690,14 @@ async fn handle_mdm(
     at: &Exchange<'_>,
     authority: &Authority,
 ) -> Response<Full<Bytes>> {
+    if request.method() == Method::GET && request.uri().path().ends_with("/directory") {
+        let held = request
+            .headers()
+            .get("If-None-Match")
+            .and_then(|value| value.to_str().ok());
+        let answer = authority.directory(at.origin(), held);
+        return at.respond(answer, "-", "directory").await;
+    }
     if request.method() != Method::PUT {
         let note = format!("method {}", request.method());
         return at

@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod device;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod metrics;

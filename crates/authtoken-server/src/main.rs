@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+use authtoken_server::directory::{self, Account};
 use authtoken_server::{authority, device, error, http, metrics, nonce, store, throttle, tls};
 
 use std::io::IsTerminal;
@@ -83,6 +84,18 @@ enum Command {
         /// HTTP Digest without qop (RFC 2069 style).
         #[arg(long)]
         no_qop: bool,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Add or replace the group NAME of the directory in the store FILE.
+    AddGroup {
+        /// The user store (created if missing).
+        file: PathBuf,
+        /// The group's name.
+        name: String,
+        /// Its gid (default: the lowest free id from 10000).
+        #[arg(long)]
+        gid: Option<u32>,
     },
     /// Create the enrolment FILE of an emulated token device labelled LABEL;
     /// the user's passphrase is read from stdin (first line) or prompted for.
@@ -149,7 +162,11 @@ fn main() -> ExitCode {
             iterations,
             realm,
             no_qop,
-        } => add_user(&file, &user, policy, scheme, iterations, &realm, !no_qop),
+            account,
+        } => add_user(
+            &file, &user, policy, scheme, iterations, &realm, !no_qop, &account,
+        ),
+        Command::AddGroup { file, name, gid } => add_group(&file, &name, gid),
         Command::GenTls { dir, hosts, force } => {
             let hosts = if hosts.is_empty() {
                 tls::default_hosts()
@@ -407,8 +424,8 @@ fn reload(service: &http::Service, users: Option<&Path>) {
 fn list_users(file: &Path) -> Result<(), ServerError> {
     let store = Store::load(file)?;
     println!(
-        "{:<24} {:<10} {:<16} ITERATIONS",
-        "USER", "POLICY", "SCHEME"
+        "{:<24} {:<10} {:<16} {:<10} {:<6} {:<6} {:<20} {:<14} GROUPS",
+        "USER", "POLICY", "SCHEME", "ITERATIONS", "UID", "GID", "HOME", "SHELL"
     );
     for (name, user) in &store.users {
         let (scheme, iterations) = match &user.credential {
@@ -421,13 +438,52 @@ fn list_users(file: &Path) -> Result<(), ServerError> {
                 "-".to_owned(),
             ),
         };
+        let (uid, gid, home, shell, groups) = match &user.account {
+            Some(a) => (
+                a.uid.to_string(),
+                a.gid.to_string(),
+                a.home.clone(),
+                a.shell.clone(),
+                a.groups.join(","),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        };
         println!(
-            "{:<24} {:<10} {:<16} {iterations}",
+            "{:<24} {:<10} {:<16} {iterations:<10} {uid:<6} {gid:<6} {home:<20} {shell:<14} {groups}",
             authtoken_core::log::quote(name),
             user.policy.name(),
             scheme
         );
     }
+    for (name, gid) in &store.groups {
+        println!("group {} gid {gid}", authtoken_core::log::quote(name));
+    }
+    Ok(())
+}
+
+fn add_group(file: &Path, name: &str, gid: Option<u32>) -> Result<(), ServerError> {
+    authtoken_core::username::Username::parse(name.as_bytes())
+        .map_err(|e| ServerError::Usage(format!("group name: {e}")))?;
+    let mut store = if file.exists() {
+        Store::load(file)?
+    } else {
+        Store::new()?
+    };
+    let gid = match gid {
+        Some(gid) => gid,
+        None => store
+            .next_uid(directory::DEFAULT_FIRST_ID, directory::DEFAULT_LAST_ID)
+            .map_err(|e| ServerError::Usage(e.to_string()))?,
+    };
+    store.groups.insert(name.to_owned(), gid);
+    store
+        .directory()
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
+    store.save(file)?;
+    println!(
+        "wrote group {name} (gid {gid}) to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
+        file.display()
+    );
     Ok(())
 }
 
@@ -465,6 +521,86 @@ fn read_password(user: &str) -> Result<Zeroizing<Vec<u8>>, ServerError> {
     Ok(password)
 }
 
+/// The POSIX account `add-user` gives a user, published in the directory
+/// that enrolled devices fetch.
+#[derive(clap::Args)]
+struct AccountArgs {
+    /// The user's uid (default: kept, or the lowest free id in
+    /// --uid-min..=--uid-max).
+    #[arg(long)]
+    uid: Option<u32>,
+    /// The primary gid (default: kept, or the uid: a group of the user's name).
+    #[arg(long)]
+    gid: Option<u32>,
+    /// The GECOS field (the full name).
+    #[arg(long)]
+    gecos: Option<String>,
+    /// The home directory (default: kept, or /home/USER).
+    #[arg(long)]
+    home: Option<String>,
+    /// The login shell (default: kept, or /bin/bash).
+    #[arg(long)]
+    shell: Option<String>,
+    /// Supplementary groups, comma-separated (made with add-group).
+    #[arg(long, value_delimiter = ',')]
+    groups: Option<Vec<String>>,
+    /// The range new uids come from.
+    #[arg(long, default_value_t = directory::DEFAULT_FIRST_ID)]
+    uid_min: u32,
+    #[arg(long, default_value_t = directory::DEFAULT_LAST_ID)]
+    uid_max: u32,
+    /// Publish no account for this user (it must exist on the clients).
+    #[arg(long, conflicts_with_all = ["uid", "gid", "gecos", "home", "shell", "groups"])]
+    no_account: bool,
+}
+
+impl AccountArgs {
+    /// The account `user` gets: its old one (if any) with what was given
+    /// changed, else the defaults with a fresh uid.
+    fn apply(
+        &self,
+        store: &Store,
+        user: &str,
+        old: Option<Account>,
+    ) -> Result<Option<Account>, ServerError> {
+        if self.no_account {
+            return Ok(None);
+        }
+        let mut account = match old {
+            Some(old) => old,
+            None => {
+                let uid = match self.uid {
+                    Some(uid) => uid,
+                    None => store
+                        .next_uid(self.uid_min, self.uid_max)
+                        .map_err(|e| ServerError::Usage(e.to_string()))?,
+                };
+                Account::default_for(user, uid)
+            }
+        };
+        if let Some(uid) = self.uid {
+            account.uid = uid;
+        }
+        if let Some(gid) = self.gid {
+            account.gid = gid;
+        }
+        if let Some(gecos) = &self.gecos {
+            account.gecos = gecos.clone();
+        }
+        if let Some(home) = &self.home {
+            account.home = home.clone();
+        }
+        if let Some(shell) = &self.shell {
+            account.shell = shell.clone();
+        }
+        if let Some(groups) = &self.groups {
+            account.groups = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
+        }
+        Ok(Some(account))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn add_user(
     file: &Path,
     user: &str,
@@ -473,6 +609,7 @@ fn add_user(
     iterations: u32,
     realm: &str,
     qop: bool,
+    account_args: &AccountArgs,
 ) -> Result<(), ServerError> {
     authtoken_core::username::Username::parse(user.as_bytes())
         .map_err(|e| ServerError::Usage(e.to_string()))?;
@@ -501,9 +638,21 @@ fn add_user(
         }
         Policy::NoToken | Policy::Unmanaged => None,
     };
+    // A user added again (a new password, another policy) keeps the POSIX
+    // account the directory publishes, changed only where told.
+    let old = store.users.get(user).and_then(|old| old.account.clone());
+    let account = account_args.apply(&store, user, old)?;
+    store.users.insert(
+        user.to_owned(),
+        User {
+            policy,
+            credential,
+            account,
+        },
+    );
     store
-        .users
-        .insert(user.to_owned(), User { policy, credential });
+        .directory()
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
     store.save(file)?;
     println!(
         "wrote {user} to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",

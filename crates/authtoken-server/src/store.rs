@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::directory::{self, Account, Directory, DirectoryError};
 use crate::error::{key32, random, read_private, write_private, ServerError};
 use crate::proto::scram::Verifier;
 use authtoken_protocol::http_digest::{self, Algorithm};
@@ -64,12 +65,16 @@ pub enum Credential {
 pub struct User {
     pub policy: Policy,
     pub credential: Option<Credential>,
+    /// The POSIX account published in the directory, if the user has one.
+    pub account: Option<Account>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Store {
     pub secret: Vec<u8>,
     pub users: BTreeMap<String, User>,
+    /// Named groups (name -> gid) of the directory.
+    pub groups: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -79,6 +84,14 @@ struct StoreFile {
     secret: Option<String>,
     #[serde(default)]
     users: BTreeMap<String, UserRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    groups: BTreeMap<String, GroupRecord>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupRecord {
+    gid: u32,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -104,6 +117,18 @@ struct UserRecord {
     qop: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ha1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gecos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    home: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shell: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<String>,
 }
 
 /// What is wrong inside a store.
@@ -115,6 +140,8 @@ pub enum StoreError {
     Secret,
     #[error("users.{user}: {problem}")]
     User { user: String, problem: String },
+    #[error("directory: {0}")]
+    Directory(String),
 }
 
 /// A required field of a user record.
@@ -155,9 +182,21 @@ impl UserRecord {
                 "a managed user needs a scheme and its verifier".into(),
             ));
         }
+        let account = match self.uid {
+            None => None,
+            Some(uid) => Some(Account {
+                uid,
+                gid: self.gid.unwrap_or(uid),
+                gecos: self.gecos.clone().unwrap_or_default(),
+                home: field(&self.home, "home")?.clone(),
+                shell: field(&self.shell, "shell")?.clone(),
+                groups: self.groups.clone(),
+            }),
+        };
         Ok(User {
             policy: self.policy,
             credential,
+            account,
         })
     }
 
@@ -166,6 +205,14 @@ impl UserRecord {
             policy: user.policy,
             ..UserRecord::default()
         };
+        if let Some(account) = &user.account {
+            record.uid = Some(account.uid);
+            record.gid = Some(account.gid);
+            record.gecos = Some(account.gecos.clone());
+            record.home = Some(account.home.clone());
+            record.shell = Some(account.shell.clone());
+            record.groups = account.groups.clone();
+        }
         match &user.credential {
             None => {}
             Some(Credential::Scram(v)) => {
@@ -198,6 +245,7 @@ impl Store {
         Ok(Store {
             secret: random(32)?,
             users: BTreeMap::new(),
+            groups: BTreeMap::new(),
         })
     }
 
@@ -225,7 +273,21 @@ impl Store {
             })?;
             users.insert(name.clone(), user);
         }
-        Ok(Store { secret, users })
+        let groups = file
+            .groups
+            .iter()
+            .map(|(name, group)| (name.clone(), group.gid))
+            .collect();
+        let store = Store {
+            secret,
+            users,
+            groups,
+        };
+        // A store whose directory cannot be published is refused whole.
+        store
+            .directory()
+            .map_err(|e| StoreError::Directory(e.to_string()))?;
+        Ok(store)
     }
 
     pub fn to_toml(&self) -> Result<String, ServerError> {
@@ -236,11 +298,39 @@ impl Store {
                 .iter()
                 .map(|(name, user)| (name.clone(), UserRecord::from_user(user)))
                 .collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(name, gid)| (name.clone(), GroupRecord { gid: *gid }))
+                .collect(),
         };
         let body = toml::to_string(&file).map_err(|e| ServerError::Usage(e.to_string()))?;
         Ok(format!(
             "# authtoken-server user store: verifiers only, no passwords.\n# Edit with `authtoken-server add-user`.\n{body}"
         ))
+    }
+
+    /// The directory of the users with a POSIX account.
+    pub fn directory(&self) -> Result<Directory, DirectoryError> {
+        // An unmanaged user is "not my user" (410): not published either.
+        let accounts = self
+            .users
+            .iter()
+            .filter(|(_, user)| user.policy != Policy::Unmanaged)
+            .filter_map(|(name, user)| Some((name.clone(), user.account.clone()?)))
+            .collect();
+        directory::build(&accounts, &self.groups)
+    }
+
+    /// The lowest uid in `first..=last` no user and no group id holds.
+    pub fn next_uid(&self, first: u32, last: u32) -> Result<u32, DirectoryError> {
+        let taken = self
+            .users
+            .values()
+            .filter_map(|user| user.account.as_ref())
+            .flat_map(|account| [account.uid, account.gid])
+            .chain(self.groups.values().copied());
+        directory::next_free_id(taken, first, last)
     }
 
     /// Writes the store next to `path` and renames it into place, mode 0600.
@@ -285,6 +375,7 @@ mod tests {
             User {
                 policy: Policy::Managed,
                 credential: Some(Store::scram_credential(b"hunter2-secret", 4096).unwrap()),
+                account: Some(Account::default_for("alice", 10_000)),
             },
         );
         store.users.insert(
@@ -298,6 +389,7 @@ mod tests {
                     Algorithm::Sha256,
                     false,
                 )),
+                account: None,
             },
         );
         store.users.insert(
@@ -305,13 +397,37 @@ mod tests {
             User {
                 policy: Policy::Unmanaged,
                 credential: None,
+                account: Some(Account::default_for("bob", 10_002)),
             },
         );
+        store.groups.insert("staff".into(), 10_100);
+        store
+            .users
+            .get_mut("alice")
+            .and_then(|alice| alice.account.as_mut())
+            .unwrap()
+            .groups
+            .push("staff".into());
         let text = store.to_toml().unwrap();
         assert!(!text.contains("hunter2"));
         let back = Store::parse(&text).unwrap();
         assert_eq!(back.users, store.users);
         assert_eq!(back.secret, store.secret);
+        assert_eq!(back.groups, store.groups);
+        assert_eq!(back.directory().unwrap(), store.directory().unwrap());
+        assert_eq!(store.next_uid(10_000, 60_000), Ok(10_001));
+        let names: Vec<_> = store
+            .directory()
+            .unwrap()
+            .users
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["alice"],
+            "dave has no account; bob is not ours (410)"
+        );
     }
 
     #[test]
@@ -319,5 +435,12 @@ mod tests {
         let err = Store::parse("secret = \"AAAA\"\n[users.x]\npolicy = \"managed\"\n").unwrap_err();
         assert!(err.to_string().contains("users.x"), "{err}");
         assert!(Store::parse("secret = \"AAAA\"\n[users.x]\nfoo = 1\n").is_err());
+    }
+
+    #[test]
+    fn a_store_with_an_unpublishable_directory_is_refused() {
+        let text = "secret = \"AAAA\"\n[users.x]\npolicy = \"no-token\"\nuid = 0\nhome = \"/root\"\nshell = \"/bin/sh\"\n";
+        let err = Store::parse(text).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
     }
 }

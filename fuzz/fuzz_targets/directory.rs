@@ -1,0 +1,55 @@
+//! `authtoken sync`: the authority's directory (JSON), judged record by
+//! record as root before anything reaches the NSS cache.
+#![no_main]
+use authtoken_core::directory::{accept, name_ok, Local, Ranges};
+use authtoken_core::nss_cache::{render, Passwd, Reader};
+use libfuzzer_sys::fuzz_target;
+
+const RANGES: Ranges = Ranges {
+    min_uid: 1_000,
+    max_uid: 60_000,
+    min_gid: 1_000,
+    max_gid: 60_000,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let local = Local::from_files(
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        "root:x:0:\nalice:x:1000:\n",
+    );
+    let Ok(accepted) = accept(data, RANGES, &local) else {
+        return;
+    };
+    let directory = &accepted.directory;
+    for user in &directory.users {
+        assert!(name_ok(&user.name));
+        assert!(user.uid != 0 && (RANGES.min_uid..=RANGES.max_uid).contains(&user.uid));
+        assert!(!local.users.contains(&user.name) && !local.uids.contains(&user.uid));
+    }
+    for group in &directory.groups {
+        assert!(name_ok(&group.name) && group.gid != 0);
+    }
+    // What is accepted is what the NSS module finds, field for field.
+    let path = std::env::temp_dir().join(format!("directory-fuzz-{}", std::process::id()));
+    std::fs::write(&path, render(directory, 1)).expect("scratch file");
+    let reader = Reader::open(&path).expect("a rendered cache opens");
+    for user in &directory.users {
+        let line = reader.user_by_name(user.name.as_bytes()).expect("found by name");
+        let found = Passwd::parse(&line).expect("a passwd line");
+        assert_eq!(
+            (found.name, found.uid, found.gid, found.home, found.shell),
+            (
+                user.name.as_bytes(),
+                user.uid,
+                user.gid,
+                user.home.as_bytes(),
+                user.shell.as_bytes()
+            )
+        );
+        assert!(reader.user_by_uid(user.uid).is_some(), "found by uid");
+    }
+    for group in &directory.groups {
+        assert!(reader.group_by_name(group.name.as_bytes()).is_some());
+        assert!(reader.group_by_gid(group.gid).is_some());
+    }
+});
