@@ -39,6 +39,7 @@ CONTROL
 client="$work/client"
 packaging/stage.sh client "$client" "/usr/lib/$multiarch/security" /lib/systemd/system
 install -D -m 0644 packaging/debian/pam-configs/authtoken "$client/usr/share/pam-configs/authtoken"
+install -D -m 0644 packaging/debian/pam-configs/authtoken-strict "$client/usr/share/pam-configs/authtoken-strict"
 cp LICENSE "$client/usr/share/doc/pam-authtoken/copyright"
 mkdir -p "$client/DEBIAN"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$client/DEBIAN/"

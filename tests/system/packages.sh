@@ -41,7 +41,7 @@ server_deb_list=$(listing "$server_deb")
 for path in "${common[@]}" /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so \
   /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 /lib/systemd/system/authtoken-sync.service \
   /lib/systemd/system/authtoken-sync.timer \
-  /usr/share/pam-configs/authtoken /usr/share/doc/pam-authtoken/copyright; do
+  /usr/share/pam-configs/authtoken /usr/share/pam-configs/authtoken-strict /usr/share/doc/pam-authtoken/copyright; do
   check "deb contains $path" contains "$deb_list" "$path"
 done
 for path in "${server_files[@]}" /lib/systemd/system/authtoken-server.service \
@@ -54,7 +54,7 @@ check "deb: postinst honours dpkg-statoverride for authtoken-chkpwd" grep -q 'dp
 check "deb: config is 0644 root" grep -q '^-rw-r--r-- root/root .* ./etc/authtoken/authtoken.toml$' <<<"$(dpkg-deb -c "$deb")"
 check "deb: config is a conffile" grep -qx /etc/authtoken/authtoken.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
 check "deb: postinst runs pam-auth-update --package" grep -q 'pam-auth-update --package' <<<"$(dpkg-deb -I "$deb" postinst)"
-check "deb: prerm removes the profile" grep -q 'pam-auth-update --package --remove authtoken' <<<"$(dpkg-deb -I "$deb" prerm)"
+check "deb: prerm removes both profiles" grep -q 'pam-auth-update --package --remove authtoken authtoken-strict' <<<"$(dpkg-deb -I "$deb" prerm)"
 
 rpm_list=$(rpm -qlp "$rpm" 2>/dev/null)
 server_rpm_list=$(rpm -qlp "$server_rpm" 2>/dev/null)
@@ -282,8 +282,20 @@ check "su: a wrong password is refused" grep -qx 'su-refused' <<<"$out"
 if [ "$failed" -ne 0 ]; then echo "$out"; cat "$pkgwork/sshd.log" 2>/dev/null || true; fi
 rm -rf "$pkgwork"
 
+# The strict profile: the authority's rejection is final; a 410 and an
+# unreachable authority still fall through to pam_unix.
+check "pam-auth-update: strict replaces the default profile" bash -c \
+  'pam-auth-update --disable authtoken && pam-auth-update --enable authtoken-strict'
+check "strict: auth_err=die on the module line" \
+  grep -Eq '^auth[[:space:]]+\[success=[0-9]+ auth_err=die default=ignore\][[:space:]]+pam_authtoken.so' /etc/pam.d/common-auth
+check "strict: the authority's password signs in" common_auth_login authority-Pa55
+check "strict: after the authority's rejection the local password is refused" refused common_auth_login local-Pa55
+check "strict: unmanaged at the authority (410)" bash -c \
+  "authtoken-server add-user $server_etc/users.toml $local_user --policy unmanaged </dev/null && kill -HUP $server_pid && sleep 0.5"
+check "strict: a 410 user signs in with the local password" common_auth_login local-Pa55
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
+check "strict: with the authority unreachable the local password signs in" common_auth_login local-Pa55
 rm -f "$server_log"
 
 userdel "$local_user" >/dev/null 2>&1 || true
