@@ -13,6 +13,9 @@ mapfile -t rpms < <(packaging/build-rpm.sh | tail -2)
 deb=${debs[0]} server_deb=${debs[1]}
 rpm=${rpms[0]} server_rpm=${rpms[1]}
 . tests/system/check.sh
+# Where this release keeps its PAM modules (and glibc its NSS modules).
+security=$(dpkg-query -L libpam-modules | sed -n 's|/pam_unix\.so$||p' | head -1)
+libdir=$(dirname "$security")
 run_checked() { "$@" >/dev/null 2>&1; }
 contains() { grep -qxF -- "$2" <<<"$1"; }
 
@@ -25,6 +28,7 @@ common=(
   /usr/lib/tmpfiles.d/authtoken.conf
   /usr/share/man/man8/pam_authtoken.8.gz
   /usr/share/man/man8/authtoken-helper.8.gz
+  /usr/share/man/man8/authtoken.8.gz
   /usr/share/man/man5/authtoken.toml.5.gz
   /usr/share/doc/pam-authtoken/README.md
   /usr/share/doc/pam-authtoken/SECURITY.md
@@ -38,8 +42,8 @@ server_files=(
 listing() { dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
 deb_list=$(listing "$deb")
 server_deb_list=$(listing "$server_deb")
-for path in "${common[@]}" /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so \
-  /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 /lib/systemd/system/authtoken-sync.service \
+for path in "${common[@]}" "$security/pam_authtoken.so" \
+  "$libdir/libnss_authtoken.so.2" /lib/systemd/system/authtoken-sync.service \
   /lib/systemd/system/authtoken-sync.timer \
   /usr/share/pam-configs/authtoken /usr/share/pam-configs/authtoken-strict /usr/share/doc/pam-authtoken/copyright; do
   check "deb contains $path" contains "$deb_list" "$path"
@@ -102,9 +106,13 @@ cleanup() {
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-check "dpkg -i (client and server)" dpkg -i "$deb" "$server_deb"
+install_log=$(mktemp)
+check "dpkg -i (client and server)" bash -c "dpkg -i '$deb' '$server_deb' >'$install_log' 2>&1"
+check "the client package says what to do next" grep -q "pam-auth-update --enable authtoken" "$install_log"
+check "the server package says what to do next" grep -q "authtoken-server gen-tls" "$install_log"
+rm -f "$install_log"
 check "helper installed" test -x /usr/libexec/authtoken/authtoken-helper
-check "module installed" test -f /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so
+check "module installed beside the release's own (pam_unix.so)" test -f "$security/pam_authtoken.so"
 check "authtoken-chkpwd installed setuid root" test "$(stat -c '%a %U %G' /usr/libexec/authtoken/authtoken-chkpwd)" = "4755 root root"
 check "helper account authtoken exists, without a shell" test "$(getent passwd authtoken | cut -d: -f7)" = /usr/sbin/nologin
 check "server account authtoken-server exists" getent passwd authtoken-server
@@ -113,7 +121,7 @@ check "nsswitch.conf: passwd gains authtoken after files" grep -Eq '^passwd:.*[[
 check "nsswitch.conf: group gains authtoken after files" grep -Eq '^group:.*[[:space:]]files[[:space:]]+authtoken([[:space:]]|$)' /etc/nsswitch.conf
 check "nsswitch.conf: nothing else changed" bash -c "diff <(sed -E '/^(passwd|group):/s/ authtoken//' /etc/nsswitch.conf) '$nsswitch_before'"
 check "the sync timer is enabled" test -L /etc/systemd/system/timers.target.wants/authtoken-sync.timer
-check "NSS module installed" test -f /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2
+check "NSS module installed beside libnss_files" test -f "$libdir/libnss_authtoken.so.2" -a -e "$libdir/libnss_files.so.2"
 check "with no cache, local lookups still work" test "$(getent passwd root | cut -d: -f3)" = 0
 check "cache dir created 0700" test "$(stat -c %a /run/authtoken)" = 700
 check "installed config is root-owned 0644" test "$(stat -c '%U %a' /etc/authtoken/authtoken.toml)" = "root 644"
@@ -190,6 +198,8 @@ check "the server reloaded the store it can still read" bash -c "sleep 0.5; grep
 install -m 0644 -o root -g root "$server_etc/tls/ca.pem" /etc/authtoken/ca.pem
 sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"/etc/authtoken/ca.pem\"|" /etc/authtoken/authtoken.toml
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
+check "man authtoken finds the command's page" bash -c 'man -w authtoken | grep -q "man8/authtoken.8.gz"'
+check "authtoken --help names itself authtoken" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken --help | grep -q "^Usage: authtoken <COMMAND>"'
 check "authtoken is on root's PATH" test "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v authtoken)" = /usr/sbin/authtoken
 check "authtoken check-config OK" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
 check "module settings beside the config, root's, as readable as the config" \
@@ -296,10 +306,23 @@ check "strict: a 410 user signs in with the local password" common_auth_login lo
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 check "strict: with the authority unreachable the local password signs in" common_auth_login local-Pa55
+# A server left running, as the unit (or an administrator) started it:
+# removing the package must stop it.
+setpriv --reuid="$unit_user" --regid="$unit_group" --clear-groups --no-new-privs \
+  "${server_cmd[@]}" </dev/null >/dev/null 2>"$server_log" &
+server_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
+check "a server runs before dpkg -r" grep -q "listening on" "$server_log"
 rm -f "$server_log"
+gone() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true); [ -z "$state" ] || [ "$state" = Z ]; }
 
 userdel "$local_user" >/dev/null 2>&1 || true
 check "dpkg -r" dpkg -r pam-authtoken authtoken-server
+check "the running server was stopped by the package's removal" gone "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+check "deb: the server package stops its unit on remove" grep -q 'deb-systemd-invoke stop authtoken-server.service' <<<"$(dpkg-deb -I "$server_deb" prerm)"
+check "deb: and purges its enablement" grep -q 'deb-systemd-helper purge authtoken-server.service' <<<"$(dpkg-deb -I "$server_deb" postrm)"
+check "rpm: erasing the server stops and disables its unit" grep -q 'disable --now authtoken-server.service' <<<"$(rpm -qp --scripts "$server_rpm" 2>/dev/null)"
 check "nsswitch.conf restored exactly" cmp "$nsswitch_before" /etc/nsswitch.conf
 check "carol is unknown again" refused getent passwd carol
 rm -f /etc/authtoken/device.pem /etc/authtoken/device.key
