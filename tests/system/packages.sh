@@ -306,10 +306,16 @@ check "strict: a 410 user signs in with the local password" common_auth_login lo
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 check "strict: with the authority unreachable the local password signs in" common_auth_login local-Pa55
-# A server left running, as the unit (or an administrator) started it:
-# removing the package must stop it.
-setpriv --reuid="$unit_user" --regid="$unit_group" --clear-groups --no-new-privs \
-  "${server_cmd[@]}" </dev/null >/dev/null 2>"$server_log" &
+# A server left running, started without systemd as the README shows
+# (its /etc/default form sourced by a shell): removing the package must
+# stop it.
+defaults=$(mktemp)
+echo "AUTHTOKEN_SERVER_OPTS=\"$unit_opts\"" >"$defaults"
+( . "$defaults"; ulimit -n 65536; umask 0077
+  exec setpriv --reuid=authtoken-server --regid=authtoken-server --clear-groups \
+    --no-new-privs --inh-caps=-all --bounding-set=-all \
+    /usr/sbin/authtoken-server serve $AUTHTOKEN_SERVER_OPTS ) </dev/null >/dev/null 2>"$server_log" &
+rm -f "$defaults"
 server_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
 check "a server runs before dpkg -r" grep -q "listening on" "$server_log"
