@@ -96,7 +96,7 @@ cleanup() {
     rm -rf "$pkgwork"
   fi
   [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
-  rm -f /etc/authtoken/ca.pem /etc/authtoken/device.pem /etc/authtoken/device.key
+  rm -f /etc/authtoken/ca.pem /etc/authtoken/device.pem /etc/authtoken/device.key /etc/default/authtoken-server
   dpkg --purge pam-authtoken authtoken-server >/dev/null 2>&1 || true
   for account in "${new_users[@]}"; do userdel "$account" >/dev/null 2>&1 || true; done
   # A failed run may leave our edit: the copy from before is the truth.
@@ -331,11 +331,14 @@ check "deb: and purges its enablement" grep -q 'deb-systemd-helper purge authtok
 check "rpm: erasing the server stops and disables its unit" grep -q 'disable --now authtoken-server.service' <<<"$(rpm -qp --scripts "$server_rpm" 2>/dev/null)"
 check "nsswitch.conf restored exactly" cmp "$nsswitch_before" /etc/nsswitch.conf
 check "carol is unknown again" refused getent passwd carol
-rm -f /etc/authtoken/device.pem /etc/authtoken/device.key
 check "common-auth restored exactly" cmp "$before" /etc/pam.d/common-auth
 check "no module line left" bash -c "! grep -rq pam_authtoken /etc/pam.d"
 check "conffile kept after remove" test -f /etc/authtoken/authtoken.toml
-rm -f /etc/authtoken/ca.pem
+check "the CA and device identity the README puts there are kept after remove" \
+  test -f /etc/authtoken/ca.pem -a -f /etc/authtoken/device.pem -a -f /etc/authtoken/device.key
+# As the README's server set-up leaves it.
+[ -e /etc/default/authtoken-server ] && { echo "packages: /etc/default/authtoken-server exists; not touching it" >&2; exit 1; }
+echo 'AUTHTOKEN_SERVER_OPTS="--listen 127.0.0.1:8443"' >/etc/default/authtoken-server
 # What an offline login leaves: a verifier of a real password.
 install -d -m 0700 /var/lib/authtoken/offline
 echo verifier >/var/lib/authtoken/offline/someone
@@ -345,6 +348,9 @@ check "offline verifiers and the NSS cache gone after purge" test ! -e /var/lib/
 check "the sync timer is no longer enabled or masked" bash -c '! ls /etc/systemd/system/*/authtoken-sync.timer /etc/systemd/system/authtoken-sync.timer 2>/dev/null' 
 check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
+check "/etc/authtoken gone after purge (ca.pem and the device identity with it)" test ! -e /etc/authtoken
+check "/etc/default/authtoken-server gone after purge" test ! -e /etc/default/authtoken-server
+check "the server's store and CA are kept after purge (README says why)" test -f /etc/authtoken-server/users.toml
 check "module settings gone after purge" test ! -e /etc/authtoken/authtoken.toml.module.json
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken
 check "accounts kept after purge (uids are not reused)" getent passwd authtoken
