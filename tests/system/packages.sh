@@ -175,8 +175,9 @@ check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=/
 unit_user=$(sed -n 's/^User=//p' "$unit")
 unit_group=$(sed -n 's/^Group=//p' "$unit")
 check "unit runs as its own account" test "$unit_user" = authtoken-server
-# As the README says: the service account owns its files.
-chown -R "$unit_user:$unit_group" "$server_etc"
+# As the README says: the service account owns the store and its key, no more.
+chown "$unit_user:$unit_group" "$server_etc/users.toml" "$server_etc/tls/server.key"
+check "the CA key stays root's, 0600" test "$(stat -c '%U %a' "$server_etc/tls/ca.key")" = "root 600"
 unit_opts=$(sed -n 's/^Environment="AUTHTOKEN_SERVER_OPTS=\(.*\)"$/\1/p' "$unit")
 unit_exec=$(sed -n 's/^ExecStart=//p' "$unit")
 read -ra server_cmd <<<"${unit_exec//\$AUTHTOKEN_SERVER_OPTS/$unit_opts}"
