@@ -33,14 +33,12 @@ fn password_not_in_helper_argv_environment_or_descriptors() {
     let confdir = ws.simple_stack(&config);
     let login_thread = std::thread::spawn(move || login(&confdir, "alice", PASSWORD));
 
-    let helper = std::fs::canonicalize(HELPER).unwrap();
+    // The helper connected to this listener (not another test's helper).
+    let port = listener.local_addr().unwrap().port();
     let until = Instant::now() + Duration::from_secs(3);
     let mut seen = None;
     while seen.is_none() && Instant::now() < until {
-        seen = children()
-            .into_iter()
-            .find(|(_, _, exe)| exe.as_deref() == Some(helper.as_path()))
-            .map(|(pid, _, _)| pid);
+        seen = helper_connected_to(port);
         std::thread::sleep(Duration::from_millis(10));
     }
     let pid = seen.expect("the helper ran while the authority was silent");
@@ -271,6 +269,49 @@ fn status_field(pid: i32, name: &str) -> Option<String> {
         })
 }
 
+/// The inodes of the sockets connected to 127.0.0.1:`port` (the client
+/// side of each connection to a listener of ours).
+fn connections_to(port: u16) -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(2) == Some(&remote.as_str()))
+                .then(|| fields.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// The helper (a child of this test process) connected to our listener
+/// on `port`: other tests of this binary run their own helpers meanwhile,
+/// as root until they drop, or for the module's settings.
+fn helper_connected_to(port: u16) -> Option<i32> {
+    let helper = std::fs::canonicalize(HELPER).ok()?;
+    let sockets = connections_to(port);
+    children()
+        .into_iter()
+        .filter(|(_, _, exe)| exe.as_deref() == Some(helper.as_path()))
+        .map(|(pid, _, _)| pid)
+        .find(|pid| sockets.iter().any(|inode| holds_socket(*pid, *inode)))
+}
+
+/// Whether process `pid` has the socket `inode` open.
+fn holds_socket(pid: i32, inode: u64) -> bool {
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+            })
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn helper_is_unprivileged_before_it_opens_a_socket() {
     let ws = Workspace::new();
@@ -287,11 +328,7 @@ fn helper_is_unprivileged_before_it_opens_a_socket() {
         // the unprivileged user: root was dropped before the socket.
         listener.set_nonblocking(false).unwrap();
         let (held, _) = listener.accept().unwrap();
-        let helper = std::fs::canonicalize(HELPER).unwrap();
-        let pid = children()
-            .into_iter()
-            .find(|(_, _, exe)| exe.as_deref() == Some(helper.as_path()))
-            .map(|(pid, _, _)| pid)
+        let pid = helper_connected_to(listener.local_addr().unwrap().port())
             .expect("the helper is waiting for the authority");
         let ids = |field: &str| -> Vec<u32> {
             status_field(pid, field)
