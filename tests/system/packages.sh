@@ -199,7 +199,7 @@ check "the server reloaded the store it can still read" bash -c "sleep 0.5; grep
 install -m 0644 -o root -g root "$server_etc/tls/ca.pem" /etc/authtoken/ca.pem
 sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"/etc/authtoken/ca.pem\"|" /etc/authtoken/authtoken.toml
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
-check "man authtoken finds the command's page" bash -c 'man -w authtoken | grep -q "man8/authtoken.8.gz"'
+check "deb: authtoken(8) is the command's page" grep -q ' ./usr/share/man/man8/authtoken.8.gz -> authtoken-helper.8.gz$' <<<"$(dpkg-deb -c "$deb")"
 check "authtoken --help names itself authtoken" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken --help | grep -q "^Usage: authtoken <COMMAND>"'
 check "authtoken is on root's PATH" test "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v authtoken)" = /usr/sbin/authtoken
 check "authtoken check-config OK" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
@@ -312,7 +312,7 @@ check "strict: with the authority unreachable the local password signs in" commo
 # stop it.
 defaults=$(mktemp)
 echo "AUTHTOKEN_SERVER_OPTS=\"$unit_opts\"" >"$defaults"
-( . "$defaults"; ulimit -n 65536; umask 0077
+( . "$defaults"; ulimit -n 65536 2>/dev/null || ulimit -n hard; umask 0077
   exec setpriv --reuid=authtoken-server --regid=authtoken-server --clear-groups \
     --no-new-privs --inh-caps=-all --bounding-set=-all \
     /usr/sbin/authtoken-server serve $AUTHTOKEN_SERVER_OPTS ) </dev/null >/dev/null 2>"$server_log" &
