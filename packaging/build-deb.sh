@@ -37,8 +37,14 @@ CONTROL
 }
 
 client="$work/client"
-packaging/stage.sh client "$client" "/usr/lib/$multiarch/security" /lib/systemd/system
+# The module goes where this release's own PAM modules are (bookworm:
+# /lib/MULTIARCH/security, owned by libpam-modules; later releases: /usr/lib),
+# so merged-/usr aliasing never puts one directory under two packages.
+security=$(dpkg-query -L libpam-modules 2>/dev/null | sed -n 's|/pam_unix\.so$||p' | head -1)
+security=${security:-/usr/lib/$multiarch/security}
+packaging/stage.sh client "$client" "$security" /lib/systemd/system
 install -D -m 0644 packaging/debian/pam-configs/authtoken "$client/usr/share/pam-configs/authtoken"
+install -D -m 0644 packaging/debian/pam-configs/authtoken-strict "$client/usr/share/pam-configs/authtoken-strict"
 cp LICENSE "$client/usr/share/doc/pam-authtoken/copyright"
 mkdir -p "$client/DEBIAN"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$client/DEBIAN/"
@@ -59,6 +65,8 @@ packaging/stage.sh server "$server" /lib/systemd/system
 cp LICENSE "$server/usr/share/doc/authtoken-server/copyright"
 mkdir -p "$server/DEBIAN"
 install -m 0755 packaging/debian/server-postinst "$server/DEBIAN/postinst"
+install -m 0755 packaging/debian/server-prerm "$server/DEBIAN/prerm"
+install -m 0755 packaging/debian/server-postrm "$server/DEBIAN/postrm"
 control authtoken-server "libc6, passwd" \
   "Reference token authority for pam_authtoken" \
 " authtoken-server answers Apple MDM UserAuthenticate check-ins with

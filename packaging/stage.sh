@@ -39,6 +39,8 @@ client)
   install -D -m 0644 "$top/conf/authtoken.toml" "$root/etc/authtoken/authtoken.toml"
   install -D -m 0644 "$top/packaging/tmpfiles.d/authtoken.conf" "$root/usr/lib/tmpfiles.d/authtoken.conf"
   for page in pam_authtoken.8 authtoken-helper.8 authtoken.toml.5; do man_page "$page"; done
+  # `man authtoken` finds the command's page.
+  ln -s authtoken-helper.8.gz "$root/usr/share/man/man8/authtoken.8.gz"
   install -D -m 0644 "$top/README.md" "$doc/README.md"
   install -D -m 0644 "$top/SECURITY.md" "$doc/SECURITY.md"
   install -D -m 0644 "$top/LICENSE" "$doc/LICENSE"

@@ -18,7 +18,8 @@ state() {
   for path in /etc/authtoken /etc/authtoken-server /etc/default/authtoken-server /run/authtoken \
     /usr/libexec/authtoken /usr/sbin/authtoken /usr/sbin/authtoken-server /usr/share/pam-configs/authtoken \
     /usr/lib/sysusers.d/authtoken.conf /usr/lib/sysusers.d/authtoken-server.conf \
-    /var/lib/authtoken /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 \
+    /var/lib/authtoken /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 /lib/x86_64-linux-gnu/libnss_authtoken.so.2 \
+    /lib/x86_64-linux-gnu/security/pam_authtoken.so /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so \
     /lib/systemd/system/authtoken-sync.service /lib/systemd/system/authtoken-sync.timer \
     /etc/systemd/system/authtoken-sync.timer /etc/systemd/system/timers.target.wants/authtoken-sync.timer; do
     [ -e "$path" ] && echo "exists $path"

@@ -13,6 +13,9 @@ mapfile -t rpms < <(packaging/build-rpm.sh | tail -2)
 deb=${debs[0]} server_deb=${debs[1]}
 rpm=${rpms[0]} server_rpm=${rpms[1]}
 . tests/system/check.sh
+# Where this release keeps its PAM modules (and glibc its NSS modules).
+security=$(dpkg-query -L libpam-modules | sed -n 's|/pam_unix\.so$||p' | head -1)
+libdir=$(dirname "$security")
 run_checked() { "$@" >/dev/null 2>&1; }
 contains() { grep -qxF -- "$2" <<<"$1"; }
 
@@ -25,6 +28,7 @@ common=(
   /usr/lib/tmpfiles.d/authtoken.conf
   /usr/share/man/man8/pam_authtoken.8.gz
   /usr/share/man/man8/authtoken-helper.8.gz
+  /usr/share/man/man8/authtoken.8.gz
   /usr/share/man/man5/authtoken.toml.5.gz
   /usr/share/doc/pam-authtoken/README.md
   /usr/share/doc/pam-authtoken/SECURITY.md
@@ -38,10 +42,10 @@ server_files=(
 listing() { dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
 deb_list=$(listing "$deb")
 server_deb_list=$(listing "$server_deb")
-for path in "${common[@]}" /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so \
-  /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 /lib/systemd/system/authtoken-sync.service \
+for path in "${common[@]}" "$security/pam_authtoken.so" \
+  "$libdir/libnss_authtoken.so.2" /lib/systemd/system/authtoken-sync.service \
   /lib/systemd/system/authtoken-sync.timer \
-  /usr/share/pam-configs/authtoken /usr/share/doc/pam-authtoken/copyright; do
+  /usr/share/pam-configs/authtoken /usr/share/pam-configs/authtoken-strict /usr/share/doc/pam-authtoken/copyright; do
   check "deb contains $path" contains "$deb_list" "$path"
 done
 for path in "${server_files[@]}" /lib/systemd/system/authtoken-server.service \
@@ -54,7 +58,7 @@ check "deb: postinst honours dpkg-statoverride for authtoken-chkpwd" grep -q 'dp
 check "deb: config is 0644 root" grep -q '^-rw-r--r-- root/root .* ./etc/authtoken/authtoken.toml$' <<<"$(dpkg-deb -c "$deb")"
 check "deb: config is a conffile" grep -qx /etc/authtoken/authtoken.toml <<<"$(dpkg-deb -I "$deb" conffiles)"
 check "deb: postinst runs pam-auth-update --package" grep -q 'pam-auth-update --package' <<<"$(dpkg-deb -I "$deb" postinst)"
-check "deb: prerm removes the profile" grep -q 'pam-auth-update --package --remove authtoken' <<<"$(dpkg-deb -I "$deb" prerm)"
+check "deb: prerm removes both profiles" grep -q 'pam-auth-update --package --remove authtoken authtoken-strict' <<<"$(dpkg-deb -I "$deb" prerm)"
 
 rpm_list=$(rpm -qlp "$rpm" 2>/dev/null)
 server_rpm_list=$(rpm -qlp "$server_rpm" 2>/dev/null)
@@ -92,7 +96,7 @@ cleanup() {
     rm -rf "$pkgwork"
   fi
   [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
-  rm -f /etc/authtoken/ca.pem /etc/authtoken/device.pem /etc/authtoken/device.key
+  rm -f /etc/authtoken/ca.pem /etc/authtoken/device.pem /etc/authtoken/device.key /etc/default/authtoken-server
   dpkg --purge pam-authtoken authtoken-server >/dev/null 2>&1 || true
   for account in "${new_users[@]}"; do userdel "$account" >/dev/null 2>&1 || true; done
   # A failed run may leave our edit: the copy from before is the truth.
@@ -102,9 +106,13 @@ cleanup() {
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-check "dpkg -i (client and server)" dpkg -i "$deb" "$server_deb"
+install_log=$(mktemp)
+check "dpkg -i (client and server)" bash -c "dpkg -i '$deb' '$server_deb' >'$install_log' 2>&1"
+check "the client package says what to do next" grep -q "pam-auth-update --enable authtoken" "$install_log"
+check "the server package says what to do next" grep -q "authtoken-server gen-tls" "$install_log"
+rm -f "$install_log"
 check "helper installed" test -x /usr/libexec/authtoken/authtoken-helper
-check "module installed" test -f /usr/lib/x86_64-linux-gnu/security/pam_authtoken.so
+check "module installed beside the release's own (pam_unix.so)" test -f "$security/pam_authtoken.so"
 check "authtoken-chkpwd installed setuid root" test "$(stat -c '%a %U %G' /usr/libexec/authtoken/authtoken-chkpwd)" = "4755 root root"
 check "helper account authtoken exists, without a shell" test "$(getent passwd authtoken | cut -d: -f7)" = /usr/sbin/nologin
 check "server account authtoken-server exists" getent passwd authtoken-server
@@ -113,7 +121,7 @@ check "nsswitch.conf: passwd gains authtoken after files" grep -Eq '^passwd:.*[[
 check "nsswitch.conf: group gains authtoken after files" grep -Eq '^group:.*[[:space:]]files[[:space:]]+authtoken([[:space:]]|$)' /etc/nsswitch.conf
 check "nsswitch.conf: nothing else changed" bash -c "diff <(sed -E '/^(passwd|group):/s/ authtoken//' /etc/nsswitch.conf) '$nsswitch_before'"
 check "the sync timer is enabled" test -L /etc/systemd/system/timers.target.wants/authtoken-sync.timer
-check "NSS module installed" test -f /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2
+check "NSS module installed beside libnss_files" test -f "$libdir/libnss_authtoken.so.2" -a -e "$libdir/libnss_files.so.2"
 check "with no cache, local lookups still work" test "$(getent passwd root | cut -d: -f3)" = 0
 check "cache dir created 0700" test "$(stat -c %a /run/authtoken)" = 700
 check "installed config is root-owned 0644" test "$(stat -c '%U %a' /etc/authtoken/authtoken.toml)" = "root 644"
@@ -167,8 +175,9 @@ check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=/
 unit_user=$(sed -n 's/^User=//p' "$unit")
 unit_group=$(sed -n 's/^Group=//p' "$unit")
 check "unit runs as its own account" test "$unit_user" = authtoken-server
-# As the README says: the service account owns its files.
-chown -R "$unit_user:$unit_group" "$server_etc"
+# As the README says: the service account owns the store and its key, no more.
+chown "$unit_user:$unit_group" "$server_etc/users.toml" "$server_etc/tls/server.key"
+check "the CA key stays root's, 0600" test "$(stat -c '%U %a' "$server_etc/tls/ca.key")" = "root 600"
 unit_opts=$(sed -n 's/^Environment="AUTHTOKEN_SERVER_OPTS=\(.*\)"$/\1/p' "$unit")
 unit_exec=$(sed -n 's/^ExecStart=//p' "$unit")
 read -ra server_cmd <<<"${unit_exec//\$AUTHTOKEN_SERVER_OPTS/$unit_opts}"
@@ -190,6 +199,8 @@ check "the server reloaded the store it can still read" bash -c "sleep 0.5; grep
 install -m 0644 -o root -g root "$server_etc/tls/ca.pem" /etc/authtoken/ca.pem
 sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"/etc/authtoken/ca.pem\"|" /etc/authtoken/authtoken.toml
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
+check "deb: authtoken(8) is the command's page" grep -q ' ./usr/share/man/man8/authtoken.8.gz -> authtoken-helper.8.gz$' <<<"$(dpkg-deb -c "$deb")"
+check "authtoken --help names itself authtoken" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken --help | grep -q "^Usage: authtoken <COMMAND>"'
 check "authtoken is on root's PATH" test "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v authtoken)" = /usr/sbin/authtoken
 check "authtoken check-config OK" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
 check "module settings beside the config, root's, as readable as the config" \
@@ -282,19 +293,53 @@ check "su: a wrong password is refused" grep -qx 'su-refused' <<<"$out"
 if [ "$failed" -ne 0 ]; then echo "$out"; cat "$pkgwork/sshd.log" 2>/dev/null || true; fi
 rm -rf "$pkgwork"
 
+# The strict profile: the authority's rejection is final; a 410 and an
+# unreachable authority still fall through to pam_unix.
+check "pam-auth-update: strict replaces the default profile" bash -c \
+  'pam-auth-update --disable authtoken && pam-auth-update --enable authtoken-strict'
+check "strict: auth_err=die on the module line" \
+  grep -Eq '^auth[[:space:]]+\[success=[0-9]+ auth_err=die default=ignore\][[:space:]]+pam_authtoken.so' /etc/pam.d/common-auth
+check "strict: the authority's password signs in" common_auth_login authority-Pa55
+check "strict: after the authority's rejection the local password is refused" refused common_auth_login local-Pa55
+check "strict: unmanaged at the authority (410)" bash -c \
+  "authtoken-server add-user $server_etc/users.toml $local_user --policy unmanaged </dev/null && kill -HUP $server_pid && sleep 0.5"
+check "strict: a 410 user signs in with the local password" common_auth_login local-Pa55
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
+check "strict: with the authority unreachable the local password signs in" common_auth_login local-Pa55
+# A server left running, started without systemd as the README shows
+# (its /etc/default form sourced by a shell): removing the package must
+# stop it.
+defaults=$(mktemp)
+echo "AUTHTOKEN_SERVER_OPTS=\"$unit_opts\"" >"$defaults"
+( . "$defaults"; ulimit -n 65536 2>/dev/null || ulimit -n hard; umask 0077
+  exec setpriv --reuid=authtoken-server --regid=authtoken-server --clear-groups \
+    --no-new-privs --inh-caps=-all --bounding-set=-all \
+    /usr/sbin/authtoken-server serve $AUTHTOKEN_SERVER_OPTS ) </dev/null >/dev/null 2>"$server_log" &
+rm -f "$defaults"
+server_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
+check "a server runs before dpkg -r" grep -q "listening on" "$server_log"
 rm -f "$server_log"
+gone() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true); [ -z "$state" ] || [ "$state" = Z ]; }
 
 userdel "$local_user" >/dev/null 2>&1 || true
 check "dpkg -r" dpkg -r pam-authtoken authtoken-server
+check "the running server was stopped by the package's removal" gone "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+check "deb: the server package stops its unit on remove" grep -q 'deb-systemd-invoke stop authtoken-server.service' <<<"$(dpkg-deb -I "$server_deb" prerm)"
+check "deb: and purges its enablement" grep -q 'deb-systemd-helper purge authtoken-server.service' <<<"$(dpkg-deb -I "$server_deb" postrm)"
+check "rpm: erasing the server stops and disables its unit" grep -q 'disable --now authtoken-server.service' <<<"$(rpm -qp --scripts "$server_rpm" 2>/dev/null)"
 check "nsswitch.conf restored exactly" cmp "$nsswitch_before" /etc/nsswitch.conf
 check "carol is unknown again" refused getent passwd carol
-rm -f /etc/authtoken/device.pem /etc/authtoken/device.key
 check "common-auth restored exactly" cmp "$before" /etc/pam.d/common-auth
 check "no module line left" bash -c "! grep -rq pam_authtoken /etc/pam.d"
 check "conffile kept after remove" test -f /etc/authtoken/authtoken.toml
-rm -f /etc/authtoken/ca.pem
+check "the CA and device identity the README puts there are kept after remove" \
+  test -f /etc/authtoken/ca.pem -a -f /etc/authtoken/device.pem -a -f /etc/authtoken/device.key
+# As the README's server set-up leaves it.
+[ -e /etc/default/authtoken-server ] && { echo "packages: /etc/default/authtoken-server exists; not touching it" >&2; exit 1; }
+echo 'AUTHTOKEN_SERVER_OPTS="--listen 127.0.0.1:8443"' >/etc/default/authtoken-server
 # What an offline login leaves: a verifier of a real password.
 install -d -m 0700 /var/lib/authtoken/offline
 echo verifier >/var/lib/authtoken/offline/someone
@@ -304,6 +349,9 @@ check "offline verifiers and the NSS cache gone after purge" test ! -e /var/lib/
 check "the sync timer is no longer enabled or masked" bash -c '! ls /etc/systemd/system/*/authtoken-sync.timer /etc/systemd/system/authtoken-sync.timer 2>/dev/null' 
 check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
+check "/etc/authtoken gone after purge (ca.pem and the device identity with it)" test ! -e /etc/authtoken
+check "/etc/default/authtoken-server gone after purge" test ! -e /etc/default/authtoken-server
+check "the server's store and CA are kept after purge (README says why)" test -f /etc/authtoken-server/users.toml
 check "module settings gone after purge" test ! -e /etc/authtoken/authtoken.toml.module.json
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken
 check "accounts kept after purge (uids are not reused)" getent passwd authtoken

@@ -382,14 +382,12 @@ pub fn ensure_private_dir(dir: &Path, owner: (u32, u32)) -> Result<(), TrustErro
     use std::os::unix::fs::DirBuilderExt;
     let io_error =
         |e: std::io::Error| io(dir)(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
-    let create = |recursive| {
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(recursive)
-            .create(dir)
-    };
-    let created = match create(false) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(true),
+    let create = || std::fs::DirBuilder::new().mode(0o700).create(dir);
+    let created = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            make_parents(dir, owner).map_err(io_error)?;
+            create()
+        }
         other => other,
     };
     match created {
@@ -435,6 +433,29 @@ pub fn ensure_shared_dir(dir: &Path) -> Result<(), TrustError> {
     }
     if meta.mode() & 0o7777 != 0o755 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io_error)?;
+    }
+    Ok(())
+}
+
+/// Creates the missing parents of `dir`, top down, each 0755 and given to
+/// `owner`: a setuid program (chkpwd) runs with its caller's gid, which a
+/// new directory such as `/var/lib/authtoken` would otherwise keep.
+fn make_parents(dir: &Path, owner: (u32, u32)) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .collect();
+    for parent in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o755).create(parent) {
+            Ok(()) => {
+                std::os::unix::fs::chown(parent, Some(owner.0), Some(owner.1))?;
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -617,6 +638,37 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn new_parents_of_a_private_directory_go_to_its_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        // A gid of the process other than its own (as a setuid program's
+        // caller's) must not end up on the parents: here the owner's is
+        // asked for explicitly, so the parents must carry exactly it.
+        let leaf = dir.path().join("a/b/offline");
+        ensure_private_dir(&leaf, me).unwrap();
+        for parent in [dir.path().join("a"), dir.path().join("a/b")] {
+            let meta = std::fs::metadata(&parent).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), me);
+            assert_eq!(meta.mode() & 0o7777, 0o755, "{}", parent.display());
+        }
+        assert_eq!(std::fs::metadata(&leaf).unwrap().mode() & 0o7777, 0o700);
+        if nix::unistd::geteuid().is_root() {
+            let other = dir.path().join("x/y/z");
+            ensure_private_dir(&other, (0, 65534)).unwrap();
+            let meta = std::fs::metadata(dir.path().join("x")).unwrap();
+            assert_eq!(
+                meta.gid(),
+                65534,
+                "the parent took the owner's gid, not the process's"
+            );
+        }
     }
 
     #[test]

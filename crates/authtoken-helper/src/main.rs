@@ -113,8 +113,34 @@ enum Command {
     },
 }
 
+/// The name this binary was run as: the packages also install it as
+/// `authtoken`, the administrator's command, whose help says so.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let invoked = std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            Path::new(&arg0)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let command = Cli::command();
+    if invoked == "authtoken" {
+        command.name("authtoken").about(
+            "pam_authtoken's administrator's commands (authtoken-helper, installed as `authtoken`)",
+        )
+    } else {
+        command
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Authenticate { config, debug } => serve_module(&config, debug),
         Command::ModuleSettings { config } => module_settings(&config),
