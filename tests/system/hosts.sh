@@ -121,9 +121,17 @@ out=$(sudo_as_user "$token_pw" 2>"$work/sudo.err") || true
 check "sudo with the authority's password runs the command as root" test "$out" = "0"
 out=$(sudo_as_user "$wrong_pw" 2>>"$work/sudo.err") && status=0 || status=$?
 check "sudo with another password is refused" test "$status" -ne 0 -a "$out" != "0"
+# sudo -v signs in and opens no session: no live token may stay behind.
+sudo_validate() {
+  printf '%s\n' "$token_pw" | in_namespace \
+    "exec timeout 60 setpriv --reuid=$user --regid=$user --init-groups sudo -S -k -p '' -v"
+}
+check "sudo -v with the authority's password" sudo_validate
+check "sudo -v leaves no hand-off (no live token) in the cache" \
+  test -z "$(find "$work/cache" -name '*.handoff' 2>/dev/null)"
 check "the cache sudo created (with the caller's gid) is root:root" \
   test "$(stat -c %u:%g "$work/cache")" = 0:0
-check "the authority saw both sudo logins" test "$(grep -c "user=\"$user\" step=challenge" "$work/server.log")" -eq 2
+check "the authority saw the three sudo logins" test "$(grep -c "user=\"$user\" step=challenge" "$work/server.log")" -eq 3
 
 # A screen locker: pam_authenticate in a process of the ordinary user, for
 # the user itself (no root anywhere in it but the setuid chkpwd).

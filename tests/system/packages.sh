@@ -275,9 +275,12 @@ show='in-as=\$(id -un) home=\$(pwd) owner=\$(stat -c %U:%a .) file=\$AUTHTOKEN_F
 timeout 60 sshpass -p carol-Pa55 ssh -F /dev/null -p $port -o StrictHostKeyChecking=no \
   -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o PreferredAuthentications=keyboard-interactive \
   -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 carol@127.0.0.1 "echo ssh \$show" || echo ssh-failed
-echo carol-Pa55 | timeout 60 setpriv --reuid=$local_user --regid=$local_user --init-groups \
+# su in a process session of its own, as a terminal login gives it: the
+# module keys the token file to it (under CI's PID namespace the runner's
+# session leader is not visible).
+echo carol-Pa55 | timeout 60 setsid --wait setpriv --reuid=$local_user --regid=$local_user --init-groups \
   su carol -s /bin/sh -c "cd; echo su \$show" 2>/dev/null || echo su-failed
-echo wrong | timeout 60 setpriv --reuid=$local_user --regid=$local_user --init-groups \
+echo wrong | timeout 60 setsid --wait setpriv --reuid=$local_user --regid=$local_user --init-groups \
   su carol -s /bin/sh -c "echo su-wrong-admitted" 2>/dev/null || echo su-refused
 kill "\$(cat "$pkgwork/sshd.pid")"
 NS
