@@ -67,9 +67,40 @@ pub struct Entry {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryState {
-    Token { bytes: u64 },
-    Unmanaged { since: u64 },
+    Token {
+        bytes: u64,
+    },
+    /// A token left for a forked caller's session (sshd), `age` seconds old.
+    HandOff {
+        age: u64,
+    },
+    Unmanaged {
+        since: u64,
+    },
     Untrusted,
+}
+
+/// A hand-off file this process left ([`Cache::leave_handoff`]). Dropping
+/// it withdraws the file, if it is still the one left (a later sign-in's
+/// new hand-off at the same path is another file and stays).
+pub struct HandOff {
+    path: PathBuf,
+    file: (u64, u64),
+}
+
+impl Drop for HandOff {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let same = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.file);
+        if same {
+            let _ = std::fs::remove_file(&self.path);
+            if let Some(dir) = self.path.parent() {
+                // Only if empty: a session's token file keeps it.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 pub struct Cache {
@@ -227,9 +258,14 @@ impl Cache {
         key: &SessionKey,
         user: &Username,
         token: &str,
-    ) -> Result<(), CacheError> {
-        self.write_entry(key, user, HANDOFF_SUFFIX, token.as_bytes())?;
-        Ok(())
+    ) -> Result<HandOff, CacheError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.write_entry(key, user, HANDOFF_SUFFIX, token.as_bytes())?;
+        let meta = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
+        Ok(HandOff {
+            path,
+            file: (meta.dev(), meta.ino()),
+        })
     }
 
     /// The hand-off file for `user` if it is fresh; a stale one is removed.
@@ -324,6 +360,26 @@ impl Cache {
             };
             for file in files.flatten() {
                 let file_name = file.file_name().to_string_lossy().into_owned();
+                let path = file.path();
+                if let Some(encoded) = file_name.strip_suffix(HANDOFF_SUFFIX) {
+                    // Listed while fresh; swept once stale.
+                    let age = std::fs::symlink_metadata(&path)
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.elapsed().ok());
+                    match (from_file_name(encoded), age) {
+                        (Some(user), Some(age)) if age <= HANDOFF_MAX_AGE => out.push(Entry {
+                            session: name.clone(),
+                            user,
+                            state: EntryState::HandOff { age: age.as_secs() },
+                            session_alive: alive,
+                        }),
+                        _ => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                    continue;
+                }
                 let (encoded, is_token) = if let Some(u) = file_name.strip_suffix(TOKEN_SUFFIX) {
                     (u, true)
                 } else if let Some(u) = file_name.strip_suffix(UNMANAGED_SUFFIX) {
@@ -334,7 +390,6 @@ impl Cache {
                 let Some(user) = from_file_name(encoded) else {
                     continue;
                 };
-                let path = file.path();
                 let state = if is_token {
                     // The size, from the open descriptor: the token is not read.
                     match trust::open(&path, self.rules()).and_then(|f| {

@@ -670,6 +670,9 @@ fn status(config_path: &Path) -> ExitCode {
         };
         let state = match entry.state {
             EntryState::Token { bytes } => format!("token ({bytes} bytes)"),
+            EntryState::HandOff { age } => {
+                format!("hand-off for a forked session, {age} s old (swept at 120 s)")
+            }
             EntryState::Unmanaged { since } => format!("unmanaged (410) since {since}"),
             EntryState::Untrusted => "untrusted entry (ignored)".to_owned(),
         };

@@ -616,6 +616,46 @@ fn a_forked_authentication_child_hands_its_token_to_open_session() {
     assert_eq!(policy::acct_mgmt(&mut other, &host, &ARGS), PamCode::Ignore);
 }
 
+/// The hand-off files under the test host's cache.
+fn handoffs(host: &TestHost) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(sessions) = std::fs::read_dir(host.dir.path().join("cache")) else {
+        return out;
+    };
+    for session in sessions.flatten() {
+        if let Ok(files) = std::fs::read_dir(session.path()) {
+            out.extend(
+                files
+                    .flatten()
+                    .map(|f| f.path())
+                    .filter(|p| p.to_string_lossy().ends_with(".handoff")),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn a_handle_that_ends_without_a_session_leaves_no_handoff() {
+    // sudo -v: authenticate, then pam_end, no session.
+    let host = TestHost::new().answers(vec![token("t1"), token("t2"), token("t3")]);
+    let mut pam = FakePam::new("alice", Some("pw"));
+    assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::Success);
+    assert_eq!(handoffs(&host).len(), 1, "left for a forked caller");
+    drop(pam);
+    assert!(handoffs(&host).is_empty(), "withdrawn at pam_end");
+    // Signing in twice in one handle: the second hand-off is the one kept,
+    // and it too goes with the handle.
+    let mut pam = FakePam::new("alice", Some("pw"));
+    assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::Success);
+    assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::Success);
+    let left = handoffs(&host);
+    assert_eq!(left.len(), 1);
+    assert_eq!(std::fs::read_to_string(&left[0]).unwrap(), "t3");
+    drop(pam);
+    assert!(handoffs(&host).is_empty());
+}
+
 #[test]
 fn a_handoff_is_only_for_its_own_user() {
     let host = TestHost::new().answers(vec![token("alice's")]);

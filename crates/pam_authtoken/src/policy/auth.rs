@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use authtoken_core::cache::CacheError;
+use authtoken_core::cache::{CacheError, HandOff};
 use authtoken_core::config::EmptyChallengePolicy;
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
@@ -32,6 +32,9 @@ struct Attempt {
     cached: bool,
     /// Why `empty_challenge = "success"` was not in force.
     policy_lowered: Option<String>,
+    /// The hand-off this sign-in left for a forked caller's session
+    /// (sshd); withdrawn when this handle ends without a session taking it.
+    handoff: Option<HandOff>,
 }
 
 pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -> PamCode {
@@ -41,6 +44,7 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         service: pam.service(),
         backend: "-".to_owned(),
         cached: false,
+        handoff: None,
         policy_lowered: None,
     };
     let result = options_or(host, args)
@@ -88,9 +92,14 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         pam.error_message("pam_authtoken: configuration error, see the system log");
     }
     let kept = match result {
-        Ok((Outcome::Token { token }, _, user)) if code == PamCode::Success => {
-            pam.set_data(TOKEN_KEY, KeptToken { user, token })
-        }
+        Ok((Outcome::Token { token }, _, user)) if code == PamCode::Success => pam.set_data(
+            TOKEN_KEY,
+            KeptToken {
+                user,
+                token,
+                handoff: attempt.handoff.take(),
+            },
+        ),
         Ok((Outcome::OfflineVerified, _, user)) if code == PamCode::Success => {
             pam.set_data(OFFLINE_KEY, SignedInOffline { user })
         }
@@ -164,8 +173,9 @@ fn authenticate_user<P: PamApi, H: Host>(
             .process_session()
             .map_err(CacheError::from)
             .and_then(|process| cache.leave_handoff(&process, &user, token));
-        if let Err(e) = handed {
-            host.log(Level::Warning, &format!("session cache: {e}"));
+        match handed {
+            Ok(handoff) => attempt.handoff = Some(handoff),
+            Err(e) => host.log(Level::Warning, &format!("session cache: {e}")),
         }
     }
     Ok((outcome, policy, user))

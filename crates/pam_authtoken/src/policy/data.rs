@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use authtoken_core::cache::HandOff;
 use authtoken_core::username::Username;
 use zeroize::Zeroizing;
 
@@ -13,6 +14,11 @@ use crate::pam_api::DataKey;
 pub struct KeptToken {
     pub user: Username,
     pub token: Zeroizing<String>,
+    /// Withdrawn (its drop) with this data at `pam_end`: `sudo -v` and
+    /// other handles that open no session leave no live token behind. A
+    /// forked sshd child never ends its handle, so sshd's session still
+    /// finds it.
+    pub handoff: Option<HandOff>,
 }
 
 // SAFETY: "pam_authtoken.token" is used by this key alone (the three
