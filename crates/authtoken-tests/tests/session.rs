@@ -391,6 +391,42 @@ fn status_lists_sessions_without_tokens() {
     assert!(!out.contains(token.trim()), "{out}");
 }
 
+/// What sshd's forked authentication child does: authenticate in a handle
+/// of this process session and end without `pam_end` (the child exits),
+/// so the hand-off it left stays for the session opened elsewhere. A
+/// handle that is ended (`sudo -v`, pamtester) withdraws it.
+fn authenticate_as_sshds_child(confdir: &Path, user: &str, password: &str) {
+    let mut child = Pam::start(confdir, "authtoken-test", user, Some(password));
+    assert_eq!(child.authenticate(), PAM_SUCCESS);
+    std::mem::forget(child);
+}
+
+#[test]
+fn a_handle_that_ends_withdraws_its_hand_off() {
+    let ws = workspace();
+    let server = Server::start(&ws, &[]);
+    let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
+    let (code, out) = pamtester(&confdir, None, "alice", "alice pw");
+    assert_eq!(code, 0, "{out}");
+    let left: Vec<_> = std::fs::read_dir(ws.path("cache"))
+        .unwrap()
+        .flatten()
+        .flat_map(|session| std::fs::read_dir(session.path()).unwrap().flatten())
+        .map(|file| file.path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "pamtester ended its handle: no live token left behind: {left:?}"
+    );
+    let mut pam = Pam::start(&confdir, "authtoken-test", "alice", None);
+    assert_eq!(
+        pam.open_session(),
+        PAM_SUCCESS,
+        "pam_exec decides; ours ignored"
+    );
+    assert_eq!(pam.getenv("AUTHTOKEN_FILE"), None);
+}
+
 #[test]
 fn open_session_takes_the_token_authenticated_by_another_process_of_the_session() {
     // sshd authenticates in a forked child and opens the session in its
@@ -400,8 +436,7 @@ fn open_session_takes_the_token_authenticated_by_another_process_of_the_session(
     let server = Server::start(&ws, &[]);
     let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
 
-    let (code, out) = pamtester(&confdir, None, "alice", "alice pw");
-    assert_eq!(code, 0, "{out}");
+    authenticate_as_sshds_child(&confdir, "alice", "alice pw");
     let mut pam = Pam::start(&confdir, "authtoken-test", "alice", None);
     assert_eq!(
         pam.setcred(),
@@ -445,8 +480,7 @@ fn a_stale_hand_off_is_not_taken() {
     let ws = workspace();
     let server = Server::start(&ws, &[]);
     let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
-    let (code, out) = pamtester(&confdir, None, "alice", "alice pw");
-    assert_eq!(code, 0, "{out}");
+    authenticate_as_sshds_child(&confdir, "alice", "alice pw");
     let handoff = session_dir(&ws).join("alice.handoff");
     let ten_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
     std::fs::File::options()
