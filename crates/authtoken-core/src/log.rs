@@ -9,6 +9,9 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 
 const SYSLOG_SOCKET: &str = "/dev/log";
+/// journald's own syslog socket: there when journald runs, even where the
+/// `/dev/log` link is missing (some containers).
+const JOURNAL_SYSLOG_SOCKET: &str = "/run/systemd/journal/dev-log";
 /// `LOG_AUTHPRIV` (10) shifted into the facility bits of the priority.
 const FACILITY_AUTHPRIV: u8 = 10 << 3;
 /// Longest line sent: what every syslog daemon takes in one datagram.
@@ -71,7 +74,30 @@ pub fn send(ident: &str, level: Level, message: &str) {
     if socket.set_nonblocking(true).is_err() {
         return;
     }
-    let _ = socket.send_to(&line, SYSLOG_SOCKET);
+    if socket.send_to(&line, SYSLOG_SOCKET).is_ok()
+        || socket.send_to(&line, JOURNAL_SYSLOG_SOCKET).is_ok()
+    {
+        return;
+    }
+    // No syslog at all (a container without one): the helper, chkpwd and
+    // the admin tools say it on their standard error, which a caller or
+    // the container's log collects. The module never writes to its host's
+    // standard error (it may be sshd's protocol stream): its lines are lost.
+    if ident != MODULE_IDENT {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(&stderr_line(&line));
+    }
+}
+
+/// A syslog datagram as a line for standard error: without the `<PRI>`.
+fn stderr_line(datagram: &[u8]) -> Vec<u8> {
+    let text = match datagram.iter().position(|b| *b == b'>') {
+        Some(end) if datagram.first() == Some(&b'<') => &datagram[end + 1..],
+        _ => datagram,
+    };
+    let mut out = text.to_vec();
+    out.push(b'\n');
+    out
 }
 
 /// Makes a peer- or user-supplied string one safe value of a `key=value`
@@ -102,7 +128,15 @@ pub fn quote(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{format_line, quote, Level};
+    use super::{format_line, quote, stderr_line, Level};
+
+    #[test]
+    fn a_line_for_stderr_drops_the_priority() {
+        let line = format_line("authtoken-helper", 7, Level::Warning, "x=1");
+        let text = String::from_utf8(stderr_line(&line)).unwrap();
+        assert!(text.starts_with("authtoken-helper[7]: "), "{text}");
+        assert!(text.ends_with("x=1\n"), "{text}");
+    }
 
     #[test]
     fn lines_carry_facility_severity_ident_and_pid() {

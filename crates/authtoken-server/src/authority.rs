@@ -110,6 +110,12 @@ pub struct Answer {
     pub proof_evaluated: bool,
     /// `ETag` (the directory's serial).
     pub etag: Option<String>,
+    /// This wrong proof used up the account's guessing budget: the next
+    /// ones are answered 429 (and counted as throttled) until it refills.
+    pub budget_spent: bool,
+    /// The issued token's fingerprint (`token_sha256` in the log): which
+    /// token a session holds, without the token.
+    pub token_sha256: Option<String>,
 }
 
 impl Answer {
@@ -124,6 +130,8 @@ impl Answer {
             event,
             proof_evaluated: false,
             etag: None,
+            budget_spent: false,
+            token_sha256: None,
         }
     }
 
@@ -376,17 +384,11 @@ impl Authority {
         Answer {
             delay: self.settings.failure_delay,
             proof_evaluated: true,
+            budget_spent: spent,
             ..Answer::plist(
                 &[("AuthToken", "")],
                 Event::Rejected,
-                format!(
-                    "rejected: {why}{}",
-                    if spent {
-                        "; throttling this account"
-                    } else {
-                        ""
-                    }
-                ),
+                format!("rejected: {why}"),
             )
         }
     }
@@ -534,11 +536,8 @@ impl Authority {
         entries.extend_from_slice(extra);
         Answer {
             proof_evaluated: true,
-            ..Answer::plist(
-                &entries,
-                Event::Token,
-                format!("token issued sha256={}", token_fingerprint(&token)),
-            )
+            token_sha256: Some(token_fingerprint(&token)),
+            ..Answer::plist(&entries, Event::Token, "token issued")
         }
     }
 }

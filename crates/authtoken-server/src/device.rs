@@ -247,16 +247,16 @@ impl Device {
             now + TOKEN_LIFETIME_SECS,
             &B64URL.encode(jti),
         );
-        let event = format!(
-            "token issued sha256={}",
-            crate::authority::token_fingerprint(&token)
-        );
-        Answer::json(
-            serde_json::json!({ "token": token })
-                .to_string()
-                .into_bytes(),
-            Event::Token,
-            event,
-        )
+        let fingerprint = crate::authority::token_fingerprint(&token);
+        Answer {
+            token_sha256: Some(fingerprint),
+            ..Answer::json(
+                serde_json::json!({ "token": token })
+                    .to_string()
+                    .into_bytes(),
+                Event::Token,
+                "token issued",
+            )
+        }
     }
 }

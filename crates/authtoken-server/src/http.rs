@@ -665,11 +665,23 @@ impl Exchange<'_> {
             self.conn,
             self.peer,
             user,
+            // One record of key=value fields: the free text is one quoted
+            // value, and `outcome` is the metrics' label of the same name.
             &format!(
-                "step={step} status={} outcome={} {} elapsed_ms={}",
+                "step={step} status={} outcome={} reason={}{}{} elapsed_ms={}",
                 answer.status,
                 answer.event.name(),
-                answer.note,
+                authtoken_core::log::quote(&answer.note),
+                if answer.budget_spent {
+                    " budget=spent"
+                } else {
+                    ""
+                },
+                answer
+                    .token_sha256
+                    .as_deref()
+                    .map(|fp| format!(" token_sha256={fp}"))
+                    .unwrap_or_default(),
                 elapsed.as_millis()
             ),
         );

@@ -3,6 +3,44 @@
 
 mod common;
 
+/// `key=value key="quoted value" …` as pairs; `None` if any word is not one.
+fn key_values(text: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let end = end?;
+            (quoted[..end].to_owned(), &quoted[end + 1..])
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_owned(), &after[end..])
+        };
+        if !(after.is_empty() || after.starts_with(' ')) {
+            return None;
+        }
+        out.push((key.to_owned(), value));
+        rest = after.trim_start();
+    }
+    Some(out)
+}
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -44,6 +82,26 @@ fn right_password_succeeds_and_wrong_is_auth_err() {
     assert!(server.wait_for("rejected: wrong proof", 1));
     // Both steps of one handshake travel on one connection.
     let lines = server.lines();
+    // Every request line is one record of key=value fields.
+    for line in lines.iter().filter(|l| l.starts_with("request ")) {
+        let fields = key_values(&line["request ".len()..])
+            .unwrap_or_else(|| panic!("not key=value fields: {line}"));
+        for key in [
+            "conn",
+            "peer",
+            "user",
+            "step",
+            "status",
+            "outcome",
+            "reason",
+            "elapsed_ms",
+        ] {
+            assert!(
+                fields.iter().any(|(k, _)| k == key),
+                "{key} missing: {line}"
+            );
+        }
+    }
     let conn = |step: &str| {
         lines
             .iter()

@@ -438,7 +438,7 @@ fn guessing_is_bounded_per_account_and_a_device_keeps_its_own_budget() {
     assert!(server
         .lines()
         .iter()
-        .any(|l| l.contains("throttling this account")));
+        .any(|l| l.contains("outcome=rejected reason=\"rejected: wrong proof\" budget=spent ")));
 }
 
 /// Hostile input, finding 3 (a): junk from one address (garbage responses

@@ -657,7 +657,7 @@ pub(crate) fn issued_fingerprints(server: &Server, user: &str) -> Vec<String> {
         .lines()
         .iter()
         .filter(|l| l.contains(&needle))
-        .filter_map(|l| l.split("token issued sha256=").nth(1))
+        .filter_map(|l| l.split(" token_sha256=").nth(1))
         .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
         .collect()
 }
