@@ -271,18 +271,7 @@ impl Cache {
     /// The hand-off file for `user` if it is fresh; a stale one is removed.
     fn fresh_handoff(&self, key: &SessionKey, user: &Username) -> Option<PathBuf> {
         let path = self.entry_path(key, user, HANDOFF_SUFFIX);
-        let age = std::fs::symlink_metadata(&path)
-            .ok()?
-            .modified()
-            .ok()?
-            .elapsed()
-            .ok();
-        if age.is_some_and(|age| age <= HANDOFF_MAX_AGE) {
-            Some(path)
-        } else {
-            let _ = std::fs::remove_file(&path);
-            None
-        }
+        fresh_handoff_age(&path).map(|_| path)
     }
 
     /// Whether a fresh, trusted hand-off for `user` is waiting.
@@ -363,18 +352,17 @@ impl Cache {
                 let path = file.path();
                 if let Some(encoded) = file_name.strip_suffix(HANDOFF_SUFFIX) {
                     // Listed while fresh; swept once stale.
-                    let age = std::fs::symlink_metadata(&path)
-                        .ok()
-                        .and_then(|m| m.modified().ok())
-                        .and_then(|t| t.elapsed().ok());
-                    match (from_file_name(encoded), age) {
-                        (Some(user), Some(age)) if age <= HANDOFF_MAX_AGE => out.push(Entry {
+                    let Some(age) = fresh_handoff_age(&path) else {
+                        continue;
+                    };
+                    match from_file_name(encoded) {
+                        Some(user) => out.push(Entry {
                             session: name.clone(),
                             user,
                             state: EntryState::HandOff { age: age.as_secs() },
                             session_alive: alive,
                         }),
-                        _ => {
+                        None => {
                             let _ = std::fs::remove_file(&path);
                         }
                     }
@@ -440,6 +428,24 @@ pub fn remove_token_file(path: &Path) -> bool {
         let _ = std::fs::remove_dir(dir);
     }
     removed
+}
+
+/// The age of the hand-off at `path` while it is fresh; a stale one (or
+/// one dated in the future) is removed.
+fn fresh_handoff_age(path: &Path) -> Option<std::time::Duration> {
+    let age = std::fs::symlink_metadata(path)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok();
+    match age {
+        Some(age) if age <= HANDOFF_MAX_AGE => Some(age),
+        _ => {
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
 }
 
 /// The token a hand-off entry holds: non-empty UTF-8.

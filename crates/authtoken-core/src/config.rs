@@ -264,13 +264,6 @@ pub struct DirectoryConfig {
     pub ranges: crate::directory::Ranges,
 }
 
-/// First uid (and gid) a directory record may have by default: the
-/// reference server's first free uid.
-pub const DEFAULT_MIN_UID: u32 = 10_000;
-/// Last by default: `UID_MAX` of login.defs, below systemd's dynamic users
-/// (61184–65519) and `nobody` (65534).
-pub const DEFAULT_MAX_UID: u32 = 60_000;
-
 /// The directory URL of an authority URL: its last path segment replaced
 /// by `directory` (docs/PROTOCOL.md, "The directory").
 pub fn directory_url(url: &Authority) -> Authority {
@@ -778,8 +771,9 @@ impl DirectoryConfig {
         if !(1..=10_080).contains(&refresh_minutes) {
             return Err(Invalid::DirectoryRefresh);
         }
-        let min_uid = raw.min_uid.unwrap_or(DEFAULT_MIN_UID);
-        let max_uid = raw.max_uid.unwrap_or(DEFAULT_MAX_UID.max(min_uid));
+        let defaults = crate::directory::Ranges::DEFAULT;
+        let min_uid = raw.min_uid.unwrap_or(defaults.min_uid);
+        let max_uid = raw.max_uid.unwrap_or(defaults.max_uid.max(min_uid));
         let min_gid = raw.min_gid.unwrap_or(min_uid);
         let max_gid = raw.max_gid.unwrap_or(max_uid.max(min_gid));
         // Never 0 (root), never -1 (the "no change" id of chown(2)).
@@ -933,7 +927,8 @@ mod tests {
                 max_uid: 60_000,
                 min_gid: 10_000,
                 max_gid: 60_000
-            }
+            },
+            "the documented defaults"
         );
         let c = with("[directory]\nenabled = true\nurl = \"https://dir/x\"\nmin_uid = 70000\n")
             .unwrap()

@@ -55,6 +55,23 @@ pub struct Ranges {
     pub max_gid: u32,
 }
 
+/// First uid (and gid) a record may have by default: the reference
+/// server's first free uid.
+pub const DEFAULT_MIN_UID: u32 = 10_000;
+/// Last by default: `UID_MAX` of login.defs, below systemd's dynamic users
+/// (61184–65519) and `nobody` (65534).
+pub const DEFAULT_MAX_UID: u32 = 60_000;
+
+impl Ranges {
+    /// `[directory]` without id keys: uids and gids alike.
+    pub const DEFAULT: Ranges = Ranges {
+        min_uid: DEFAULT_MIN_UID,
+        max_uid: DEFAULT_MAX_UID,
+        min_gid: DEFAULT_MIN_UID,
+        max_gid: DEFAULT_MAX_UID,
+    };
+}
+
 /// The machine's own accounts, which always win: read from the files
 /// themselves (`/etc/passwd`, `/etc/group`), never through NSS, which
 /// would ask us.
@@ -279,12 +296,7 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
 mod tests {
     use super::*;
 
-    const RANGES: Ranges = Ranges {
-        min_uid: 10_000,
-        max_uid: 60_000,
-        min_gid: 10_000,
-        max_gid: 60_000,
-    };
+    const RANGES: Ranges = Ranges::DEFAULT;
 
     fn body(users: &str, groups: &str) -> Vec<u8> {
         format!("{{\"serial\":\"s1\",\"users\":[{users}],\"groups\":[{groups}]}}").into_bytes()

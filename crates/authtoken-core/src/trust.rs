@@ -407,11 +407,8 @@ pub fn ensure_shared_dir(dir: &Path) -> Result<(), TrustError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let io_error =
         |e: std::io::Error| io(dir)(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
-    match std::fs::DirBuilder::new()
-        .mode(0o755)
-        .recursive(true)
-        .create(dir)
-    {
+    make_parents(dir, (0, 0)).map_err(io_error)?;
+    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_error(e)),

@@ -587,10 +587,7 @@ fn directory_status(config: &Config) {
         return;
     }
     let cache = Path::new(authtoken_core::platform::NSS_CACHE);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = authtoken_core::clock::unix_secs();
     let ago = |at: u64| match now.saturating_sub(at) {
         s if s < 120 => format!("{s} s ago"),
         s if s < 7_200 => format!("{} min ago", s / 60),

@@ -4,7 +4,7 @@
 //! cache whole. Any failure keeps the last good cache and says why.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use authtoken_core::config::Config;
 use authtoken_core::directory::{self, Fetched, Local, Ranges, Refused};
@@ -98,13 +98,6 @@ impl LastAttempt {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Whether `--if-due` should fetch: no attempt recorded, or the last one
 /// at least `refresh_minutes` ago (or in the future: a clock set back).
 pub fn due(last: Option<&LastAttempt>, refresh_minutes: u64, now: u64) -> bool {
@@ -128,7 +121,7 @@ pub fn sync(
         return Err(SyncError::NotRoot);
     }
     let last = LastAttempt::read(cache);
-    let now = now();
+    let now = authtoken_core::clock::unix_secs();
     if if_due && !due(last.as_ref(), config.directory.refresh_minutes, now) {
         return Ok(Synced::NotDue);
     }
@@ -193,8 +186,8 @@ pub fn local_accounts(passwd: &Path, group: &Path) -> Result<Local, SyncError> {
 }
 
 /// Root's judgement of `fetch-directory`'s answer: a new directory is
-/// checked record by record and written whole; `304` marks the cache as
-/// checked now; anything else changes nothing.
+/// checked record by record and written whole; `304` keeps the cache (the
+/// attempt itself is recorded by [`sync`]); anything else changes nothing.
 pub fn apply(
     answer: &[u8],
     held: Option<&str>,
@@ -232,12 +225,7 @@ pub fn apply(
 mod tests {
     use super::*;
 
-    const RANGES: Ranges = Ranges {
-        min_uid: 10_000,
-        max_uid: 60_000,
-        min_gid: 10_000,
-        max_gid: 60_000,
-    };
+    const RANGES: Ranges = Ranges::DEFAULT;
 
     fn new(body: &str) -> Vec<u8> {
         Fetched::New {

@@ -66,17 +66,7 @@ impl Machine<'_> {
             lib = ws.path("nsslib").display(),
             config = config.display(),
         );
-        Command::new("timeout")
-            .args([
-                "120",
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "bash",
-                "-c",
-            ])
-            .arg(setup)
+        in_mount_namespace(120, &setup)
             .stdin(Stdio::null())
             .output()
             .unwrap()

@@ -9,7 +9,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use authtoken_core::offline::{OfflineStore, OfflineVerifier};
@@ -132,17 +132,7 @@ impl Machine {
             self.ws.path("etc-authtoken").display(),
             self.ws.path("pam.d").display(),
         );
-        let mut child = Command::new("timeout")
-            .args([
-                "60",
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "bash",
-                "-c",
-            ])
-            .arg(inner)
+        let mut child = in_mount_namespace(60, &inner)
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -736,6 +736,18 @@ pub(crate) fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::Joi
     (url, handle)
 }
 
+/// `bash -c SCRIPT` in a private mount namespace of its own (what it
+/// bind-mounts stays in it), killed after `seconds`; further arguments
+/// become `$0`, `$1`….
+pub(crate) fn in_mount_namespace(seconds: u32, script: &str) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .arg(seconds.to_string())
+        .args(["unshare", "-m", "--propagation", "private", "bash", "-c"])
+        .arg(script);
+    command
+}
+
 /// What the packages' configure step does (and `check-config` as root):
 /// the module's settings beside the config, which the module reads instead
 /// of parsing TOML. The module makes them again itself once the config
