@@ -9,7 +9,7 @@ use authtoken_core::config::Config;
 use authtoken_core::directory::{reply_meaning, Fetched, MAX_DIRECTORY_BYTES};
 
 use crate::privilege;
-use crate::transport::{Http, TransportError};
+use crate::transport::{failover_unreachable, first_answering, Http};
 
 /// How long one fetch may take: a directory of 100,000 users is about
 /// 10 MB, which a slow link needs a while for.
@@ -30,25 +30,22 @@ pub fn fetch(config: &Config, held: Option<&str>) -> (Fetched, Vec<u8>) {
     let header = if_none_match
         .as_deref()
         .map(|value| ("If-None-Match", value));
-    let mut unreachable = Vec::new();
-    for url in &config.directory.url {
-        let reply = match http.get(url.as_str(), header, MAX_DIRECTORY_BYTES as u64) {
-            Err(TransportError::Connect(why)) => {
-                unreachable.push(format!("{url}: {why}"));
-                continue;
-            }
-            Err(e) => return failed(format!("{url}: {e}")),
-            Ok(reply) => reply,
-        };
-        let authority = url.to_string();
-        return match reply_meaning(reply.status, held.is_some()) {
-            Ok(true) => (Fetched::New { authority }, reply.body),
-            Ok(false) => (Fetched::Unchanged { authority }, Vec::new()),
-            Err(why) => failed(format!("{url}: {why}")),
-        };
+    let urls = &config.directory.url;
+    let failover = first_answering(urls, |url| {
+        http.get(url.as_str(), header, MAX_DIRECTORY_BYTES as u64)
+    });
+    let Some((i, reply)) = failover.answer else {
+        return failed(failover_unreachable(&failover.passed_over));
+    };
+    let url = &urls[i];
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(e) => return failed(format!("{url}: {e}")),
+    };
+    let authority = url.to_string();
+    match reply_meaning(reply.status, held.is_some()) {
+        Ok(true) => (Fetched::New { authority }, reply.body),
+        Ok(false) => (Fetched::Unchanged { authority }, Vec::new()),
+        Err(why) => failed(format!("{url}: {why}")),
     }
-    failed(format!(
-        "no authority reachable ({})",
-        unreachable.join("; ")
-    ))
 }

@@ -355,28 +355,59 @@ impl Transport for Authorities<'_> {
                 .request(method, &target(self.urls[i].as_str()), content_type, body)
                 .map_err(|e| TransportFailure::Failed(e.to_string()));
         }
-        let mut unreachable = Vec::new();
-        for (i, base) in self.urls.iter().enumerate() {
-            match self
-                .http
+        let failover = first_answering(self.urls, |base| {
+            self.http
                 .request(method, &target(base.as_str()), content_type, body)
-            {
-                Err(TransportError::Connect(why)) => {
-                    unreachable.push(format!("{base}: {why}"));
-                }
-                result => {
-                    self.chosen = Some(i);
-                    self.passed_over = unreachable;
-                    return result.map_err(|e| TransportFailure::Failed(e.to_string()));
+        });
+        self.passed_over = failover.passed_over;
+        match failover.answer {
+            Some((i, result)) => {
+                self.chosen = Some(i);
+                result.map_err(|e| TransportFailure::Failed(e.to_string()))
+            }
+            None => Err(TransportFailure::Unreachable(failover_unreachable(
+                &self.passed_over,
+            ))),
+        }
+    }
+}
+
+/// What trying the authorities in order came to.
+pub struct Failover<T> {
+    /// The authorities passed over (could not be connected to), and why.
+    pub passed_over: Vec<String>,
+    /// The first that answered (its index in the list) and its answer.
+    pub answer: Option<(usize, Result<T, TransportError>)>,
+}
+
+/// The failover rule (docs/PROTOCOL.md): `attempt` on each authority in
+/// order; a connect-phase failure moves on to the next, anything else is
+/// that authority's answer. Logins and the directory fetch both use it.
+pub fn first_answering<T>(
+    urls: &[Authority],
+    mut attempt: impl FnMut(&Authority) -> Result<T, TransportError>,
+) -> Failover<T> {
+    let mut passed_over = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        match attempt(url) {
+            Err(TransportError::Connect(why)) => passed_over.push(format!("{url}: {why}")),
+            result => {
+                return Failover {
+                    passed_over,
+                    answer: Some((i, result)),
                 }
             }
         }
-        self.passed_over = unreachable.clone();
-        Err(TransportFailure::Unreachable(format!(
-            "no authority reachable ({})",
-            unreachable.join("; ")
-        )))
     }
+    Failover {
+        passed_over,
+        answer: None,
+    }
+}
+
+/// The reason when no authority could be connected to.
+pub fn failover_unreachable(passed_over: &[String]) -> String {
+    format!("no authority reachable ({})", passed_over.join("; "))
 }
 
 #[cfg(test)]
