@@ -6,6 +6,7 @@ packages=(
   libpam0g-dev pamtester bubblewrap libpam-modules libpam-runtime openssl ca-certificates
   # packaging and the real-host tests (tests/system/)
   dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux curl
+  iproute2  # tests/system/first-run.sh brings up loopback in its own network namespace
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
   man-db groff-base  # tests/system/docs.sh renders the man pages
   # scripts/check-platforms.sh: a toolchain with std's sources (type-checks

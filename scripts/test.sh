@@ -25,6 +25,7 @@ cargo test --workspace --all-targets --locked
 scripts/check-platforms.sh
 tests/system/docs.sh
 tests/system/packages.sh
+tests/system/first-run.sh
 tests/system/macos-layout.sh
 # Every fuzz target for 20 s, from the committed corpus and regression
 # inputs (docs/FUZZING.md); any crash, panic or memory blow-up fails.

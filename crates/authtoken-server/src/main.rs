@@ -286,8 +286,26 @@ struct ServeOptions {
 
 fn report_written(paths: &[PathBuf]) {
     for path in paths {
-        println!("wrote {}", path.display());
+        match what_it_is_for(path) {
+            Some(purpose) => println!("wrote {} ({purpose})", path.display()),
+            None => println!("wrote {}", path.display()),
+        }
     }
+}
+
+/// What each file `gen-tls` writes is for, so a first run knows which to
+/// copy where and which never leave root.
+fn what_it_is_for(path: &std::path::Path) -> Option<&'static str> {
+    Some(match path.file_name()?.to_str()? {
+        "ca.pem" => "the CA: copy to every client, its ca_file",
+        "ca.key" => "the CA's key: stays root's, only issue-cert reads it",
+        "server.pem" => "--tls-cert",
+        "server.key" => "--tls-key: the server's account must read it",
+        "client.pem" | "client.key" => {
+            "a device identity: needed only with serve --client-ca (network users)"
+        }
+        _ => return None,
+    })
 }
 
 fn serve(options: ServeOptions) -> Result<(), ServerError> {
