@@ -121,10 +121,13 @@ out=$(sudo_as_user "$token_pw" 2>"$work/sudo.err") || true
 check "sudo with the authority's password runs the command as root" test "$out" = "0"
 out=$(sudo_as_user "$wrong_pw" 2>>"$work/sudo.err") && status=0 || status=$?
 check "sudo with another password is refused" test "$status" -ne 0 -a "$out" != "0"
-# sudo -v signs in and opens no session: no live token may stay behind.
+# sudo -v signs in, opens no session and exits without pam_end: no live
+# token may stay behind. In a process session of its own, as a terminal
+# gives it (under CI's PID namespace the runner's session leader is not
+# visible, and without a session the module leaves nothing anyway).
 sudo_validate() {
   printf '%s\n' "$token_pw" | in_namespace \
-    "exec timeout 60 setpriv --reuid=$user --regid=$user --init-groups sudo -S -k -p '' -v"
+    "exec setsid --wait timeout 60 setpriv --reuid=$user --regid=$user --init-groups sudo -S -k -p '' -v"
 }
 check "sudo -v with the authority's password" sudo_validate
 check "sudo -v leaves no hand-off (no live token) in the cache" \
@@ -196,6 +199,24 @@ out=$(ssh_login "$wrong_pw" 2>>"$work/ssh.err") && status=0 || status=$?
 check "ssh with another password is refused" test "$status" -ne 0 -a -z "$out"
 check "the authority saw both ssh logins" \
   test "$(grep -c "user=\"$user\" step=challenge" "$work/server.log")" -eq $((challenges_before_ssh + 2))
+
+# The module as sshd's only auth module: with privilege separation the
+# password is checked in a forked child and pam_setcred runs in the
+# parent, where only the child's hand-off says who signed in. The stack
+# has nothing after the module to hide a setcred that stepped aside
+# (both PAM libraries refuse a chain where every module ignored setcred).
+cat >"$work/pam.d/sshd" <<PAM
+auth     required                       $module config=$work/authtoken.toml
+account  required                       pam_permit.so
+session  optional                       $module config=$work/authtoken.toml
+session  required                       pam_permit.so
+PAM
+out=$(ssh_login "$token_pw" 2>>"$work/ssh.err") || true
+check "ssh with the module as the only auth module: admitted (setcred in sshd's parent)" \
+  grep -q "^signed-in-as-$user " <<<"$out"
+check "and the session has AUTHTOKEN_FILE" grep -Eq " file=$work/cache/[^ ]+/$user[.]token$" <<<"$out"
+out=$(ssh_login "$wrong_pw" 2>>"$work/ssh.err") && status=0 || status=$?
+check "the module as the only auth module: another password is refused" test "$status" -ne 0 -a -z "$out"
 
 if [ "$failed" -ne 0 ]; then
   for f in server.log sudo.err sshd.log ssh.err; do echo "--- $f"; cat "$work/$f" 2>/dev/null || true; done

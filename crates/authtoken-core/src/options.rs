@@ -12,6 +12,10 @@ pub struct ModuleOptions {
     pub debug: bool,
     pub use_first_pass: bool,
     pub try_first_pass: bool,
+    /// Leave a successful login's token for this process session's
+    /// `open_session` although this handle may never end: the service
+    /// authenticates in a forked child (implied for `sshd`).
+    pub handoff: bool,
     /// Absolute: checked here, once, for every hook.
     pub config_path: PathBuf,
     /// Options we do not know, quoted for the log; logged and ignored, as
@@ -31,6 +35,7 @@ impl ModuleOptions {
             debug: false,
             use_first_pass: false,
             try_first_pass: false,
+            handoff: false,
             config_path: PathBuf::from(DEFAULT_CONFIG_PATH),
             unknown: Vec::new(),
         };
@@ -40,6 +45,7 @@ impl ModuleOptions {
                 "debug" => options.debug = true,
                 "use_first_pass" => options.use_first_pass = true,
                 "try_first_pass" => options.try_first_pass = true,
+                "handoff" => options.handoff = true,
                 other => match other.strip_prefix("config=") {
                     Some(path) if Path::new(path).is_absolute() => {
                         options.config_path = PathBuf::from(path)

@@ -32,18 +32,19 @@ fn session_stack(ws: &Workspace, config: &Path) -> (PathBuf, PathBuf) {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let module = module_path().display().to_string();
     let c = config.display();
-    let confdir = ws.pam_service(
-        "authtoken-test",
-        &[
-            format!("auth [success=done ignore=ignore default=die] {module} config={c}"),
-            "auth required pam_permit.so".into(),
-            // Our answer decides on success; an IGNORE falls to pam_deny.
-            format!("account [success=done ignore=ignore default=die] {module} config={c}"),
-            "account required pam_deny.so".into(),
-            format!("session optional {module} config={c}"),
-            format!("session optional pam_exec.so {}", script.display()),
-        ],
-    );
+    let stack = [
+        format!("auth [success=done ignore=ignore default=die] {module} config={c}"),
+        "auth required pam_permit.so".into(),
+        // Our answer decides on success; an IGNORE falls to pam_deny.
+        format!("account [success=done ignore=ignore default=die] {module} config={c}"),
+        "account required pam_deny.so".into(),
+        format!("session optional {module} config={c}"),
+        format!("session optional pam_exec.so {}", script.display()),
+    ];
+    // The same stack as sshd's, the one service whose authentication
+    // leaves a hand-off by default.
+    ws.pam_service("sshd", &stack);
+    let confdir = ws.pam_service("authtoken-test", &stack);
     (confdir, out)
 }
 
@@ -394,11 +395,21 @@ fn status_lists_sessions_without_tokens() {
 /// What sshd's forked authentication child does: authenticate in a handle
 /// of this process session and end without `pam_end` (the child exits),
 /// so the hand-off it left stays for the session opened elsewhere. A
-/// handle that is ended (`sudo -v`, pamtester) withdraws it.
+/// handle that is ended withdraws it.
 fn authenticate_as_sshds_child(confdir: &Path, user: &str, password: &str) {
-    let mut child = Pam::start(confdir, "authtoken-test", user, Some(password));
+    let mut child = Pam::start(confdir, "sshd", user, Some(password));
     assert_eq!(child.authenticate(), PAM_SUCCESS);
     std::mem::forget(child);
+}
+
+/// Every file in the session cache.
+fn cached_files(ws: &Workspace) -> Vec<PathBuf> {
+    std::fs::read_dir(ws.path("cache"))
+        .unwrap()
+        .flatten()
+        .flat_map(|session| std::fs::read_dir(session.path()).unwrap().flatten())
+        .map(|file| file.path())
+        .collect()
 }
 
 #[test]
@@ -406,17 +417,14 @@ fn a_handle_that_ends_withdraws_its_hand_off() {
     let ws = workspace();
     let server = Server::start(&ws, &[]);
     let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
-    let (code, out) = pamtester(&confdir, None, "alice", "alice pw");
-    assert_eq!(code, 0, "{out}");
-    let left: Vec<_> = std::fs::read_dir(ws.path("cache"))
-        .unwrap()
-        .flatten()
-        .flat_map(|session| std::fs::read_dir(session.path()).unwrap().flatten())
-        .map(|file| file.path())
-        .collect();
+    let mut sshd = Pam::start(&confdir, "sshd", "alice", Some("alice pw"));
+    assert_eq!(sshd.authenticate(), PAM_SUCCESS);
+    assert_eq!(cached_files(&ws).len(), 1, "sshd's login leaves a hand-off");
+    drop(sshd);
+    let left = cached_files(&ws);
     assert!(
         left.is_empty(),
-        "pamtester ended its handle: no live token left behind: {left:?}"
+        "the handle ended: no live token left behind: {left:?}"
     );
     let mut pam = Pam::start(&confdir, "authtoken-test", "alice", None);
     assert_eq!(
@@ -424,6 +432,28 @@ fn a_handle_that_ends_withdraws_its_hand_off() {
         PAM_SUCCESS,
         "pam_exec decides; ours ignored"
     );
+    assert_eq!(pam.getenv("AUTHTOKEN_FILE"), None);
+}
+
+#[test]
+fn only_sshd_leaves_a_hand_off() {
+    // sudo -v signs in and exits without pam_end: its handle's data is
+    // never cleaned up, so it must not have left a live token.
+    let ws = workspace();
+    let server = Server::start(&ws, &[]);
+    let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
+    let mut sudo = Pam::start(&confdir, "authtoken-test", "alice", Some("alice pw"));
+    assert_eq!(sudo.authenticate(), PAM_SUCCESS);
+    std::mem::forget(sudo);
+    let left = cached_files(&ws);
+    assert!(left.is_empty(), "{left:?}");
+    let mut pam = Pam::start(&confdir, "authtoken-test", "alice", None);
+    assert_eq!(
+        pam.setcred(),
+        PAM_SUCCESS,
+        "pam_permit decides; ours ignored"
+    );
+    assert_eq!(pam.open_session(), PAM_SUCCESS);
     assert_eq!(pam.getenv("AUTHTOKEN_FILE"), None);
 }
 

@@ -593,6 +593,7 @@ fn a_forked_authentication_child_hands_its_token_to_open_session() {
     // open_session in the parent, which never saw the token.
     let host = TestHost::new().answers(vec![token("via-handoff")]);
     let mut child = FakePam::new("alice", Some("pw"));
+    child.service = "sshd".into();
     assert_eq!(authenticate(&mut child, &host, &[]), PamCode::Success);
     let mut parent = FakePam::new("alice", None);
     assert_eq!(
@@ -607,6 +608,8 @@ fn a_forked_authentication_child_hands_its_token_to_open_session() {
         std::fs::read_to_string(token_file(&parent)).expect("token"),
         "via-handoff"
     );
+    // sshd's order: pam_setcred after pam_open_session took the hand-off.
+    assert_eq!(policy::setcred(&mut parent, &host, &ARGS), PamCode::Success);
     // Taken once: another handle of the process session gets nothing.
     let mut other = FakePam::new("alice", None);
     assert_eq!(
@@ -635,18 +638,25 @@ fn handoffs(host: &TestHost) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A handle of sshd's, or of a service marked `handoff`.
+fn forked_auth(user: &str, password: Option<&str>) -> FakePam {
+    let mut pam = FakePam::new(user, password);
+    pam.service = "sshd".into();
+    pam
+}
+
 #[test]
 fn a_handle_that_ends_without_a_session_leaves_no_handoff() {
-    // sudo -v: authenticate, then pam_end, no session.
+    // sshd's child ended after all: authenticate, then pam_end, no session.
     let host = TestHost::new().answers(vec![token("t1"), token("t2"), token("t3")]);
-    let mut pam = FakePam::new("alice", Some("pw"));
+    let mut pam = forked_auth("alice", Some("pw"));
     assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::Success);
     assert_eq!(handoffs(&host).len(), 1, "left for a forked caller");
     drop(pam);
     assert!(handoffs(&host).is_empty(), "withdrawn at pam_end");
     // Signing in twice in one handle: the second hand-off is the one kept,
     // and it too goes with the handle.
-    let mut pam = FakePam::new("alice", Some("pw"));
+    let mut pam = forked_auth("alice", Some("pw"));
     assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::Success);
     assert_eq!(authenticate(&mut pam, &host, &[]), PamCode::Success);
     let left = handoffs(&host);
@@ -657,10 +667,28 @@ fn a_handle_that_ends_without_a_session_leaves_no_handoff() {
 }
 
 #[test]
+fn only_a_forked_authentication_leaves_a_handoff() {
+    // sudo -v exits without pam_end, so its handle's data is never dropped:
+    // nothing may be left for it to withdraw.
+    let host = TestHost::new().answers(vec![token("t1"), token("t2")]);
+    let mut sudo = FakePam::new("alice", Some("pw"));
+    sudo.service = "sudo".into();
+    assert_eq!(authenticate(&mut sudo, &host, &[]), PamCode::Success);
+    std::mem::forget(sudo);
+    assert!(handoffs(&host).is_empty());
+    // Any service whose pam.d line says it forks.
+    let mut marked = FakePam::new("alice", Some("pw"));
+    marked.service = "ftpd".into();
+    let handoff = [c"handoff"];
+    assert_eq!(authenticate(&mut marked, &host, &handoff), PamCode::Success);
+    assert_eq!(handoffs(&host).len(), 1);
+}
+
+#[test]
 fn a_handoff_is_only_for_its_own_user() {
     let host = TestHost::new().answers(vec![token("alice's")]);
     assert_eq!(
-        authenticate(&mut FakePam::new("alice", Some("pw")), &host, &[]),
+        authenticate(&mut forked_auth("alice", Some("pw")), &host, &[]),
         PamCode::Success
     );
     let mut mallory = FakePam::new("mallory", None);

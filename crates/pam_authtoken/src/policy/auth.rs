@@ -113,6 +113,11 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
 
 type Authenticated = (Outcome, EmptyChallengePolicy, Username);
 
+/// Services known to call `pam_authenticate` in a forked child and open
+/// the session in its parent (OpenSSH's privilege separation). Others say
+/// so with the `handoff` option.
+const FORKED_AUTH_SERVICES: &[&str] = &["sshd"];
+
 fn authenticate_user<P: PamApi, H: Host>(
     pam: &mut P,
     host: &H,
@@ -166,9 +171,12 @@ fn authenticate_user<P: PamApi, H: Host>(
     .run(&mut runner)?;
     attempt.cached = signed_in.remembered;
     let outcome = signed_in.outcome;
-    // sshd authenticates in a forked child: the token is handed to the
-    // session opened in its parent through the process session.
-    if let (Some((cache, _)), Outcome::Token { token }) = (&session, &outcome) {
+    // sshd authenticates in a forked child that never ends its handle: the
+    // token is handed to the session opened in its parent through the
+    // process session. Nobody else gets a hand-off: a handle that ends
+    // withdraws its own, but sudo -v exits without pam_end.
+    let hands_off = options.handoff || FORKED_AUTH_SERVICES.contains(&attempt.service.as_str());
+    if let (true, Some((cache, _)), Outcome::Token { token }) = (hands_off, &session, &outcome) {
         let handed = host
             .process_session()
             .map_err(CacheError::from)

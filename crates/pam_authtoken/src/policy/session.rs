@@ -8,7 +8,7 @@ use authtoken_core::outcome::PamCode;
 use authtoken_core::username::Username;
 use zeroize::Zeroizing;
 
-use super::data::{OpenedSession, OFFLINE_KEY, OPENED_KEY, TOKEN_KEY};
+use super::data::{KeptToken, OpenedSession, OFFLINE_KEY, OPENED_KEY, TOKEN_KEY};
 use super::{current_user, load_settings, options_or, session_cache, Host};
 use crate::pam_api::PamApi;
 
@@ -120,7 +120,20 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         }
         (Some(token), None) => token,
         (None, Some(process)) => match cache.take_handoff(process, &user) {
-            Some(token) => token,
+            Some(token) => {
+                // Kept in this handle as if its own authenticate had got
+                // it: sshd calls pam_setcred after pam_open_session, in
+                // the session's child, when the hand-off is gone.
+                let kept = KeptToken {
+                    user: user.clone(),
+                    token: token.clone(),
+                    handoff: None,
+                };
+                if pam.set_data(TOKEN_KEY, kept).is_err() {
+                    return PamCode::SessionErr;
+                }
+                token
+            }
             None => return PamCode::Ignore,
         },
         (None, None) => return PamCode::Ignore,
