@@ -27,6 +27,9 @@ tests/system/docs.sh
 tests/system/packages.sh
 tests/system/first-run.sh
 tests/system/macos-layout.sh
+# OpenPAM (macOS, FreeBSD) for real: built from ../shared/third-party, the
+# module built for it and loaded by it (README: macOS, FreeBSD).
+tests/system/openpam.sh
 # Every fuzz target for 20 s, from the committed corpus and regression
 # inputs (docs/FUZZING.md); any crash, panic or memory blow-up fails.
 scripts/fuzz.sh --smoke

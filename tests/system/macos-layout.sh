@@ -28,7 +28,7 @@ done
 check "server man page" test -f "$server/usr/local/share/man/man8/authtoken-server.8"
 check "server binary 0755" mode_is "$server/usr/local/sbin/authtoken-server" 755
 
-for name in sudo screensaver sshd authorization; do
+for name in sudo screensaver sshd authorization login; do
   file="$client/usr/local/share/authtoken/pam.d/$name"
   check "pam.d/$name shipped" test -f "$file"
   modules=$(awk '!/^#/ && NF >= 3 && $3 ~ /authtoken/ {print $3}' "$file")

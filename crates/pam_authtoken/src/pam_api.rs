@@ -4,7 +4,9 @@
 
 use std::marker::PhantomData;
 
+use authtoken_core::options::ModuleOptions;
 use authtoken_core::outcome::PamCode;
+use authtoken_core::wire::MAX_PASSWORD_BYTES;
 use zeroize::Zeroizing;
 
 /// A `pam_set_data` key bound to the one type stored under it. Part of the
@@ -39,6 +41,15 @@ impl<T> DataKey<T> {
     }
 }
 
+/// Why no password came.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PasswordError {
+    /// `use_first_pass`, and no earlier module set `PAM_AUTHTOK`.
+    NoFirstPass,
+    /// The conversation (or the library asking through it) failed.
+    Conversation(PamCode),
+}
+
 /// One PAM transaction as the policy sees it.
 pub trait PamApi {
     /// The user name as raw bytes (validated by the caller), asking through
@@ -56,11 +67,51 @@ pub trait PamApi {
     /// than `PAM_TEXT_INFO`, which sshd's keyboard-interactive only shows
     /// with the next prompt (OpenSSH bug 2876).
     fn error_message(&mut self, text: &str);
-    /// `pam_putenv`: `NAME=value` sets, a bare `NAME` removes.
+    /// `pam_putenv`: `NAME=value` sets, a bare `NAME` removes (OpenPAM,
+    /// which cannot remove, leaves it empty).
     fn putenv(&mut self, name_value: &str) -> Result<(), PamCode>;
     /// Module data stored under `key` by an earlier hook of this handle.
     fn get_data<T: 'static>(&self, key: DataKey<T>) -> Option<&T>;
     /// Stores module data for later hooks; `T`'s `Drop` runs when libpam
     /// cleans up the handle.
     fn set_data<T: 'static>(&mut self, key: DataKey<T>, value: T) -> Result<(), PamCode>;
+    /// The password to check: an earlier module's (`use_first_pass`,
+    /// `try_first_pass`) or one asked for with `prompt`, which later modules
+    /// then find as `PAM_AUTHTOK`. OpenPAM's libpam does all of this itself
+    /// (`pam_get_authtok`, reading the options from the policy line, with
+    /// its `authtok_prompt` option and `PAM_AUTHTOK_PROMPT` item), and its
+    /// FFI says so; elsewhere, [`first_pass_or_prompt`].
+    fn password(
+        &mut self,
+        options: &ModuleOptions,
+        prompt: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, PasswordError> {
+        first_pass_or_prompt(self, options, prompt)
+    }
+}
+
+/// Linux-PAM's way, which the module does itself: the earlier module's
+/// password if the options allow it, else the conversation's, stored as
+/// `PAM_AUTHTOK` unless it is one the module refuses anyway.
+pub fn first_pass_or_prompt<P: PamApi + ?Sized>(
+    pam: &mut P,
+    options: &ModuleOptions,
+    prompt: &str,
+) -> Result<Zeroizing<Vec<u8>>, PasswordError> {
+    if options.use_first_pass || options.try_first_pass {
+        if let Some(password) = pam.authtok() {
+            return Ok(password);
+        }
+        if options.use_first_pass {
+            return Err(PasswordError::NoFirstPass);
+        }
+    }
+    let password = pam
+        .prompt_secret(prompt)
+        .map_err(PasswordError::Conversation)?;
+    if !password.is_empty() && password.len() <= MAX_PASSWORD_BYTES {
+        // Failing to share the password with later modules is not fatal.
+        let _ = pam.set_authtok(&password);
+    }
+    Ok(password)
 }

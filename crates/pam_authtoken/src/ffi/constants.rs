@@ -3,7 +3,8 @@
 //! most result codes and `PAM_SILENT` differently, so a Linux number
 //! returned on macOS would mean something else to the stack. Both tables
 //! are compiled everywhere so each is unit-tested on every machine;
-//! [`PLATFORM`] is the one this build talks to.
+//! [`PLATFORM`] is the one this build talks to (`cfg(openpam)`: macOS,
+//! FreeBSD, and the `openpam` feature's build against OpenPAM on Linux).
 
 use authtoken_core::outcome::PamCode;
 use libc::c_int;
@@ -37,7 +38,7 @@ pub(crate) struct PamConstants {
 }
 
 /// Linux-PAM, `security/_pam_types.h`.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // tested everywhere
+#[cfg_attr(openpam, allow(dead_code))] // tested everywhere
 pub(crate) const LINUX_PAM: PamConstants = PamConstants {
     name: "Linux-PAM",
     success: 0,
@@ -63,7 +64,7 @@ pub(crate) const LINUX_PAM: PamConstants = PamConstants {
 
 /// OpenPAM (macOS, FreeBSD), `security/pam_constants.h` (the XSSO
 /// numbering).
-#[cfg_attr(target_os = "linux", allow(dead_code))] // tested everywhere
+#[cfg_attr(not(openpam), allow(dead_code))] // tested everywhere
 pub(crate) const OPENPAM: PamConstants = PamConstants {
     name: "OpenPAM",
     success: 0,
@@ -87,9 +88,10 @@ pub(crate) const OPENPAM: PamConstants = PamConstants {
     error_msg: 3,
 };
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(openpam)))]
 pub(crate) const PLATFORM: &PamConstants = &LINUX_PAM;
-#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+/// macOS, FreeBSD, and the `openpam` build on Linux (build.rs).
+#[cfg(openpam)]
 pub(crate) const PLATFORM: &PamConstants = &OPENPAM;
 #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
 compile_error!("pam_authtoken knows the PAM constants of Linux-PAM and OpenPAM only");
@@ -202,51 +204,58 @@ mod tests {
         assert_eq!(LINUX_PAM.code(PamCode::AuthinfoUnavail), 9);
     }
 
-    /// This build talks to the implementation of the system it was built
-    /// for.
+    /// This build talks to the implementation it was built for.
     #[test]
     fn the_platform_table_is_the_systems() {
-        let expected = if cfg!(target_os = "linux") {
-            "Linux-PAM"
-        } else {
+        let expected = if cfg!(openpam) {
             "OpenPAM"
+        } else {
+            "Linux-PAM"
         };
         assert_eq!(PLATFORM.name, expected);
     }
 
-    /// On a machine with Linux-PAM's headers (the test suite installs
-    /// libpam0g-dev), the Linux table equals the header's `#define`s.
-    #[test]
-    fn linux_table_matches_the_installed_header() {
-        let header = match std::fs::read_to_string("/usr/include/security/_pam_types.h") {
-            Ok(header) => header,
-            Err(e) if cfg!(target_os = "linux") => panic!("libpam0g-dev is not installed: {e}"),
-            Err(_) => return,
-        };
-        let define = |name: &str| -> c_int {
-            header
-                .lines()
-                .filter_map(|line| line.strip_prefix("#define "))
-                .find_map(|rest| {
-                    let mut words = rest.split_whitespace();
-                    (words.next() == Some(name)).then(|| words.next()).flatten()
-                })
-                .map(|value| {
-                    let value = value.trim_start_matches('(').trim_end_matches(')');
-                    let value = value.trim_end_matches(['U', 'u', 'L', 'l']);
-                    match value
-                        .strip_prefix("0x")
-                        .or_else(|| value.strip_prefix("0X"))
-                    {
-                        Some(hex) => c_int::from_str_radix(hex, 16),
-                        None => value.parse(),
-                    }
-                    .unwrap_or_else(|e| panic!("{name} = {value}: {e}"))
-                })
-                .unwrap_or_else(|| panic!("{name} not in _pam_types.h"))
-        };
-        let t = &LINUX_PAM;
-        for (name, value) in [
+    /// A header's value of `name`: `#define NAME VALUE` (Linux-PAM) or an
+    /// enumerator `NAME = VALUE,` (OpenPAM), decimal, hex, or OpenPAM's
+    /// `(-0x7fffffff - 1)`.
+    fn header_value_of(header: &str, name: &str) -> c_int {
+        let text = header
+            .lines()
+            .find_map(|line| {
+                let line = line.trim();
+                let rest = line.strip_prefix("#define ").unwrap_or(line);
+                let rest = rest.strip_prefix(name)?;
+                // The whole name (PAM_AUTHTOK is not PAM_AUTHTOK_ERR).
+                if !rest.starts_with([' ', '\t', '=']) {
+                    return None;
+                }
+                let rest = rest.trim_start();
+                if !(rest.starts_with('=') || line.starts_with("#define ")) {
+                    return None;
+                }
+                let value = rest.trim_start_matches('=').trim();
+                let value = value.split("/*").next().unwrap_or(value).trim();
+                Some(value.trim_end_matches(',').trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{name} not in the header"));
+        let value = text.trim_start_matches('(').trim_end_matches(')');
+        if value.replace(' ', "") == "-0x7fffffff-1" {
+            return c_int::MIN;
+        }
+        let value = value.trim_end_matches(['U', 'u', 'L', 'l']);
+        match value
+            .strip_prefix("0x")
+            .or_else(|| value.strip_prefix("0X"))
+        {
+            Some(hex) => c_int::from_str_radix(hex, 16),
+            None => value.parse(),
+        }
+        .unwrap_or_else(|e| panic!("{name} = {text}: {e}"))
+    }
+
+    /// Every number of a table, by the name its header gives it.
+    fn named_values(t: &PamConstants) -> [(&'static str, c_int); 19] {
+        [
             ("PAM_SUCCESS", t.success),
             ("PAM_SERVICE_ERR", t.service_err),
             ("PAM_SYSTEM_ERR", t.system_err),
@@ -266,8 +275,34 @@ mod tests {
             ("PAM_AUTHTOK", t.item_authtok),
             ("PAM_PROMPT_ECHO_OFF", t.prompt_echo_off),
             ("PAM_ERROR_MSG", t.error_msg),
-        ] {
-            assert_eq!(define(name), value, "{name}");
+        ]
+    }
+
+    /// The OpenPAM build (feature `openpam`, tests/system/openpam.sh): the
+    /// OpenPAM table equals the installed OpenPAM's `pam_constants.h`, the
+    /// header of the library the module is linked with.
+    #[cfg(feature = "openpam")]
+    #[test]
+    fn openpam_table_matches_the_installed_openpam_header() {
+        let path = std::path::Path::new(env!("OPENPAM_HEADERS")).join("pam_constants.h");
+        let header =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (name, value) in named_values(&OPENPAM) {
+            assert_eq!(header_value_of(&header, name), value, "{name}");
+        }
+    }
+
+    /// On a machine with Linux-PAM's headers (the test suite installs
+    /// libpam0g-dev), the Linux table equals the header's `#define`s.
+    #[test]
+    fn linux_table_matches_the_installed_header() {
+        let header = match std::fs::read_to_string("/usr/include/security/_pam_types.h") {
+            Ok(header) => header,
+            Err(e) if cfg!(target_os = "linux") => panic!("libpam0g-dev is not installed: {e}"),
+            Err(_) => return,
+        };
+        for (name, value) in named_values(&LINUX_PAM) {
+            assert_eq!(header_value_of(&header, name), value, "{name}");
         }
     }
 }

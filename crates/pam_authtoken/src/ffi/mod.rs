@@ -315,8 +315,53 @@ impl PamApi for Pam {
     }
 
     fn putenv(&mut self, name_value: &str) -> Result<(), PamCode> {
+        // OpenPAM cannot remove a variable (its pam_putenv wants `=`): a
+        // removed one is left empty there.
+        #[cfg(openpam)]
+        let name_value = if name_value.contains('=') {
+            name_value.to_owned()
+        } else {
+            format!("{name_value}=")
+        };
         let c = CString::new(name_value).map_err(|_| PamCode::BufErr)?;
         // SAFETY: libpam copies the NUL-terminated string.
         check(unsafe { sys::pam_putenv(self.handle, c.as_ptr()) })
+    }
+
+    /// OpenPAM's own: `pam_get_authtok` reads `use_first_pass`,
+    /// `try_first_pass` and `authtok_prompt` from the policy line, asks,
+    /// and sets `PAM_AUTHTOK` itself.
+    #[cfg(openpam)]
+    fn password(
+        &mut self,
+        _options: &crate::policy::ModuleOptions,
+        prompt: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, crate::pam_api::PasswordError> {
+        use crate::pam_api::PasswordError;
+        let prompt =
+            CString::new(prompt).map_err(|_| PasswordError::Conversation(PamCode::BufErr))?;
+        let mut token: *const c_char = std::ptr::null();
+        // SAFETY: live handle; `token` is an out-parameter; the prompt
+        // outlives the call.
+        let rc = unsafe {
+            sys::pam_get_authtok(
+                self.handle,
+                PLATFORM.item_authtok,
+                &mut token,
+                prompt.as_ptr(),
+            )
+        };
+        if rc == PLATFORM.auth_err {
+            // What it answers for use_first_pass without an earlier password.
+            return Err(PasswordError::NoFirstPass);
+        }
+        check(rc).map_err(PasswordError::Conversation)?;
+        if token.is_null() {
+            return Err(PasswordError::Conversation(PamCode::ConvErr));
+        }
+        // SAFETY: on success it is the PAM_AUTHTOK item, a NUL-terminated
+        // string libpam owns until the item changes; we copy it at once.
+        let text = unsafe { CStr::from_ptr(token) };
+        Ok(Zeroizing::new(text.to_bytes().to_vec()))
     }
 }

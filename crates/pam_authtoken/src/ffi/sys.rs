@@ -75,4 +75,12 @@ extern "C" {
         cleanup: Option<CleanupFn>,
     ) -> c_int;
     pub(super) fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
+    /// OpenPAM's (`security/pam_appl.h`); Linux-PAM's differs in options.
+    #[cfg(openpam)]
+    pub(super) fn pam_get_authtok(
+        pamh: *mut PamHandle,
+        item: c_int,
+        authtok: *mut *const c_char,
+        prompt: *const c_char,
+    ) -> c_int;
 }

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::data::{KeptToken, SignedInOffline, OFFLINE_KEY, TOKEN_KEY};
 use super::{debug, load_settings, options_or, session_cache, AuthError, Host, ModuleOptions};
-use crate::pam_api::PamApi;
+use crate::pam_api::{PamApi, PasswordError};
 
 const PASSWORD_PROMPT: &str = "Password: ";
 
@@ -285,26 +285,18 @@ fn authenticate_unprivileged<P: PamApi, H: Host>(
 }
 
 /// The password from an earlier module (`use_first_pass` / `try_first_pass`)
-/// or from the conversation; a prompted one is stored as `PAM_AUTHTOK`.
+/// or from the conversation (the PAM library's way: [`PamApi::password`]).
 fn obtain_password<P: PamApi>(
     pam: &mut P,
     options: &ModuleOptions,
 ) -> Result<Zeroizing<Vec<u8>>, AuthError> {
-    if options.use_first_pass || options.try_first_pass {
-        if let Some(password) = pam.authtok() {
-            return check_password(password);
-        }
-        if options.use_first_pass {
-            return Err(AuthError::NoFirstPass);
-        }
-    }
     let password = pam
-        .prompt_secret(PASSWORD_PROMPT)
-        .map_err(AuthError::Conversation)?;
-    let password = check_password(password)?;
-    // Failing to share the password with later modules is not fatal.
-    let _ = pam.set_authtok(&password);
-    Ok(password)
+        .password(options, PASSWORD_PROMPT)
+        .map_err(|e| match e {
+            PasswordError::NoFirstPass => AuthError::NoFirstPass,
+            PasswordError::Conversation(code) => AuthError::Conversation(code),
+        })?;
+    check_password(password)
 }
 
 fn check_password(password: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>, AuthError> {
