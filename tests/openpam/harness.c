@@ -1,7 +1,7 @@
 /*
  * A PAM application on OpenPAM's libpam, for tests/system/openpam.sh.
  *
- *   harness [-s] [-a AUTHTOK] SERVICE USER STEP... [-- MODULE ARG...]
+ *   harness [-sx] [-a AUTHTOK] SERVICE USER STEP... [-- MODULE ARG...]
  *
  * pam_start(SERVICE, USER) with a conversation that prints every message
  * ("prompt: TEXT", "error: TEXT", "info: TEXT") and answers each prompt
@@ -12,6 +12,7 @@
  * names exists ("token-file: present" or "absent").
  *
  *   -s          PAM_SILENT on every call (OpenPAM's 0x80000000)
+ *   -x          exit without pam_end, as sshd's authentication child does
  *   -a AUTHTOK  PAM_AUTHTOK set before the steps, as an earlier module or
  *               the application would
  *   -- MODULE   call MODULE's pam_sm_* with ARG... directly, on the handle
@@ -88,13 +89,16 @@ main(int argc, char *argv[])
 	const char *authtok = NULL;
 	const char **module_args = NULL;
 	void *module = NULL;
-	int flags = 0, module_argc = 0, opt, i, rc, steps, step;
+	int flags = 0, module_argc = 0, no_end = 0, opt, i, rc, steps, step;
 	char **env;
 
-	while ((opt = getopt(argc, argv, "+sa:")) != -1) {
+	while ((opt = getopt(argc, argv, "+sxa:")) != -1) {
 		switch (opt) {
 		case 's':
 			flags |= PAM_SILENT;
+			break;
+		case 'x':
+			no_end = 1;
 			break;
 		case 'a':
 			authtok = optarg;
@@ -106,7 +110,7 @@ main(int argc, char *argv[])
 	argc -= optind;
 	argv += optind;
 	if (argc < 3) {
-		fprintf(stderr, "usage: harness [-s] [-a AUTHTOK] SERVICE USER "
+		fprintf(stderr, "usage: harness [-sx] [-a AUTHTOK] SERVICE USER "
 		    "STEP... [-- MODULE ARG...]\n");
 		return (2);
 	}
@@ -175,6 +179,8 @@ main(int argc, char *argv[])
 		printf("%s=%d\n", names[step], rc);
 		fflush(stdout);
 	}
+	if (no_end)
+		_exit(0);
 	rc = pam_end(pamh, rc);
 	return (rc == PAM_SUCCESS ? 0 : 1);
 }

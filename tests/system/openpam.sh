@@ -211,6 +211,19 @@ out=$(echo 'alice pw' | "$harness" -s silent-broken alice auth)
 check "chain: PAM_SILENT keeps the module quiet" bash -c \
   "grep -qx 'auth=12' <<<\"\$1\" && ! grep -q '^error: ' <<<\"\$1\"" _ "$out"
 
+# sshd's way: pam_authenticate in a child that exits without pam_end,
+# then, in its parent (same login session), pam_open_session and only
+# then pam_setcred; the module is the stack's only auth module, so a
+# setcred that stepped aside would fail the login (OpenPAM: 4).
+policy sshd "auth required $module config=$conf" "account required $permit" \
+  "session required $module config=$conf"
+out=$(run_session "echo 'alice pw' | '$harness' -x sshd alice auth; '$harness' sshd alice open setcred env close </dev/null")
+check "sshd's order, minimal stack: auth 0 in the child" test "$(answer "$out" auth)" = 0
+check "sshd's order: open_session takes the child's token -> 0" test "$(answer "$out" open)" = 0
+check "sshd's order: setcred after it -> 0" test "$(answer "$out" setcred)" = 0
+check "sshd's order: the session has AUTHTOKEN_FILE" grep -Eq '^env: AUTHTOKEN_FILE=/mnt/cache/[^ ]+/alice[.]token$' <<<"$out"
+check "sshd's order: no hand-off is left" test -z "$(find /mnt/cache -name '*.handoff')"
+
 # --- The shipped macOS stacks and the README's FreeBSD stack. ------------
 # stand_in FILE LOCAL: FILE as written, with our module and config at the
 # module's path and, for modules Linux lacks, OpenPAM's: the system's own
