@@ -433,7 +433,7 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
     let (policy, lowered) = config.empty_challenge_policy();
     let code = outcome_code(&outcome, policy);
     let detail = match (&outcome, lowered) {
-        (Outcome::Token { token }, _) => format!(" ({} bytes, not shown)", token.len()),
+        (Outcome::Token { token, .. }, _) => format!(" ({} bytes, not shown)", token.len()),
         (Outcome::Unavailable { reason } | Outcome::Unreachable { reason }, _) => {
             format!(" ({reason})")
         }

@@ -401,7 +401,9 @@ mod tests {
         });
         let mut device = device(vec![challenge_reply(), token]);
         let outcome = run(&mut device, "alice", &settings, false);
-        assert!(matches!(outcome, Outcome::Token { ref token } if token.as_str() == "device-jwt"));
+        assert!(
+            matches!(outcome, Outcome::Token { ref token, .. } if token.as_str() == "device-jwt")
+        );
         assert_eq!(device.sent.len(), 2);
         assert_eq!(
             (device.sent[0].0.as_str(), device.sent[0].1.as_str()),

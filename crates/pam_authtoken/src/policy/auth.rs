@@ -92,7 +92,7 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         pam.error_message("pam_authtoken: configuration error, see the system log");
     }
     let kept = match result {
-        Ok((Outcome::Token { token }, _, user)) if code == PamCode::Success => pam.set_data(
+        Ok((Outcome::Token { token, .. }, _, user)) if code == PamCode::Success => pam.set_data(
             TOKEN_KEY,
             KeptToken {
                 user,
@@ -176,7 +176,8 @@ fn authenticate_user<P: PamApi, H: Host>(
     // process session. Nobody else gets a hand-off: a handle that ends
     // withdraws its own, but sudo -v exits without pam_end.
     let hands_off = options.handoff || FORKED_AUTH_SERVICES.contains(&attempt.service.as_str());
-    if let (true, Some((cache, _)), Outcome::Token { token }) = (hands_off, &session, &outcome) {
+    if let (true, Some((cache, _)), Outcome::Token { token, .. }) = (hands_off, &session, &outcome)
+    {
         let handed = host
             .process_session()
             .map_err(CacheError::from)
