@@ -901,4 +901,34 @@ mod tests {
         assert!(unchanged.body.is_empty());
         assert_eq!(a.directory(device, Some("\"other\"")).status, 200);
     }
+
+    #[test]
+    fn a_clear_password_is_checked_against_the_verifier() {
+        let authority = authority(UnknownUsers::Decoy);
+        let origin = Origin {
+            device: None,
+            now_ms: 1_700_000_000_000,
+        };
+        match authority.check_password("alice", b"pw", origin) {
+            PasswordCheck::Token { token, fingerprint } => {
+                assert_eq!(token.len(), 32);
+                assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+                assert_eq!(fingerprint, token_fingerprint(&token));
+            }
+            _ => panic!("the right password"),
+        }
+        for (user, password) in [
+            ("alice", &b"PW"[..]),
+            ("bob", b"pw"),
+            ("nobody-here", b"pw"),
+        ] {
+            assert!(
+                matches!(
+                    authority.check_password(user, password, origin),
+                    PasswordCheck::Rejected { .. }
+                ),
+                "{user}"
+            );
+        }
+    }
 }

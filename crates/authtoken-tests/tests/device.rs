@@ -80,6 +80,17 @@ fn device_login_success_wrong_passphrase_and_session_token() {
         vec![fingerprint(&token)],
         "the device's JWT is the session token"
     );
+    // Its exp claim is the session's expiry (the emulation's tokens live 8 h).
+    let expires: u64 = pam
+        .getenv("AUTHTOKEN_EXPIRES")
+        .expect("AUTHTOKEN_EXPIRES from the JWT's exp")
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 8 * 3600 - 60..=now + 8 * 3600 + 60).contains(&expires), "{expires}");
     assert_eq!(
         String::from_utf8(token).unwrap().split('.').count(),
         3,

@@ -445,3 +445,21 @@ fn local_accounts_keep_logging_in_beside_rest() {
         "with the authority down too"
     );
 }
+
+#[test]
+fn the_server_throttles_guesses_and_logs_no_secret() {
+    let ws = Workspace::new();
+    ws.add_user("alice", Some("alice pw"), &[]);
+    let server = Server::start(&ws, &["--protocol", "deki", "--throttle-after", "2"]);
+    let confdir = stack(&ws, &rest_config(&ws, &server.url(), "deki", ""));
+    assert_eq!(login(&confdir, "alice", "guess 1"), PAM_AUTH_ERR);
+    assert_eq!(login(&confdir, "alice", "guess 2"), PAM_AUTH_ERR);
+    // The budget is spent: even the right password is not evaluated.
+    assert_eq!(login(&confdir, "alice", "alice pw"), PAM_AUTHINFO_UNAVAIL);
+    assert!(server.wait_for("status=429 outcome=throttled", 1));
+    let log = server.lines().join("\n");
+    assert!(log.contains("budget=spent"), "{log}");
+    for secret in ["guess 1", "guess 2", "alice pw"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
