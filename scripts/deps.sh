@@ -7,6 +7,7 @@ packages=(
   # packaging and the real-host tests (tests/system/)
   dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux curl
   iproute2  # tests/system/first-run.sh brings up loopback in its own network namespace
+  python3  # tests/rest.rs: the token API written from the seed pages (tests/peers/rest_peer.py)
   autoconf automake libtool pkg-config gcc binutils  # tests/system/openpam.sh builds OpenPAM from ../shared/third-party
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
   man-db groff-base  # tests/system/docs.sh renders the man pages

@@ -10,8 +10,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let alice = Username::parse(b"alice").unwrap();
     let _ = records_unmanaged(data, &alice);
-    if let Some(token) = handoff_token(data) {
-        assert!(!token.is_empty());
+    if let Some(handed) = handoff_token(data) {
+        assert!(!handed.token.is_empty());
+        assert!(!handed.token.chars().any(char::is_control));
     }
     if let Some(record) = parse_record(data, &alice) {
         assert_eq!(record.user, "alice");

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let status = [200, 401, 400, 403, 409, 500, 302][usize::from(pick) % 7];
     let _ = parse_challenge(status, body);
-    if let Outcome::Token { token } = parse_token_reply(status, body) {
+    if let Outcome::Token { token, .. } = parse_token_reply(status, body) {
         assert_eq!(status, 200);
         assert!(!token.is_empty() && !token.chars().any(char::is_control));
     }

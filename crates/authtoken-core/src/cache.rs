@@ -20,6 +20,9 @@ use crate::trust::{self, Rules, TrustError};
 use crate::username::{from_file_name, to_file_name, Username};
 
 const TOKEN_SUFFIX: &str = ".token";
+/// Beside a token file whose authority said when it expires: the seconds
+/// since the epoch, in decimal (the token file itself holds the token only).
+const EXPIRES_SUFFIX: &str = ".expires";
 const HANDOFF_SUFFIX: &str = ".handoff";
 /// A hand-off older than this is stale (sshd opens the session within
 /// moments of its authentication child finishing).
@@ -69,6 +72,8 @@ pub struct Entry {
 pub enum EntryState {
     Token {
         bytes: u64,
+        /// When the authority said the token expires (seconds since the epoch).
+        expires: Option<u64>,
     },
     /// A token left for a forked caller's session (sshd), `age` seconds old.
     HandOff {
@@ -223,13 +228,23 @@ impl Cache {
         Ok(())
     }
 
-    /// Writes the session's token, atomically replacing an older one.
+    /// Writes the session's token, atomically replacing an older one, and
+    /// when it expires (or that it did not say).
     pub fn store_token(
         &self,
         key: &SessionKey,
         user: &Username,
         token: &str,
+        expires: Option<u64>,
     ) -> Result<PathBuf, CacheError> {
+        match expires {
+            Some(at) => {
+                self.write_entry(key, user, EXPIRES_SUFFIX, at.to_string().as_bytes())?;
+            }
+            None => {
+                let _ = std::fs::remove_file(self.entry_path(key, user, EXPIRES_SUFFIX));
+            }
+        }
         self.write_entry(key, user, TOKEN_SUFFIX, token.as_bytes())
     }
 
@@ -241,12 +256,13 @@ impl Cache {
         key: &SessionKey,
         user: &Username,
         token: &str,
+        expires: Option<u64>,
     ) -> Result<bool, CacheError> {
         let path = self.entry_path(key, user, TOKEN_SUFFIX);
         if !self.exists_trusted(&path) {
             return Ok(false);
         }
-        self.store_token(key, user, token)?;
+        self.store_token(key, user, token, expires)?;
         Ok(true)
     }
 
@@ -258,9 +274,16 @@ impl Cache {
         key: &SessionKey,
         user: &Username,
         token: &str,
+        expires: Option<u64>,
     ) -> Result<HandOff, CacheError> {
         use std::os::unix::fs::MetadataExt;
-        let path = self.write_entry(key, user, HANDOFF_SUFFIX, token.as_bytes())?;
+        // The token, then its expiry on a line of its own (a token holds no
+        // control characters).
+        let mut bytes = Zeroizing::new(token.as_bytes().to_vec());
+        if let Some(at) = expires {
+            bytes.extend_from_slice(format!("\n{at}").as_bytes());
+        }
+        let path = self.write_entry(key, user, HANDOFF_SUFFIX, &bytes)?;
         let meta = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
         Ok(HandOff {
             path,
@@ -280,12 +303,22 @@ impl Cache {
             .is_some_and(|path| self.exists_trusted(&path))
     }
 
-    /// Takes (reads and removes) a fresh, trusted hand-off for `user`.
-    pub fn take_handoff(&self, key: &SessionKey, user: &Username) -> Option<Zeroizing<String>> {
+    /// Takes (reads and removes) a fresh, trusted hand-off for `user`:
+    /// the token and when it expires. One that has expired is removed and
+    /// not handed over.
+    pub fn take_handoff(&self, key: &SessionKey, user: &Username) -> Option<HandedOff> {
         let path = self.fresh_handoff(key, user)?;
-        let bytes = self.read_trusted(&path)?;
+        let bytes = Zeroizing::new(self.read_trusted(&path)?);
         let _ = std::fs::remove_file(&path);
-        handoff_token(&bytes)
+        let handed = handoff_token(&bytes)?;
+        if handed
+            .expires
+            .is_some_and(|at| at <= crate::clock::unix_secs())
+        {
+            self.warn(&format!("{}: its token has expired", path.display()));
+            return None;
+        }
+        Some(handed)
     }
 
     /// Drops a hand-off that is no longer needed.
@@ -385,7 +418,11 @@ impl Cache {
                             .map(|m| m.len())
                             .map_err(|_| TrustError::Missing { path: path.clone() })
                     }) {
-                        Ok(bytes) => EntryState::Token { bytes },
+                        Ok(bytes) => EntryState::Token {
+                            bytes,
+                            expires: self
+                                .expiry(&session.path().join(format!("{encoded}{EXPIRES_SUFFIX}"))),
+                        },
                         Err(_) => EntryState::Untrusted,
                     }
                 } else {
@@ -410,6 +447,14 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// The expiry written beside a token file, if one was.
+    fn expiry(&self, path: &Path) -> Option<u64> {
+        let bytes = trust::read(path, self.rules(), 32).ok()?;
+        std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+    }
+}
+
 /// Whether a `.unmanaged` entry's bytes are a record of a 410 for `user`.
 pub fn records_unmanaged(bytes: &[u8], user: &Username) -> bool {
     matches!(
@@ -424,6 +469,11 @@ pub fn records_unmanaged(bytes: &[u8], user: &Username) -> bool {
 /// when the config can no longer be read.
 pub fn remove_token_file(path: &Path) -> bool {
     let removed = std::fs::remove_file(path).is_ok();
+    if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+        if let Some(user) = name.strip_suffix(TOKEN_SUFFIX) {
+            let _ = std::fs::remove_file(path.with_file_name(format!("{user}{EXPIRES_SUFFIX}")));
+        }
+    }
     if let Some(dir) = path.parent() {
         let _ = std::fs::remove_dir(dir);
     }
@@ -448,8 +498,26 @@ fn fresh_handoff_age(path: &Path) -> Option<std::time::Duration> {
     }
 }
 
-/// The token a hand-off entry holds: non-empty UTF-8.
-pub fn handoff_token(bytes: &[u8]) -> Option<Zeroizing<String>> {
-    let token = std::str::from_utf8(bytes).ok().filter(|t| !t.is_empty())?;
-    Some(Zeroizing::new(token.to_owned()))
+/// What a hand-off holds.
+pub struct HandedOff {
+    pub token: Zeroizing<String>,
+    /// When the authority said the token expires (seconds since the epoch).
+    pub expires: Option<u64>,
+}
+
+/// A hand-off entry's token (non-empty UTF-8 without control characters)
+/// and, on a second line, its expiry.
+pub fn handoff_token(bytes: &[u8]) -> Option<HandedOff> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (token, expires) = match text.split_once('\n') {
+        Some((token, at)) => (token, Some(at.parse::<u64>().ok()?)),
+        None => (text, None),
+    };
+    if token.is_empty() || token.chars().any(char::is_control) {
+        return None;
+    }
+    Some(HandedOff {
+        token: Zeroizing::new(token.to_owned()),
+        expires,
+    })
 }

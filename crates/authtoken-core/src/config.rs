@@ -117,6 +117,9 @@ pub enum Backend {
     Mdm,
     /// Encedo-HEM-style local token device.
     Hem,
+    /// A web application's "authenticate -> session token" API, which
+    /// takes the password itself (`[rest]`, seeds 002 and 003).
+    Rest,
 }
 
 impl Backend {
@@ -124,6 +127,59 @@ impl Backend {
         match self {
             Backend::Mdm => "mdm",
             Backend::Hem => "hem",
+            Backend::Rest => "rest",
+        }
+    }
+}
+
+/// Which token API a `rest` authority speaks (docs/PROTOCOL.md, "The rest
+/// backend").
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum RestFlavor {
+    /// Seed 002: a JSON `authenticate` method with a `credentials` object,
+    /// answering `success` and a `session_token` with its duration.
+    #[serde(rename = "json-authenticate")]
+    JsonAuthenticate,
+    /// Seed 003: MindTouch Deki's `POST users/authenticate` with HTTP Basic
+    /// credentials, answering the token as the response text.
+    #[serde(rename = "deki")]
+    Deki,
+}
+
+impl RestFlavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            RestFlavor::JsonAuthenticate => "json-authenticate",
+            RestFlavor::Deki => "deki",
+        }
+    }
+}
+
+/// `[rest]`: the token API of backend `rest`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// Required with backend `rest`.
+    pub flavor: Option<RestFlavor>,
+    /// The session token's life asked for, in seconds (1 to 86400).
+    #[serde(default = "default_token_duration")]
+    pub token_duration: u32,
+}
+
+/// Seed 002's default session token duration (3 hours).
+pub const DEFAULT_TOKEN_DURATION: u32 = 10_800;
+/// Seed 002's longest session token duration (24 hours).
+pub const MAX_TOKEN_DURATION: u32 = 86_400;
+
+fn default_token_duration() -> u32 {
+    DEFAULT_TOKEN_DURATION
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig {
+            flavor: None,
+            token_duration: DEFAULT_TOKEN_DURATION,
         }
     }
 }
@@ -200,6 +256,8 @@ struct RawConfig {
     #[serde(default)]
     hem: HemConfig,
     #[serde(default)]
+    rest: RestConfig,
+    #[serde(default)]
     offline: OfflineConfig,
     #[serde(default)]
     directory: RawDirectory,
@@ -245,6 +303,7 @@ pub struct Config {
     pub max_scram_iterations: u32,
     pub user_ids: BTreeMap<String, uuid::Uuid>,
     pub hem: HemConfig,
+    pub rest: RestConfig,
     pub offline: OfflineConfig,
     pub directory: DirectoryConfig,
 }
@@ -321,8 +380,17 @@ pub enum Invalid {
     HemEid,
     #[error("offline.max_failures must be at least 1")]
     OfflineFailures,
-    #[error("directory.url must be set (the hem backend has no directory URL to derive)")]
+    #[error("directory.url must be set (only the mdm backend has a directory URL to derive)")]
     DirectoryUrl,
+    #[error("backend rest needs rest.flavor: \"json-authenticate\" or \"deki\"")]
+    RestFlavor,
+    #[error(
+        "url {0} is plain http: backend rest sends the password itself, so it needs verified \
+         https whatever allow_insecure_http says"
+    )]
+    RestPlainHttp(String),
+    #[error("rest.token_duration must be between 1 and {MAX_TOKEN_DURATION} seconds")]
+    RestTokenDuration,
     #[error("directory.refresh_minutes must be between 1 and 10080")]
     DirectoryRefresh,
     #[error(
@@ -560,6 +628,14 @@ impl Config {
     /// the authority sign users in.
     pub fn weaknesses(&self) -> Vec<(bool, String)> {
         let mut out = Vec::new();
+        if self.backend == Backend::Rest {
+            out.push((
+                false,
+                "backend rest: the password itself is sent to the authority (over verified \
+                 https only), which sees it in clear; mdm's SCRAM and hem never send it"
+                    .to_owned(),
+            ));
+        }
         if self.allow_insecure_http {
             out.push((
                 true,
@@ -654,9 +730,18 @@ impl TryFrom<RawConfig> for Config {
             return Err(Invalid::NoAuthority);
         }
         if let Some(plain) = url.iter().find(|url| !url.is_https()) {
+            if raw.backend == Backend::Rest {
+                return Err(Invalid::RestPlainHttp(plain.to_string()));
+            }
             if !raw.allow_insecure_http {
                 return Err(Invalid::PlainHttp(plain.to_string()));
             }
+        }
+        if raw.backend == Backend::Rest && raw.rest.flavor.is_none() {
+            return Err(Invalid::RestFlavor);
+        }
+        if !(1..=MAX_TOKEN_DURATION).contains(&raw.rest.token_duration) {
+            return Err(Invalid::RestTokenDuration);
         }
         if !(100..=raw.timeout_ms).contains(&raw.connect_timeout_ms) {
             return Err(Invalid::ConnectTimeout);
@@ -737,6 +822,7 @@ impl TryFrom<RawConfig> for Config {
             max_scram_iterations: raw.max_scram_iterations,
             user_ids,
             hem: raw.hem,
+            rest: raw.rest,
             offline: raw.offline,
             directory,
         })

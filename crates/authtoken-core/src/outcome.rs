@@ -21,6 +21,11 @@ pub enum Outcome {
     Token {
         #[serde(with = "token_b64")]
         token: Zeroizing<String>,
+        /// When the authority says the token stops working (seconds since
+        /// the epoch): a `rest` session token's duration, a device JWT's
+        /// `exp`. `None`: it did not say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<u64>,
     },
     /// The authority issued a non-empty AuthToken, which the setuid
     /// `authtoken-chkpwd` kept (it refreshes the session's token file
@@ -49,7 +54,16 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn token(token: Zeroizing<String>) -> Self {
-        Outcome::Token { token }
+        Outcome::Token {
+            token,
+            expires: None,
+        }
+    }
+
+    /// A token the authority said lives until `expires` (seconds since
+    /// the epoch).
+    pub fn token_until(token: Zeroizing<String>, expires: Option<u64>) -> Self {
+        Outcome::Token { token, expires }
     }
 
     pub fn unavailable(reason: impl Into<String>) -> Self {
@@ -116,7 +130,7 @@ impl PamCode {
 /// and `authtoken-helper login` both use it.
 pub fn outcome_code(outcome: &Outcome, policy: EmptyChallengePolicy) -> PamCode {
     match outcome {
-        Outcome::Token { token } if !token.is_empty() => PamCode::Success,
+        Outcome::Token { token, .. } if !token.is_empty() => PamCode::Success,
         Outcome::Token { .. } => PamCode::AuthinfoUnavail,
         Outcome::Verified | Outcome::OfflineVerified => PamCode::Success,
         Outcome::OfflineRejected => PamCode::AuthErr,

@@ -119,7 +119,9 @@ impl SignIn<'_> {
                 Outcome::Unmanaged => cache.mark_unmanaged(key, self.user),
                 // A new handshake killed the old token: the session's file
                 // is refreshed if it has one.
-                Outcome::Token { token } => cache.replace_token(key, self.user, token).map(drop),
+                Outcome::Token { token, expires } => cache
+                    .replace_token(key, self.user, token, *expires)
+                    .map(drop),
                 _ => Ok(()),
             };
             if let Err(e) = stored {

@@ -238,7 +238,9 @@ mod tests {
             let bytes = encode_result(&outcome).unwrap();
             let back = decode_result(&bytes).unwrap();
             assert_eq!(back.label(), outcome.label());
-            if let (Outcome::Token { token: a }, Outcome::Token { token: b }) = (&outcome, &back) {
+            if let (Outcome::Token { token: a, .. }, Outcome::Token { token: b, .. }) =
+                (&outcome, &back)
+            {
                 assert_eq!(a, b);
             }
         }

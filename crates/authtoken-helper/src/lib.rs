@@ -13,6 +13,7 @@ pub mod directory;
 pub mod hem;
 pub mod mdm;
 pub mod privilege;
+pub mod rest;
 pub mod sync;
 pub mod transport;
 
@@ -64,6 +65,7 @@ pub fn run_backend(
     let (outcome, authority) = match config.backend {
         Backend::Mdm => mdm::authenticate(config, &http, user, password, step),
         Backend::Hem => hem::authenticate(config, &http, user, password, step),
+        Backend::Rest => rest::authenticate(config, &http, user, password, step),
     };
     let (outcome, verifier) = settle_offline(outcome, &offline, password, step);
     Handshake {

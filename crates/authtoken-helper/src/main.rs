@@ -433,7 +433,10 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
     let (policy, lowered) = config.empty_challenge_policy();
     let code = outcome_code(&outcome, policy);
     let detail = match (&outcome, lowered) {
-        (Outcome::Token { token }, _) => format!(" ({} bytes, not shown)", token.len()),
+        (Outcome::Token { token, expires }, _) => match expires {
+            None => format!(" ({} bytes, not shown)", token.len()),
+            Some(at) => format!(" ({} bytes, not shown, {})", token.len(), expiry_text(*at)),
+        },
         (Outcome::Unavailable { reason } | Outcome::Unreachable { reason }, _) => {
             format!(" ({reason})")
         }
@@ -446,6 +449,17 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
         code.name()
     );
     ExitCode::from(login_exit_code(&outcome))
+}
+
+/// When a token expires, as `status` and `login` say it: the time, and
+/// how far off it is.
+fn expiry_text(at: u64) -> String {
+    let now = authtoken_core::clock::unix_secs();
+    if at <= now {
+        format!("expired at {at}, {} s ago", now - at)
+    } else {
+        format!("expires at {at}, in {} s", at - now)
+    }
 }
 
 /// `login`'s exit status, one per outcome (documented in authtoken-helper(8)).
@@ -666,7 +680,10 @@ fn status(config_path: &Path) -> ExitCode {
             None => "unknown",
         };
         let state = match entry.state {
-            EntryState::Token { bytes } => format!("token ({bytes} bytes)"),
+            EntryState::Token { bytes, expires } => match expires {
+                None => format!("token ({bytes} bytes)"),
+                Some(at) => format!("token ({bytes} bytes, {})", expiry_text(at)),
+            },
             EntryState::HandOff { age } => {
                 format!("hand-off for a forked session, {age} s old (swept at 120 s)")
             }

@@ -164,11 +164,18 @@ impl Http {
         &self,
         method: &str,
         url: &str,
+        authorization: Option<&str>,
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Reply, TransportError> {
-        let headers = content_type.map(|kind| ("Content-Type", kind));
-        let reply = self.exchange(method, url, headers, body, MAX_REPLY_BYTES)?;
+        let headers: Vec<(&str, &str)> = [
+            content_type.map(|kind| ("Content-Type", kind)),
+            authorization.map(|value| ("Authorization", value)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let reply = self.exchange(method, url, &headers, body, MAX_REPLY_BYTES)?;
         Ok(Reply {
             status: reply.status,
             body: reply.body,
@@ -183,23 +190,23 @@ impl Http {
         header: Option<(&str, &str)>,
         limit: u64,
     ) -> Result<FullReply, TransportError> {
-        self.exchange("GET", url, header, None, limit)
+        let headers: Vec<(&str, &str)> = header.into_iter().collect();
+        self.exchange("GET", url, &headers, None, limit)
     }
 
     fn exchange(
         &self,
         method: &str,
         url: &str,
-        header: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
         body: Option<&[u8]>,
         limit: u64,
     ) -> Result<FullReply, TransportError> {
         let left = self.time_left()?;
-        let request = http::Request::builder().method(method).uri(url);
-        let request = match header {
-            Some((name, value)) => request.header(name, value),
-            None => request,
-        };
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let request = request
             .body(body.unwrap_or_default())
             .map_err(|e| TransportError::Request(e.to_string()))?;
@@ -336,12 +343,36 @@ pub fn report(authorities: &Authorities<'_>, step: &mut dyn FnMut(&str)) {
 }
 
 impl Transport for Authorities<'_> {
-    /// One request to `url` (plus `suffix`) of the chosen authority, or of
-    /// the first that can be connected to.
     fn request(
         &mut self,
         method: &str,
         suffix: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, TransportFailure> {
+        self.send(method, suffix, None, content_type, body)
+    }
+
+    fn request_authorized(
+        &mut self,
+        method: &str,
+        suffix: &str,
+        authorization: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, TransportFailure> {
+        self.send(method, suffix, Some(authorization), content_type, body)
+    }
+}
+
+impl Authorities<'_> {
+    /// One request to `url` (plus `suffix`) of the chosen authority, or of
+    /// the first that can be connected to.
+    fn send(
+        &mut self,
+        method: &str,
+        suffix: &str,
+        authorization: Option<&str>,
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Reply, TransportFailure> {
@@ -352,12 +383,23 @@ impl Transport for Authorities<'_> {
         if let Some(i) = self.chosen {
             return self
                 .http
-                .request(method, &target(self.urls[i].as_str()), content_type, body)
+                .request(
+                    method,
+                    &target(self.urls[i].as_str()),
+                    authorization,
+                    content_type,
+                    body,
+                )
                 .map_err(|e| TransportFailure::Failed(e.to_string()));
         }
         let failover = first_answering(self.urls, |base| {
-            self.http
-                .request(method, &target(base.as_str()), content_type, body)
+            self.http.request(
+                method,
+                &target(base.as_str()),
+                authorization,
+                content_type,
+                body,
+            )
         });
         self.passed_over = failover.passed_over;
         match failover.answer {

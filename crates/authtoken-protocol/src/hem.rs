@@ -151,7 +151,10 @@ pub fn parse_token_reply(status: u16, body: &[u8]) -> Outcome {
     match status {
         200 => match serde_json::from_slice::<TokenReply>(body) {
             Ok(reply) if !reply.token.is_empty() => match super::check_token(&reply.token) {
-                Ok(()) => Outcome::token(Zeroizing::new(reply.token)),
+                Ok(()) => {
+                    let expires = jwt_expiry(&reply.token);
+                    Outcome::token_until(Zeroizing::new(reply.token), expires)
+                }
                 Err(e) => Outcome::unavailable(e.to_string()),
             },
             _ => Outcome::unavailable("malformed token reply from the device"),
@@ -159,6 +162,22 @@ pub fn parse_token_reply(status: u16, body: &[u8]) -> Outcome {
         401 => Outcome::Rejected,
         other => Outcome::unavailable(format!("HTTP {other} to the authentication")),
     }
+}
+
+/// The `exp` claim of the device's JWT, if it is a JWT with one. Unverified
+/// (the client cannot check the device's signature on its own token): it
+/// only ever shortens how long the session keeps the token.
+pub fn jwt_expiry(token: &str) -> Option<u64> {
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    claims.get("exp")?.as_u64()
 }
 
 /// What the client holds to about the device, from `[hem]` in the config.
@@ -341,6 +360,26 @@ mod tests {
             Outcome::Token { .. }
         ));
     }
+    #[test]
+    fn a_device_jwts_exp_is_the_tokens_expiry() {
+        let jwt = |claims: &str| format!("e30.{}.sig", B64URL.encode(claims));
+        assert_eq!(
+            jwt_expiry(&jwt(r#"{"exp":1700003600,"sub":"x"}"#)),
+            Some(1_700_003_600)
+        );
+        assert_eq!(jwt_expiry(&jwt(r#"{"sub":"x"}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":"soon"}"#)), None);
+        assert_eq!(jwt_expiry("opaque-token"), None);
+        assert_eq!(jwt_expiry("a.b.c.d"), None);
+        match parse_token_reply(
+            200,
+            format!(r#"{{"token":"{}"}}"#, jwt(r#"{"exp":5}"#)).as_bytes(),
+        ) {
+            Outcome::Token { expires, .. } => assert_eq!(expires, Some(5)),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Replays scripted replies to the driver and records its requests.
     struct Device {
         replies: std::collections::VecDeque<Result<Reply, TransportFailure>>,
@@ -401,7 +440,9 @@ mod tests {
         });
         let mut device = device(vec![challenge_reply(), token]);
         let outcome = run(&mut device, "alice", &settings, false);
-        assert!(matches!(outcome, Outcome::Token { ref token } if token.as_str() == "device-jwt"));
+        assert!(
+            matches!(outcome, Outcome::Token { ref token, .. } if token.as_str() == "device-jwt")
+        );
         assert_eq!(device.sent.len(), 2);
         assert_eq!(
             (device.sent[0].0.as_str(), device.sent[0].1.as_str()),

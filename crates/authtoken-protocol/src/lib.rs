@@ -9,6 +9,7 @@ pub mod http_digest;
 pub mod kdf;
 pub mod mdm;
 pub mod offline;
+pub mod rest;
 pub mod scram;
 pub mod transport;
 

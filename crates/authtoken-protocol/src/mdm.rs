@@ -484,7 +484,7 @@ mod tests {
             ok(&[("AuthToken", "tok"), ("ServerSignature", SIGNATURE)]),
         ]);
         match run(&mut script, b"pencil", &settings()) {
-            Outcome::Token { token } => assert_eq!(&*token, "tok"),
+            Outcome::Token { token, .. } => assert_eq!(&*token, "tok"),
             other => panic!("{other:?}"),
         }
         assert_eq!(script.sent.len(), 2);

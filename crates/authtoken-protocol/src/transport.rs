@@ -1,7 +1,7 @@
 //! What a backend driver needs from the network: one request to the
 //! authority at a time. The helper implements it over HTTPS (with its
 //! failover between authorities); unit tests implement it with scripted
-//! replies. Both drivers, MDM's and HEM's, speak through it.
+//! replies. Every driver (MDM's, HEM's, the rest flavors') speaks through it.
 
 /// One HTTP reply.
 pub struct Reply {
@@ -30,4 +30,20 @@ pub trait Transport {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Reply, TransportFailure>;
+
+    /// The same with an `Authorization` header (HTTP Basic, for the `rest`
+    /// backend's Deki flavor). A transport that cannot send one fails the
+    /// request rather than send it without.
+    fn request_authorized(
+        &mut self,
+        _method: &str,
+        _path: &str,
+        _authorization: &str,
+        _content_type: Option<&str>,
+        _body: Option<&[u8]>,
+    ) -> Result<Reply, TransportFailure> {
+        Err(TransportFailure::Failed(
+            "this transport sends no Authorization header".to_owned(),
+        ))
+    }
 }

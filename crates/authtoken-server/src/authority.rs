@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use authtoken_protocol::http_digest;
 use authtoken_protocol::mdm::MESSAGE_TYPE;
+use authtoken_protocol::scram;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::{digest, hmac};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::random;
@@ -116,6 +118,8 @@ pub struct Answer {
     /// The issued token's fingerprint (`token_sha256` in the log): which
     /// token a session holds, without the token.
     pub token_sha256: Option<String>,
+    /// `Set-Cookie` (Deki's `authtoken` cookie).
+    pub set_cookie: Option<String>,
 }
 
 impl Answer {
@@ -132,6 +136,7 @@ impl Answer {
             etag: None,
             budget_spent: false,
             token_sha256: None,
+            set_cookie: None,
         }
     }
 
@@ -542,6 +547,88 @@ impl Authority {
     }
 }
 
+/// What a clear password (the `rest` protocols) came to.
+pub enum PasswordCheck {
+    /// Right: a fresh token, and its fingerprint for the log.
+    Token {
+        token: Zeroizing<String>,
+        fingerprint: String,
+    },
+    /// Wrong, or a user who may not sign in this way (unknown, unmanaged,
+    /// no token needed: these APIs have no 410). `budget_spent`: this one
+    /// used up the account's guessing budget.
+    Rejected {
+        budget_spent: bool,
+    },
+    /// The account's guessing budget is spent: try again later.
+    Throttled {
+        retry_after_secs: u64,
+    },
+    Failed(&'static str),
+}
+
+impl Authority {
+    /// Checks a clear password against the user's credential: a SCRAM
+    /// verifier derives `StoredKey` from it (PBKDF2 at the verifier's
+    /// iterations) and compares in constant time; a Digest credential its
+    /// HA1. An unknown user costs the same as a known one (a decoy of the
+    /// store's own shape). Throttled like a wrong proof. Blocking: the
+    /// caller runs it off the async threads.
+    pub fn check_password(&self, user: &str, password: &[u8], origin: Origin) -> PasswordCheck {
+        if let Verdict::Refuse { retry_after_secs } =
+            self.throttle.check(user, origin.device, origin.now_ms)
+        {
+            return PasswordCheck::Throttled { retry_after_secs };
+        }
+        let loaded = self.current();
+        let decoy;
+        let (credential, may_sign_in) = match loaded.store.users.get(user) {
+            Some(entry) if entry.policy == Policy::Managed => (entry.credential.as_ref(), true),
+            // Unknown, unmanaged or needing no token: the same work, then no.
+            _ => {
+                decoy = self.decoy(&loaded, user);
+                (Some(&decoy), false)
+            }
+        };
+        let right = match credential {
+            Some(Credential::Scram(verifier)) => {
+                let keys = scram::derive_keys(password, &verifier.salt, verifier.iterations);
+                bool::from(keys.stored_key.ct_eq(&verifier.stored_key))
+            }
+            Some(Credential::Digest {
+                realm,
+                algorithm,
+                ha1,
+                ..
+            }) => {
+                let candidate = http_digest::ha1(*algorithm, user, realm, password);
+                bool::from(candidate.as_bytes().ct_eq(ha1.as_bytes()))
+            }
+            None => return PasswordCheck::Failed("managed user without credential"),
+        };
+        if !(right && may_sign_in) {
+            let budget_spent = self.throttle.failed(user, origin.device, origin.now_ms);
+            return PasswordCheck::Rejected { budget_spent };
+        }
+        self.throttle.succeeded(user, origin.device);
+        let Ok(bytes) = random(16) else {
+            return PasswordCheck::Failed("no randomness");
+        };
+        // Seed 002's tokens are 32 hex digits.
+        let token: Zeroizing<String> =
+            Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect());
+        PasswordCheck::Token {
+            fingerprint: token_fingerprint(&token),
+            token,
+        }
+    }
+
+    /// The delay before answering a wrong password.
+    pub fn failure_delay(&self) -> Duration {
+        self.settings.failure_delay
+    }
+}
+
 impl From<Store> for Loaded {
     fn from(store: Store) -> Loaded {
         Loaded {
@@ -813,5 +900,35 @@ mod tests {
         assert_eq!(unchanged.status, 304);
         assert!(unchanged.body.is_empty());
         assert_eq!(a.directory(device, Some("\"other\"")).status, 200);
+    }
+
+    #[test]
+    fn a_clear_password_is_checked_against_the_verifier() {
+        let authority = authority(UnknownUsers::Decoy);
+        let origin = Origin {
+            device: None,
+            now_ms: 1_700_000_000_000,
+        };
+        match authority.check_password("alice", b"pw", origin) {
+            PasswordCheck::Token { token, fingerprint } => {
+                assert_eq!(token.len(), 32);
+                assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+                assert_eq!(fingerprint, token_fingerprint(&token));
+            }
+            _ => panic!("the right password"),
+        }
+        for (user, password) in [
+            ("alice", &b"PW"[..]),
+            ("bob", b"pw"),
+            ("nobody-here", b"pw"),
+        ] {
+            assert!(
+                matches!(
+                    authority.check_password(user, password, origin),
+                    PasswordCheck::Rejected { .. }
+                ),
+                "{user}"
+            );
+        }
     }
 }

@@ -37,10 +37,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::authority::{Answer, Authority, Event, Origin};
+use authtoken_core::config::RestFlavor;
+use zeroize::Zeroizing;
+
+use crate::authority::{Answer, Authority, Event, Origin, PasswordCheck};
 use crate::device::Device;
 use crate::metrics::Metrics;
 use crate::proto::mdm::parse_request;
+use crate::proto::rest;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -65,6 +69,13 @@ pub enum Service {
     Mdm(Authority),
     /// An emulated token device (`/api/auth/token`).
     Hem(Device),
+    /// A `rest` token API (seeds 002, 003) over the same user store; the
+    /// semaphore bounds the password derivations running at once.
+    Rest {
+        authority: Authority,
+        flavor: RestFlavor,
+        derivations: tokio::sync::Semaphore,
+    },
 }
 
 /// The connection caps in force.
@@ -389,9 +400,10 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std:
                             Some("text/plain; version=0.0.4"),
                             None,
                             None,
+                            None,
                         )
                     } else {
-                        reply(404, Vec::new(), None, None, None)
+                        reply(404, Vec::new(), None, None, None, None)
                     };
                     Ok::<_, Infallible>(response)
                 }
@@ -528,6 +540,7 @@ impl Connection {
                 let response = match &*service {
                     Service::Mdm(authority) => handle_mdm(request, &at, authority).await,
                     Service::Hem(device) => handle_hem(request, &at, device).await,
+                    Service::Rest { .. } => handle_rest(request, &at, service.clone()).await,
                 };
                 Ok::<_, Infallible>(response)
             }
@@ -571,6 +584,7 @@ fn reply(
     content_type: Option<&'static str>,
     retry_after: Option<u64>,
     etag: Option<&str>,
+    set_cookie: Option<&str>,
 ) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
@@ -588,6 +602,9 @@ fn reply(
     }
     if let Some(value) = etag.and_then(|tag| hyper::header::HeaderValue::from_str(tag).ok()) {
         response.headers_mut().insert("ETag", value);
+    }
+    if let Some(value) = set_cookie.and_then(|c| hyper::header::HeaderValue::from_str(c).ok()) {
+        response.headers_mut().insert("Set-Cookie", value);
     }
     response
 }
@@ -691,6 +708,7 @@ impl Exchange<'_> {
             answer.content_type,
             answer.retry_after,
             answer.etag.as_deref(),
+            answer.set_cookie.as_deref(),
         )
     }
 }
@@ -780,6 +798,184 @@ async fn handle_hem(
             at.respond(Answer::status(405, Event::Malformed, note), "-", "request")
                 .await
         }
+    }
+}
+
+/// Who asked, with which password, and what the flavor asked for.
+struct PasswordRequest {
+    user: String,
+    password: Zeroizing<Vec<u8>>,
+    /// json-authenticate: the duration to answer with, if a token was asked for.
+    duration: Option<u32>,
+}
+
+async fn handle_rest(
+    request: Request<Incoming>,
+    at: &Exchange<'_>,
+    service: Arc<Service>,
+) -> Response<Full<Bytes>> {
+    let Service::Rest { flavor, .. } = &*service else {
+        return reply(500, Vec::new(), None, None, None, None);
+    };
+    let flavor = *flavor;
+    let step = flavor.name();
+    if request.method() != Method::POST {
+        let note = format!("method {}", request.method());
+        return at
+            .respond(Answer::status(405, Event::Malformed, note), "-", step)
+            .await;
+    }
+    let asked = match flavor {
+        RestFlavor::JsonAuthenticate => {
+            if media_type(&request).as_deref() != Some("application/json") {
+                let answer = Answer::status(415, Event::Malformed, "wrong Content-Type");
+                return at.respond(answer, "-", step).await;
+            }
+            let body = match read_body(request).await {
+                Ok(body) => body,
+                Err(answer) => return at.respond(answer, "-", step).await,
+            };
+            match rest::parse_json_request(&body) {
+                Ok(parsed) => PasswordRequest {
+                    user: parsed.user,
+                    password: Zeroizing::new(parsed.password.as_bytes().to_vec()),
+                    duration: parsed.wants_token.then_some(parsed.duration),
+                },
+                Err(why) => {
+                    let answer = Answer::status(400, Event::Malformed, why);
+                    return at.respond(answer, "-", step).await;
+                }
+            }
+        }
+        RestFlavor::Deki => {
+            let basic = request
+                .headers()
+                .get("Authorization")
+                .and_then(|value| rest::parse_basic(value.as_bytes()));
+            match basic {
+                Some((user, password)) => PasswordRequest {
+                    user,
+                    password,
+                    duration: Some(DEKI_TOKEN_SECONDS),
+                },
+                None => {
+                    let answer = Answer::status(401, Event::Malformed, "no Basic credentials");
+                    return at.respond(answer, "-", step).await;
+                }
+            }
+        }
+    };
+    let origin = at.origin();
+    let user = asked.user.clone();
+    let checked = {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || {
+            let Service::Rest {
+                authority,
+                derivations,
+                ..
+            } = &*service
+            else {
+                return None;
+            };
+            // At most one derivation per core at a time; the rest wait.
+            let _permit = tokio::runtime::Handle::current()
+                .block_on(derivations.acquire())
+                .ok()?;
+            Some((
+                authority.check_password(&asked.user, &asked.password, origin),
+                authority.failure_delay(),
+            ))
+        })
+        .await
+    };
+    let Ok(Some((checked, failure_delay))) = checked else {
+        let answer = Answer::status(500, Event::Failed, "password check failed");
+        return at.respond(answer, &user, step).await;
+    };
+    let answer = rest_answer(
+        flavor,
+        checked,
+        asked.duration,
+        failure_delay,
+        origin.now_ms,
+    );
+    at.respond(answer, &user, step).await
+}
+
+/// How long a Deki token lives here (the API has no way to ask): the
+/// json-authenticate default, said in the cookie's `Expires`.
+const DEKI_TOKEN_SECONDS: u32 = authtoken_core::config::DEFAULT_TOKEN_DURATION;
+
+/// The flavor's answer to a checked password.
+fn rest_answer(
+    flavor: RestFlavor,
+    checked: PasswordCheck,
+    duration: Option<u32>,
+    failure_delay: Duration,
+    now_ms: u64,
+) -> Answer {
+    match checked {
+        PasswordCheck::Token { token, fingerprint } => {
+            let note = match duration {
+                Some(seconds) => format!("token issued for {seconds} s"),
+                None => "credentials verified, no token asked for".to_owned(),
+            };
+            let mut answer = match flavor {
+                RestFlavor::JsonAuthenticate => {
+                    Answer::json(rest::json_success(&token, duration), Event::Token, note)
+                }
+                RestFlavor::Deki => {
+                    let expires = std::time::UNIX_EPOCH
+                        + Duration::from_millis(now_ms)
+                        + Duration::from_secs(u64::from(DEKI_TOKEN_SECONDS));
+                    Answer {
+                        body: token.as_bytes().to_vec(),
+                        content_type: Some("text/plain; charset=utf-8"),
+                        set_cookie: Some(format!(
+                            "authtoken=\"{}\"; Expires={}; Path=/; Secure; HttpOnly",
+                            token.as_str(),
+                            httpdate::fmt_http_date(expires)
+                        )),
+                        ..Answer::status(200, Event::Token, note)
+                    }
+                }
+            };
+            if duration.is_some() {
+                answer.token_sha256 = Some(fingerprint);
+            }
+            answer.proof_evaluated = true;
+            answer
+        }
+        PasswordCheck::Rejected { budget_spent } => {
+            let base = match flavor {
+                RestFlavor::JsonAuthenticate => Answer::json(
+                    rest::json_failure("invalid credentials", 1),
+                    Event::Rejected,
+                    "rejected: wrong password",
+                ),
+                RestFlavor::Deki => Answer {
+                    body: b"Login has failed".to_vec(),
+                    content_type: Some("text/plain; charset=utf-8"),
+                    ..Answer::status(401, Event::Rejected, "rejected: wrong password")
+                },
+            };
+            Answer {
+                delay: failure_delay,
+                proof_evaluated: true,
+                budget_spent,
+                ..base
+            }
+        }
+        PasswordCheck::Throttled { retry_after_secs } => Answer {
+            retry_after: Some(retry_after_secs),
+            ..Answer::status(
+                429,
+                Event::Throttled,
+                format!("throttled: retry after {retry_after_secs} s"),
+            )
+        },
+        PasswordCheck::Failed(why) => Answer::status(500, Event::Failed, why),
     }
 }
 

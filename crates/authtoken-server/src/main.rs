@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authtoken_core::config::RestFlavor;
 use authtoken_core::secret::first_line;
 use authtoken_protocol::http_digest::Algorithm;
 use authtoken_protocol::scram::{DEFAULT_SERVER_ITERATIONS, MIN_ITERATIONS};
@@ -45,6 +46,13 @@ enum Protocol {
     Mdm,
     /// An Encedo-HEM-style token device (/api/auth/token).
     Hem,
+    /// Seed 002's JSON `authenticate` method (backend rest), over the
+    /// --users store: POST a credentials object, get a session token.
+    #[value(name = "json-authenticate")]
+    JsonAuthenticate,
+    /// Seed 003's MindTouch Deki `POST users/authenticate` (backend rest),
+    /// over the --users store: HTTP Basic in, the token as text out.
+    Deki,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -309,10 +317,15 @@ fn what_it_is_for(path: &std::path::Path) -> Option<&'static str> {
 }
 
 fn serve(options: ServeOptions) -> Result<(), ServerError> {
+    let threads = options.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
     let (service, description) = match (options.protocol, &options.users, &options.device) {
-        (Protocol::Mdm, Some(users), _) => {
+        (Protocol::Mdm | Protocol::JsonAuthenticate | Protocol::Deki, Some(users), _) => {
             let store = Store::load(users)?;
-            let description = format!("protocol mdm, {} users", store.users.len());
+            let users_count = store.users.len();
+            let description = |name: &str| format!("protocol {name}, {users_count} users");
             let replay = match &options.replay_dir {
                 Some(dir) => {
                     std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
@@ -330,7 +343,23 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
                     throttle_after: options.throttle_after,
                 },
             );
-            (http::Service::Mdm(authority), description)
+            let (service, name) = match options.protocol {
+                Protocol::JsonAuthenticate | Protocol::Deki => {
+                    let flavor = if options.protocol == Protocol::Deki {
+                        RestFlavor::Deki
+                    } else {
+                        RestFlavor::JsonAuthenticate
+                    };
+                    let service = http::Service::Rest {
+                        authority,
+                        flavor,
+                        derivations: tokio::sync::Semaphore::new(threads),
+                    };
+                    (service, flavor.name())
+                }
+                _ => (http::Service::Mdm(authority), "mdm"),
+            };
+            (service, description(name))
         }
         (Protocol::Hem, _, Some(file)) => {
             let device = Device::load(
@@ -342,7 +371,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         }
         _ => {
             return Err(ServerError::Usage(
-                "--users (mdm) or --device (hem) is required".into(),
+                "--users (mdm, json-authenticate, deki) or --device (hem) is required".into(),
             ))
         }
     };
@@ -364,10 +393,6 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
     };
     let metrics = Arc::new(Metrics::default());
     let limits = http::Limits::from_descriptor_limit(options.per_address_connections as usize);
-    let threads = options.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |n| n as usize,
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

@@ -80,6 +80,17 @@ fn device_login_success_wrong_passphrase_and_session_token() {
         vec![fingerprint(&token)],
         "the device's JWT is the session token"
     );
+    // Its exp claim is the session's expiry (the emulation's tokens live 8 h).
+    let expires: u64 = pam
+        .getenv("AUTHTOKEN_EXPIRES")
+        .expect("AUTHTOKEN_EXPIRES from the JWT's exp")
+        .parse()
+        .unwrap();
+    let now = authtoken_core::clock::unix_secs();
+    assert!(
+        (now + 8 * 3600 - 60..=now + 8 * 3600 + 60).contains(&expires),
+        "{expires}"
+    );
     assert_eq!(
         String::from_utf8(token).unwrap().split('.').count(),
         3,
@@ -241,10 +252,7 @@ fn the_emulation_refuses_a_replayed_jti() {
     )
     .unwrap();
     let secret = hem::user_secret(PASSPHRASE.as_bytes(), &challenge.eid);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = authtoken_core::clock::unix_secs();
     let auth = hem::client_auth(&secret, &challenge, "master", now).unwrap();
     let body = serde_json::json!({ "auth": auth.as_str() }).to_string();
     let post = || {

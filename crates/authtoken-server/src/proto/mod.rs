@@ -4,4 +4,5 @@
 pub mod digest;
 pub mod hem;
 pub mod mdm;
+pub mod rest;
 pub mod scram;

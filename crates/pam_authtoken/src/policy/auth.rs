@@ -92,14 +92,16 @@ pub fn authenticate<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
         pam.error_message("pam_authtoken: configuration error, see the system log");
     }
     let kept = match result {
-        Ok((Outcome::Token { token }, _, user)) if code == PamCode::Success => pam.set_data(
-            TOKEN_KEY,
-            KeptToken {
-                user,
-                token,
-                handoff: attempt.handoff.take(),
-            },
-        ),
+        Ok((Outcome::Token { token, expires }, _, user)) if code == PamCode::Success => pam
+            .set_data(
+                TOKEN_KEY,
+                KeptToken {
+                    user,
+                    token,
+                    expires,
+                    handoff: attempt.handoff.take(),
+                },
+            ),
         Ok((Outcome::OfflineVerified, _, user)) if code == PamCode::Success => {
             pam.set_data(OFFLINE_KEY, SignedInOffline { user })
         }
@@ -176,11 +178,13 @@ fn authenticate_user<P: PamApi, H: Host>(
     // process session. Nobody else gets a hand-off: a handle that ends
     // withdraws its own, but sudo -v exits without pam_end.
     let hands_off = options.handoff || FORKED_AUTH_SERVICES.contains(&attempt.service.as_str());
-    if let (true, Some((cache, _)), Outcome::Token { token }) = (hands_off, &session, &outcome) {
+    if let (true, Some((cache, _)), Outcome::Token { token, expires }) =
+        (hands_off, &session, &outcome)
+    {
         let handed = host
             .process_session()
             .map_err(CacheError::from)
-            .and_then(|process| cache.leave_handoff(&process, &user, token));
+            .and_then(|process| cache.leave_handoff(&process, &user, token, *expires));
         match handed {
             Ok(handoff) => attempt.handoff = Some(handoff),
             Err(e) => host.log(Level::Warning, &format!("session cache: {e}")),

@@ -14,6 +14,8 @@ use crate::pam_api::DataKey;
 pub struct KeptToken {
     pub user: Username,
     pub token: Zeroizing<String>,
+    /// When the authority said the token expires (seconds since the epoch).
+    pub expires: Option<u64>,
     /// Withdrawn (its drop) with this data at `pam_end`: `sudo -v` and
     /// other handles that open no session leave no live token behind. A
     /// forked sshd child never ends its handle, so sshd's session still
@@ -31,6 +33,8 @@ pub const TOKEN_KEY: DataKey<KeptToken> = unsafe { DataKey::new("pam_authtoken.t
 pub struct OpenedSession {
     pub user: Username,
     pub path: PathBuf,
+    /// `AUTHTOKEN_EXPIRES` was set beside `AUTHTOKEN_FILE`.
+    pub expiry_exported: bool,
 }
 
 // SAFETY: "pam_authtoken.session" is used by this key alone (the three

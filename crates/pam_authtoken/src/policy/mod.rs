@@ -35,7 +35,8 @@ pub use auth::authenticate;
 pub use data::{KeptToken, OpenedSession, SignedInOffline, OFFLINE_KEY, OPENED_KEY, TOKEN_KEY};
 pub use host::{Host, RealHost};
 pub use session::{
-    acct_mgmt, chauthtok, close_session, open_session, setcred, OFFLINE_ENV, TOKEN_FILE_ENV,
+    acct_mgmt, chauthtok, close_session, open_session, setcred, EXPIRES_ENV, OFFLINE_ENV,
+    TOKEN_FILE_ENV,
 };
 
 pub use authtoken_core::options::ModuleOptions;

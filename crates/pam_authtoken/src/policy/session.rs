@@ -18,11 +18,16 @@ pub const TOKEN_FILE_ENV: &str = "AUTHTOKEN_FILE";
 /// Exported instead of `AUTHTOKEN_FILE` after an offline login.
 pub const OFFLINE_ENV: &str = "AUTHTOKEN_OFFLINE";
 
-/// The token this handle's `authenticate` obtained for `user`, if any.
-fn kept_token<P: PamApi>(pam: &P, user: &Username) -> Option<Zeroizing<String>> {
+/// The environment variable with the token's expiry (seconds since the
+/// epoch), when the authority said one.
+pub const EXPIRES_ENV: &str = "AUTHTOKEN_EXPIRES";
+
+/// The token this handle's `authenticate` obtained for `user`, if any, and
+/// when it expires.
+fn kept_token<P: PamApi>(pam: &P, user: &Username) -> Option<(Zeroizing<String>, Option<u64>)> {
     pam.get_data(TOKEN_KEY)
         .filter(|kept| &kept.user == user)
-        .map(|kept| kept.token.clone())
+        .map(|kept| (kept.token.clone(), kept.expires))
 }
 
 /// Whether we issued a token for the current user, in this handle or in a
@@ -113,33 +118,45 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     // The token from this handle's authenticate, or else the one a forked
     // authentication child of this process session left (sshd).
     let process = host.process_session().ok();
-    let token = match (kept, &process) {
-        (Some(token), Some(process)) => {
+    let (token, expires) = match (kept, &process) {
+        (Some(kept), Some(process)) => {
             cache.discard_handoff(process, &user);
-            token
+            kept
         }
-        (Some(token), None) => token,
+        (Some(kept), None) => kept,
         (None, Some(process)) => match cache.take_handoff(process, &user) {
-            Some(token) => {
+            Some(handed) => {
                 // Kept in this handle as if its own authenticate had got
                 // it: sshd calls pam_setcred after pam_open_session, in
                 // the session's child, when the hand-off is gone.
                 let kept = KeptToken {
                     user: user.clone(),
-                    token: token.clone(),
+                    token: handed.token.clone(),
+                    expires: handed.expires,
                     handoff: None,
                 };
                 if pam.set_data(TOKEN_KEY, kept).is_err() {
                     return PamCode::SessionErr;
                 }
-                token
+                (handed.token, handed.expires)
             }
             None => return PamCode::Ignore,
         },
         (None, None) => return PamCode::Ignore,
     };
+    // A token past its expiry is not handed to the session.
+    if let Some(at) = expires.filter(|&at| at <= authtoken_core::clock::unix_secs()) {
+        host.log(
+            Level::Warning,
+            &format!(
+                "open_session user={}: the token expired at {at}, before the session opened; not kept",
+                log::quote(user.as_str())
+            ),
+        );
+        return PamCode::Ignore;
+    }
     let existed = cache.token_path(&key, &user).is_some();
-    let path = match cache.store_token(&key, &user, &token) {
+    let path = match cache.store_token(&key, &user, &token, expires) {
         Ok(path) => path,
         Err(e) => {
             host.log(Level::Error, &format!("open_session: {e}"));
@@ -152,10 +169,16 @@ pub fn open_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) -
     {
         return PamCode::SessionErr;
     }
+    if let Some(at) = expires {
+        if pam.putenv(&format!("{EXPIRES_ENV}={at}")).is_err() {
+            return PamCode::SessionErr;
+        }
+    }
     if !existed {
         let opened = OpenedSession {
             user: user.clone(),
             path,
+            expiry_exported: expires.is_some(),
         };
         if pam.set_data(OPENED_KEY, opened).is_err() {
             return PamCode::SessionErr;
@@ -179,14 +202,17 @@ pub fn close_session<P: PamApi, H: Host>(pam: &mut P, host: &H, args: &[&CStr]) 
     let Some(user) = current_user(pam) else {
         return PamCode::Ignore;
     };
-    let Some(path) = pam
+    let Some((path, expiry_exported)) = pam
         .get_data(OPENED_KEY)
         .filter(|opened| opened.user == user)
-        .map(|opened| opened.path.clone())
+        .map(|opened| (opened.path.clone(), opened.expiry_exported))
     else {
         return PamCode::Ignore;
     };
     let _ = pam.putenv(TOKEN_FILE_ENV);
+    if expiry_exported {
+        let _ = pam.putenv(EXPIRES_ENV);
+    }
     let removed = host.remove_token_file(&path);
     let cache = options_or(host, args)
         .ok()
