@@ -6,7 +6,7 @@
  * pam_start(SERVICE, USER) with a conversation that prints every message
  * ("prompt: TEXT", "error: TEXT", "info: TEXT") and answers each prompt
  * with the next line of standard input (none left: PAM_CONV_ERR). Then
- * each STEP (auth, setcred, acct, open, close, env), printing
+ * each STEP (auth, setcred, acct, open, close, chauthtok, env), printing
  * "STEP=CODE" with OpenPAM's number, and pam_end. env prints the PAM
  * environment ("env: NAME=VALUE"), and whether the file AUTHTOKEN_FILE
  * names exists ("token-file: present" or "absent").
@@ -80,10 +80,10 @@ int
 main(int argc, char *argv[])
 {
 	static const char *names[] = { "auth", "setcred", "acct", "open",
-	    "close", "env" };
+	    "close", "chauthtok", "env" };
 	static const char *symbols[] = { "pam_sm_authenticate",
 	    "pam_sm_setcred", "pam_sm_acct_mgmt", "pam_sm_open_session",
-	    "pam_sm_close_session", NULL };
+	    "pam_sm_close_session", "pam_sm_chauthtok", NULL };
 	struct pam_conv conv = { converse, NULL };
 	pam_handle_t *pamh;
 	const char *authtok = NULL;
@@ -138,14 +138,14 @@ main(int argc, char *argv[])
 		return (1);
 	}
 	for (i = 2; i < steps; ++i) {
-		for (step = 0; step < 6; ++step)
+		for (step = 0; step < 7; ++step)
 			if (strcmp(argv[i], names[step]) == 0)
 				break;
-		if (step == 6) {
+		if (step == 7) {
 			fprintf(stderr, "harness: unknown step %s\n", argv[i]);
 			return (2);
 		}
-		if (step == 5) {
+		if (step == 6) {
 			if ((env = pam_getenvlist(pamh)) != NULL) {
 				for (char **e = env; *e != NULL; ++e) {
 					printf("env: %s\n", *e);
@@ -165,7 +165,8 @@ main(int argc, char *argv[])
 				fprintf(stderr, "harness: no %s\n", symbols[step]);
 				return (2);
 			}
-			rc = f(pamh, flags | (step == 1 ? PAM_ESTABLISH_CRED : 0),
+			rc = f(pamh, flags | (step == 1 ? PAM_ESTABLISH_CRED :
+			    step == 5 ? PAM_UPDATE_AUTHTOK : 0),
 			    module_argc, module_args);
 		} else {
 			switch (step) {
@@ -173,7 +174,8 @@ main(int argc, char *argv[])
 			case 1: rc = pam_setcred(pamh, flags | PAM_ESTABLISH_CRED); break;
 			case 2: rc = pam_acct_mgmt(pamh, flags); break;
 			case 3: rc = pam_open_session(pamh, flags); break;
-			default: rc = pam_close_session(pamh, flags); break;
+			case 4: rc = pam_close_session(pamh, flags); break;
+			default: rc = pam_chauthtok(pamh, flags | PAM_UPDATE_AUTHTOK); break;
 			}
 		}
 		printf("%s=%d\n", names[step], rc);

@@ -125,13 +125,16 @@ policy other "auth required $deny" "account required $deny" "session required $d
 # run_session SCRIPT: SCRIPT in a new login session (process session) of
 # its own, as a terminal login gives one, so the session cache applies.
 run_session() { timeout 120 setsid --wait bash -c "$1"; }
+# Inputs go in as here-strings: a pipe from echo would die of SIGPIPE
+# (and fail the test under pipefail) whenever a harness run answers
+# without reading them.
 # answers OUTPUT STEP: the number STEP answered.
 answer() { sed -n "s/^$2=//p" <<<"$1" | head -1; }
 requests_for() { grep -c "user=\"$1\" step=challenge" /mnt/server.log || true; }
 
 # --- The module's own numbers on OpenPAM's handle. --------------------
 policy direct "auth required $module config=$conf"
-out=$(echo 'alice pw' | run_session "'$harness' direct alice auth setcred acct open env close env -- '$module' config=$conf")
+out=$(run_session "'$harness' direct alice auth setcred acct open env close env -- '$module' config=$conf" <<<'alice pw')
 check "direct: right password -> PAM_SUCCESS 0" test "$(answer "$out" auth)" = 0
 check "direct: setcred for the user it signed in -> 0" test "$(answer "$out" setcred)" = 0
 check "direct: acct_mgmt -> 0" test "$(answer "$out" acct)" = 0
@@ -144,7 +147,7 @@ check "direct: close_session -> 0, and AUTHTOKEN_FILE is emptied" bash -c \
 check "direct: the token file is gone after close_session" test -z "$(find /mnt/cache -name 'alice.token')"
 check "direct: asked once, with the module's prompt" test "$(grep -c '^prompt: ' <<<"$out")" = 1
 
-out=$(echo 'not it' | run_session "'$harness' direct alice auth setcred acct -- '$module' config=$conf")
+out=$(run_session "'$harness' direct alice auth setcred acct -- '$module' config=$conf" <<<'not it')
 check "direct: wrong password -> PAM_AUTH_ERR 9" test "$(answer "$out" auth)" = 9
 check "direct: setcred and acct_mgmt step aside (PAM_IGNORE 25)" test "$(answer "$out" setcred)$(answer "$out" acct)" = 2525
 
@@ -154,15 +157,30 @@ check "direct: unmanaged (410) -> PAM_IGNORE 25, twice in one login session" tes
 check "direct: one request for bob in that login session" test "$(($(requests_for bob) - before))" = 1
 check "direct: and the second time no password was asked" test "$(grep -c '^prompt: ' <<<"$out")" = 1
 
-out=$(echo 'alice pw' | run_session "'$harness' direct alice auth -- '$module' config=/mnt/down.toml")
+out=$(run_session "'$harness' direct alice auth -- '$module' config=/mnt/down.toml" <<<'alice pw')
 check "direct: unreachable authority -> PAM_AUTHINFO_UNAVAIL 12" test "$(answer "$out" auth)" = 12
+
+# The other codes the module gives: a user name it refuses (13), a
+# conversation that cannot answer (6), a session it cannot keep the token
+# of (19), a password change (25: done at the authority).
+out=$("$harness" direct '' auth -- "$module" config=$conf </dev/null)
+check "direct: an empty user name -> PAM_USER_UNKNOWN 13" test "$(answer "$out" auth)" = 13
+out=$("$harness" direct alice auth -- "$module" config=$conf </dev/null)
+check "direct: no answer to the prompt -> PAM_CONV_ERR 6" test "$(answer "$out" auth)" = 6
+write_config /mnt/nocache.toml "https://$addr/mdm/checkin"
+sed -i 's#^cache_dir = .*#cache_dir = "/mnt/authtoken.toml/cache"#' /mnt/nocache.toml
+"$bin/authtoken-helper" module-settings --config /mnt/nocache.toml >/dev/null
+out=$("$harness" direct alice auth open chauthtok -- "$module" config=/mnt/nocache.toml <<<'alice pw')
+check "direct: a token but no usable session cache -> auth 0, open_session PAM_SESSION_ERR 19" \
+  test "$(answer "$out" auth)/$(answer "$out" open)" = 0/19
+check "direct: chauthtok -> PAM_IGNORE 25" test "$(answer "$out" chauthtok)" = 25
 
 # A config that does not exist: the module says so to the user, except
 # under PAM_SILENT (OpenPAM's 0x80000000; Linux-PAM's 0x8000 would not do).
-out=$(echo 'alice pw' | "$harness" direct alice auth -- "$module" config=/mnt/missing.toml)
+out=$("$harness" direct alice auth -- "$module" config=/mnt/missing.toml <<<'alice pw')
 check "direct: broken config -> 12 and a message to the user" bash -c \
   "grep -qx 'auth=12' <<<\"\$1\" && grep -q '^error: pam_authtoken: configuration error' <<<\"\$1\"" _ "$out"
-out=$(echo 'alice pw' | "$harness" -s direct alice auth -- "$module" config=/mnt/missing.toml)
+out=$("$harness" -s direct alice auth -- "$module" config=/mnt/missing.toml <<<'alice pw')
 check "direct: PAM_SILENT -> 12 and not a word" bash -c \
   "grep -qx 'auth=12' <<<\"\$1\" && ! grep -q '^error: ' <<<\"\$1\"" _ "$out"
 
@@ -170,12 +188,12 @@ check "direct: PAM_SILENT -> 12 and not a word" bash -c \
 policy single "auth required $module config=$conf" \
   "account required $module config=$conf" \
   "session required $module config=$conf"
-out=$(echo 'alice pw' | run_session "'$harness' single alice auth setcred acct open env close")
+out=$(run_session "'$harness' single alice auth setcred acct open env close" <<<'alice pw')
 check "chain: auth, setcred, acct_mgmt, open_session, close_session all 0" \
   test "$(answer "$out" auth)$(answer "$out" setcred)$(answer "$out" acct)$(answer "$out" open)$(answer "$out" close)" = 00000
 check "chain: the session's AUTHTOKEN_FILE exists while it is open" bash -c \
   "grep -Eq '^env: AUTHTOKEN_FILE=/mnt/cache/' <<<\"\$1\" && grep -qx 'token-file: present' <<<\"\$1\"" _ "$out"
-out=$(echo 'not it' | "$harness" single alice auth)
+out=$("$harness" single alice auth <<<'not it')
 check "chain: wrong password -> 9" test "$(answer "$out" auth)" = 9
 
 policy then-deny "auth sufficient $module config=$conf" "auth required $deny"
@@ -184,7 +202,7 @@ out=$(echo any | "$harness" then-deny bob auth)
 check "chain: 410, then pam_deny decides -> 9" test "$(answer "$out" auth)" = 9
 out=$(echo any | "$harness" then-permit bob auth)
 check "chain: 410, then pam_permit decides -> 0" test "$(answer "$out" auth)" = 0
-out=$(echo 'alice pw' | "$harness" then-deny alice auth)
+out=$("$harness" then-deny alice auth <<<'alice pw')
 check "chain: sufficient and a token -> 0 (pam_deny never asked)" test "$(answer "$out" auth)" = 0
 
 policy use-first "auth required $module config=$conf use_first_pass"
@@ -200,14 +218,14 @@ check "use_first_pass takes PAM_AUTHTOK (pam_get_authtok) -> 0, nothing asked" b
 out=$("$harness" -a 'not it' try-first alice auth </dev/null)
 check "try_first_pass takes a wrong PAM_AUTHTOK -> 9, nothing asked" bash -c \
   "grep -qx 'auth=9' <<<\"\$1\" && ! grep -q '^prompt: ' <<<\"\$1\"" _ "$out"
-out=$(echo 'alice pw' | "$harness" try-first alice auth)
+out=$("$harness" try-first alice auth <<<'alice pw')
 check "try_first_pass without one asks once -> 0" bash -c \
   "grep -qx 'auth=0' <<<\"\$1\" && test \"\$(grep -c '^prompt: ' <<<\"\$1\")\" = 1" _ "$out"
 policy prompt "auth required $module config=$conf authtok_prompt=Token:"
-out=$(echo 'alice pw' | "$harness" prompt alice auth)
+out=$("$harness" prompt alice auth <<<'alice pw')
 check "OpenPAM's authtok_prompt option sets the prompt" grep -qx 'prompt: Token:' <<<"$out"
 policy silent-broken "auth required $module config=/mnt/missing.toml"
-out=$(echo 'alice pw' | "$harness" -s silent-broken alice auth)
+out=$("$harness" -s silent-broken alice auth <<<'alice pw')
 check "chain: PAM_SILENT keeps the module quiet" bash -c \
   "grep -qx 'auth=12' <<<\"\$1\" && ! grep -q '^error: ' <<<\"\$1\"" _ "$out"
 
@@ -273,19 +291,19 @@ for entry in "${stacks[@]}"; do
       sed -E 's#^([a-z]+[[:space:]]+include[[:space:]]+)system$#\1system-'"$local_check"'#' >"/mnt/pam.d/$name-$local_check"
     chmod 0644 "/mnt/pam.d/$name-$local_check"
   done
-  out=$(echo 'alice pw' | run_session "'$harness' $name-deny alice auth acct open env close")
+  out=$(run_session "'$harness' $name-deny alice auth acct open env close" <<<'alice pw')
   check "$name: the authority's password -> 0" test "$(answer "$out" auth)" = 0
   check "$name: acct_mgmt -> 0" test "$(answer "$out" acct)" = 0
   if grep -Eq '^session[[:space:]].*pam_authtoken' "$stack"; then
     check "$name: the session gets AUTHTOKEN_FILE" grep -Eq '^env: AUTHTOKEN_FILE=/mnt/cache/' <<<"$out"
   fi
-  out=$(printf 'not it\nnot it\n' | "$harness" "$name-deny" alice auth)
+  out=$("$harness" "$name-deny" alice auth < <(printf 'not it\nnot it\n'))
   check "$name: a wrong password, no local one -> 9" test "$(answer "$out" auth)" = 9
-  out=$(printf 'not it\nnot it\n' | "$harness" "$name-permit" alice auth)
+  out=$("$harness" "$name-permit" alice auth < <(printf 'not it\nnot it\n'))
   check "$name: the authority refuses, the local password decides -> 0" test "$(answer "$out" auth)" = 0
-  out=$(printf 'any\nany\n' | "$harness" "$name-deny" bob auth)
+  out=$("$harness" "$name-deny" bob auth < <(printf 'any\nany\n'))
   check "$name: unmanaged (410), the local check refuses -> 9" test "$(answer "$out" auth)" = 9
-  out=$(printf 'any\nany\n' | "$harness" "$name-permit" bob auth)
+  out=$("$harness" "$name-permit" bob auth < <(printf 'any\nany\n'))
   check "$name: unmanaged (410), the local check decides -> 0" test "$(answer "$out" auth)" = 0
 done
 
