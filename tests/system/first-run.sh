@@ -131,7 +131,6 @@ check "4. the authority saw alice's logins" grep -q 'user="alice"' "$work/server
 
 # 5. Undo.
 check "5. undo" run_block 5 "$repo"
-gone() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true); [ -z "$state" ] || [ "$state" = Z ]; }
 check "5. purging the server stopped it" gone "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 server_pid=

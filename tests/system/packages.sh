@@ -324,7 +324,6 @@ server_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
 check "a server runs before dpkg -r" grep -q "listening on" "$server_log"
 rm -f "$server_log"
-gone() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true); [ -z "$state" ] || [ "$state" = Z ]; }
 
 userdel "$local_user" >/dev/null 2>&1 || true
 check "dpkg -r" dpkg -r pam-authtoken authtoken-server

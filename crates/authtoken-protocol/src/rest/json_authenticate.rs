@@ -94,17 +94,25 @@ pub fn parse_answer(status: u16, body: &[u8], now: u64) -> Outcome {
     Outcome::token_until(token, duration.map(|seconds| now.saturating_add(seconds)))
 }
 
-/// A documented duration: 1 to 86400 seconds, as a number (the answers'
-/// shape) or a string of digits (the seed's syntax block writes "seconds").
+/// A `session_token_duration` as either side reads it: a number (the
+/// answers' shape) or a non-empty string of digits (the seed's syntax
+/// block writes "seconds"); a string too long for a `u64` reads as
+/// `u64::MAX`. Each side bounds it its own way.
+pub fn duration_value(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(s.parse().unwrap_or(u64::MAX))
+        }
+        _ => None,
+    }
+}
+
+/// A documented duration in an answer: 1 to 86400 seconds.
 fn duration_seconds(value: &serde_json::Value) -> Option<u64> {
-    let seconds = match value {
-        serde_json::Value::Number(n) => n.as_u64()?,
-        serde_json::Value::String(s) if s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok()?,
-        _ => return None,
-    };
-    (1..=u64::from(authtoken_core::config::MAX_TOKEN_DURATION))
-        .contains(&seconds)
-        .then_some(seconds)
+    duration_value(value).filter(|seconds| {
+        (1..=u64::from(authtoken_core::config::MAX_TOKEN_DURATION)).contains(seconds)
+    })
 }
 
 pub fn user_authenticate(

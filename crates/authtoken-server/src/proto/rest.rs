@@ -65,15 +65,9 @@ pub fn parse_json_request(body: &[u8]) -> Result<JsonRequest, &'static str> {
     })
 }
 
-/// A duration as a number or a string of digits, bounded to 1..=86400.
+/// A duration asked for, bounded to 1..=86400.
 fn duration(value: &serde_json::Value) -> Option<u32> {
-    let seconds = match value {
-        serde_json::Value::Number(n) => n.as_u64()?,
-        serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().unwrap_or(u64::MAX)
-        }
-        _ => return None,
-    };
+    let seconds = authtoken_protocol::rest::json_authenticate::duration_value(value)?;
     Some(seconds.clamp(1, u64::from(MAX_TOKEN_DURATION)) as u32)
 }
 
