@@ -118,6 +118,27 @@ fn each_flavor_signs_in_through_libpam_and_keeps_the_session_token() {
 }
 
 #[test]
+fn a_colon_in_the_user_name_cannot_borrow_another_users_password() {
+    // "eve:pass" with the password "word" would be eve's "pass:word" in
+    // HTTP Basic: a token for eve while PAM signs in "eve:pass".
+    let ws = Workspace::new();
+    ws.add_user("eve", Some("pass:word"), &[]);
+    let server = Server::start(&ws, &["--protocol", "deki"]);
+    let confdir = stack(&ws, &rest_config(&ws, &server.url(), "deki", ""));
+    assert_eq!(
+        login(&confdir, "eve", "pass:word"),
+        PAM_SUCCESS,
+        "a colon in a password is fine"
+    );
+    assert_eq!(login(&confdir, "eve:pass", "word"), PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(
+        server.requests_for("eve"),
+        1,
+        "only eve's own login reached the server"
+    );
+}
+
+#[test]
 fn an_expired_token_is_not_handed_to_a_session() {
     let ws = Workspace::new();
     let server = rest_server(&ws, "json-authenticate");

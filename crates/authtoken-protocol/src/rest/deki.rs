@@ -11,8 +11,8 @@ use zeroize::Zeroizing;
 use crate::transport::Transport;
 
 /// The `Authorization` header: `Basic base64(user ":" password)`
-/// (RFC 7617). The user name cannot hold a colon (the module's user-name
-/// rules); the password may.
+/// (RFC 7617). The password may hold a colon; the user name may not (the
+/// server splits at the first one), which [`user_authenticate`] checks.
 pub fn authorization(user: &str, password: &[u8]) -> Zeroizing<String> {
     let mut pair = Zeroizing::new(Vec::with_capacity(user.len() + 1 + password.len()));
     pair.extend_from_slice(user.as_bytes());
@@ -50,6 +50,14 @@ pub fn user_authenticate(
     password: &[u8],
     step: &mut dyn FnMut(&str),
 ) -> Outcome {
+    // "alice:pw" typed as a user name would reach the server as user
+    // alice with a password that starts "pw:": a token for another user
+    // than the one PAM signs in. RFC 7617 forbids the colon; so do we.
+    if user.contains(':') {
+        return Outcome::unavailable(
+            "a user name with a colon cannot be sent as HTTP Basic credentials",
+        );
+    }
     let authorization = authorization(user, password);
     // As the seed's curl sample: an empty text/plain body.
     let reply = match transport.request_authorized(
@@ -81,6 +89,41 @@ mod tests {
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
         assert_eq!(authorization("a", b"p:q").as_str(), "Basic YTpwOnE=");
+    }
+
+    /// Fails every request: nothing may be sent.
+    struct NoNetwork;
+
+    impl Transport for NoNetwork {
+        fn request(
+            &mut self,
+            _method: &str,
+            _path: &str,
+            _content_type: Option<&str>,
+            _body: Option<&[u8]>,
+        ) -> Result<crate::transport::Reply, crate::transport::TransportFailure> {
+            panic!("no request may be made")
+        }
+
+        fn request_authorized(
+            &mut self,
+            _method: &str,
+            _path: &str,
+            _authorization: &str,
+            _content_type: Option<&str>,
+            _body: Option<&[u8]>,
+        ) -> Result<crate::transport::Reply, crate::transport::TransportFailure> {
+            panic!("no request may be made")
+        }
+    }
+
+    #[test]
+    fn a_user_name_with_a_colon_is_never_sent() {
+        let outcome = user_authenticate(&mut NoNetwork, "alice:pw", b"x", &mut |_| {});
+        assert!(
+            matches!(outcome, Outcome::Unavailable { .. }),
+            "{outcome:?}"
+        );
     }
 
     #[test]
