@@ -147,8 +147,21 @@ pub fn auth_message(
     salt_b64: &str,
     iterations: &str,
 ) -> String {
+    auth_message_bound(user, cnonce, challenge_nonce, salt_b64, iterations, "biws")
+}
+
+/// [`auth_message`] with the `c=` value of a GS2 header other than `n,,`
+/// (SCRAM-SHA-256-PLUS, or the `y` flag): see `channel_binding`.
+pub fn auth_message_bound(
+    user: &str,
+    cnonce: &str,
+    challenge_nonce: &str,
+    salt_b64: &str,
+    iterations: &str,
+    cbind: &str,
+) -> String {
     format!(
-        "n={},r={cnonce},r={challenge_nonce},s={salt_b64},i={iterations},c=biws,r={challenge_nonce}",
+        "n={},r={cnonce},r={challenge_nonce},s={salt_b64},i={iterations},c={cbind},r={challenge_nonce}",
         saslname(user)
     )
 }
@@ -199,6 +212,49 @@ pub fn client_final_with_keys(
     }
     let digest_response = Zeroizing::new(format!(
         "{SCHEME} n={},r={cnonce},c=biws,r={nonce},p={}",
+        saslname(user),
+        B64.encode(*proof)
+    ));
+    let signature = hmac_sha256(&*keys.server_key, message.as_bytes());
+    ClientFinal {
+        digest_response,
+        expected_server_signature: format!("v={}", B64.encode(signature)),
+    }
+}
+
+/// The client's half of a login with a GS2 header of its own: `gs2` and,
+/// when bound, the connection's binding `data` (WIP, issue 26). With
+/// [`Gs2::NotSupported`] this is exactly [`client_final_with_keys`].
+pub fn client_final_gs2(
+    user: &str,
+    keys: &Keys,
+    challenge: &Challenge,
+    cnonce: &str,
+    gs2: crate::channel_binding::Gs2,
+    data: &[u8],
+) -> ClientFinal {
+    use crate::channel_binding::{cbind_value, Gs2, SCHEME_PLUS};
+    let cbind = cbind_value(gs2, data);
+    let nonce = format!("{cnonce}{}", challenge.snonce);
+    let message = auth_message_bound(
+        user,
+        cnonce,
+        &nonce,
+        &challenge.salt_b64,
+        &challenge.iterations_text,
+        &cbind,
+    );
+    let mut proof = Zeroizing::new(hmac_sha256(&keys.stored_key, message.as_bytes()));
+    for (p, k) in proof.iter_mut().zip(keys.client_key.iter()) {
+        *p ^= k;
+    }
+    let (scheme, header) = match gs2 {
+        Gs2::NotSupported => (SCHEME, String::new()),
+        Gs2::NotOffered => (SCHEME, gs2.header()),
+        Gs2::Bound(_) => (SCHEME_PLUS, gs2.header()),
+    };
+    let digest_response = Zeroizing::new(format!(
+        "{scheme} {header}n={},r={cnonce},c={cbind},r={nonce},p={}",
         saslname(user),
         B64.encode(*proof)
     ));
@@ -292,6 +348,46 @@ mod tests {
         ] {
             assert!(parse_challenge(bad, 0..=10_000_000).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn gs2_n_is_the_plain_response_and_the_others_bind_the_proof() {
+        use crate::channel_binding::{BindingType, Gs2};
+        let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
+        let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
+        let salt = B64.decode(SALT_B64).unwrap();
+        let keys = derive_keys(PASSWORD, &salt, ITERATIONS);
+        let plain = client_final_gs2(USER, &keys, &challenge, CNONCE, Gs2::NotSupported, &[]);
+        assert_eq!(&*plain.digest_response, RESPONSE);
+        assert_eq!(plain.expected_server_signature, SIGNATURE);
+        let binding: Vec<u8> = (0u8..32).collect();
+        let exporter = client_final_gs2(
+            USER,
+            &keys,
+            &challenge,
+            CNONCE,
+            Gs2::Bound(BindingType::TlsExporter),
+            &binding,
+        );
+        assert!(exporter
+            .digest_response
+            .starts_with("SCRAM-SHA-256-PLUS p=tls-exporter,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,"));
+        let other = client_final_gs2(
+            USER,
+            &keys,
+            &challenge,
+            CNONCE,
+            Gs2::Bound(BindingType::TlsExporter),
+            &[1u8; 32],
+        );
+        assert_ne!(
+            exporter.expected_server_signature,
+            other.expected_server_signature
+        );
+        let flagged = client_final_gs2(USER, &keys, &challenge, CNONCE, Gs2::NotOffered, &binding);
+        assert!(flagged
+            .digest_response
+            .starts_with("SCRAM-SHA-256 y,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=eSws,"));
     }
 
     #[test]
