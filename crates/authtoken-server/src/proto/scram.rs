@@ -1,7 +1,10 @@
 //! SCRAM-SHA-256, server side: the verifier a user store keeps, and the
 //! check of a client's `DigestResponse` (docs/PROTOCOL.md).
 
-use authtoken_protocol::scram::{auth_message, derive_keys, hmac_sha256, is_nonce_char, SCHEME};
+use authtoken_protocol::channel_binding::{cbind_value, BindingType, Gs2, SCHEME_PLUS};
+use authtoken_protocol::scram::{
+    auth_message_bound, derive_keys, hmac_sha256, is_nonce_char, SCHEME,
+};
 use authtoken_protocol::ProtocolError;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -46,6 +49,10 @@ pub struct ClientResponse {
     pub cnonce: String,
     pub nonce: String,
     pub proof: [u8; 32],
+    /// The GS2 header the client sent (`n,,` when none was written).
+    pub gs2: Gs2,
+    /// The `c=` value as sent (part of the AuthMessage).
+    pub cbind: String,
 }
 
 impl ClientResponse {
@@ -58,10 +65,26 @@ impl ClientResponse {
 /// Parses `SCRAM-SHA-256 n=..,r=..,c=biws,r=..,p=..`.
 pub fn parse_client_response(text: &str) -> Result<ClientResponse, ProtocolError> {
     let bad = ProtocolError::Malformed("SCRAM DigestResponse");
-    let rest = text
-        .strip_prefix(SCHEME)
+    // `SCRAM-SHA-256-PLUS p=TYPE,,n=…`, `SCRAM-SHA-256 y,,n=…`, or the
+    // plain `SCRAM-SHA-256 n=…` (GS2 header `n,,` implied).
+    let (gs2, rest) = if let Some(rest) = text
+        .strip_prefix(SCHEME_PLUS)
         .and_then(|r| r.strip_prefix(' '))
-        .ok_or(bad.clone())?;
+    {
+        match Gs2::split(rest) {
+            Some((gs2 @ Gs2::Bound(_), rest)) => (gs2, rest),
+            _ => return Err(bad),
+        }
+    } else {
+        let rest = text
+            .strip_prefix(SCHEME)
+            .and_then(|r| r.strip_prefix(' '))
+            .ok_or(bad.clone())?;
+        match rest.strip_prefix("y,,") {
+            Some(rest) => (Gs2::NotOffered, rest),
+            None => (Gs2::NotSupported, rest),
+        }
+    };
     let fields: Vec<&str> = rest.split(',').collect();
     let [n, r1, c, r2, p] = fields.as_slice() else {
         return Err(bad);
@@ -72,7 +95,16 @@ pub fn parse_client_response(text: &str) -> Result<ClientResponse, ProtocolError
         .ok_or(bad.clone())?;
     let cnonce = r1.strip_prefix("r=").ok_or(bad.clone())?;
     let nonce = r2.strip_prefix("r=").ok_or(bad.clone())?;
-    if *c != "c=biws"
+    let cbind = c.strip_prefix("c=").ok_or(bad.clone())?;
+    // The c= value must carry the same GS2 header (the binding data, if
+    // any, is checked against the connection by the verifier).
+    let header_matches = match gs2 {
+        Gs2::NotSupported | Gs2::NotOffered => cbind == cbind_value(gs2, &[]),
+        Gs2::Bound(_) => B64
+            .decode(cbind)
+            .is_ok_and(|input| input.starts_with(gs2.header().as_bytes())),
+    };
+    if !header_matches
         || cnonce.is_empty()
         || !cnonce.bytes().all(is_nonce_char)
         || !nonce.starts_with(cnonce)
@@ -91,20 +123,67 @@ pub fn parse_client_response(text: &str) -> Result<ClientResponse, ProtocolError
         cnonce: cnonce.to_owned(),
         nonce: nonce.to_owned(),
         proof,
+        gs2,
+        cbind: cbind.to_owned(),
     })
+}
+
+/// What the server knows of the TLS connection a response came on.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionBindings {
+    /// RFC 9266 `tls-exporter` (TLS 1.3 only).
+    pub exporter: Option<Vec<u8>>,
+    /// RFC 5929 `tls-server-end-point` of the certificate it presented.
+    pub end_point: Option<Vec<u8>>,
+}
+
+impl ConnectionBindings {
+    fn data(&self, kind: BindingType) -> Option<&[u8]> {
+        match kind {
+            BindingType::TlsExporter => self.exporter.as_deref(),
+            BindingType::TlsServerEndPoint => self.end_point.as_deref(),
+        }
+    }
 }
 
 /// Server check: recovers ClientKey' = p XOR HMAC(StoredKey, AuthMessage) and
 /// accepts iff SHA256(ClientKey') == StoredKey, in constant time. Returns the
 /// `ServerSignature` to send on success.
 pub fn server_verify(verifier: &Verifier, response: &ClientResponse) -> Option<String> {
+    server_verify_bound(verifier, response, None)
+}
+
+/// [`server_verify`] for a server that knows its connection: `offered` is
+/// the bindings of the connection when it offered SCRAM-SHA-256-PLUS
+/// (`None`: it offered the plain scheme). A client that says it saw no
+/// PLUS (`y`) where it was offered, or whose binding is not this
+/// connection's, is refused (a relay or a downgrade); binding data the
+/// connection cannot give is refused, never taken as empty.
+pub fn server_verify_bound(
+    verifier: &Verifier,
+    response: &ClientResponse,
+    offered: Option<&ConnectionBindings>,
+) -> Option<String> {
+    match (response.gs2, offered) {
+        (Gs2::NotOffered, Some(_)) => return None,
+        (Gs2::Bound(kind), Some(bindings)) => {
+            let expected = cbind_value(response.gs2, bindings.data(kind)?);
+            if !bool::from(expected.as_bytes().ct_eq(response.cbind.as_bytes())) {
+                return None;
+            }
+        }
+        // Bound to a connection where PLUS was not offered.
+        (Gs2::Bound(_), None) => return None,
+        (Gs2::NotSupported | Gs2::NotOffered, _) => {}
+    }
     let salt_b64 = B64.encode(&verifier.salt);
-    let message = auth_message(
+    let message = auth_message_bound(
         &response.user,
         &response.cnonce,
         &response.nonce,
         &salt_b64,
         &verifier.iterations.to_string(),
+        &response.cbind,
     );
     let mut client_key = Zeroizing::new(hmac_sha256(&verifier.stored_key, message.as_bytes()));
     for (k, p) in client_key.iter_mut().zip(response.proof.iter()) {
@@ -141,6 +220,80 @@ mod tests {
     use super::*;
     use authtoken_protocol::scram::vector::*;
     use authtoken_protocol::scram::{client_final, parse_challenge};
+
+    /// The DigestResponse for the RFC 7677 vector with this GS2 header and
+    /// binding data, parsed as the server reads it.
+    fn bound_response(gs2: Gs2, data: &[u8]) -> (ClientResponse, String) {
+        let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
+        let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
+        let keys = derive_keys(PASSWORD, &B64.decode(SALT_B64).unwrap(), ITERATIONS);
+        let out =
+            authtoken_protocol::scram::client_final_gs2(USER, &keys, &challenge, CNONCE, gs2, data);
+        (
+            parse_client_response(&out.digest_response).unwrap(),
+            out.expected_server_signature,
+        )
+    }
+
+    #[test]
+    fn channel_bindings_are_checked_against_the_connection() {
+        let verifier = vector_verifier();
+        let exporter: Vec<u8> = (0u8..32).collect();
+        let connection = ConnectionBindings {
+            exporter: Some(exporter.clone()),
+            end_point: None,
+        };
+        let bound = Gs2::Bound(BindingType::TlsExporter);
+        let (response, signature) = bound_response(bound, &exporter);
+        assert_eq!(
+            server_verify_bound(&verifier, &response, Some(&connection)),
+            Some(signature),
+            "bound to this connection"
+        );
+        // Another connection's binding: a relay.
+        let (relayed, _) = bound_response(bound, &[7u8; 32]);
+        assert_eq!(
+            server_verify_bound(&verifier, &relayed, Some(&connection)),
+            None
+        );
+        // A type the connection cannot give: refused, never taken as empty.
+        let (end_point, _) = bound_response(Gs2::Bound(BindingType::TlsServerEndPoint), &[]);
+        assert_eq!(
+            server_verify_bound(&verifier, &end_point, Some(&connection)),
+            None
+        );
+        // Bound where PLUS was not offered.
+        assert_eq!(server_verify_bound(&verifier, &response, None), None);
+        // "y": the client saw a plain challenge: a downgrade where PLUS was offered.
+        let (flagged, signature) = bound_response(Gs2::NotOffered, &[]);
+        assert_eq!(
+            server_verify_bound(&verifier, &flagged, Some(&connection)),
+            None
+        );
+        assert_eq!(
+            server_verify_bound(&verifier, &flagged, None),
+            Some(signature)
+        );
+        // "n": a client without binding (channel_binding = "off").
+        let (plain, signature) = bound_response(Gs2::NotSupported, &[]);
+        assert_eq!(
+            server_verify_bound(&verifier, &plain, Some(&connection)),
+            Some(signature)
+        );
+    }
+
+    #[test]
+    fn a_gs2_header_must_match_its_c_value() {
+        for bad in [
+            "SCRAM-SHA-256 y,,n=user,r=abc,c=biws,r=abcdef,p=AAAA",
+            "SCRAM-SHA-256 n=user,r=abc,c=eSws,r=abcdef,p=AAAA",
+            "SCRAM-SHA-256-PLUS n=user,r=abc,c=biws,r=abcdef,p=AAAA",
+            "SCRAM-SHA-256-PLUS p=tls-exporter,,n=user,r=abc,c=biws,r=abcdef,p=AAAA",
+            "SCRAM-SHA-256-PLUS p=tls-unique,,n=user,r=abc,c=biws,r=abcdef,p=AAAA",
+        ] {
+            assert!(parse_client_response(bad).is_err(), "{bad}");
+        }
+    }
 
     fn vector_verifier() -> Verifier {
         let salt = B64.decode(SALT_B64).unwrap();
