@@ -184,6 +184,21 @@ impl Default for RestConfig {
     }
 }
 
+/// Whether SCRAM logins are bound to their TLS connection
+/// (SCRAM-SHA-256-PLUS, issue 26).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelBindingPolicy {
+    /// Bind when the authority offers it; tell it (GS2 `y`) when it did not.
+    #[default]
+    Prefer,
+    /// A challenge without channel binding is `Unavailable`.
+    Require,
+    /// Never bind (a relay with a trusted certificate can then pass the
+    /// login through).
+    Off,
+}
+
 /// What a zero-length `DigestChallenge` turns into.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -242,6 +257,8 @@ struct RawConfig {
     /// Refuse a SCRAM AuthToken without a valid `ServerSignature`.
     #[serde(default = "default_true")]
     require_server_signature: bool,
+    #[serde(default)]
+    channel_binding: ChannelBindingPolicy,
     /// Fewest SCRAM iterations answered: a cheap challenge would hand a
     /// fake server a proof it can crack offline.
     #[serde(default = "default_min_scram_iterations")]
@@ -299,6 +316,7 @@ pub struct Config {
     pub allow_insecure_http: bool,
     pub schemes: Vec<Scheme>,
     pub require_server_signature: bool,
+    pub channel_binding: ChannelBindingPolicy,
     pub min_scram_iterations: u32,
     pub max_scram_iterations: u32,
     pub user_ids: BTreeMap<String, uuid::Uuid>,
@@ -818,6 +836,7 @@ impl TryFrom<RawConfig> for Config {
             allow_insecure_http: raw.allow_insecure_http,
             schemes: raw.schemes,
             require_server_signature: raw.require_server_signature,
+            channel_binding: raw.channel_binding,
             min_scram_iterations: raw.min_scram_iterations,
             max_scram_iterations: raw.max_scram_iterations,
             user_ids,

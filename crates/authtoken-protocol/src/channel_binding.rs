@@ -86,6 +86,30 @@ pub fn cbind_value(gs2: Gs2, data: &[u8]) -> String {
     B64.encode(input)
 }
 
+/// What a client's TLS connection can bind a login to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bindings {
+    /// RFC 9266 `tls-exporter` (TLS 1.3 only).
+    pub exporter: Option<Vec<u8>>,
+    /// RFC 5929 `tls-server-end-point` of the server's certificate, when
+    /// its signature algorithm names a hash.
+    pub end_point: Option<Vec<u8>>,
+}
+
+impl Bindings {
+    /// The binding to use, `tls-exporter` first.
+    pub fn best(&self) -> Option<(BindingType, &[u8])> {
+        self.exporter
+            .as_deref()
+            .map(|data| (BindingType::TlsExporter, data))
+            .or_else(|| {
+                self.end_point
+                    .as_deref()
+                    .map(|data| (BindingType::TlsServerEndPoint, data))
+            })
+    }
+}
+
 /// RFC 5929 §4.1: the hash of the server's end-entity certificate with
 /// the hash of its signature algorithm, SHA-256 for MD5 and SHA-1. `None`
 /// when the algorithm names no single hash (Ed25519, Ed448, RSASSA-PSS,
