@@ -304,9 +304,18 @@ fn handshake(
                 Ok(choice) => choice,
                 Err(why) => return Ok(Outcome::unavailable(why)),
             };
-            if let crate::channel_binding::Gs2::Bound(kind) = gs2 {
-                step(&format!("bound to this connection ({})", kind.name()));
-            }
+            step(&match gs2 {
+                crate::channel_binding::Gs2::Bound(kind) => {
+                    format!("bound to this connection ({})", kind.name())
+                }
+                crate::channel_binding::Gs2::NotOffered => {
+                    "not bound: no channel binding offered (GS2 flag y)".to_owned()
+                }
+                crate::channel_binding::Gs2::NotSupported => {
+                    "not bound (no binding for this connection, or channel_binding = \"off\")"
+                        .to_owned()
+                }
+            });
             let keys = scram::derive_keys(password, &c.salt, c.iterations);
             let out = scram::client_final_gs2(&id.short_name, &keys, c, &nonce, gs2, &data);
             (out.digest_response, Some(out.expected_server_signature))

@@ -33,9 +33,12 @@ impl Verifier {
     }
 
     /// The challenge text the server sends for this verifier and `snonce`.
-    pub fn challenge(&self, snonce: &str) -> String {
+    /// The challenge; `plus` offers SCRAM-SHA-256-PLUS (a connection that
+    /// can bind a login).
+    pub fn challenge(&self, snonce: &str, plus: bool) -> String {
         format!(
-            "{SCHEME} r={snonce},s={},i={}",
+            "{} r={snonce},s={},i={}",
+            if plus { SCHEME_PLUS } else { SCHEME },
             B64.encode(&self.salt),
             self.iterations
         )
@@ -128,29 +131,72 @@ pub fn parse_client_response(text: &str) -> Result<ClientResponse, ProtocolError
     })
 }
 
-/// What the server knows of the TLS connection a response came on.
-#[derive(Debug, Clone, Default)]
+/// What the server knows of the TLS connection a request came on. Plain
+/// data (`Copy`), so every request's origin carries it cheaply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionBindings {
     /// RFC 9266 `tls-exporter` (TLS 1.3 only).
-    pub exporter: Option<Vec<u8>>,
+    pub exporter: Option<[u8; 32]>,
     /// RFC 5929 `tls-server-end-point` of the certificate it presented.
-    pub end_point: Option<Vec<u8>>,
+    pub end_point: Option<EndPoint>,
+}
+
+/// A `tls-server-end-point` value: a SHA-256, -384 or -512 hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndPoint {
+    hash: [u8; 64],
+    len: u8,
+}
+
+impl EndPoint {
+    /// `None` for anything but a 32-, 48- or 64-byte hash.
+    pub fn new(hash: &[u8]) -> Option<EndPoint> {
+        if ![32, 48, 64].contains(&hash.len()) {
+            return None;
+        }
+        let mut out = [0u8; 64];
+        out[..hash.len()].copy_from_slice(hash);
+        Some(EndPoint {
+            hash: out,
+            len: hash.len() as u8,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.hash[..usize::from(self.len)]
+    }
 }
 
 impl ConnectionBindings {
     fn data(&self, kind: BindingType) -> Option<&[u8]> {
         match kind {
-            BindingType::TlsExporter => self.exporter.as_deref(),
-            BindingType::TlsServerEndPoint => self.end_point.as_deref(),
+            BindingType::TlsExporter => self.exporter.as_ref().map(|e| e.as_slice()),
+            BindingType::TlsServerEndPoint => self.end_point.as_ref().map(EndPoint::as_bytes),
         }
     }
+
+    /// Whether a login can be bound to this connection, and so
+    /// SCRAM-SHA-256-PLUS is offered on it.
+    pub fn can_bind(&self) -> bool {
+        self.exporter.is_some() || self.end_point.is_some()
+    }
+}
+
+/// Why a response was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The channel binding is not this connection's, or missing where it
+    /// was offered: the proof was never evaluated.
+    Binding(&'static str),
+    /// The proof was evaluated and is wrong.
+    Proof,
 }
 
 /// Server check: recovers ClientKey' = p XOR HMAC(StoredKey, AuthMessage) and
 /// accepts iff SHA256(ClientKey') == StoredKey, in constant time. Returns the
 /// `ServerSignature` to send on success.
 pub fn server_verify(verifier: &Verifier, response: &ClientResponse) -> Option<String> {
-    server_verify_bound(verifier, response, None)
+    server_verify_bound(verifier, response, None).ok()
 }
 
 /// [`server_verify`] for a server that knows its connection: `offered` is
@@ -163,17 +209,31 @@ pub fn server_verify_bound(
     verifier: &Verifier,
     response: &ClientResponse,
     offered: Option<&ConnectionBindings>,
-) -> Option<String> {
+) -> Result<String, Refusal> {
     match (response.gs2, offered) {
-        (Gs2::NotOffered, Some(_)) => return None,
+        (Gs2::NotOffered, Some(_)) => {
+            return Err(Refusal::Binding(
+                "GS2 flag y where SCRAM-SHA-256-PLUS was offered (a downgrade)",
+            ))
+        }
         (Gs2::Bound(kind), Some(bindings)) => {
-            let expected = cbind_value(response.gs2, bindings.data(kind)?);
+            let Some(data) = bindings.data(kind) else {
+                return Err(Refusal::Binding(
+                    "a binding type this connection cannot give",
+                ));
+            };
+            let expected = cbind_value(response.gs2, data);
             if !bool::from(expected.as_bytes().ct_eq(response.cbind.as_bytes())) {
-                return None;
+                return Err(Refusal::Binding(
+                    "channel binding of another connection (a relay)",
+                ));
             }
         }
-        // Bound to a connection where PLUS was not offered.
-        (Gs2::Bound(_), None) => return None,
+        (Gs2::Bound(_), None) => {
+            return Err(Refusal::Binding(
+                "bound where SCRAM-SHA-256-PLUS was not offered",
+            ))
+        }
         (Gs2::NotSupported | Gs2::NotOffered, _) => {}
     }
     let salt_b64 = B64.encode(&verifier.salt);
@@ -191,10 +251,10 @@ pub fn server_verify_bound(
     }
     let candidate = digest::digest(&digest::SHA256, &*client_key);
     if !bool::from(candidate.as_ref().ct_eq(&verifier.stored_key)) {
-        return None;
+        return Err(Refusal::Proof);
     }
     let signature = hmac_sha256(&verifier.server_key, message.as_bytes());
-    Some(format!("v={}", B64.encode(signature)))
+    Ok(format!("v={}", B64.encode(signature)))
 }
 
 /// Inverse of [`saslname`]; `None` for a stray '='.
@@ -238,48 +298,73 @@ mod tests {
     #[test]
     fn channel_bindings_are_checked_against_the_connection() {
         let verifier = vector_verifier();
-        let exporter: Vec<u8> = (0u8..32).collect();
+        let exporter: [u8; 32] = std::array::from_fn(|i| i as u8);
         let connection = ConnectionBindings {
-            exporter: Some(exporter.clone()),
+            exporter: Some(exporter),
             end_point: None,
         };
         let bound = Gs2::Bound(BindingType::TlsExporter);
         let (response, signature) = bound_response(bound, &exporter);
         assert_eq!(
             server_verify_bound(&verifier, &response, Some(&connection)),
-            Some(signature),
+            Ok(signature),
             "bound to this connection"
         );
+        let refused_binding = |r: Result<String, Refusal>| matches!(r, Err(Refusal::Binding(_)));
         // Another connection's binding: a relay.
         let (relayed, _) = bound_response(bound, &[7u8; 32]);
-        assert_eq!(
-            server_verify_bound(&verifier, &relayed, Some(&connection)),
-            None
-        );
+        assert!(refused_binding(server_verify_bound(
+            &verifier,
+            &relayed,
+            Some(&connection)
+        )));
         // A type the connection cannot give: refused, never taken as empty.
         let (end_point, _) = bound_response(Gs2::Bound(BindingType::TlsServerEndPoint), &[]);
-        assert_eq!(
-            server_verify_bound(&verifier, &end_point, Some(&connection)),
-            None
-        );
+        assert!(refused_binding(server_verify_bound(
+            &verifier,
+            &end_point,
+            Some(&connection)
+        )));
         // Bound where PLUS was not offered.
-        assert_eq!(server_verify_bound(&verifier, &response, None), None);
+        assert!(refused_binding(server_verify_bound(
+            &verifier, &response, None
+        )));
         // "y": the client saw a plain challenge: a downgrade where PLUS was offered.
         let (flagged, signature) = bound_response(Gs2::NotOffered, &[]);
-        assert_eq!(
-            server_verify_bound(&verifier, &flagged, Some(&connection)),
-            None
-        );
+        assert!(refused_binding(server_verify_bound(
+            &verifier,
+            &flagged,
+            Some(&connection)
+        )));
         assert_eq!(
             server_verify_bound(&verifier, &flagged, None),
-            Some(signature)
+            Ok(signature)
         );
         // "n": a client without binding (channel_binding = "off").
         let (plain, signature) = bound_response(Gs2::NotSupported, &[]);
         assert_eq!(
             server_verify_bound(&verifier, &plain, Some(&connection)),
-            Some(signature)
+            Ok(signature)
         );
+        // The right binding with a wrong password is a wrong proof.
+        let (mut wrong, _) = bound_response(bound, &exporter);
+        wrong.proof[0] ^= 1;
+        assert_eq!(
+            server_verify_bound(&verifier, &wrong, Some(&connection)),
+            Err(Refusal::Proof)
+        );
+    }
+
+    #[test]
+    fn end_points_are_sha2_hashes_only() {
+        assert!(EndPoint::new(&[]).is_none(), "never an empty binding");
+        assert!(EndPoint::new(&[1; 20]).is_none());
+        for len in [32, 48, 64] {
+            assert_eq!(
+                EndPoint::new(&vec![5; len]).unwrap().as_bytes(),
+                vec![5; len]
+            );
+        }
     }
 
     #[test]
@@ -305,7 +390,7 @@ mod tests {
         let verifier = vector_verifier();
         assert_eq!(B64.encode(verifier.stored_key), STORED_KEY);
         assert_eq!(B64.encode(verifier.server_key), SERVER_KEY);
-        assert_eq!(verifier.challenge(SNONCE), CHALLENGE);
+        assert_eq!(verifier.challenge(SNONCE, false), CHALLENGE);
         let response = parse_client_response(RESPONSE).unwrap();
         assert_eq!(response.user, "user");
         assert_eq!(response.snonce(), SNONCE);
