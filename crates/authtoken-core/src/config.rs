@@ -185,7 +185,7 @@ impl Default for RestConfig {
 }
 
 /// Whether SCRAM logins are bound to their TLS connection
-/// (SCRAM-SHA-256-PLUS, issue 26).
+/// (SCRAM-SHA-256-PLUS, docs/PROTOCOL.md "Channel binding").
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelBindingPolicy {

@@ -1,4 +1,4 @@
-//! Channel bindings for SCRAM-SHA-256-PLUS (issue 26, work in progress):
+//! Channel bindings for SCRAM-SHA-256-PLUS (docs/PROTOCOL.md "Channel binding"):
 //! the GS2 header (RFC 5802 §7), the `c=` value, and the two binding types,
 //! `tls-exporter` (RFC 9266) and `tls-server-end-point` (RFC 5929). Pure
 //! functions: the helper and the server take the exporter value and the
@@ -159,5 +159,61 @@ mod tests {
         assert_eq!(Gs2::split("n,a=admin,n=user"), None, "no authzid");
         assert_eq!(Gs2::split("p=tls-unique,,n=user"), None);
         assert_eq!(Gs2::split("n=user,r=x"), None);
+    }
+
+    /// A certificate for 127.0.0.1 signed by a fresh CA with `algorithm`.
+    fn certificate_signed_with(algorithm: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        let ca_key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn the_end_point_hash_follows_the_certificate_signature() {
+        for (algorithm, hash) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, &digest::SHA256),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, &digest::SHA384),
+        ] {
+            let der = certificate_signed_with(algorithm);
+            assert_eq!(
+                server_end_point(&der).unwrap(),
+                digest::digest(hash, &der).as_ref()
+            );
+        }
+        // RFC 5929 names no hash for Ed25519: no binding, never an empty one.
+        assert_eq!(
+            server_end_point(&certificate_signed_with(&rcgen::PKCS_ED25519)),
+            None
+        );
+        assert_eq!(server_end_point(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn exporter_first_then_end_point_never_nothing() {
+        let both = Bindings {
+            exporter: Some(vec![1; 32]),
+            end_point: Some(vec![2; 32]),
+        };
+        assert_eq!(
+            both.best(),
+            Some((BindingType::TlsExporter, &[1u8; 32][..]))
+        );
+        let end_point = Bindings {
+            exporter: None,
+            end_point: Some(vec![2; 48]),
+        };
+        assert_eq!(
+            end_point.best(),
+            Some((BindingType::TlsServerEndPoint, &[2u8; 48][..]))
+        );
+        assert_eq!(Bindings::default().best(), None);
     }
 }

@@ -220,7 +220,7 @@ fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, Pr
     Ok(parsed)
 }
 
-/// The GS2 header for a SCRAM challenge (docs/PROTOCOL.md, issue 26): bound
+/// The GS2 header for a SCRAM challenge (docs/PROTOCOL.md "Channel binding"): bound
 /// when PLUS is offered and the connection gives a binding; `y` when the
 /// client could bind but was offered the plain scheme; `n` otherwise.
 /// `require` makes anything unbound unavailable.

@@ -223,7 +223,7 @@ pub fn client_final_with_keys(
 }
 
 /// The client's half of a login with a GS2 header of its own: `gs2` and,
-/// when bound, the connection's binding `data` (WIP, issue 26). With
+/// when bound, the connection's binding `data`. With
 /// [`Gs2::NotSupported`] this is exactly [`client_final_with_keys`].
 pub fn client_final_gs2(
     user: &str,
@@ -292,6 +292,20 @@ pub mod vector {
     pub const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
     pub const STORED_KEY: &str = "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=";
     pub const SERVER_KEY: &str = "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+    /// SCRAM-SHA-256-PLUS and the `y` flag (docs/PROTOCOL.md): the inputs
+    /// above and this binding value, computed with Python's scramp
+    /// (tests/peers/scram_vectors.py; tests/channel_binding.rs checks
+    /// these against it).
+    pub const BINDING: [u8; 32] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        25, 26, 27, 28, 29, 30, 31,
+    ];
+    pub const EXPORTER_RESPONSE: &str = "SCRAM-SHA-256-PLUS p=tls-exporter,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=QC6CS20quADQRb3mT99YUH+n3VJxUvzuK0K0E1Vrs2M=";
+    pub const EXPORTER_SIGNATURE: &str = "v=2GiAgapEppLVlUXbxUDksL3VgYHzuqiK5tR4mhJGgvs=";
+    pub const END_POINT_RESPONSE: &str = "SCRAM-SHA-256-PLUS p=tls-server-end-point,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=nY1Wus9a+gM2DrbQ1msXFgyhW6KM5ktOxWiU+/P/EGY=";
+    pub const END_POINT_SIGNATURE: &str = "v=RwppMGddhz/J0lFYaRReBjXcQeNUFP5Qc76Lo5Exrig=";
+    pub const FLAG_Y_RESPONSE: &str = "SCRAM-SHA-256 y,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=FoqiHTtQEDE8lz1CdaEe3tK4mS+iMDTl77SPyDS53DY=";
+    pub const FLAG_Y_SIGNATURE: &str = "v=dI4KpiQJwBr1+V+K6U1dA6l6I4I9DUNXWND4pcpRU3U=";
 }
 
 #[cfg(test)]
@@ -351,27 +365,31 @@ mod tests {
     }
 
     #[test]
-    fn gs2_n_is_the_plain_response_and_the_others_bind_the_proof() {
+    fn gs2_vectors_client_side() {
         use crate::channel_binding::{BindingType, Gs2};
         let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
         let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
         let salt = B64.decode(SALT_B64).unwrap();
         let keys = derive_keys(PASSWORD, &salt, ITERATIONS);
-        let plain = client_final_gs2(USER, &keys, &challenge, CNONCE, Gs2::NotSupported, &[]);
-        assert_eq!(&*plain.digest_response, RESPONSE);
-        assert_eq!(plain.expected_server_signature, SIGNATURE);
-        let binding: Vec<u8> = (0u8..32).collect();
-        let exporter = client_final_gs2(
-            USER,
-            &keys,
-            &challenge,
-            CNONCE,
-            Gs2::Bound(BindingType::TlsExporter),
-            &binding,
-        );
-        assert!(exporter
-            .digest_response
-            .starts_with("SCRAM-SHA-256-PLUS p=tls-exporter,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,"));
+        for (gs2, response, signature) in [
+            (Gs2::NotSupported, RESPONSE, SIGNATURE),
+            (
+                Gs2::Bound(BindingType::TlsExporter),
+                EXPORTER_RESPONSE,
+                EXPORTER_SIGNATURE,
+            ),
+            (
+                Gs2::Bound(BindingType::TlsServerEndPoint),
+                END_POINT_RESPONSE,
+                END_POINT_SIGNATURE,
+            ),
+            (Gs2::NotOffered, FLAG_Y_RESPONSE, FLAG_Y_SIGNATURE),
+        ] {
+            let out = client_final_gs2(USER, &keys, &challenge, CNONCE, gs2, &BINDING);
+            assert_eq!(&*out.digest_response, response, "{gs2:?}");
+            assert_eq!(out.expected_server_signature, signature, "{gs2:?}");
+        }
+        // Another binding value, another proof and signature.
         let other = client_final_gs2(
             USER,
             &keys,
@@ -380,14 +398,7 @@ mod tests {
             Gs2::Bound(BindingType::TlsExporter),
             &[1u8; 32],
         );
-        assert_ne!(
-            exporter.expected_server_signature,
-            other.expected_server_signature
-        );
-        let flagged = client_final_gs2(USER, &keys, &challenge, CNONCE, Gs2::NotOffered, &binding);
-        assert!(flagged
-            .digest_response
-            .starts_with("SCRAM-SHA-256 y,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=eSws,"));
+        assert_ne!(other.expected_server_signature, EXPORTER_SIGNATURE);
     }
 
     #[test]

@@ -435,11 +435,7 @@ fn a_connection_dropped_between_the_steps_fails_the_login() {
 /// refused.
 #[test]
 fn scramp_binds_to_the_server_end_point() {
-    let Some(python) = scramp_python() else {
-        panic!(
-            "scramp is not installed: scripts/deps.sh puts it in target/scramp (python3 -m venv, pip install scramp)"
-        );
-    };
+    let python = scramp_python().expect("scramp is installed by scripts/deps.sh");
     let site = Site::new();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -483,6 +479,39 @@ fn scramp_binds_to_the_server_end_point() {
     }
     assert_eq!(site.logged("outcome=token"), 2);
     assert_eq!(site.logged("(a relay)"), 2);
+}
+
+/// The PLUS and `y` vectors of docs/PROTOCOL.md, as the protocol crate's
+/// unit tests hold them, are what scramp computes from the same inputs.
+#[test]
+fn the_vectors_are_scramps() {
+    use authtoken_protocol::scram::vector::*;
+    let python = scramp_python().expect("scramp is installed by scripts/deps.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/peers/scram_vectors.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = [
+        ("p=tls-exporter,,", EXPORTER_RESPONSE, EXPORTER_SIGNATURE),
+        (
+            "p=tls-server-end-point,,",
+            END_POINT_RESPONSE,
+            END_POINT_SIGNATURE,
+        ),
+        ("y,,", FLAG_Y_RESPONSE, FLAG_Y_SIGNATURE),
+    ]
+    .map(|(header, response, signature)| format!("{header} {response} {signature}"));
+    let computed: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(computed, expected);
 }
 
 /// The Python with `scramp`, as scripts/deps.sh installs it.

@@ -356,6 +356,51 @@ mod tests {
     }
 
     #[test]
+    fn gs2_vectors_server_side() {
+        let verifier = vector_verifier();
+        let exporter_connection = ConnectionBindings {
+            exporter: Some(BINDING),
+            end_point: None,
+        };
+        let end_point_connection = ConnectionBindings {
+            exporter: None,
+            end_point: EndPoint::new(&BINDING),
+        };
+        let check = |response: &str, connection: Option<&ConnectionBindings>| {
+            server_verify_bound(
+                &verifier,
+                &parse_client_response(response).unwrap(),
+                connection,
+            )
+        };
+        assert_eq!(
+            check(EXPORTER_RESPONSE, Some(&exporter_connection)),
+            Ok(EXPORTER_SIGNATURE.to_owned())
+        );
+        assert_eq!(
+            check(END_POINT_RESPONSE, Some(&end_point_connection)),
+            Ok(END_POINT_SIGNATURE.to_owned())
+        );
+        assert_eq!(
+            check(FLAG_Y_RESPONSE, None),
+            Ok(FLAG_Y_SIGNATURE.to_owned())
+        );
+        assert!(matches!(
+            check(FLAG_Y_RESPONSE, Some(&exporter_connection)),
+            Err(Refusal::Binding(_))
+        ));
+        // Each binding type against a connection that cannot give it.
+        assert!(matches!(
+            check(EXPORTER_RESPONSE, Some(&end_point_connection)),
+            Err(Refusal::Binding(_))
+        ));
+        assert!(matches!(
+            check(END_POINT_RESPONSE, Some(&exporter_connection)),
+            Err(Refusal::Binding(_))
+        ));
+    }
+
+    #[test]
     fn end_points_are_sha2_hashes_only() {
         assert!(EndPoint::new(&[]).is_none(), "never an empty binding");
         assert!(EndPoint::new(&[1; 20]).is_none());
