@@ -681,6 +681,15 @@ impl Config {
                     .to_owned(),
             ));
         }
+        if self.channel_binding == ChannelBindingPolicy::Off {
+            out.push((
+                false,
+                "channel_binding = \"off\": a relay whose certificate this machine trusts \
+                 (an intercepting proxy, a mis-issued certificate) can pass a login through \
+                 and keep the token"
+                    .to_owned(),
+            ));
+        }
         for scheme in self.schemes.iter().filter(|s| s.is_digest()) {
             out.push((
                 false,
@@ -1145,6 +1154,15 @@ mod tests {
             http.weaknesses()[0].0,
             "plain http is refused by check-config"
         );
+        assert_eq!(c.channel_binding, ChannelBindingPolicy::Prefer);
+        let unbound = with("channel_binding = \"off\"").unwrap();
+        assert_eq!(unbound.weaknesses().len(), 1);
+        assert!(!unbound.weaknesses()[0].0, "binding off is a warning");
+        assert_eq!(
+            with("channel_binding = \"require\"").unwrap().channel_binding,
+            ChannelBindingPolicy::Require
+        );
+        assert!(with("channel_binding = \"tls-unique\"").is_err());
     }
 
     #[test]
