@@ -1159,7 +1159,9 @@ mod tests {
         assert_eq!(unbound.weaknesses().len(), 1);
         assert!(!unbound.weaknesses()[0].0, "binding off is a warning");
         assert_eq!(
-            with("channel_binding = \"require\"").unwrap().channel_binding,
+            with("channel_binding = \"require\"")
+                .unwrap()
+                .channel_binding,
             ChannelBindingPolicy::Require
         );
         assert!(with("channel_binding = \"tls-unique\"").is_err());

@@ -139,20 +139,10 @@ pub fn saslname(user: &str) -> String {
     user.replace('=', "=3D").replace(',', "=2C")
 }
 
-/// RFC 5802 AuthMessage for these parts (both sides compute it).
+/// The RFC 5802 AuthMessage (both sides compute it): `cbind` is the `c=`
+/// value (`biws` for the plain scheme; see `channel_binding` for the
+/// others).
 pub fn auth_message(
-    user: &str,
-    cnonce: &str,
-    challenge_nonce: &str,
-    salt_b64: &str,
-    iterations: &str,
-) -> String {
-    auth_message_bound(user, cnonce, challenge_nonce, salt_b64, iterations, "biws")
-}
-
-/// [`auth_message`] with the `c=` value of a GS2 header other than `n,,`
-/// (SCRAM-SHA-256-PLUS, or the `y` flag): see `channel_binding`.
-pub fn auth_message_bound(
     user: &str,
     cnonce: &str,
     challenge_nonce: &str,
@@ -198,33 +188,19 @@ pub fn client_final_with_keys(
     challenge: &Challenge,
     cnonce: &str,
 ) -> ClientFinal {
-    let nonce = format!("{cnonce}{}", challenge.snonce);
-    let message = auth_message(
+    client_final_gs2(
         user,
+        keys,
+        challenge,
         cnonce,
-        &nonce,
-        &challenge.salt_b64,
-        &challenge.iterations_text,
-    );
-    let mut proof = Zeroizing::new(hmac_sha256(&keys.stored_key, message.as_bytes()));
-    for (p, k) in proof.iter_mut().zip(keys.client_key.iter()) {
-        *p ^= k;
-    }
-    let digest_response = Zeroizing::new(format!(
-        "{SCHEME} n={},r={cnonce},c=biws,r={nonce},p={}",
-        saslname(user),
-        B64.encode(*proof)
-    ));
-    let signature = hmac_sha256(&*keys.server_key, message.as_bytes());
-    ClientFinal {
-        digest_response,
-        expected_server_signature: format!("v={}", B64.encode(signature)),
-    }
+        crate::channel_binding::Gs2::NotSupported,
+        &[],
+    )
 }
 
 /// The client's half of a login with a GS2 header of its own: `gs2` and,
-/// when bound, the connection's binding `data`. With
-/// [`Gs2::NotSupported`] this is exactly [`client_final_with_keys`].
+/// when bound, the connection's binding `data`. With `Gs2::NotSupported`
+/// (GS2 `n`, no header written) this is the plain SCRAM-SHA-256 response.
 pub fn client_final_gs2(
     user: &str,
     keys: &Keys,
@@ -236,7 +212,7 @@ pub fn client_final_gs2(
     use crate::channel_binding::{cbind_value, Gs2, SCHEME_PLUS};
     let cbind = cbind_value(gs2, data);
     let nonce = format!("{cnonce}{}", challenge.snonce);
-    let message = auth_message_bound(
+    let message = auth_message(
         user,
         cnonce,
         &nonce,

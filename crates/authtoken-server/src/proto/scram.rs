@@ -2,9 +2,7 @@
 //! check of a client's `DigestResponse` (docs/PROTOCOL.md).
 
 use authtoken_protocol::channel_binding::{cbind_value, BindingType, Gs2, SCHEME_PLUS};
-use authtoken_protocol::scram::{
-    auth_message_bound, derive_keys, hmac_sha256, is_nonce_char, SCHEME,
-};
+use authtoken_protocol::scram::{auth_message, derive_keys, hmac_sha256, is_nonce_char, SCHEME};
 use authtoken_protocol::ProtocolError;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -237,7 +235,7 @@ pub fn server_verify_bound(
         (Gs2::NotSupported | Gs2::NotOffered, _) => {}
     }
     let salt_b64 = B64.encode(&verifier.salt);
-    let message = auth_message_bound(
+    let message = auth_message(
         &response.user,
         &response.cnonce,
         &response.nonce,
