@@ -8,6 +8,7 @@ packages=(
   dpkg-dev rpm sudo openssh-server openssh-client sshpass util-linux curl
   iproute2  # tests/system/first-run.sh brings up loopback in its own network namespace
   python3  # tests/rest.rs: the token API written from the seed pages (tests/peers/rest_peer.py)
+  python3-venv  # tests/channel_binding.rs: scramp from PyPI, below
   autoconf automake libtool pkg-config gcc binutils  # tests/system/openpam.sh builds OpenPAM from ../shared/third-party
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
   man-db groff-base  # tests/system/docs.sh renders the man pages
@@ -29,3 +30,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "deps: cargo (Rust toolchain) is required" >&2; exit 1; }
+# tests/channel_binding.rs checks SCRAM-SHA-256-PLUS (tls-server-end-point)
+# against scramp, an independent SCRAM implementation Debian does not
+# package: pinned, from PyPI, into a virtual environment under target/.
+scramp="$(cd "$(dirname "$0")/.." && pwd)/target/scramp"
+if ! "$scramp/bin/python3" -c 'import scramp' 2>/dev/null; then
+  rm -rf "$scramp"
+  python3 -m venv "$scramp"
+  "$scramp/bin/pip" install --quiet --disable-pip-version-check 'scramp==1.5.0'
+fi

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         require_server_signature: true,
         min_scram_iterations: 4096,
         max_scram_iterations: 10_000_000,
+        channel_binding: Default::default(),
     };
     let _ = read_challenge(first, &settings);
     let expected = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";

@@ -319,8 +319,12 @@ fn challenge(client: &Client, id: &UserIdentity) -> Result<scram::Challenge, Str
     }
     let reply = parse_reply(&reply)?;
     let text = string_field(&reply, "DigestChallenge")?;
+    // Over TLS the server offers SCRAM-SHA-256-PLUS; this generator's
+    // plain ureq connection cannot bind, so it answers as a client without
+    // channel binding does (GS2 `n`), which the server accepts.
     let rest = text
         .strip_prefix("SCRAM-SHA-256 ")
+        .or_else(|| text.strip_prefix("SCRAM-SHA-256-PLUS "))
         .ok_or("not a SCRAM-SHA-256 challenge (add the user with --scheme scram)")?;
     scram::parse_challenge(rest, 1..=u32::MAX).map_err(|e| e.to_string())
 }

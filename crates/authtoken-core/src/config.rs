@@ -184,6 +184,21 @@ impl Default for RestConfig {
     }
 }
 
+/// Whether SCRAM logins are bound to their TLS connection
+/// (SCRAM-SHA-256-PLUS, docs/PROTOCOL.md "Channel binding").
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelBindingPolicy {
+    /// Bind when the authority offers it; tell it (GS2 `y`) when it did not.
+    #[default]
+    Prefer,
+    /// A challenge without channel binding is `Unavailable`.
+    Require,
+    /// Never bind (a relay with a trusted certificate can then pass the
+    /// login through).
+    Off,
+}
+
 /// What a zero-length `DigestChallenge` turns into.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -242,6 +257,8 @@ struct RawConfig {
     /// Refuse a SCRAM AuthToken without a valid `ServerSignature`.
     #[serde(default = "default_true")]
     require_server_signature: bool,
+    #[serde(default)]
+    channel_binding: ChannelBindingPolicy,
     /// Fewest SCRAM iterations answered: a cheap challenge would hand a
     /// fake server a proof it can crack offline.
     #[serde(default = "default_min_scram_iterations")]
@@ -299,6 +316,7 @@ pub struct Config {
     pub allow_insecure_http: bool,
     pub schemes: Vec<Scheme>,
     pub require_server_signature: bool,
+    pub channel_binding: ChannelBindingPolicy,
     pub min_scram_iterations: u32,
     pub max_scram_iterations: u32,
     pub user_ids: BTreeMap<String, uuid::Uuid>,
@@ -663,6 +681,15 @@ impl Config {
                     .to_owned(),
             ));
         }
+        if self.channel_binding == ChannelBindingPolicy::Off {
+            out.push((
+                false,
+                "channel_binding = \"off\": a relay whose certificate this machine trusts \
+                 (an intercepting proxy, a mis-issued certificate) can pass a login through \
+                 and keep the token"
+                    .to_owned(),
+            ));
+        }
         for scheme in self.schemes.iter().filter(|s| s.is_digest()) {
             out.push((
                 false,
@@ -818,6 +845,7 @@ impl TryFrom<RawConfig> for Config {
             allow_insecure_http: raw.allow_insecure_http,
             schemes: raw.schemes,
             require_server_signature: raw.require_server_signature,
+            channel_binding: raw.channel_binding,
             min_scram_iterations: raw.min_scram_iterations,
             max_scram_iterations: raw.max_scram_iterations,
             user_ids,
@@ -1126,6 +1154,17 @@ mod tests {
             http.weaknesses()[0].0,
             "plain http is refused by check-config"
         );
+        assert_eq!(c.channel_binding, ChannelBindingPolicy::Prefer);
+        let unbound = with("channel_binding = \"off\"").unwrap();
+        assert_eq!(unbound.weaknesses().len(), 1);
+        assert!(!unbound.weaknesses()[0].0, "binding off is a warning");
+        assert_eq!(
+            with("channel_binding = \"require\"")
+                .unwrap()
+                .channel_binding,
+            ChannelBindingPolicy::Require
+        );
+        assert!(with("channel_binding = \"tls-unique\"").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod mdm;
 pub mod privilege;
 pub mod rest;
 pub mod sync;
+pub mod tls;
 pub mod transport;
 
 use std::time::{Duration, Instant};

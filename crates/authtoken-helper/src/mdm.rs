@@ -65,6 +65,7 @@ pub fn authenticate(
         require_server_signature: config.require_server_signature,
         min_scram_iterations: config.min_scram_iterations,
         max_scram_iterations: config.max_scram_iterations,
+        channel_binding: config.channel_binding,
     };
     let mut authorities = Authorities::new(http, &config.url);
     let outcome = mdm::user_authenticate(

@@ -1,15 +1,22 @@
-//! HTTP(S) for the helper: rustls on ring, the configured trust anchors and
-//! client identity, no redirects, no proxies, capped reply bodies, and every
-//! request bounded by the one handshake deadline. One agent per handshake so
-//! both steps reuse one connection.
+//! HTTP(S) for the helper: rustls on ring (our own connector, `tls.rs`),
+//! the configured trust anchors and client identity, no redirects, no
+//! proxies, capped reply bodies, and every request bounded by the one
+//! handshake deadline. One agent per handshake, and both steps on one
+//! connection.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use authtoken_core::config::{Authority, Config};
 use authtoken_core::trust::{self, Rules, TrustError};
 use authtoken_protocol::transport::{Reply, Transport, TransportFailure};
-use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use ureq::tls::{Certificate, RootCerts};
+use ureq::unversioned::transport::{Connector as _, TcpConnector};
+
+use crate::tls::{BindingTls, Connections, Gate};
 
 /// Largest reply body we read (docs/PROTOCOL.md: 64 KiB is ample).
 pub const MAX_REPLY_BYTES: u64 = 64 * 1024;
@@ -40,6 +47,8 @@ pub enum TransportError {
     NoPrivateKey(PathBuf),
     #[error("no system root certificates found; set ca_file")]
     NoRoots,
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
 }
 
 impl From<ureq::Error> for TransportError {
@@ -117,18 +126,18 @@ fn literal_address(uri: &http::Uri) -> Option<std::net::SocketAddr> {
 pub struct Http {
     agent: ureq::Agent,
     deadline: Instant,
+    connections: Arc<Connections>,
 }
 
 impl Http {
     /// The plain-http rule was applied when the config was validated.
     pub fn new(config: &Config, deadline: Instant) -> Result<Http, TransportError> {
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(load_roots(config.ca_file.as_deref())?)
-            .client_cert(load_client_cert(config)?)
-            .build();
+        let connections = Arc::new(Connections::default());
+        let tls = BindingTls {
+            config: client_tls_config(config)?,
+            connections: connections.clone(),
+        };
         let config = ureq::Agent::config_builder()
-            .tls_config(tls)
             .proxy(None)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -146,10 +155,26 @@ impl Http {
             .build();
         let agent = ureq::Agent::with_parts(
             config,
-            ureq::unversioned::transport::DefaultConnector::new(),
+            Gate(connections.clone())
+                .chain(TcpConnector::default())
+                .chain(tls),
             LiteralAddresses(ureq::unversioned::resolver::DefaultResolver::default()),
         );
-        Ok(Http { agent, deadline })
+        Ok(Http {
+            agent,
+            deadline,
+            connections,
+        })
+    }
+
+    /// What the connection the last request went on can bind a login to.
+    pub fn channel_bindings(&self) -> Option<authtoken_protocol::channel_binding::Bindings> {
+        self.connections.newest()
+    }
+
+    /// Every later request reuses the open connection or fails.
+    pub fn hold_connection(&self) {
+        self.connections.hold();
     }
 
     fn time_left(&self) -> Result<std::time::Duration, TransportError> {
@@ -245,14 +270,11 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 fn read_certificates(
     path: &Path,
     what: &'static str,
-) -> Result<Vec<Certificate<'static>>, TransportError> {
+) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let pem = trust::read(path, Rules::ROOT, MAX_PEM_BYTES)
         .map_err(|source| TransportError::File { what, source })?;
-    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        })
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
         .collect();
     if certs.is_empty() {
         return Err(TransportError::NoCertificate {
@@ -263,45 +285,66 @@ fn read_certificates(
     Ok(certs)
 }
 
-/// The roots to trust: the certificates of a trusted `ca_file`, else the
-/// system's. (Also what `authtoken-bench load` trusts.)
-pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, TransportError> {
-    let certs = match ca_file {
-        Some(path) => read_certificates(path, "ca_file")?,
+/// The certificates to trust: those of a trusted `ca_file`, else the
+/// system's.
+fn trusted_certificates(
+    ca_file: Option<&Path>,
+) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    match ca_file {
+        Some(path) => read_certificates(path, "ca_file"),
         None => {
             let found = rustls_native_certs::load_native_certs();
-            let certs: Vec<_> = found
-                .certs
-                .iter()
-                .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-                .collect();
-            if certs.is_empty() {
+            if found.certs.is_empty() {
                 return Err(TransportError::NoRoots);
             }
-            certs
+            Ok(found.certs)
         }
-    };
+    }
+}
+
+/// The same roots for a plain ureq agent (what `authtoken-bench load`
+/// trusts).
+pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, TransportError> {
+    let certs: Vec<Certificate<'static>> = trusted_certificates(ca_file)?
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
     Ok(RootCerts::new_with_certs(&certs))
 }
 
-fn load_client_cert(config: &Config) -> Result<Option<ClientCert>, TransportError> {
-    let (Some(cert_path), Some(key_path)) = (&config.client_cert, &config.client_key) else {
-        return Ok(None);
-    };
-    let chain = read_certificates(cert_path, "client_cert")?;
-    let key_pem = trust::read(key_path, Rules::ROOT_PRIVATE, MAX_PEM_BYTES).map_err(|source| {
-        TransportError::File {
-            what: "client_key",
-            source,
+/// rustls on ring, TLS 1.2 and 1.3, the configured roots and, when set,
+/// the client identity.
+fn client_tls_config(config: &Config) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    let setup = |e: rustls::Error| TransportError::TlsSetup(e.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) =
+        roots.add_parsable_certificates(trusted_certificates(config.ca_file.as_deref())?);
+    if added == 0 {
+        return Err(TransportError::NoRoots);
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(setup)?
+    .with_root_certificates(roots);
+    let tls = match (&config.client_cert, &config.client_key) {
+        (Some(cert_path), Some(key_path)) => {
+            let chain = read_certificates(cert_path, "client_cert")?;
+            let key_pem =
+                trust::read(key_path, Rules::ROOT_PRIVATE, MAX_PEM_BYTES).map_err(|source| {
+                    TransportError::File {
+                        what: "client_key",
+                        source,
+                    }
+                })?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|_| TransportError::NoPrivateKey(key_path.clone()))?;
+            builder.with_client_auth_cert(chain, key).map_err(setup)?
         }
-    })?;
-    let key = ureq::tls::parse_pem(&key_pem)
-        .find_map(|item| match item {
-            Ok(PemItem::PrivateKey(key)) => Some(key),
-            _ => None,
-        })
-        .ok_or_else(|| TransportError::NoPrivateKey(key_path.clone()))?;
-    Ok(Some(ClientCert::new_with_certs(&chain, key)))
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(tls))
 }
 
 /// The configured authorities, tried in order: a connect-phase failure
@@ -363,6 +406,10 @@ impl Transport for Authorities<'_> {
     ) -> Result<Reply, TransportFailure> {
         self.send(method, suffix, Some(authorization), content_type, body)
     }
+
+    fn channel_bindings(&self) -> Option<authtoken_protocol::channel_binding::Bindings> {
+        self.http.channel_bindings()
+    }
 }
 
 impl Authorities<'_> {
@@ -405,6 +452,8 @@ impl Authorities<'_> {
         match failover.answer {
             Some((i, result)) => {
                 self.chosen = Some(i);
+                // The rest of the handshake goes on this connection.
+                self.http.hold_connection();
                 result.map_err(|e| TransportFailure::Failed(e.to_string()))
             }
             None => Err(TransportFailure::Unreachable(failover_unreachable(

@@ -4,6 +4,7 @@
 //! reference server builds its halves (in its own crate) on the shared
 //! pieces here.
 
+pub mod channel_binding;
 pub mod hem;
 pub mod http_digest;
 pub mod kdf;

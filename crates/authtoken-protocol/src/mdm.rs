@@ -165,18 +165,24 @@ pub struct ClientSettings {
     pub require_server_signature: bool,
     pub min_scram_iterations: u32,
     pub max_scram_iterations: u32,
+    /// SCRAM-SHA-256-PLUS: bind, require or never bind.
+    pub channel_binding: authtoken_core::config::ChannelBindingPolicy,
 }
 
 /// A parsed challenge we can answer.
 pub enum Parsed {
-    Scram(scram::Challenge),
+    /// `plus`: the authority offered SCRAM-SHA-256-PLUS.
+    Scram {
+        challenge: scram::Challenge,
+        plus: bool,
+    },
     HttpDigest(http_digest::Challenge),
 }
 
 impl Parsed {
     fn scheme(&self) -> Scheme {
         match self {
-            Parsed::Scram(_) => Scheme::ScramSha256,
+            Parsed::Scram { .. } => Scheme::ScramSha256,
             Parsed::HttpDigest(c) => match c.hash() {
                 http_digest::Algorithm::Sha256 => Scheme::DigestSha256,
                 http_digest::Algorithm::Md5 => Scheme::DigestMd5,
@@ -191,11 +197,14 @@ fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, Pr
     let (word, rest) = challenge
         .split_once(' ')
         .ok_or(ProtocolError::UnsupportedChallenge)?;
-    let parsed = if word == scram::SCHEME {
-        Parsed::Scram(scram::parse_challenge(
-            rest,
-            settings.min_scram_iterations..=settings.max_scram_iterations,
-        )?)
+    let parsed = if word == scram::SCHEME || word == crate::channel_binding::SCHEME_PLUS {
+        Parsed::Scram {
+            challenge: scram::parse_challenge(
+                rest,
+                settings.min_scram_iterations..=settings.max_scram_iterations,
+            )?,
+            plus: word == crate::channel_binding::SCHEME_PLUS,
+        }
     } else if word.eq_ignore_ascii_case(http_digest::SCHEME) {
         Parsed::HttpDigest(http_digest::parse_challenge(rest)?)
     } else {
@@ -209,6 +218,32 @@ fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, Pr
         )));
     }
     Ok(parsed)
+}
+
+/// The GS2 header for a SCRAM challenge (docs/PROTOCOL.md "Channel binding"): bound
+/// when PLUS is offered and the connection gives a binding; `y` when the
+/// client could bind but was offered the plain scheme; `n` otherwise.
+/// `require` makes anything unbound unavailable.
+fn choose_gs2(
+    plus: bool,
+    policy: authtoken_core::config::ChannelBindingPolicy,
+    bindings: Option<&crate::channel_binding::Bindings>,
+) -> Result<(crate::channel_binding::Gs2, Vec<u8>), &'static str> {
+    use crate::channel_binding::Gs2;
+    use authtoken_core::config::ChannelBindingPolicy as Policy;
+    let best = bindings.and_then(|b| b.best());
+    match (policy, plus, best) {
+        (Policy::Off, _, _) => Ok((Gs2::NotSupported, Vec::new())),
+        (_, true, Some((kind, data))) => Ok((Gs2::Bound(kind), data.to_vec())),
+        (Policy::Require, true, None) => {
+            Err("no channel binding for this connection (channel_binding = \"require\")")
+        }
+        (Policy::Require, false, _) => {
+            Err("the authority offered no channel binding (channel_binding = \"require\")")
+        }
+        (Policy::Prefer, false, Some(_)) => Ok((Gs2::NotOffered, Vec::new())),
+        (Policy::Prefer, _, None) => Ok((Gs2::NotSupported, Vec::new())),
+    }
 }
 
 /// Runs the two-step handshake. `cnonce` supplies the client nonce, `step`
@@ -257,13 +292,32 @@ fn handshake(
         return Ok(Outcome::NoTokenNeeded);
     };
     let nonce = cnonce()?;
+    let bindings = transport.channel_bindings();
     let (digest_response, expected_signature) = match &scheme {
-        Parsed::Scram(c) => {
+        Parsed::Scram { challenge: c, plus } => {
             step(&format!(
-                "SCRAM-SHA-256 challenge, {} iterations",
+                "SCRAM-SHA-256{} challenge, {} iterations",
+                if *plus { "-PLUS" } else { "" },
                 c.iterations
             ));
-            let out = scram::client_final(&id.short_name, password, c, &nonce);
+            let (gs2, data) = match choose_gs2(*plus, settings.channel_binding, bindings.as_ref()) {
+                Ok(choice) => choice,
+                Err(why) => return Ok(Outcome::unavailable(why)),
+            };
+            step(&match gs2 {
+                crate::channel_binding::Gs2::Bound(kind) => {
+                    format!("bound to this connection ({})", kind.name())
+                }
+                crate::channel_binding::Gs2::NotOffered => {
+                    "not bound: no channel binding offered (GS2 flag y)".to_owned()
+                }
+                crate::channel_binding::Gs2::NotSupported => {
+                    "not bound (no binding for this connection, or channel_binding = \"off\")"
+                        .to_owned()
+                }
+            });
+            let keys = scram::derive_keys(password, &c.salt, c.iterations);
+            let out = scram::client_final_gs2(&id.short_name, &keys, c, &nonce, gs2, &data);
             (out.digest_response, Some(out.expected_server_signature))
         }
         Parsed::HttpDigest(c) => {
@@ -287,6 +341,13 @@ fn handshake(
             },
         )?;
     step(&format!("DigestResponse answered HTTP {}", second.status));
+    // Both steps on one connection: a login bound to the first must not
+    // have gone out on another.
+    if bindings.is_some() && transport.channel_bindings() != bindings {
+        return Ok(Outcome::unavailable(
+            "the connection changed between the two steps",
+        ));
+    }
     match second.status {
         // Apple's article: a rejected digest may get 410.
         410 => return Ok(Outcome::Rejected),
@@ -462,6 +523,7 @@ mod tests {
             require_server_signature: true,
             min_scram_iterations: 4096,
             max_scram_iterations: 10_000_000,
+            channel_binding: Default::default(),
         }
     }
     use crate::scram::vector::{CHALLENGE, CNONCE, RESPONSE, SIGNATURE};
@@ -625,6 +687,57 @@ mod tests {
                 "no request beyond the scripted ones"
             );
         }
+    }
+
+    #[test]
+    fn the_gs2_header_follows_the_policy_the_offer_and_the_connection() {
+        use crate::channel_binding::{BindingType, Bindings, Gs2};
+        use authtoken_core::config::ChannelBindingPolicy as Policy;
+        let tls13 = Bindings {
+            exporter: Some(vec![1; 32]),
+            end_point: Some(vec![2; 32]),
+        };
+        let ed25519 = Bindings {
+            exporter: None,
+            end_point: None,
+        };
+        let end_point_only = Bindings {
+            exporter: None,
+            end_point: Some(vec![2; 32]),
+        };
+        let gs2 = |plus, policy, b: Option<&Bindings>| choose_gs2(plus, policy, b).map(|(g, _)| g);
+        assert_eq!(
+            gs2(true, Policy::Prefer, Some(&tls13)),
+            Ok(Gs2::Bound(BindingType::TlsExporter))
+        );
+        assert_eq!(
+            gs2(true, Policy::Require, Some(&end_point_only)),
+            Ok(Gs2::Bound(BindingType::TlsServerEndPoint))
+        );
+        assert!(
+            gs2(true, Policy::Require, Some(&ed25519)).is_err(),
+            "never an empty binding"
+        );
+        assert_eq!(
+            gs2(true, Policy::Prefer, Some(&ed25519)),
+            Ok(Gs2::NotSupported)
+        );
+        assert_eq!(
+            gs2(false, Policy::Prefer, Some(&tls13)),
+            Ok(Gs2::NotOffered),
+            "y: downgrade evidence"
+        );
+        assert!(gs2(false, Policy::Require, Some(&tls13)).is_err());
+        assert_eq!(
+            gs2(false, Policy::Prefer, None),
+            Ok(Gs2::NotSupported),
+            "plain http"
+        );
+        assert_eq!(gs2(true, Policy::Off, Some(&tls13)), Ok(Gs2::NotSupported));
+        assert_eq!(
+            choose_gs2(true, Policy::Prefer, Some(&tls13)).unwrap().1,
+            vec![1; 32]
+        );
     }
 
     #[test]

@@ -139,16 +139,19 @@ pub fn saslname(user: &str) -> String {
     user.replace('=', "=3D").replace(',', "=2C")
 }
 
-/// RFC 5802 AuthMessage for these parts (both sides compute it).
+/// The RFC 5802 AuthMessage (both sides compute it): `cbind` is the `c=`
+/// value (`biws` for the plain scheme; see `channel_binding` for the
+/// others).
 pub fn auth_message(
     user: &str,
     cnonce: &str,
     challenge_nonce: &str,
     salt_b64: &str,
     iterations: &str,
+    cbind: &str,
 ) -> String {
     format!(
-        "n={},r={cnonce},r={challenge_nonce},s={salt_b64},i={iterations},c=biws,r={challenge_nonce}",
+        "n={},r={cnonce},r={challenge_nonce},s={salt_b64},i={iterations},c={cbind},r={challenge_nonce}",
         saslname(user)
     )
 }
@@ -185,6 +188,29 @@ pub fn client_final_with_keys(
     challenge: &Challenge,
     cnonce: &str,
 ) -> ClientFinal {
+    client_final_gs2(
+        user,
+        keys,
+        challenge,
+        cnonce,
+        crate::channel_binding::Gs2::NotSupported,
+        &[],
+    )
+}
+
+/// The client's half of a login with a GS2 header of its own: `gs2` and,
+/// when bound, the connection's binding `data`. With `Gs2::NotSupported`
+/// (GS2 `n`, no header written) this is the plain SCRAM-SHA-256 response.
+pub fn client_final_gs2(
+    user: &str,
+    keys: &Keys,
+    challenge: &Challenge,
+    cnonce: &str,
+    gs2: crate::channel_binding::Gs2,
+    data: &[u8],
+) -> ClientFinal {
+    use crate::channel_binding::{cbind_value, Gs2, SCHEME_PLUS};
+    let cbind = cbind_value(gs2, data);
     let nonce = format!("{cnonce}{}", challenge.snonce);
     let message = auth_message(
         user,
@@ -192,13 +218,19 @@ pub fn client_final_with_keys(
         &nonce,
         &challenge.salt_b64,
         &challenge.iterations_text,
+        &cbind,
     );
     let mut proof = Zeroizing::new(hmac_sha256(&keys.stored_key, message.as_bytes()));
     for (p, k) in proof.iter_mut().zip(keys.client_key.iter()) {
         *p ^= k;
     }
+    let (scheme, header) = match gs2 {
+        Gs2::NotSupported => (SCHEME, String::new()),
+        Gs2::NotOffered => (SCHEME, gs2.header()),
+        Gs2::Bound(_) => (SCHEME_PLUS, gs2.header()),
+    };
     let digest_response = Zeroizing::new(format!(
-        "{SCHEME} n={},r={cnonce},c=biws,r={nonce},p={}",
+        "{scheme} {header}n={},r={cnonce},c={cbind},r={nonce},p={}",
         saslname(user),
         B64.encode(*proof)
     ));
@@ -236,6 +268,20 @@ pub mod vector {
     pub const SIGNATURE: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
     pub const STORED_KEY: &str = "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=";
     pub const SERVER_KEY: &str = "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+    /// SCRAM-SHA-256-PLUS and the `y` flag (docs/PROTOCOL.md): the inputs
+    /// above and this binding value, computed with Python's scramp
+    /// (tests/peers/scram_vectors.py; tests/channel_binding.rs checks
+    /// these against it).
+    pub const BINDING: [u8; 32] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        25, 26, 27, 28, 29, 30, 31,
+    ];
+    pub const EXPORTER_RESPONSE: &str = "SCRAM-SHA-256-PLUS p=tls-exporter,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=QC6CS20quADQRb3mT99YUH+n3VJxUvzuK0K0E1Vrs2M=";
+    pub const EXPORTER_SIGNATURE: &str = "v=2GiAgapEppLVlUXbxUDksL3VgYHzuqiK5tR4mhJGgvs=";
+    pub const END_POINT_RESPONSE: &str = "SCRAM-SHA-256-PLUS p=tls-server-end-point,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=nY1Wus9a+gM2DrbQ1msXFgyhW6KM5ktOxWiU+/P/EGY=";
+    pub const END_POINT_SIGNATURE: &str = "v=RwppMGddhz/J0lFYaRReBjXcQeNUFP5Qc76Lo5Exrig=";
+    pub const FLAG_Y_RESPONSE: &str = "SCRAM-SHA-256 y,,n=user,r=rOprNGfwEbeRWgbNEkqO,c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=FoqiHTtQEDE8lz1CdaEe3tK4mS+iMDTl77SPyDS53DY=";
+    pub const FLAG_Y_SIGNATURE: &str = "v=dI4KpiQJwBr1+V+K6U1dA6l6I4I9DUNXWND4pcpRU3U=";
 }
 
 #[cfg(test)]
@@ -292,6 +338,43 @@ mod tests {
         ] {
             assert!(parse_challenge(bad, 0..=10_000_000).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn gs2_vectors_client_side() {
+        use crate::channel_binding::{BindingType, Gs2};
+        let text = CHALLENGE.strip_prefix("SCRAM-SHA-256 ").unwrap();
+        let challenge = parse_challenge(text, 0..=10_000_000).unwrap();
+        let salt = B64.decode(SALT_B64).unwrap();
+        let keys = derive_keys(PASSWORD, &salt, ITERATIONS);
+        for (gs2, response, signature) in [
+            (Gs2::NotSupported, RESPONSE, SIGNATURE),
+            (
+                Gs2::Bound(BindingType::TlsExporter),
+                EXPORTER_RESPONSE,
+                EXPORTER_SIGNATURE,
+            ),
+            (
+                Gs2::Bound(BindingType::TlsServerEndPoint),
+                END_POINT_RESPONSE,
+                END_POINT_SIGNATURE,
+            ),
+            (Gs2::NotOffered, FLAG_Y_RESPONSE, FLAG_Y_SIGNATURE),
+        ] {
+            let out = client_final_gs2(USER, &keys, &challenge, CNONCE, gs2, &BINDING);
+            assert_eq!(&*out.digest_response, response, "{gs2:?}");
+            assert_eq!(out.expected_server_signature, signature, "{gs2:?}");
+        }
+        // Another binding value, another proof and signature.
+        let other = client_final_gs2(
+            USER,
+            &keys,
+            &challenge,
+            CNONCE,
+            Gs2::Bound(BindingType::TlsExporter),
+            &[1u8; 32],
+        );
+        assert_ne!(other.expected_server_signature, EXPORTER_SIGNATURE);
     }
 
     #[test]

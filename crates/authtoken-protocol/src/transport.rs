@@ -31,6 +31,13 @@ pub trait Transport {
         body: Option<&[u8]>,
     ) -> Result<Reply, TransportFailure>;
 
+    /// What binds a login to the connection the last request went on
+    /// (SCRAM-SHA-256-PLUS): `None` for a transport without TLS or that
+    /// cannot tell.
+    fn channel_bindings(&self) -> Option<crate::channel_binding::Bindings> {
+        None
+    }
+
     /// The same with an `Authorization` header (HTTP Basic, for the `rest`
     /// backend's Deki flavor). A transport that cannot send one fails the
     /// request rather than send it without.

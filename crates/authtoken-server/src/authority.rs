@@ -20,7 +20,7 @@ use crate::error::random;
 use crate::nonce::{Claim, NonceKey, ReplayRecord};
 use crate::proto::digest as digest_server;
 use crate::proto::mdm::{reply_body, CheckinRequest};
-use crate::proto::scram::{self as scram_server, Verifier};
+use crate::proto::scram::{self as scram_server, Refusal, Verifier};
 use crate::store::{Credential, Policy, Store};
 use crate::throttle::{Throttle, Verdict};
 
@@ -176,6 +176,11 @@ pub struct Origin {
     /// Wall-clock milliseconds since the epoch (nonces carry wall-clock
     /// expiries, so that other server processes can check them).
     pub now_ms: u64,
+    /// What a SCRAM login can be bound to on this connection: `None` over
+    /// plain HTTP, or TLS that gives no binding. With bindings, SCRAM is
+    /// offered as SCRAM-SHA-256-PLUS and every response is checked
+    /// against them.
+    pub channel: Option<scram_server::ConnectionBindings>,
 }
 
 impl Origin {
@@ -285,7 +290,10 @@ impl Authority {
         };
         match credential {
             Some(Credential::Scram(verifier)) => {
-                self.issue(loaded, user, origin, |nonce| verifier.challenge(nonce))
+                let plus = origin.channel.is_some_and(|c| c.can_bind());
+                self.issue(loaded, user, origin, |nonce| {
+                    verifier.challenge(nonce, plus)
+                })
             }
             Some(Credential::Digest {
                 realm,
@@ -458,15 +466,19 @@ impl Authority {
         if parsed.user != user {
             return self.refuse_junk("n= names another user");
         }
-        match scram_server::server_verify(verifier, &parsed) {
-            Some(signature) => self.grant(
+        let offered = origin.channel.filter(|c| c.can_bind());
+        match scram_server::server_verify_bound(verifier, &parsed, offered.as_ref()) {
+            Ok(signature) => self.grant(
                 user,
                 origin,
                 parsed.snonce(),
                 expiry,
                 &[("ServerSignature", &signature)],
             ),
-            None => self.reject(user, origin, "wrong proof"),
+            // Says nothing about the password (the proof was not
+            // evaluated), so it is not counted against the account.
+            Err(Refusal::Binding(why)) => self.refuse_junk(why),
+            Err(Refusal::Proof) => self.reject(user, origin, "wrong proof"),
         }
     }
 
@@ -681,6 +693,7 @@ mod tests {
         Origin {
             device: None,
             now_ms,
+            channel: None,
         }
     }
 
@@ -888,6 +901,7 @@ mod tests {
         let device = Origin {
             device: Some([7; 32]),
             now_ms: T0,
+            channel: None,
         };
         let sent = a.directory(device, None);
         assert_eq!(sent.status, 200);
@@ -908,6 +922,7 @@ mod tests {
         let origin = Origin {
             device: None,
             now_ms: 1_700_000_000_000,
+            channel: None,
         };
         match authority.check_password("alice", b"pw", origin) {
             PasswordCheck::Token { token, fingerprint } => {

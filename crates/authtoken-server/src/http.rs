@@ -45,6 +45,8 @@ use crate::device::Device;
 use crate::metrics::Metrics;
 use crate::proto::mdm::parse_request;
 use crate::proto::rest;
+use crate::proto::scram::{ConnectionBindings, EndPoint};
+use authtoken_protocol::channel_binding::EXPORTER_LABEL;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -264,10 +266,18 @@ impl AcceptBackoff {
     }
 }
 
+/// TLS for [`serve`]: the acceptor, and the `tls-server-end-point` of the
+/// certificate it presents.
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    pub end_point: Option<EndPoint>,
+}
+
 /// Serves `service` on `listener` within `limits`.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
     limits: Limits,
@@ -318,15 +328,24 @@ pub async fn serve(
             let _ = stream.set_nodelay(true);
             let work = async move {
                 match tls {
-                    Some(acceptor) => {
+                    Some(Tls {
+                        acceptor,
+                        end_point,
+                    }) => {
                         match tokio::time::timeout(REQUEST_DEADLINE, acceptor.accept(stream)).await
                         {
                             Ok(Ok(stream)) => {
-                                let device = device_identity(stream.get_ref().1);
+                                let tls = stream.get_ref().1;
+                                let device = device_identity(tls);
+                                let channel = Some(ConnectionBindings {
+                                    exporter: exporter(tls),
+                                    end_point,
+                                });
                                 let at = Connection {
                                     conn,
                                     peer,
                                     device,
+                                    channel,
                                     service,
                                     metrics,
                                 };
@@ -346,6 +365,7 @@ pub async fn serve(
                             conn,
                             peer,
                             device: None,
+                            channel: None,
                             service,
                             metrics,
                         };
@@ -363,6 +383,16 @@ pub async fn serve(
 
 /// For log lines about no connection in particular.
 const UNKNOWN_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// RFC 9266 `tls-exporter` of a TLS 1.3 connection (on 1.2 it would need
+/// the extended master secret checked, so it is not offered there).
+fn exporter(tls: &rustls::ServerConnection) -> Option<[u8; 32]> {
+    if tls.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    tls.export_keying_material([0u8; 32], EXPORTER_LABEL, Some(&[]))
+        .ok()
+}
 
 /// The SHA-256 of the client certificate rustls verified against
 /// `--client-ca` (none is asked for without it).
@@ -493,6 +523,7 @@ struct Connection {
     conn: u64,
     peer: SocketAddr,
     device: Option<[u8; 32]>,
+    channel: Option<ConnectionBindings>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
 }
@@ -519,6 +550,7 @@ impl Connection {
             conn,
             peer,
             device,
+            channel,
             service,
             metrics,
         } = self;
@@ -534,6 +566,7 @@ impl Connection {
                     conn,
                     peer,
                     device,
+                    channel,
                     metrics: &metrics,
                     started: Instant::now(),
                 };
@@ -648,6 +681,7 @@ struct Exchange<'a> {
     conn: u64,
     peer: SocketAddr,
     device: Option<[u8; 32]>,
+    channel: Option<ConnectionBindings>,
     metrics: &'a Metrics,
     started: Instant,
 }
@@ -657,6 +691,7 @@ impl Exchange<'_> {
         Origin {
             device: self.device,
             now_ms: unix_now_ms(),
+            channel: self.channel,
         }
     }
 

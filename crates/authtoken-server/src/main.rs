@@ -383,12 +383,18 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         ));
     }
     let acceptor = match &tls {
-        Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
-            cert,
-            key,
-            options.client_ca.as_deref(),
-            options.client_cert_optional,
-        )?)),
+        Some((cert, key)) => {
+            let server_tls = tls::server_config(
+                cert,
+                key,
+                options.client_ca.as_deref(),
+                options.client_cert_optional,
+            )?;
+            Some(http::Tls {
+                acceptor: tokio_rustls::TlsAcceptor::from(server_tls.config),
+                end_point: server_tls.end_point,
+            })
+        }
         None => None,
     };
     let metrics = Arc::new(Metrics::default());

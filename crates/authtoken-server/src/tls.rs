@@ -14,19 +14,35 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
+use authtoken_protocol::channel_binding::server_end_point;
+
 use crate::error::{write_private, write_public, ServerError};
+use crate::proto::scram::EndPoint;
+
+/// The server's TLS: its rustls config, and the RFC 5929
+/// `tls-server-end-point` of the certificate it presents (`None` when the
+/// certificate's signature algorithm names no hash, e.g. Ed25519: then
+/// only TLS 1.3's exporter can bind a login).
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub end_point: Option<EndPoint>,
+}
 
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
     client_cert_optional: bool,
-) -> Result<Arc<ServerConfig>, ServerError> {
+) -> Result<ServerTls, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| pem_error(cert, e))?
         .collect::<Result<_, _>>()
         .map_err(|e| pem_error(cert, e))?;
+    let end_point = chain
+        .first()
+        .and_then(|leaf| server_end_point(leaf.as_ref()))
+        .and_then(|hash| EndPoint::new(&hash));
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -55,7 +71,10 @@ pub fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        end_point,
+    })
 }
 
 fn pem_error(path: &Path, error: rustls::pki_types::pem::Error) -> ServerError {

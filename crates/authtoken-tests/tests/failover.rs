@@ -161,11 +161,11 @@ fn the_second_step_goes_to_the_authority_that_challenged() {
     let counted = challenger_requests.clone();
     let handle = std::thread::spawn(move || {
         let mut late_listener = None;
+        let ends = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut connections = FakeConnections::new(challenger);
         for step in 0..2 {
-            let Ok((stream, _)) = challenger.accept() else {
-                return;
-            };
-            let Some(mut stream) = read_http_request(stream) else {
+            let Some(stream) = connections.next_request(&|| std::time::Instant::now() >= ends)
+            else {
                 return;
             };
             counted.fetch_add(1, Ordering::SeqCst);

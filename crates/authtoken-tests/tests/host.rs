@@ -136,7 +136,7 @@ fn nothing_logged_contains_a_password() {
         "user=\"alice\" service=\"authtoken-test\" backend=mdm outcome=token",
         "user=\"alice\" service=\"authtoken-test\" backend=mdm outcome=rejected",
         "user=\"bob\" service=\"authtoken-test\" backend=mdm outcome=unmanaged",
-        "SCRAM-SHA-256 challenge",
+        "SCRAM-SHA-256-PLUS challenge",
     ] {
         assert!(
             text.contains(expected),

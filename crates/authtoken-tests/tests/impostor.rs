@@ -39,8 +39,9 @@ enum Act {
     Drip,
 }
 
-/// A fake authority on 127.0.0.1: serves its script one request per
-/// connection, counts the requests it saw, and stops by itself.
+/// A fake authority on 127.0.0.1: serves its script one request at a
+/// time, on the connection the client holds open, counts the requests it
+/// saw, and stops by itself.
 struct Fake {
     addr: String,
     requests: Arc<AtomicUsize>,
@@ -51,7 +52,6 @@ struct Fake {
 impl Fake {
     fn start(script: Vec<Act>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -59,16 +59,9 @@ impl Fake {
         let thread = std::thread::spawn(move || {
             let ends = Instant::now() + FAKE_LIFETIME;
             let done = || stopped.load(Ordering::SeqCst) || Instant::now() >= ends;
+            let mut connections = FakeConnections::new(listener);
             for act in script {
-                let stream = loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => break stream,
-                        Err(_) if done() => return,
-                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                    }
-                };
-                stream.set_nonblocking(false).unwrap();
-                let Some(mut stream) = read_http_request(stream) else {
+                let Some(stream) = connections.next_request(&done) else {
                     return;
                 };
                 seen.fetch_add(1, Ordering::SeqCst);

@@ -180,11 +180,13 @@ fn respond(
     password: &str,
     challenge_text: &str,
 ) -> (Reply, String) {
-    let parsed = scram::parse_challenge(
-        challenge_text.strip_prefix("SCRAM-SHA-256 ").unwrap(),
-        4096..=10_000_000,
-    )
-    .unwrap();
+    // Over TLS the server offers SCRAM-SHA-256-PLUS; this client cannot
+    // bind (plain ureq) and answers as such a client does, GS2 `n`.
+    let fields = challenge_text
+        .strip_prefix("SCRAM-SHA-256-PLUS ")
+        .or_else(|| challenge_text.strip_prefix("SCRAM-SHA-256 "))
+        .unwrap();
+    let parsed = scram::parse_challenge(fields, 4096..=10_000_000).unwrap();
     let out = scram::client_final(
         user,
         password.as_bytes(),

@@ -697,10 +697,11 @@ pub(crate) fn read_http_request(stream: std::net::TcpStream) -> Option<std::net:
     Some(reader.into_inner())
 }
 
-/// An HTTP/1.1 reply that closes the connection.
+/// An HTTP/1.1 reply; the connection stays open for the next step (both
+/// steps of a login go on one connection).
 pub(crate) fn http_reply(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}\r\n",
         body.len()
     )
     .into_bytes();
@@ -708,7 +709,7 @@ pub(crate) fn http_reply(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A 200 reply carrying a plist dictionary of strings.
+/// A 200 carrying a plist dictionary of strings.
 pub(crate) fn plist_reply(entries: &[(&str, &str)]) -> Vec<u8> {
     http_reply(
         "200 OK",
@@ -717,20 +718,63 @@ pub(crate) fn plist_reply(entries: &[(&str, &str)]) -> Vec<u8> {
     )
 }
 
-/// Serves each reply to one connection in turn (after reading its
-/// request), then stops: a scripted authority on loopback, plain http.
+/// A fake authority's side of its connections: the next request is read
+/// on the connection the client holds open, or on a new one once the
+/// client closed that (a later login).
+pub(crate) struct FakeConnections {
+    listener: std::net::TcpListener,
+    open: Option<std::net::TcpStream>,
+}
+
+impl FakeConnections {
+    /// Takes `listener` over (made non-blocking).
+    pub(crate) fn new(listener: std::net::TcpListener) -> FakeConnections {
+        listener.set_nonblocking(true).unwrap();
+        FakeConnections {
+            listener,
+            open: None,
+        }
+    }
+
+    /// The connection the next request was read on, once it was read;
+    /// `None` when `done()` says to stop waiting first.
+    pub(crate) fn next_request(
+        &mut self,
+        done: &dyn Fn() -> bool,
+    ) -> Option<&mut std::net::TcpStream> {
+        if let Some(stream) = self.open.take() {
+            if let Some(stream) = read_http_request(stream) {
+                return Some(self.open.insert(stream));
+            }
+        }
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(_) if done() => return None,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        stream.set_nonblocking(false).ok()?;
+        let stream = read_http_request(stream)?;
+        Some(self.open.insert(stream))
+    }
+}
+
+/// Serves each reply to one request in turn, then stops: a scripted
+/// authority on loopback, plain http, that keeps a connection open as a
+/// real one does (and gives up after 15 s).
 pub(crate) fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
     use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/checkin", listener.local_addr().unwrap());
     let handle = std::thread::spawn(move || {
+        let ends = Instant::now() + Duration::from_secs(15);
+        let mut connections = FakeConnections::new(listener);
         for reply in replies {
-            let Ok((stream, _)) = listener.accept() else {
+            let Some(stream) = connections.next_request(&|| Instant::now() >= ends) else {
                 return;
             };
-            if let Some(mut stream) = read_http_request(stream) {
-                let _ = stream.write_all(&reply);
-            }
+            let _ = stream.write_all(&reply);
         }
     });
     (url, handle)
