@@ -144,6 +144,13 @@ pub enum StoreError {
     Directory(String),
 }
 
+fn record_to_user(name: &str, record: &UserRecord) -> Result<User, StoreError> {
+    record.to_user().map_err(|e| StoreError::User {
+        user: name.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
 /// A required field of a user record.
 fn field<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, ServerError> {
     value
@@ -267,27 +274,50 @@ impl Store {
             .ok_or(StoreError::Secret)?;
         let mut users = BTreeMap::new();
         for (name, record) in &file.users {
-            let user = record.to_user().map_err(|e| StoreError::User {
-                user: name.clone(),
-                problem: e.to_string(),
-            })?;
-            users.insert(name.clone(), user);
+            users.insert(name.clone(), record_to_user(name, record)?);
         }
         let groups = file
             .groups
             .iter()
             .map(|(name, group)| (name.clone(), group.gid))
             .collect();
+        Store::assemble(secret, users, groups)
+    }
+
+    /// A store from its parts, refused whole when its directory cannot be
+    /// published (both stores load through here).
+    pub fn assemble(
+        secret: Vec<u8>,
+        users: BTreeMap<String, User>,
+        groups: BTreeMap<String, u32>,
+    ) -> Result<Store, StoreError> {
+        if secret.is_empty() {
+            return Err(StoreError::Secret);
+        }
         let store = Store {
             secret,
             users,
             groups,
         };
-        // A store whose directory cannot be published is refused whole.
         store
             .directory()
             .map_err(|e| StoreError::Directory(e.to_string()))?;
         Ok(store)
+    }
+
+    /// A user as one JSON object: the fields of a `[users.NAME]` table of
+    /// the TOML store (what the PostgreSQL store keeps per row).
+    pub fn user_to_json(user: &User) -> String {
+        serde_json::to_string(&UserRecord::from_user(user)).unwrap_or_default()
+    }
+
+    /// The inverse of [`Store::user_to_json`], checked as a TOML record is.
+    pub fn user_from_json(name: &str, json: &str) -> Result<User, StoreError> {
+        let record: UserRecord = serde_json::from_str(json).map_err(|e| StoreError::User {
+            user: name.to_owned(),
+            problem: e.to_string(),
+        })?;
+        record_to_user(name, &record)
     }
 
     pub fn to_toml(&self) -> Result<String, ServerError> {
