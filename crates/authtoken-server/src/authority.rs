@@ -19,10 +19,10 @@ use zeroize::Zeroizing;
 use crate::error::random;
 use crate::nonce::{Claim, NonceKey, ReplayRecord};
 use crate::pgstore::{PgStore, StoreDown};
-use crate::shared::Shared;
 use crate::proto::digest as digest_server;
 use crate::proto::mdm::{reply_body, CheckinRequest};
 use crate::proto::scram::{self as scram_server, Refusal, Verifier};
+use crate::shared::Shared;
 use crate::store::{Credential, Policy, Store};
 use crate::throttle::{Throttle, Verdict};
 

@@ -450,15 +450,12 @@ pub async fn serve_metrics(
                             None,
                             None,
                         ),
-                        "/ready" if ready => reply(200, b"ready\n".to_vec(), None, None, None, None),
-                        "/ready" => reply(
-                            503,
-                            b"store unavailable\n".to_vec(),
-                            None,
-                            None,
-                            None,
-                            None,
-                        ),
+                        "/ready" if ready => {
+                            reply(200, b"ready\n".to_vec(), None, None, None, None)
+                        }
+                        "/ready" => {
+                            reply(503, b"store unavailable\n".to_vec(), None, None, None, None)
+                        }
                         _ => reply(404, Vec::new(), None, None, None, None),
                     };
                     Ok::<_, Infallible>(response)

@@ -230,9 +230,7 @@ fn main() -> ExitCode {
         Command::ListUsers { store } => location(store).load().map(|store| list_users(&store)),
         Command::RemoveUser { store, user } => remove_user(&location(store), &user),
         Command::Migrate { url, to } => store_location::migrate(&url, ca.as_deref(), to),
-        Command::ImportStore { file, url } => {
-            store_location::import(&file, &url, ca.as_deref())
-        }
+        Command::ImportStore { file, url } => store_location::import(&file, &url, ca.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -383,74 +381,73 @@ fn serve(options: ServeOptions, store_ca: Option<&Path>) -> Result<(), ServerErr
         (None, None) => None,
     };
     let mut followed = None;
-    let (service, description) = match (options.protocol, &source, &options.device) {
-        (Protocol::Mdm | Protocol::JsonAuthenticate | Protocol::Deki, Some(source), _) => {
-            let (store, shared_store) = match source {
-                StoreSource::File(path) => (Store::load(path)?, None),
-                StoreSource::Postgres(pg) => {
-                    let (store, version) = runtime.block_on(async {
-                        pg.check_schema().await?;
-                        pg.load().await
-                    })?;
-                    followed = Some((pg.clone(), version));
-                    (store, Some(pg.clone()))
-                }
-            };
-            let users_count = store.users.len();
-            let shown = source.shown();
-            let description =
-                |name: &str| format!("protocol {name}, {users_count} users from {shown}");
-            let replay = match &options.replay_dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
-                    ReplayRecord::Directory(dir.clone())
-                }
-                None => ReplayRecord::memory_per_account(options.replay_per_account),
-            };
-            let authority = Authority::new(
-                store,
-                Settings {
-                    unknown: options.unknown_users,
-                    failure_delay: Duration::from_millis(options.failure_delay_ms),
-                    decoy_iterations: options.decoy_iterations,
-                    replay,
-                    throttle_after: options.throttle_after,
-                    shared_store,
-                },
-            );
-            let (service, name) = match options.protocol {
-                Protocol::JsonAuthenticate | Protocol::Deki => {
-                    let flavor = if options.protocol == Protocol::Deki {
-                        RestFlavor::Deki
-                    } else {
-                        RestFlavor::JsonAuthenticate
-                    };
-                    let service = http::Service::Rest {
-                        authority,
-                        flavor,
-                        derivations: tokio::sync::Semaphore::new(threads),
-                    };
-                    (service, flavor.name())
-                }
-                _ => (http::Service::Mdm(authority), "mdm"),
-            };
-            (service, description(name))
-        }
-        (Protocol::Hem, _, Some(file)) => {
-            let device = Device::load(
-                file,
-                options.device_state,
-                Duration::from_millis(options.device_delay_ms),
-            )?;
-            (http::Service::Hem(device), "protocol hem".to_owned())
-        }
-        _ => {
-            return Err(ServerError::Usage(
+    let (service, description) =
+        match (options.protocol, &source, &options.device) {
+            (Protocol::Mdm | Protocol::JsonAuthenticate | Protocol::Deki, Some(source), _) => {
+                let (store, shared_store) = match source {
+                    StoreSource::File(path) => (Store::load(path)?, None),
+                    StoreSource::Postgres(pg) => {
+                        let (store, version) = runtime.block_on(async {
+                            pg.check_schema().await?;
+                            pg.load().await
+                        })?;
+                        followed = Some((pg.clone(), version));
+                        (store, Some(pg.clone()))
+                    }
+                };
+                let users_count = store.users.len();
+                let shown = source.shown();
+                let description =
+                    |name: &str| format!("protocol {name}, {users_count} users from {shown}");
+                let replay = match &options.replay_dir {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
+                        ReplayRecord::Directory(dir.clone())
+                    }
+                    None => ReplayRecord::memory_per_account(options.replay_per_account),
+                };
+                let authority = Authority::new(
+                    store,
+                    Settings {
+                        unknown: options.unknown_users,
+                        failure_delay: Duration::from_millis(options.failure_delay_ms),
+                        decoy_iterations: options.decoy_iterations,
+                        replay,
+                        throttle_after: options.throttle_after,
+                        shared_store,
+                    },
+                );
+                let (service, name) = match options.protocol {
+                    Protocol::JsonAuthenticate | Protocol::Deki => {
+                        let flavor = if options.protocol == Protocol::Deki {
+                            RestFlavor::Deki
+                        } else {
+                            RestFlavor::JsonAuthenticate
+                        };
+                        let service = http::Service::Rest {
+                            authority,
+                            flavor,
+                            derivations: tokio::sync::Semaphore::new(threads),
+                        };
+                        (service, flavor.name())
+                    }
+                    _ => (http::Service::Mdm(authority), "mdm"),
+                };
+                (service, description(name))
+            }
+            (Protocol::Hem, _, Some(file)) => {
+                let device = Device::load(
+                    file,
+                    options.device_state,
+                    Duration::from_millis(options.device_delay_ms),
+                )?;
+                (http::Service::Hem(device), "protocol hem".to_owned())
+            }
+            _ => return Err(ServerError::Usage(
                 "--users or --store (mdm, json-authenticate, deki), or --device (hem), is required"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     let service = Arc::new(service);
     let tls = options.tls_cert.clone().zip(options.tls_key.clone());
     if tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_insecure_http {
@@ -598,7 +595,10 @@ fn add_group(location: &StoreLocation, name: &str, gid: Option<u32>) -> Result<(
                 .map_err(|e| ServerError::Usage(e.to_string()))?,
         };
         store.groups.insert(name.to_owned(), gid);
-        Ok((Change::Group(name.to_owned()), format!("group {name} (gid {gid})")))
+        Ok((
+            Change::Group(name.to_owned()),
+            format!("group {name} (gid {gid})"),
+        ))
     })
 }
 
@@ -610,7 +610,10 @@ fn remove_user(location: &StoreLocation, user: &str) -> Result<(), ServerError> 
                 location.shown()
             )));
         }
-        Ok((Change::RemovedUser(user.to_owned()), format!("removal of {user}")))
+        Ok((
+            Change::RemovedUser(user.to_owned()),
+            format!("removal of {user}"),
+        ))
     })
 }
 

@@ -484,7 +484,10 @@ impl PgStore {
     pub async fn throttle_reset(&self, budget: &str) -> Result<(), StoreDown> {
         self.run("throttle_reset", |client| async move {
             client
-                .execute("DELETE FROM authtoken_failures WHERE budget = $1", &[&budget])
+                .execute(
+                    "DELETE FROM authtoken_failures WHERE budget = $1",
+                    &[&budget],
+                )
                 .await
                 .map(|_| ())
         })
@@ -503,7 +506,10 @@ impl PgStore {
                 )
                 .await?;
             client
-                .execute("DELETE FROM authtoken_failures WHERE at_ms <= $1", &[&since])
+                .execute(
+                    "DELETE FROM authtoken_failures WHERE at_ms <= $1",
+                    &[&since],
+                )
                 .await
                 .map(|_| ())
         })

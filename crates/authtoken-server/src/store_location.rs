@@ -155,10 +155,7 @@ pub fn migrate(url: &str, ca: Option<&Path>, to: Option<u32>) -> Result<(), Serv
     if before == after {
         println!("{}: schema version {after}, nothing to do", pg.shown);
     } else {
-        println!(
-            "{}: schema version {before} -> {after}",
-            pg.shown
-        );
+        println!("{}: schema version {before} -> {after}", pg.shown);
     }
     Ok(())
 }

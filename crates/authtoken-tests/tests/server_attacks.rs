@@ -616,11 +616,18 @@ fn sighup_reloads_the_store_and_keeps_it_when_the_new_one_is_bad() {
         scram_login(&mut site.client(USER_ELSEWHERE, &server), user, password)
     };
     assert!(!login_as("carol", "carol's"), "not there yet");
-    site.ws.add_user("carol", Some("carol's"), &[]);
+    // The store it serves from: the file, or its PostgreSQL copy.
+    run_ok(
+        Command::new(SERVER)
+            .arg("add-user")
+            .arg(&server.store)
+            .args(["carol", "--iterations=4096"]),
+        Some("carol's\n"),
+    );
     run_ok(
         Command::new(SERVER)
             .arg("remove-user")
-            .arg(site.ws.users())
+            .arg(&server.store)
             .arg("alice"),
         None,
     );
@@ -630,7 +637,7 @@ fn sighup_reloads_the_store_and_keeps_it_when_the_new_one_is_bad() {
     assert!(!login_as("alice", PASSWORD), "removed, then reloaded");
     // list-users never shows a verifier.
     let listing = run_ok(
-        Command::new(SERVER).arg("list-users").arg(site.ws.users()),
+        Command::new(SERVER).arg("list-users").arg(&server.store),
         None,
     );
     assert!(
@@ -643,7 +650,7 @@ fn sighup_reloads_the_store_and_keeps_it_when_the_new_one_is_bad() {
         "{listing}"
     );
     // A corrupt store is refused; the one in force keeps serving.
-    std::fs::write(site.ws.users(), "this is not a store").unwrap();
+    server.corrupt_store();
     hup(&server);
     assert!(server.wait_for("reload refused", 1));
     assert!(login_as("carol", "carol's"));
