@@ -553,11 +553,11 @@ fn shown_url(url: &str) -> String {
         return url.to_owned();
     };
     let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
+    match authority
+        .rsplit_once('@')
+        .and_then(|(credentials, host)| Some((credentials.split_once(':')?.0, host)))
+    {
+        Some((user, host)) => format!("{scheme}://{user}:***@{host}{tail}"),
         None => url.to_owned(),
     }
     .replace_password_parameter()
@@ -606,10 +606,12 @@ mod tests {
             shown_url("postgresql:///authtoken?host=/run/postgresql&password=s3cret&user=a"),
             "postgresql:///authtoken?host=/run/postgresql&password=***&user=a"
         );
-        assert_eq!(
-            shown_url("postgres://db.example/authtoken"),
-            "postgres://db.example/authtoken"
-        );
+        for plain in [
+            "postgres://db.example/authtoken",
+            "postgres://authtoken@db.example/authtoken",
+        ] {
+            assert_eq!(shown_url(plain), plain);
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub(crate) mod client;
+
 /// The workspace's binaries, as `cargo build --workspace` left them.
 pub(crate) const HELPER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-helper");
 pub(crate) const SERVER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-server");
@@ -229,7 +231,14 @@ impl Server {
         use std::os::unix::process::CommandExt as _;
         let log = tempfile::NamedTempFile::new().unwrap();
         let hem = args.iter().any(|a| a == "--protocol=hem" || a == "hem");
+        let explicit = args
+            .iter()
+            .position(|a| a == "--store")
+            .and_then(|i| args.get(i + 1))
+            .cloned();
         let (store, args): (String, Vec<String>) = match postgres_suite() {
+            // A test that names its own PostgreSQL store (replicas.rs).
+            _ if explicit.is_some() => (explicit.clone().unwrap_or_default(), args.to_vec()),
             // The same suite, once per store: the TOML store copied into a
             // database of its own (one per store file, so replicas of one
             // workspace share it), single-use records there too.
@@ -242,10 +251,12 @@ impl Server {
             ),
             _ => (users.display().to_string(), args.to_vec()),
         };
-        let store_args: [String; 2] = if is_postgres(&store) {
-            ["--store".into(), store.clone()]
+        let store_args: Vec<String> = if explicit.is_some() {
+            Vec::new()
+        } else if is_postgres(&store) {
+            vec!["--store".into(), store.clone()]
         } else {
-            ["--users".into(), store.clone()]
+            vec!["--users".into(), store.clone()]
         };
         let mut command = Command::new(SERVER);
         if let Some(limit) = nofile {
@@ -509,13 +520,19 @@ impl Postgres {
         self.dir.path().display().to_string()
     }
 
+    /// The URL of database `name` over the socket.
+    pub(crate) fn url(&self, name: &str) -> String {
+        let url = postgres_url(&self.socket_dir(), name);
+        match self.port {
+            Some(port) => format!("{url}&port={port}"),
+            None => url,
+        }
+    }
+
     /// A new, empty database; its URL over the socket.
     pub(crate) fn database(&self, name: &str) -> String {
-        psql(
-            &postgres_url(&self.socket_dir(), "postgres"),
-            &format!("CREATE DATABASE {name}"),
-        );
-        postgres_url(&self.socket_dir(), name)
+        psql(&self.url("postgres"), &format!("CREATE DATABASE {name}"));
+        self.url(name)
     }
 }
 
