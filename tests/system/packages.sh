@@ -171,7 +171,7 @@ check "add-user (unmanaged)" authtoken-server add-user "$server_etc/users.toml" 
 check "add-group (directory)" authtoken-server add-group "$server_etc/users.toml" engineers --gid 10100
 check "add-user carol with a POSIX account" bash -c \
   "echo carol-Pa55 | authtoken-server add-user $server_etc/users.toml carol --uid 10501 --gecos 'Carol C' --groups engineers"
-check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=//p' "$unit")"
+check "unit's start condition holds" bash -c "for path in \$(sed -n 's/^ConditionPathExists=|\\{0,1\\}//p' '$unit'); do test -e \"\$path\" && exit 0; done; exit 1"
 unit_user=$(sed -n 's/^User=//p' "$unit")
 unit_group=$(sed -n 's/^Group=//p' "$unit")
 check "unit runs as its own account" test "$unit_user" = authtoken-server

@@ -27,6 +27,7 @@ use authtoken_protocol::http_digest::{self, Algorithm};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -257,11 +258,39 @@ impl Store {
     }
 
     pub fn load(path: &Path) -> Result<Store, ServerError> {
+        Store::load_with_text(path).map(|(store, _)| store)
+    }
+
+    /// The store and the text it was read from (what an append extends).
+    pub fn load_with_text(path: &Path) -> Result<(Store, Zeroizing<String>), ServerError> {
         let text = read_private(path)?;
-        Store::parse(&text).map_err(|e| ServerError::Format {
+        let store = Store::parse(&text).map_err(|e| ServerError::Format {
             path: path.to_owned(),
             problem: e.to_string(),
+        })?;
+        Ok((store, text))
+    }
+
+    /// Writes `text` (the file as loaded) with one new user's table added
+    /// at the end: adding a user costs a copy of the file, not a new
+    /// serialization of every user in it. Still atomic (a new file renamed
+    /// into place, mode 0600).
+    pub fn save_appending(
+        path: &Path,
+        text: &str,
+        name: &str,
+        user: &User,
+    ) -> Result<(), ServerError> {
+        let mut users = BTreeMap::new();
+        users.insert(name.to_owned(), UserRecord::from_user(user));
+        let table = toml::to_string(&StoreFile {
+            secret: None,
+            users,
+            groups: BTreeMap::new(),
         })
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
+        let separator = if text.ends_with('\n') { "" } else { "\n" };
+        write_private(path, &format!("{text}{separator}{table}"))
     }
 
     pub fn parse(text: &str) -> Result<Store, StoreError> {
@@ -458,6 +487,35 @@ mod tests {
             ["alice"],
             "dave has no account; bob is not ours (410)"
         );
+    }
+
+    #[test]
+    fn an_appended_user_reads_back_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let mut store = Store::new().unwrap();
+        store.groups.insert("staff".into(), 10_100);
+        store.users.insert(
+            "alice".into(),
+            User {
+                policy: Policy::Managed,
+                credential: Some(Store::scram_credential(b"pw", 4096).unwrap()),
+                account: Some(Account::default_for("alice", 10_000)),
+            },
+        );
+        store.save(&path).unwrap();
+        let (mut loaded, text) = Store::load_with_text(&path).unwrap();
+        let carol = User {
+            policy: Policy::Managed,
+            credential: Some(Store::scram_credential(b"pw2", 4096).unwrap()),
+            account: Some(Account::default_for("car\"ol", 10_001)),
+        };
+        Store::save_appending(&path, &text, "car\"ol", &carol).unwrap();
+        loaded.users.insert("car\"ol".into(), carol);
+        let back = Store::load(&path).unwrap();
+        assert_eq!(back.users, loaded.users);
+        assert_eq!(back.groups, loaded.groups);
+        assert_eq!(back.secret, loaded.secret);
     }
 
     #[test]

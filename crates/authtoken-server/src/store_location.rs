@@ -96,14 +96,25 @@ impl StoreLocation {
     ) -> Result<(), ServerError> {
         match self {
             StoreLocation::File(path) => {
-                let mut store = if path.exists() {
-                    Store::load(path)?
+                let (mut store, text) = if path.exists() {
+                    let (store, text) = Store::load_with_text(path)?;
+                    (store, Some(text))
                 } else {
-                    Store::new()?
+                    (Store::new()?, None)
                 };
-                let (_, what) = edit(&mut store)?;
+                let before = store.users.len();
+                let (change, what) = edit(&mut store)?;
                 check_directory(&store)?;
-                store.save(path)?;
+                match (&change, text) {
+                    // A new user: the file as it was, and its table after.
+                    (Change::User(name), Some(text)) if store.users.len() == before + 1 => {
+                        match store.users.get(name) {
+                            Some(user) => Store::save_appending(path, &text, name, user)?,
+                            None => store.save(path)?,
+                        }
+                    }
+                    _ => store.save(path)?,
+                }
                 println!(
                     "wrote {what} to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
                     path.display()

@@ -203,7 +203,8 @@ pub(crate) fn scram_login(client: &mut Client, user: &str, password: &str) -> bo
     reply.status == 200 && field(&reply, "AuthToken").is_some_and(|t| !t.is_empty())
 }
 
-/// The value of one metric line, from `--metrics-listen`.
+/// The value of the metric lines that start with `line_start`, summed
+/// (one line when it names every label), from `--metrics-listen`.
 pub(crate) fn metric(addr: SocketAddr, line_start: &str) -> u64 {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -214,12 +215,11 @@ pub(crate) fn metric(addr: SocketAddr, line_start: &str) -> u64 {
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
+    // The sum over every series the prefix matches (one, given all labels).
     text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// The metrics address a server printed.
