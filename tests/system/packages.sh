@@ -321,8 +321,9 @@ echo "AUTHTOKEN_SERVER_OPTS=\"$unit_opts\"" >"$defaults"
     /usr/sbin/authtoken-server serve $AUTHTOKEN_SERVER_OPTS ) </dev/null >/dev/null 2>"$server_log" &
 rm -f "$defaults"
 server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
-check "a server runs before dpkg -r" grep -q "listening on" "$server_log"
+for _ in $(seq 300); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
+check "a server runs before dpkg -r" grep -q "listening on" "$server_log" ||
+  sed 's/^/server log: /' "$server_log"
 rm -f "$server_log"
 
 userdel "$local_user" >/dev/null 2>&1 || true
