@@ -65,8 +65,9 @@ load "postgres, 2 replicas    " "https://$two_a/checkin,https://$two_b/checkin" 
 tokens=$(( $(metric_sum store-one 'authtoken_requests_total{step="response",outcome="token"}') - tokens_before ))
 checks=$(( $(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="throttle_check"}') - ${ops_before%,*} ))
 claims=$(( $(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="claim"}') - ${ops_before#*,} ))
-others=$(curl -s "http://$(metrics_of store-one)/metrics" | grep '^authtoken_store_duration_seconds_count' |
-  grep -v -e throttle_check -e claim -e version -e sweep -e load -e schema | awk '{s += $NF} END {printf "%d", s}')
+others=$(curl -s "http://$(metrics_of store-one)/metrics" | awk '
+  /^authtoken_store_duration_seconds_count/ && !/throttle_check|claim|version|sweep|load|schema/ { s += $NF }
+  END { printf "%d", s }')
 awk -v t="$tokens" -v c="$checks" -v w="$claims" -v o="$others" 'BEGIN {
   if (t > 0) printf "bench: store: postgres, per granted login: %.2f reads (budget check), %.2f writes (single-use record), %d other operations (%d logins)\n", c / t, w / t, o, t }'
 errors=$(metric_sum store-one 'authtoken_store_errors_total')

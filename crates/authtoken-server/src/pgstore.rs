@@ -548,7 +548,7 @@ fn database_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ServerEr
 }
 
 /// The URL with any password replaced, for messages and logs.
-fn shown_url(url: &str) -> String {
+pub fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::error::ServerError;
 use crate::http::Service;
-use crate::pgstore::{is_url, PgStore};
+use crate::pgstore::{is_url, shown_url, PgStore};
 use crate::store::Store;
 
 /// A store named on the command line.
@@ -67,9 +67,7 @@ impl StoreLocation {
     pub fn shown(&self) -> String {
         match self {
             StoreLocation::File(path) => path.display().to_string(),
-            StoreLocation::Postgres { url, .. } => {
-                PgStore::open(url, None).map_or_else(|_| "the store".to_owned(), |pg| pg.shown)
-            }
+            StoreLocation::Postgres { url, .. } => shown_url(url),
         }
     }
 
