@@ -73,22 +73,7 @@ impl Site {
 
 /// `GET /ready` on a replica's metrics listener: its status.
 fn ready(server: &Server) -> u16 {
-    let addr = metrics_addr(server);
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    use std::io::{Read, Write};
-    stream
-        .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+    metrics_listener_get(metrics_addr(server), "/ready").0
 }
 
 /// Waits (bounded) until `/ready` says `status`.

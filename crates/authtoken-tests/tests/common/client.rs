@@ -203,18 +203,31 @@ pub(crate) fn scram_login(client: &mut Client, user: &str, password: &str) -> bo
     reply.status == 200 && field(&reply, "AuthToken").is_some_and(|t| !t.is_empty())
 }
 
-/// The value of the metric lines that start with `line_start`, summed
-/// (one line when it names every label), from `--metrics-listen`.
-pub(crate) fn metric(addr: SocketAddr, line_start: &str) -> u64 {
+/// `GET PATH` on a server's `--metrics-listen`: the status and the reply.
+pub(crate) fn metrics_listener_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .unwrap();
     let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
+    let _ = stream.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The value of the metric lines that start with `line_start`, summed
+/// (one line when it names every label), from `--metrics-listen`.
+pub(crate) fn metric(addr: SocketAddr, line_start: &str) -> u64 {
+    let (_, text) = metrics_listener_get(addr, "/metrics");
     // The sum over every series the prefix matches (one, given all labels).
     text.lines()
         .filter(|l| l.starts_with(line_start))
