@@ -14,7 +14,10 @@
 #   4. the stripped module's size and the helper's peak RSS;
 #   5. getpwnam through glibc for network users: libnss_authtoken against
 #      libnss_files on the same N users (N = 1,000 and 100,000), each in a
-#      mount namespace whose nsswitch.conf names only that source.
+#      mount namespace whose nsswitch.conf names only that source;
+#   6. the user store: the TOML file against PostgreSQL with one and two
+#      replicas (throughput, database operations per login), and 100,000
+#      users in each (scripts/bench-store.sh).
 # docs/BENCHMARKS.md holds one full run. --quick does a few runs of each,
 # so the script cannot rot (scripts/test.sh runs it); it asserts nothing
 # about time, only that every login ends as it must.
@@ -212,6 +215,10 @@ echo "bench: load: authtoken-server serve --threads 1 --per-address-connections 
 echo "$password" | "$bin/authtoken-bench" load --url "https://$mdm_addr/checkin" --ca "$work/tls/ca.pem" \
   --user scram4k --clients "$load_clients" --seconds "$load_seconds" --server-pid "$(cat "$work/mdm.pid")" |
   sed 's/^/bench: /'
+
+# The store: TOML against PostgreSQL (one replica, two), cost per login,
+# and 100,000 users (scripts/bench-store.sh, on a PostgreSQL of its own).
+scripts/with-postgres.sh scripts/bench-store.sh "$bin" "$work" "$quick" "$load_clients" "$load_seconds" "$password"
 
 strip -o "$work/pam_authtoken.stripped.so" "$module"
 size=$(stat -c %s "$work/pam_authtoken.stripped.so")

@@ -9,6 +9,7 @@ packages=(
   iproute2  # tests/system/first-run.sh brings up loopback in its own network namespace
   python3  # tests/rest.rs: the token API written from the seed pages (tests/peers/rest_peer.py)
   python3-venv  # tests/channel_binding.rs: scramp from PyPI, below
+  postgresql  # tests/replicas.rs and scripts/with-postgres.sh: clusters of their own (initdb, pg_ctl)
   autoconf automake libtool pkg-config gcc binutils  # tests/system/openpam.sh builds OpenPAM from ../shared/third-party
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry
   man-db groff-base  # tests/system/docs.sh renders the man pages

@@ -21,6 +21,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # server binaries: all come from a normal workspace build.
 cargo build --locked --workspace
 cargo test --workspace --all-targets --locked
+# The same server suites again on the PostgreSQL store: every
+# authtoken-server they start serves from a database copy of its TOML store
+# (a cluster of its own, stopped and removed at the end).
+scripts/with-postgres.sh cargo test --locked -p authtoken-tests \
+  --test server_attacks --test login --test rest --test network_users --test channel_binding \
+  --test failover --test offline --test session --test host
 # macOS and FreeBSD: type-checked for real (README: macOS, FreeBSD).
 scripts/check-platforms.sh
 tests/system/docs.sh

@@ -1,5 +1,6 @@
-//! Server: the user store file (TOML). A store that parses is written back
-//! to the same users.
+//! Server: the user store file (TOML), and one user row of the PostgreSQL
+//! store (the same fields as JSON). A store that parses is written back to
+//! the same users; so is a row.
 #![no_main]
 use authtoken_server::store::Store;
 use libfuzzer_sys::fuzz_target;
@@ -13,5 +14,10 @@ fuzz_target!(|data: &[u8]| {
         let again = Store::parse(&written).expect("a written store parses");
         assert_eq!(again.users, store.users);
         assert_eq!(again.secret, store.secret);
+    }
+    if let Ok(user) = Store::user_from_json("fuzzed", text) {
+        let written = Store::user_to_json(&user);
+        let again = Store::user_from_json("fuzzed", &written).expect("a written row parses");
+        assert_eq!(again, user);
     }
 });

@@ -171,7 +171,7 @@ check "add-user (unmanaged)" authtoken-server add-user "$server_etc/users.toml" 
 check "add-group (directory)" authtoken-server add-group "$server_etc/users.toml" engineers --gid 10100
 check "add-user carol with a POSIX account" bash -c \
   "echo carol-Pa55 | authtoken-server add-user $server_etc/users.toml carol --uid 10501 --gecos 'Carol C' --groups engineers"
-check "unit's start condition holds" test -e "$(sed -n 's/^ConditionPathExists=//p' "$unit")"
+check "unit's start condition holds" bash -c "for path in \$(sed -n 's/^ConditionPathExists=|\\{0,1\\}//p' '$unit'); do test -e \"\$path\" && exit 0; done; exit 1"
 unit_user=$(sed -n 's/^User=//p' "$unit")
 unit_group=$(sed -n 's/^Group=//p' "$unit")
 check "unit runs as its own account" test "$unit_user" = authtoken-server
@@ -321,8 +321,9 @@ echo "AUTHTOKEN_SERVER_OPTS=\"$unit_opts\"" >"$defaults"
     /usr/sbin/authtoken-server serve $AUTHTOKEN_SERVER_OPTS ) </dev/null >/dev/null 2>"$server_log" &
 rm -f "$defaults"
 server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
-check "a server runs before dpkg -r" grep -q "listening on" "$server_log"
+for _ in $(seq 300); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
+check "a server runs before dpkg -r" grep -q "listening on" "$server_log" ||
+  sed 's/^/server log: /' "$server_log"
 rm -f "$server_log"
 
 userdel "$local_user" >/dev/null 2>&1 || true

@@ -49,9 +49,10 @@ enum Command {
     /// Full SCRAM handshakes against an authority; the password is the
     /// first line of stdin.
     Load {
-        /// The check-in URL (https).
-        #[arg(long)]
-        url: String,
+        /// The check-in URL (https); several (comma-separated) spread the
+        /// clients over replicas, each client keeping to one.
+        #[arg(long, value_delimiter = ',', required = true)]
+        url: Vec<String>,
         /// CA certificate (PEM) the server's certificate chains to.
         #[arg(long)]
         ca: PathBuf,
@@ -64,9 +65,19 @@ enum Command {
         /// Length of each run.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
-        /// The server's pid, for its CPU time per handshake.
+        /// The servers' pids (comma-separated), for their CPU time per
+        /// handshake.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+    },
+    /// Writes a TOML user store of N SCRAM users (`user0`…, all with the
+    /// password on stdin at 4096 rounds, each with a POSIX account) to
+    /// FILE: the 100,000-user store of the store benchmark.
+    StoreFixture {
         #[arg(long)]
-        server_pid: Option<u32>,
+        users: u32,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Writes the NSS fixture of N network users into DIR: `passwd` (the
     /// machine's own lines, then the N users, for libnss_files), `directory`
@@ -107,7 +118,8 @@ fn main() -> ExitCode {
             clients,
             seconds,
             server_pid,
-        } => run_load(&url, &ca, &user, &clients, seconds, server_pid),
+        } => run_load(&url, &ca, &user, &clients, seconds, &server_pid),
+        Command::StoreFixture { users, out } => store_fixture(users, &out),
         Command::Rss { command } => run_rss(&command),
         Command::NssFixture { users, dir } => nss_fixture(users, &dir),
         Command::Getpwnam { names, rounds } => getpwnam(&names, rounds.max(1)),
@@ -384,13 +396,21 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[index]) / 1000.0
 }
 
+/// The servers' CPU time together.
+fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
 fn run_load(
-    url: &str,
+    urls: &[String],
     ca: &std::path::Path,
     user: &str,
     clients: &[usize],
     seconds: f64,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
 ) -> Result<(), String> {
     let mut password = Zeroizing::new(String::new());
     std::io::stdin()
@@ -407,7 +427,7 @@ fn run_load(
         long_name: user.to_owned(),
     };
     // The client's PBKDF2, once: the server's cost does not depend on it.
-    let first = Client::new(url, &roots);
+    let first = Client::new(&urls[0], &roots);
     let c = challenge(&first, &id)?;
     let keys = Arc::new(scram::derive_keys(
         password.as_bytes(),
@@ -426,17 +446,17 @@ fn run_load(
     );
     for &n in clients {
         let stop = Arc::new(AtomicBool::new(false));
-        let server_before = server_pid.and_then(cpu_seconds);
+        let server_before = servers_cpu_seconds(server_pids);
         let own_before = own_cpu_seconds();
         let started = Instant::now();
         let workers: Vec<_> = (0..n.max(1))
-            .map(|_| {
+            .map(|i| {
                 let (stop, keys, id, roots, url) = (
                     stop.clone(),
                     keys.clone(),
                     id.clone(),
                     roots.clone(),
-                    url.to_owned(),
+                    urls[i % urls.len()].clone(),
                 );
                 std::thread::spawn(move || {
                     let client = Client::new(&url, &roots);
@@ -471,7 +491,7 @@ fn run_load(
         latencies.sort_unstable();
         let done = latencies.len();
         let rate = done as f64 / elapsed;
-        let server = match (server_before, server_pid.and_then(cpu_seconds)) {
+        let server = match (server_before, servers_cpu_seconds(server_pids)) {
             (Some(before), Some(after)) if done > 0 => format!(
                 "server CPU {:.1} us/handshake ({:.2} s)",
                 (after - before) * 1e6 / done as f64,
@@ -489,6 +509,34 @@ fn run_load(
         );
     }
     Ok(())
+}
+
+fn store_fixture(users: u32, out: &std::path::Path) -> Result<(), String> {
+    use authtoken_server::directory::Account;
+    use authtoken_server::store::{Policy, Store, User};
+    let mut password = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    // One verifier for all: the store's size is what is measured here.
+    let credential =
+        Store::scram_credential(password.as_bytes(), 4096).map_err(|e| e.to_string())?;
+    let mut store = Store::new().map_err(|e| e.to_string())?;
+    for i in 0..users {
+        let name = format!("user{i}");
+        let account = Account::default_for(&name, 10_000 + i);
+        store.users.insert(
+            name,
+            User {
+                policy: Policy::Managed,
+                credential: Some(credential.clone()),
+                account: Some(account),
+            },
+        );
+    }
+    store.save(out).map_err(|e| e.to_string())
 }
 
 fn run_rss(command: &[String]) -> Result<(), String> {

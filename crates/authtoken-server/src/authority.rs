@@ -18,9 +18,11 @@ use zeroize::Zeroizing;
 
 use crate::error::random;
 use crate::nonce::{Claim, NonceKey, ReplayRecord};
+use crate::pgstore::{PgStore, StoreDown};
 use crate::proto::digest as digest_server;
 use crate::proto::mdm::{reply_body, CheckinRequest};
 use crate::proto::scram::{self as scram_server, Refusal, Verifier};
+use crate::shared::Shared;
 use crate::store::{Credential, Policy, Store};
 use crate::throttle::{Throttle, Verdict};
 
@@ -47,6 +49,8 @@ pub enum Event {
     Failed,
     /// A good proof refused because the replay record could not take it.
     ReplayFull,
+    /// The PostgreSQL store could not be reached: answered 503.
+    StoreDown,
     /// The directory sent (or `304`, unchanged) to an enrolled device.
     Directory,
     /// The directory refused: no enrolled device on the connection.
@@ -65,6 +69,7 @@ impl Event {
             Event::Malformed => "malformed",
             Event::Failed => "failed",
             Event::ReplayFull => "replay_record_full",
+            Event::StoreDown => "store_unavailable",
             Event::Directory => "directory",
             Event::Refused => "refused",
         }
@@ -85,15 +90,19 @@ pub struct Settings {
     /// Iterations of decoy challenges while the store holds no managed
     /// user to take a decoy's shape from.
     pub decoy_iterations: u32,
+    /// Where accepted responses are remembered (without a shared store).
     pub replay: ReplayRecord,
     /// Wrong proofs evaluated per account per minute, per budget.
     pub throttle_after: u32,
+    /// Replicas on PostgreSQL: single-use records and guessing budgets
+    /// live there instead.
+    pub shared_store: Option<Arc<PgStore>>,
 }
 
 pub struct Authority {
     loaded: RwLock<Arc<Loaded>>,
     settings: Settings,
-    throttle: Throttle,
+    shared: Shared,
 }
 
 /// The reply to one request.
@@ -190,11 +199,36 @@ impl Origin {
 }
 
 impl Authority {
-    pub fn new(store: Store, settings: Settings) -> Authority {
+    pub fn new(store: Store, mut settings: Settings) -> Authority {
+        let shared = match settings.shared_store.take() {
+            Some(store) => Shared::Postgres {
+                store,
+                per_minute: settings.throttle_after.max(1),
+            },
+            None => Shared::Local {
+                replay: std::mem::replace(&mut settings.replay, ReplayRecord::memory()),
+                throttle: Throttle::new(settings.throttle_after),
+            },
+        };
         Authority {
             loaded: RwLock::new(Arc::new(Loaded::from(store))),
-            throttle: Throttle::new(settings.throttle_after),
             settings,
+            shared,
+        }
+    }
+
+    /// Whether the shared state (a PostgreSQL store) can be reached: what
+    /// the readiness endpoint reports.
+    pub fn ready(&self) -> bool {
+        self.shared.available()
+    }
+
+    /// The answer while the store is away: `503`, so clients apply their
+    /// failover and offline rules.
+    fn store_down(why: &StoreDown) -> Answer {
+        Answer {
+            retry_after: Some(1),
+            ..Answer::status(503, Event::StoreDown, why.to_string())
         }
     }
 
@@ -248,7 +282,7 @@ impl Authority {
         }
     }
 
-    pub fn handle(&self, request: &CheckinRequest, origin: Origin) -> Answer {
+    pub async fn handle(&self, request: &CheckinRequest, origin: Origin) -> Answer {
         if request.message_type != MESSAGE_TYPE {
             return Answer::status(
                 400,
@@ -256,11 +290,16 @@ impl Authority {
                 format!("unsupported MessageType {}", request.message_type),
             );
         }
+        if !self.shared.available() {
+            // Neither step can end in a login now: say so at the first, so
+            // the client fails over (or goes offline) at once.
+            return Authority::store_down(&StoreDown("the last operation failed".into()));
+        }
         let loaded = self.current();
         let user = request.identity.short_name.as_str();
         match &request.digest_response {
             None => self.challenge(&loaded, user, origin),
-            Some(response) => self.verify(&loaded, user, response, origin),
+            Some(response) => self.verify(&loaded, user, response, origin).await,
         }
     }
 
@@ -392,8 +431,12 @@ impl Authority {
 
     /// A proof that was evaluated and was wrong: counted against the
     /// account's budget (its device's, if it came from one).
-    fn reject(&self, user: &str, origin: Origin, why: &str) -> Answer {
-        let spent = self.throttle.failed(user, origin.device, origin.now_ms);
+    async fn reject(&self, user: &str, origin: Origin, why: &str) -> Answer {
+        let spent = match self.shared.failed(user, origin.device, origin.now_ms).await {
+            Ok(spent) => spent,
+            // An uncounted wrong guess is not answered as one.
+            Err(down) => return Authority::store_down(&down),
+        };
         Answer {
             delay: self.settings.failure_delay,
             proof_evaluated: true,
@@ -406,10 +449,12 @@ impl Authority {
         }
     }
 
-    fn verify(&self, loaded: &Loaded, user: &str, response: &str, origin: Origin) -> Answer {
-        if let Verdict::Refuse { retry_after_secs } =
-            self.throttle.check(user, origin.device, origin.now_ms)
-        {
+    async fn verify(&self, loaded: &Loaded, user: &str, response: &str, origin: Origin) -> Answer {
+        let verdict = match self.shared.check(user, origin.device, origin.now_ms).await {
+            Ok(verdict) => verdict,
+            Err(down) => return Authority::store_down(&down),
+        };
+        if let Verdict::Refuse { retry_after_secs } = verdict {
             return Answer {
                 retry_after: Some(retry_after_secs),
                 ..Answer::status(
@@ -434,19 +479,23 @@ impl Authority {
         match credential {
             Some(Credential::Scram(verifier)) => {
                 self.verify_scram(loaded, user, verifier, response, origin)
+                    .await
             }
             Some(Credential::Digest {
                 realm,
                 algorithm,
                 ha1,
                 ..
-            }) => self.verify_digest(loaded, user, realm, *algorithm, ha1, response, origin),
+            }) => {
+                self.verify_digest(loaded, user, realm, *algorithm, ha1, response, origin)
+                    .await
+            }
             // A user who needs no token was never challenged.
             None => self.refuse_junk("no challenge was issued for this user"),
         }
     }
 
-    fn verify_scram(
+    async fn verify_scram(
         &self,
         loaded: &Loaded,
         user: &str,
@@ -468,22 +517,25 @@ impl Authority {
         }
         let offered = origin.channel.filter(|c| c.can_bind());
         match scram_server::server_verify_bound(verifier, &parsed, offered.as_ref()) {
-            Ok(signature) => self.grant(
-                user,
-                origin,
-                parsed.snonce(),
-                expiry,
-                &[("ServerSignature", &signature)],
-            ),
+            Ok(signature) => {
+                self.grant(
+                    user,
+                    origin,
+                    parsed.snonce(),
+                    expiry,
+                    &[("ServerSignature", &signature)],
+                )
+                .await
+            }
             // Says nothing about the password (the proof was not
             // evaluated), so it is not counted against the account.
             Err(Refusal::Binding(why)) => self.refuse_junk(why),
-            Err(Refusal::Proof) => self.reject(user, origin, "wrong proof"),
+            Err(Refusal::Proof) => self.reject(user, origin, "wrong proof").await,
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn verify_digest(
+    async fn verify_digest(
         &self,
         loaded: &Loaded,
         user: &str,
@@ -510,15 +562,15 @@ impl Authority {
             return self.refuse_junk("response for another user, realm or URI");
         }
         if digest_server::server_verify(algorithm, ha1, &parsed) {
-            self.grant(user, origin, &parsed.nonce, expiry, &[])
+            self.grant(user, origin, &parsed.nonce, expiry, &[]).await
         } else {
-            self.reject(user, origin, "wrong response")
+            self.reject(user, origin, "wrong response").await
         }
     }
 
     /// A good proof: claims the nonce (a response is accepted once, by any
     /// process sharing the replay record) and issues a token.
-    fn grant(
+    async fn grant(
         &self,
         user: &str,
         origin: Origin,
@@ -527,9 +579,9 @@ impl Authority {
         extra: &[(&str, &str)],
     ) -> Answer {
         match self
-            .settings
-            .replay
+            .shared
             .claim(user, nonce, expiry, origin.now_secs())
+            .await
         {
             Claim::First => {}
             Claim::Replayed => return self.refuse_junk("replayed response"),
@@ -540,11 +592,15 @@ impl Authority {
                     "replay record full for this account: login refused",
                 )
             }
+            // Never a login whose single-use record could not be written.
             Claim::Unavailable => {
-                return Answer::status(503, Event::Failed, "replay record unavailable")
+                return Answer {
+                    retry_after: Some(1),
+                    ..Answer::status(503, Event::StoreDown, "replay record unavailable")
+                }
             }
         }
-        self.throttle.succeeded(user, origin.device);
+        self.shared.succeeded(user, origin.device).await;
         let Ok(bytes) = random(32) else {
             return Answer::status(500, Event::Failed, "no randomness");
         };
@@ -576,6 +632,8 @@ pub enum PasswordCheck {
     Throttled {
         retry_after_secs: u64,
     },
+    /// The shared store is away: `503`.
+    Unavailable,
     Failed(&'static str),
 }
 
@@ -584,13 +642,20 @@ impl Authority {
     /// verifier derives `StoredKey` from it (PBKDF2 at the verifier's
     /// iterations) and compares in constant time; a Digest credential its
     /// HA1. An unknown user costs the same as a known one (a decoy of the
-    /// store's own shape). Throttled like a wrong proof. Blocking: the
-    /// caller runs it off the async threads.
-    pub fn check_password(&self, user: &str, password: &[u8], origin: Origin) -> PasswordCheck {
-        if let Verdict::Refuse { retry_after_secs } =
-            self.throttle.check(user, origin.device, origin.now_ms)
-        {
-            return PasswordCheck::Throttled { retry_after_secs };
+    /// store's own shape). Throttled like a wrong proof. It derives keys
+    /// without yielding: the caller runs it off the async threads.
+    pub async fn check_password(
+        &self,
+        user: &str,
+        password: &[u8],
+        origin: Origin,
+    ) -> PasswordCheck {
+        match self.shared.check(user, origin.device, origin.now_ms).await {
+            Ok(Verdict::Evaluate) => {}
+            Ok(Verdict::Refuse { retry_after_secs }) => {
+                return PasswordCheck::Throttled { retry_after_secs }
+            }
+            Err(_) => return PasswordCheck::Unavailable,
         }
         let loaded = self.current();
         let decoy;
@@ -619,10 +684,12 @@ impl Authority {
             None => return PasswordCheck::Failed("managed user without credential"),
         };
         if !(right && may_sign_in) {
-            let budget_spent = self.throttle.failed(user, origin.device, origin.now_ms);
-            return PasswordCheck::Rejected { budget_spent };
+            return match self.shared.failed(user, origin.device, origin.now_ms).await {
+                Ok(budget_spent) => PasswordCheck::Rejected { budget_spent },
+                Err(_) => PasswordCheck::Unavailable,
+            };
         }
-        self.throttle.succeeded(user, origin.device);
+        self.shared.succeeded(user, origin.device).await;
         let Ok(bytes) = random(16) else {
             return PasswordCheck::Failed("no randomness");
         };
@@ -653,6 +720,26 @@ impl From<Store> for Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The authority's async steps, run to completion (nothing in them
+    /// waits on anything but the shared store, here in memory).
+    fn now<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    impl Authority {
+        fn handle_now(&self, request: &CheckinRequest, origin: Origin) -> Answer {
+            now(self.handle(request, origin))
+        }
+
+        fn check_password_now(&self, user: &str, password: &[u8], origin: Origin) -> PasswordCheck {
+            now(self.check_password(user, password, origin))
+        }
+    }
     use crate::store::User;
     use authtoken_protocol::mdm::UserIdentity;
     use authtoken_protocol::scram;
@@ -683,6 +770,7 @@ mod tests {
                 decoy_iterations: 600_000,
                 replay: ReplayRecord::memory(),
                 throttle_after: crate::throttle::GUESSES_PER_MINUTE,
+                shared_store: None,
             },
         )
     }
@@ -718,7 +806,7 @@ mod tests {
     }
 
     fn challenge_for(a: &Authority, user: &str, now: Origin) -> scram::Challenge {
-        let answer = a.handle(&request(user, None), now);
+        let answer = a.handle_now(&request(user, None), now);
         assert_eq!(answer.status, 200);
         let text = dict(&answer)["DigestChallenge"]
             .as_string()
@@ -740,15 +828,15 @@ mod tests {
         let now = at(T0);
         let c = challenge_for(&a, "alice", now);
         let good = respond("alice", b"pw", &c);
-        let answer = a.handle(&request("alice", Some(good.clone())), now);
+        let answer = a.handle_now(&request("alice", Some(good.clone())), now);
         assert!(!dict(&answer)["AuthToken"].as_string().unwrap().is_empty());
         // Replay of the same response: the nonce is spent.
-        let replay = a.handle(&request("alice", Some(good)), now);
+        let replay = a.handle_now(&request("alice", Some(good)), now);
         assert_eq!(dict(&replay)["AuthToken"].as_string(), Some(""));
         assert!(replay.delay > Duration::ZERO);
         // Expired.
         let c = challenge_for(&a, "alice", now);
-        let late = a.handle(
+        let late = a.handle_now(
             &request("alice", Some(respond("alice", b"pw", &c))),
             at(T0 + crate::nonce::NONCE_LIFETIME_SECS * 1000),
         );
@@ -769,13 +857,13 @@ mod tests {
         );
         a.replace_store(store);
         let c = challenge_for(&a, "carol", at(T0));
-        let answer = a.handle(
+        let answer = a.handle_now(
             &request("carol", Some(respond("carol", b"pw3", &c))),
             at(T0),
         );
         assert_eq!(answer.event, Event::Token);
         let c = challenge_for(&a, "alice", at(T0));
-        let answer = a.handle(&request("alice", Some(respond("alice", b"pw", &c))), at(T0));
+        let answer = a.handle_now(&request("alice", Some(respond("alice", b"pw", &c))), at(T0));
         assert_eq!(answer.event, Event::Rejected, "alice is gone");
     }
 
@@ -784,13 +872,13 @@ mod tests {
         let a = authority(UnknownUsers::Decoy);
         // Junk for made-up names and for alice herself: never a proof.
         for i in 0..200 {
-            let junk = a.handle(
+            let junk = a.handle_now(
                 &request(&format!("made-up{i}"), Some("garbage".into())),
                 at(T0),
             );
             assert_eq!(junk.event, Event::Rejected);
             assert!(!junk.proof_evaluated);
-            let forged = a.handle(
+            let forged = a.handle_now(
                 &request(
                     "alice",
                     Some("SCRAM-SHA-256 n=alice,r=x,c=biws,r=xAAAA,p=AAAA".into()),
@@ -803,7 +891,7 @@ mod tests {
         let mut refused = 0;
         for i in 0..100 {
             let c = challenge_for(&a, "alice", at(T0 + i));
-            let answer = a.handle(
+            let answer = a.handle_now(
                 &request("alice", Some(respond("alice", b"guess", &c))),
                 at(T0 + i),
             );
@@ -822,12 +910,12 @@ mod tests {
             ..at(T0 + 200)
         };
         let c = challenge_for(&a, "alice", device);
-        let answer = a.handle(&request("alice", Some(respond("alice", b"pw", &c))), device);
+        let answer = a.handle_now(&request("alice", Some(respond("alice", b"pw", &c))), device);
         assert_eq!(answer.event, Event::Token);
         // ...and a minute on, anywhere.
         let later = at(T0 + 61_000);
         let c = challenge_for(&a, "alice", later);
-        let answer = a.handle(&request("alice", Some(respond("alice", b"pw", &c))), later);
+        let answer = a.handle_now(&request("alice", Some(respond("alice", b"pw", &c))), later);
         assert_eq!(answer.event, Event::Token);
     }
 
@@ -856,7 +944,7 @@ mod tests {
         );
         a.replace_store(store);
         let text = |user: &str| {
-            dict(&a.handle(&request(user, None), now))["DigestChallenge"]
+            dict(&a.handle_now(&request(user, None), now))["DigestChallenge"]
                 .as_string()
                 .unwrap()
                 .to_owned()
@@ -875,17 +963,17 @@ mod tests {
         let a = authority(UnknownUsers::Unmanaged);
         let now = at(T0);
         let c = challenge_for(&a, "alice", now);
-        let answer = a.handle(&request("alice", Some(respond("alice", b"nope", &c))), now);
+        let answer = a.handle_now(&request("alice", Some(respond("alice", b"nope", &c))), now);
         assert_eq!(dict(&answer)["AuthToken"].as_string(), Some(""));
-        assert_eq!(a.handle(&request("bob", None), now).status, 410);
-        assert_eq!(a.handle(&request("mallory", None), now).status, 410);
+        assert_eq!(a.handle_now(&request("bob", None), now).status, 410);
+        assert_eq!(a.handle_now(&request("mallory", None), now).status, 410);
 
         let decoy = authority(UnknownUsers::Decoy);
         let first = challenge_for(&decoy, "mallory", now);
         let again = challenge_for(&decoy, "mallory", now);
         assert_eq!(first.salt, again.salt, "decoy salt is stable");
         assert_eq!(first.iterations, 4096, "the store's own count");
-        let answer = decoy.handle(
+        let answer = decoy.handle_now(
             &request("mallory", Some(respond("mallory", b"x", &first))),
             now,
         );
@@ -924,7 +1012,7 @@ mod tests {
             now_ms: 1_700_000_000_000,
             channel: None,
         };
-        match authority.check_password("alice", b"pw", origin) {
+        match authority.check_password_now("alice", b"pw", origin) {
             PasswordCheck::Token { token, fingerprint } => {
                 assert_eq!(token.len(), 32);
                 assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -939,7 +1027,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    authority.check_password(user, password, origin),
+                    authority.check_password_now(user, password, origin),
                     PasswordCheck::Rejected { .. }
                 ),
                 "{user}"

@@ -48,8 +48,9 @@ impl ServerError {
     }
 }
 
-/// Largest store or device file read.
-const MAX_STORE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest store or device file read: a TOML store of 100,000 users is
+/// about 35 MB.
+const MAX_STORE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The account the packaged unit runs the server as.
 pub const SERVICE_ACCOUNT: &str = "authtoken-server";

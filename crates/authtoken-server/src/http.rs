@@ -404,8 +404,24 @@ fn device_identity(tls: &rustls::ServerConnection) -> Option<[u8; 32]> {
         .ok()
 }
 
-/// Serves `GET /metrics` on its own listener.
-pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+impl Service {
+    /// Whether logins can be served: a PostgreSQL store that is away is
+    /// not ready (`GET /ready`).
+    pub fn ready(&self) -> bool {
+        match self {
+            Service::Mdm(authority) | Service::Rest { authority, .. } => authority.ready(),
+            Service::Hem(_) => true,
+        }
+    }
+}
+
+/// Serves `GET /metrics` and `GET /ready` (200, or 503 while a PostgreSQL
+/// store is away) on its own listener.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    service: Arc<Service>,
+) -> std::io::Result<()> {
     let mut backoff = AcceptBackoff(AcceptBackoff::FIRST);
     loop {
         let stream = match listener.accept().await {
@@ -419,21 +435,28 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) -> std:
             }
         };
         let metrics = metrics.clone();
+        let service = service.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let metrics = metrics.clone();
+                let ready = service.ready();
                 async move {
-                    let response = if request.uri().path() == "/metrics" {
-                        reply(
+                    let response = match request.uri().path() {
+                        "/metrics" => reply(
                             200,
                             metrics.render().into_bytes(),
                             Some("text/plain; version=0.0.4"),
                             None,
                             None,
                             None,
-                        )
-                    } else {
-                        reply(404, Vec::new(), None, None, None, None)
+                        ),
+                        "/ready" if ready => {
+                            reply(200, b"ready\n".to_vec(), None, None, None, None)
+                        }
+                        "/ready" => {
+                            reply(503, b"store unavailable\n".to_vec(), None, None, None, None)
+                        }
+                        _ => reply(404, Vec::new(), None, None, None, None),
                     };
                     Ok::<_, Infallible>(response)
                 }
@@ -799,7 +822,7 @@ async fn handle_mdm(
     } else {
         "challenge"
     };
-    let answer = authority.handle(&checkin, at.origin());
+    let answer = authority.handle(&checkin, at.origin()).await;
     at.respond(answer, &checkin.identity.short_name, step).await
 }
 
@@ -914,11 +937,10 @@ async fn handle_rest(
                 return None;
             };
             // At most one derivation per core at a time; the rest wait.
-            let _permit = tokio::runtime::Handle::current()
-                .block_on(derivations.acquire())
-                .ok()?;
+            let runtime = tokio::runtime::Handle::current();
+            let _permit = runtime.block_on(derivations.acquire()).ok()?;
             Some((
-                authority.check_password(&asked.user, &asked.password, origin),
+                runtime.block_on(authority.check_password(&asked.user, &asked.password, origin)),
                 authority.failure_delay(),
             ))
         })
@@ -1009,6 +1031,10 @@ fn rest_answer(
                 Event::Throttled,
                 format!("throttled: retry after {retry_after_secs} s"),
             )
+        },
+        PasswordCheck::Unavailable => Answer {
+            retry_after: Some(1),
+            ..Answer::status(503, Event::StoreDown, "store unavailable")
         },
         PasswordCheck::Failed(why) => Answer::status(500, Event::Failed, why),
     }

@@ -23,6 +23,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use zeroize::Zeroizing;
 
 use authority::{Authority, Settings, UnknownUsers};
+use authtoken_server::pgstore::PgStore;
+use authtoken_server::store_location::{self, Change, StoreLocation, StoreSource};
 use device::{Device, DeviceState};
 use error::ServerError;
 use metrics::Metrics;
@@ -38,6 +40,10 @@ use store::{Policy, Store, User};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// With a postgres:// store: the CA that signs the database's
+    /// certificate (sslmode=require), instead of the system roots.
+    #[arg(long, global = true, env = "AUTHTOKEN_STORE_CA")]
+    store_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,11 +76,12 @@ enum Command {
     /// Serve MDM UserAuthenticate check-ins (--protocol mdm), or an emulated
     /// token device's /api/auth/token (--protocol hem).
     Serve(ServeOptions),
-    /// Add or replace USER in the store FILE; the password is read from stdin
+    /// Add or replace USER in STORE; the password is read from stdin
     /// (first line) or prompted for, and only its verifier is kept.
     AddUser {
-        /// The user store (created if missing).
-        file: PathBuf,
+        /// The user store: a TOML file (created if missing), or a
+        /// postgres:// URL.
+        store: String,
         /// The user's name, as PAM knows it.
         user: String,
         /// What the authority answers for this user.
@@ -95,10 +102,11 @@ enum Command {
         #[command(flatten)]
         account: AccountArgs,
     },
-    /// Add or replace the group NAME of the directory in the store FILE.
+    /// Add or replace the group NAME of the directory in STORE.
     AddGroup {
-        /// The user store (created if missing).
-        file: PathBuf,
+        /// The user store: a TOML file (created if missing), or a
+        /// postgres:// URL.
+        store: String,
         /// The group's name.
         name: String,
         /// Its gid (default: the lowest free id from 10000).
@@ -142,28 +150,48 @@ enum Command {
         #[arg(long = "out")]
         out: String,
     },
-    /// List the users in the store FILE (never their verifiers).
+    /// List the users in STORE (never their verifiers).
     ListUsers {
-        /// The user store.
-        file: PathBuf,
+        /// The user store: a TOML file, or a postgres:// URL.
+        store: String,
     },
-    /// Remove USER from the store FILE.
+    /// Remove USER from STORE.
     RemoveUser {
-        /// The user store.
-        file: PathBuf,
+        /// The user store: a TOML file, or a postgres:// URL.
+        store: String,
         /// The user to remove.
         user: String,
+    },
+    /// Create or upgrade the PostgreSQL store's schema (the versioned
+    /// migrations shipped with this build), and its secret.
+    Migrate {
+        /// postgres://… (libpq URL form; sslmode=require for TLS).
+        url: String,
+        /// Stop at this schema version (default: the newest).
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Copy a TOML store into a PostgreSQL store, replacing its users,
+    /// groups and secret (a site moving to replicas).
+    ImportStore {
+        /// The TOML store.
+        file: PathBuf,
+        /// postgres://… (migrated first with `migrate`).
+        url: String,
     },
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
-        Command::Serve(options) => serve(options),
+    let cli = Cli::parse();
+    let ca = cli.store_ca.clone();
+    let location = |text: String| StoreLocation::parse(text, ca.clone());
+    let result = match cli.command {
+        Command::Serve(options) => serve(options, cli.store_ca.as_deref()),
         Command::EnrollDevice { file, label } => {
             read_password(&label).and_then(|passphrase| device::enroll(&file, &label, &passphrase))
         }
         Command::AddUser {
-            file,
+            store,
             user,
             policy,
             scheme,
@@ -172,9 +200,16 @@ fn main() -> ExitCode {
             no_qop,
             account,
         } => add_user(
-            &file, &user, policy, scheme, iterations, &realm, !no_qop, &account,
+            &location(store),
+            &user,
+            policy,
+            scheme,
+            iterations,
+            &realm,
+            !no_qop,
+            &account,
         ),
-        Command::AddGroup { file, name, gid } => add_group(&file, &name, gid),
+        Command::AddGroup { store, name, gid } => add_group(&location(store), &name, gid),
         Command::GenTls { dir, hosts, force } => {
             let hosts = if hosts.is_empty() {
                 tls::default_hosts()
@@ -192,8 +227,10 @@ fn main() -> ExitCode {
             names,
             out,
         } => tls::issue(&dir, role, &names, &out).map(|written| report_written(&written)),
-        Command::ListUsers { file } => list_users(&file),
-        Command::RemoveUser { file, user } => remove_user(&file, &user),
+        Command::ListUsers { store } => location(store).load().map(|store| list_users(&store)),
+        Command::RemoveUser { store, user } => remove_user(&location(store), &user),
+        Command::Migrate { url, to } => store_location::migrate(&url, ca.as_deref(), to),
+        Command::ImportStore { file, url } => store_location::import(&file, &url, ca.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,9 +260,15 @@ struct ServeOptions {
     /// What to serve: MDM check-ins, or an emulated token device.
     #[arg(long, value_enum, default_value = "mdm")]
     protocol: Protocol,
-    /// The user store written by add-user (protocol mdm).
-    #[arg(long, required_if_eq("protocol", "mdm"))]
+    /// The user store written by add-user: a TOML file (protocols mdm,
+    /// json-authenticate, deki).
+    #[arg(long, conflicts_with = "store")]
     users: Option<PathBuf>,
+    /// Or a PostgreSQL store that several replicas share, postgres://…
+    /// (libpq URL form; sslmode=require for TLS; a password is better in
+    /// PGPASSWORD, or none with peer authentication over the Unix socket).
+    #[arg(long, env = "AUTHTOKEN_STORE")]
+    store: Option<String>,
     /// The enrolment file written by enroll-device (protocol hem).
     #[arg(long, required_if_eq("protocol", "hem"))]
     device: Option<PathBuf>,
@@ -316,65 +359,95 @@ fn what_it_is_for(path: &std::path::Path) -> Option<&'static str> {
     })
 }
 
-fn serve(options: ServeOptions) -> Result<(), ServerError> {
+fn serve(options: ServeOptions, store_ca: Option<&Path>) -> Result<(), ServerError> {
     let threads = options.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,
     );
-    let (service, description) = match (options.protocol, &options.users, &options.device) {
-        (Protocol::Mdm | Protocol::JsonAuthenticate | Protocol::Deki, Some(users), _) => {
-            let store = Store::load(users)?;
-            let users_count = store.users.len();
-            let description = |name: &str| format!("protocol {name}, {users_count} users");
-            let replay = match &options.replay_dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
-                    ReplayRecord::Directory(dir.clone())
-                }
-                None => ReplayRecord::memory_per_account(options.replay_per_account),
-            };
-            let authority = Authority::new(
-                store,
-                Settings {
-                    unknown: options.unknown_users,
-                    failure_delay: Duration::from_millis(options.failure_delay_ms),
-                    decoy_iterations: options.decoy_iterations,
-                    replay,
-                    throttle_after: options.throttle_after,
-                },
-            );
-            let (service, name) = match options.protocol {
-                Protocol::JsonAuthenticate | Protocol::Deki => {
-                    let flavor = if options.protocol == Protocol::Deki {
-                        RestFlavor::Deki
-                    } else {
-                        RestFlavor::JsonAuthenticate
-                    };
-                    let service = http::Service::Rest {
-                        authority,
-                        flavor,
-                        derivations: tokio::sync::Semaphore::new(threads),
-                    };
-                    (service, flavor.name())
-                }
-                _ => (http::Service::Mdm(authority), "mdm"),
-            };
-            (service, description(name))
-        }
-        (Protocol::Hem, _, Some(file)) => {
-            let device = Device::load(
-                file,
-                options.device_state,
-                Duration::from_millis(options.device_delay_ms),
-            )?;
-            (http::Service::Hem(device), "protocol hem".to_owned())
-        }
-        _ => {
-            return Err(ServerError::Usage(
-                "--users (mdm, json-authenticate, deki) or --device (hem) is required".into(),
-            ))
-        }
+    let metrics = Arc::new(Metrics::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|source| ServerError::Network {
+            what: "starting the runtime".into(),
+            source,
+        })?;
+    let source = match (&options.users, &options.store) {
+        (Some(path), _) => Some(StoreSource::File(path.clone())),
+        (None, Some(url)) => Some(StoreSource::Postgres(Arc::new(
+            PgStore::open(url, store_ca)?.with_metrics(metrics.clone()),
+        ))),
+        (None, None) => None,
     };
+    let mut followed = None;
+    let (service, description) =
+        match (options.protocol, &source, &options.device) {
+            (Protocol::Mdm | Protocol::JsonAuthenticate | Protocol::Deki, Some(source), _) => {
+                let (store, shared_store) = match source {
+                    StoreSource::File(path) => (Store::load(path)?, None),
+                    StoreSource::Postgres(pg) => {
+                        let (store, version) = runtime.block_on(async {
+                            pg.check_schema().await?;
+                            pg.load().await
+                        })?;
+                        followed = Some((pg.clone(), version));
+                        (store, Some(pg.clone()))
+                    }
+                };
+                let users_count = store.users.len();
+                let shown = source.shown();
+                let description =
+                    |name: &str| format!("protocol {name}, {users_count} users from {shown}");
+                let replay = match &options.replay_dir {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
+                        ReplayRecord::Directory(dir.clone())
+                    }
+                    None => ReplayRecord::memory_per_account(options.replay_per_account),
+                };
+                let authority = Authority::new(
+                    store,
+                    Settings {
+                        unknown: options.unknown_users,
+                        failure_delay: Duration::from_millis(options.failure_delay_ms),
+                        decoy_iterations: options.decoy_iterations,
+                        replay,
+                        throttle_after: options.throttle_after,
+                        shared_store,
+                    },
+                );
+                let (service, name) = match options.protocol {
+                    Protocol::JsonAuthenticate | Protocol::Deki => {
+                        let flavor = if options.protocol == Protocol::Deki {
+                            RestFlavor::Deki
+                        } else {
+                            RestFlavor::JsonAuthenticate
+                        };
+                        let service = http::Service::Rest {
+                            authority,
+                            flavor,
+                            derivations: tokio::sync::Semaphore::new(threads),
+                        };
+                        (service, flavor.name())
+                    }
+                    _ => (http::Service::Mdm(authority), "mdm"),
+                };
+                (service, description(name))
+            }
+            (Protocol::Hem, _, Some(file)) => {
+                let device = Device::load(
+                    file,
+                    options.device_state,
+                    Duration::from_millis(options.device_delay_ms),
+                )?;
+                (http::Service::Hem(device), "protocol hem".to_owned())
+            }
+            _ => return Err(ServerError::Usage(
+                "--users or --store (mdm, json-authenticate, deki), or --device (hem), is required"
+                    .into(),
+            )),
+        };
     let service = Arc::new(service);
     let tls = options.tls_cert.clone().zip(options.tls_key.clone());
     if tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_insecure_http {
@@ -397,16 +470,7 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         }
         None => None,
     };
-    let metrics = Arc::new(Metrics::default());
     let limits = http::Limits::from_descriptor_limit(options.per_address_connections as usize);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .map_err(|source| ServerError::Network {
-            what: "starting the runtime".into(),
-            source,
-        })?;
     let network = |what: String| move |source| ServerError::Network { what, source };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.listen)
@@ -423,7 +487,11 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
                 .local_addr()
                 .map_err(network("metrics socket".into()))?;
             eprintln!("authtoken-server: metrics on http://{bound}/metrics");
-            tokio::spawn(http::serve_metrics(metrics_listener, metrics.clone()));
+            tokio::spawn(http::serve_metrics(
+                metrics_listener,
+                metrics.clone(),
+                service.clone(),
+            ));
         }
         eprintln!(
             "authtoken-server: listening on {local} ({}, {description}; at most {} connections, {} per source)",
@@ -433,12 +501,14 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
         );
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(network("SIGHUP handler".into()))?;
+        if let Some((pg, version)) = followed {
+            tokio::spawn(store_location::follow(service.clone(), pg, version));
+        }
         let reloads = {
             let service = service.clone();
-            let users = options.users.clone();
             async move {
                 while hangups.recv().await.is_some() {
-                    reload(&service, users.as_deref());
+                    reload(&service, source.as_ref()).await;
                 }
             }
         };
@@ -452,26 +522,31 @@ fn serve(options: ServeOptions) -> Result<(), ServerError> {
 
 /// `SIGHUP`: reads the store again and puts it in force whole; a store that
 /// does not load leaves the one in force, and says why.
-fn reload(service: &http::Service, users: Option<&Path>) {
-    let (http::Service::Mdm(authority), Some(users)) = (service, users) else {
+async fn reload(service: &http::Service, source: Option<&StoreSource>) {
+    let (http::Service::Mdm(authority) | http::Service::Rest { authority, .. }, Some(source)) =
+        (service, source)
+    else {
         eprintln!("authtoken-server: SIGHUP: nothing to reload (no user store)");
         return;
     };
-    match Store::load(users) {
+    let loaded = match source {
+        StoreSource::File(path) => Store::load(path),
+        StoreSource::Postgres(pg) => pg.load().await.map(|(store, _)| store),
+    };
+    match loaded {
         Ok(store) => {
             let count = store.users.len();
             authority.replace_store(store);
             eprintln!(
                 "authtoken-server: reloaded {}: {count} users",
-                users.display()
+                source.shown()
             );
         }
         Err(e) => eprintln!("authtoken-server: reload refused, keeping the store in force: {e}"),
     }
 }
 
-fn list_users(file: &Path) -> Result<(), ServerError> {
-    let store = Store::load(file)?;
+fn list_users(store: &Store) {
     println!(
         "{:<24} {:<10} {:<16} {:<10} {:<6} {:<6} {:<20} {:<14} GROUPS",
         "USER", "POLICY", "SCHEME", "ITERATIONS", "UID", "GID", "HOME", "SHELL"
@@ -507,49 +582,39 @@ fn list_users(file: &Path) -> Result<(), ServerError> {
     for (name, gid) in &store.groups {
         println!("group {} gid {gid}", authtoken_core::log::quote(name));
     }
-    Ok(())
 }
 
-fn add_group(file: &Path, name: &str, gid: Option<u32>) -> Result<(), ServerError> {
+fn add_group(location: &StoreLocation, name: &str, gid: Option<u32>) -> Result<(), ServerError> {
     authtoken_core::username::Username::parse(name.as_bytes())
         .map_err(|e| ServerError::Usage(format!("group name: {e}")))?;
-    let mut store = if file.exists() {
-        Store::load(file)?
-    } else {
-        Store::new()?
-    };
-    let gid = match gid {
-        Some(gid) => gid,
-        None => store
-            .next_uid(directory::DEFAULT_FIRST_ID, directory::DEFAULT_LAST_ID)
-            .map_err(|e| ServerError::Usage(e.to_string()))?,
-    };
-    store.groups.insert(name.to_owned(), gid);
-    store
-        .directory()
-        .map_err(|e| ServerError::Usage(e.to_string()))?;
-    store.save(file)?;
-    println!(
-        "wrote group {name} (gid {gid}) to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
-        file.display()
-    );
-    Ok(())
+    location.edit(|store| {
+        let gid = match gid {
+            Some(gid) => gid,
+            None => store
+                .next_uid(directory::DEFAULT_FIRST_ID, directory::DEFAULT_LAST_ID)
+                .map_err(|e| ServerError::Usage(e.to_string()))?,
+        };
+        store.groups.insert(name.to_owned(), gid);
+        Ok((
+            Change::Group(name.to_owned()),
+            format!("group {name} (gid {gid})"),
+        ))
+    })
 }
 
-fn remove_user(file: &Path, user: &str) -> Result<(), ServerError> {
-    let mut store = Store::load(file)?;
-    if store.users.remove(user).is_none() {
-        return Err(ServerError::Usage(format!(
-            "{user} is not in {}",
-            file.display()
-        )));
-    }
-    store.save(file)?;
-    println!(
-        "removed {user} from {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
-        file.display()
-    );
-    Ok(())
+fn remove_user(location: &StoreLocation, user: &str) -> Result<(), ServerError> {
+    location.edit(|store| {
+        if store.users.remove(user).is_none() {
+            return Err(ServerError::Usage(format!(
+                "{user} is not in {}",
+                location.shown()
+            )));
+        }
+        Ok((
+            Change::RemovedUser(user.to_owned()),
+            format!("removal of {user}"),
+        ))
+    })
 }
 
 /// Reads the password: the first line of stdin, or a prompt on a terminal.
@@ -651,7 +716,7 @@ impl AccountArgs {
 
 #[allow(clippy::too_many_arguments)]
 fn add_user(
-    file: &Path,
+    location: &StoreLocation,
     user: &str,
     policy: Policy,
     scheme: Scheme,
@@ -667,11 +732,6 @@ fn add_user(
             "--iterations must be at least {MIN_ITERATIONS}"
         )));
     }
-    let mut store = if file.exists() {
-        Store::load(file)?
-    } else {
-        Store::new()?
-    };
     let credential = match policy {
         Policy::Managed => {
             let password = read_password(user)?;
@@ -687,25 +747,19 @@ fn add_user(
         }
         Policy::NoToken | Policy::Unmanaged => None,
     };
-    // A user added again (a new password, another policy) keeps the POSIX
-    // account the directory publishes, changed only where told.
-    let old = store.users.get(user).and_then(|old| old.account.clone());
-    let account = account_args.apply(&store, user, old)?;
-    store.users.insert(
-        user.to_owned(),
-        User {
-            policy,
-            credential,
-            account,
-        },
-    );
-    store
-        .directory()
-        .map_err(|e| ServerError::Usage(e.to_string()))?;
-    store.save(file)?;
-    println!(
-        "wrote {user} to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
-        file.display()
-    );
-    Ok(())
+    location.edit(|store| {
+        // A user added again (a new password, another policy) keeps the
+        // POSIX account the directory publishes, changed only where told.
+        let old = store.users.get(user).and_then(|old| old.account.clone());
+        let account = account_args.apply(store, user, old)?;
+        store.users.insert(
+            user.to_owned(),
+            User {
+                policy,
+                credential,
+                account,
+            },
+        );
+        Ok((Change::User(user.to_owned()), user.to_owned()))
+    })
 }

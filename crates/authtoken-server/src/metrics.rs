@@ -19,6 +19,8 @@ pub struct Metrics {
     throttled: Counter,
     connections_refused: Family<Labels, Counter>,
     latency: Family<Labels, Histogram>,
+    store_errors: Family<Labels, Counter>,
+    store_latency: Family<Labels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -56,6 +58,20 @@ impl Default for Metrics {
             "Time to answer a request (a handshake is a challenge and a response), by step",
             latency.clone(),
         );
+        let store_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "PostgreSQL store operations that failed or timed out, by operation",
+            store_errors.clone(),
+        );
+        let store_latency = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        registry.register(
+            "store_duration_seconds",
+            "Time of PostgreSQL store operations, by operation",
+            store_latency.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -63,6 +79,8 @@ impl Default for Metrics {
             throttled,
             connections_refused,
             latency,
+            store_errors,
+            store_latency,
         }
     }
 }
@@ -89,6 +107,18 @@ impl Metrics {
             .inc();
     }
 
+    /// One PostgreSQL store operation: its time, and whether it failed.
+    pub fn store_operation(&self, operation: &'static str, seconds: f64, ok: bool) {
+        self.store_latency
+            .get_or_create(&vec![("operation", operation)])
+            .observe(seconds);
+        if !ok {
+            self.store_errors
+                .get_or_create(&vec![("operation", operation)])
+                .inc();
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -108,6 +138,8 @@ mod tests {
         m.answered("response", Event::Token, true, 0.002);
         m.answered("response", Event::Throttled, false, 0.0001);
         m.connection_refused("per_source");
+        m.store_operation("claim", 0.001, true);
+        m.store_operation("claim", 2.0, false);
         let text = m.render();
         for line in [
             "authtoken_requests_total{step=\"response\",outcome=\"token\"} 1",
@@ -116,6 +148,8 @@ mod tests {
             "authtoken_throttled_total 1",
             "authtoken_connections_refused_total{reason=\"per_source\"} 1",
             "authtoken_request_duration_seconds_count{step=\"response\"} 2",
+            "authtoken_store_errors_total{operation=\"claim\"} 1",
+            "authtoken_store_duration_seconds_count{operation=\"claim\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");
         }

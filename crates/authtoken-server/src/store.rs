@@ -27,6 +27,7 @@ use authtoken_protocol::http_digest::{self, Algorithm};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -144,6 +145,13 @@ pub enum StoreError {
     Directory(String),
 }
 
+fn record_to_user(name: &str, record: &UserRecord) -> Result<User, StoreError> {
+    record.to_user().map_err(|e| StoreError::User {
+        user: name.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
 /// A required field of a user record.
 fn field<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, ServerError> {
     value
@@ -250,11 +258,39 @@ impl Store {
     }
 
     pub fn load(path: &Path) -> Result<Store, ServerError> {
+        Store::load_with_text(path).map(|(store, _)| store)
+    }
+
+    /// The store and the text it was read from (what an append extends).
+    pub fn load_with_text(path: &Path) -> Result<(Store, Zeroizing<String>), ServerError> {
         let text = read_private(path)?;
-        Store::parse(&text).map_err(|e| ServerError::Format {
+        let store = Store::parse(&text).map_err(|e| ServerError::Format {
             path: path.to_owned(),
             problem: e.to_string(),
+        })?;
+        Ok((store, text))
+    }
+
+    /// Writes `text` (the file as loaded) with one new user's table added
+    /// at the end: adding a user costs a copy of the file, not a new
+    /// serialization of every user in it. Still atomic (a new file renamed
+    /// into place, mode 0600).
+    pub fn save_appending(
+        path: &Path,
+        text: &str,
+        name: &str,
+        user: &User,
+    ) -> Result<(), ServerError> {
+        let mut users = BTreeMap::new();
+        users.insert(name.to_owned(), UserRecord::from_user(user));
+        let table = toml::to_string(&StoreFile {
+            secret: None,
+            users,
+            groups: BTreeMap::new(),
         })
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
+        let separator = if text.ends_with('\n') { "" } else { "\n" };
+        write_private(path, &format!("{text}{separator}{table}"))
     }
 
     pub fn parse(text: &str) -> Result<Store, StoreError> {
@@ -267,27 +303,50 @@ impl Store {
             .ok_or(StoreError::Secret)?;
         let mut users = BTreeMap::new();
         for (name, record) in &file.users {
-            let user = record.to_user().map_err(|e| StoreError::User {
-                user: name.clone(),
-                problem: e.to_string(),
-            })?;
-            users.insert(name.clone(), user);
+            users.insert(name.clone(), record_to_user(name, record)?);
         }
         let groups = file
             .groups
             .iter()
             .map(|(name, group)| (name.clone(), group.gid))
             .collect();
+        Store::assemble(secret, users, groups)
+    }
+
+    /// A store from its parts, refused whole when its directory cannot be
+    /// published (both stores load through here).
+    pub fn assemble(
+        secret: Vec<u8>,
+        users: BTreeMap<String, User>,
+        groups: BTreeMap<String, u32>,
+    ) -> Result<Store, StoreError> {
+        if secret.is_empty() {
+            return Err(StoreError::Secret);
+        }
         let store = Store {
             secret,
             users,
             groups,
         };
-        // A store whose directory cannot be published is refused whole.
         store
             .directory()
             .map_err(|e| StoreError::Directory(e.to_string()))?;
         Ok(store)
+    }
+
+    /// A user as one JSON object: the fields of a `[users.NAME]` table of
+    /// the TOML store (what the PostgreSQL store keeps per row).
+    pub fn user_to_json(user: &User) -> String {
+        serde_json::to_string(&UserRecord::from_user(user)).unwrap_or_default()
+    }
+
+    /// The inverse of [`Store::user_to_json`], checked as a TOML record is.
+    pub fn user_from_json(name: &str, json: &str) -> Result<User, StoreError> {
+        let record: UserRecord = serde_json::from_str(json).map_err(|e| StoreError::User {
+            user: name.to_owned(),
+            problem: e.to_string(),
+        })?;
+        record_to_user(name, &record)
     }
 
     pub fn to_toml(&self) -> Result<String, ServerError> {
@@ -428,6 +487,35 @@ mod tests {
             ["alice"],
             "dave has no account; bob is not ours (410)"
         );
+    }
+
+    #[test]
+    fn an_appended_user_reads_back_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let mut store = Store::new().unwrap();
+        store.groups.insert("staff".into(), 10_100);
+        store.users.insert(
+            "alice".into(),
+            User {
+                policy: Policy::Managed,
+                credential: Some(Store::scram_credential(b"pw", 4096).unwrap()),
+                account: Some(Account::default_for("alice", 10_000)),
+            },
+        );
+        store.save(&path).unwrap();
+        let (mut loaded, text) = Store::load_with_text(&path).unwrap();
+        let carol = User {
+            policy: Policy::Managed,
+            credential: Some(Store::scram_credential(b"pw2", 4096).unwrap()),
+            account: Some(Account::default_for("car\"ol", 10_001)),
+        };
+        Store::save_appending(&path, &text, "car\"ol", &carol).unwrap();
+        loaded.users.insert("car\"ol".into(), carol);
+        let back = Store::load(&path).unwrap();
+        assert_eq!(back.users, loaded.users);
+        assert_eq!(back.groups, loaded.groups);
+        assert_eq!(back.secret, loaded.secret);
     }
 
     #[test]

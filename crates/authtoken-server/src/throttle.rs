@@ -25,7 +25,7 @@ use std::sync::Mutex;
 /// without a device identity together (`--throttle-after`).
 pub const GUESSES_PER_MINUTE: u32 = 30;
 /// The window the counts cover.
-const WINDOW_MS: u64 = 60_000;
+pub const WINDOW_MS: u64 = 60_000;
 /// Most accounts tracked at once; beyond it, the accounts whose window has
 /// emptied are dropped first, then the ones quiet the longest. An evicted
 /// count only ever belongs to a name flooded with at least this many
@@ -47,6 +47,18 @@ impl Key {
             Some(id) => Key::Device(id, user.to_owned()),
             None => Key::Account(user.to_owned()),
         }
+    }
+}
+
+/// The budget's name in a shared store: `a:USER`, or `d:DEVICE:USER` with
+/// the device certificate's SHA-256 in hex.
+pub fn budget_name(user: &str, device: Option<[u8; 32]>) -> String {
+    match device {
+        Some(id) => {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            format!("d:{hex}:{user}")
+        }
+        None => format!("a:{user}"),
     }
 }
 

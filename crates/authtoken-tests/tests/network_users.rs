@@ -203,7 +203,7 @@ fn a_user_only_the_authority_knows_is_known_to_glibc_after_a_sync() {
     run_ok(
         Command::new(concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-server"))
             .arg("remove-user")
-            .arg(ws.users())
+            .arg(&server.store)
             .arg("dave"),
         None,
     );

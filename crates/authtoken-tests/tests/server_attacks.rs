@@ -7,240 +7,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::Path;
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authtoken_protocol::mdm::{self, UserIdentity};
-use authtoken_protocol::scram;
+use authtoken_protocol::mdm;
+use common::client::*;
 use common::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 
 const ATTACKER: [u8; 4] = [127, 0, 0, 2];
 const USER_ELSEWHERE: [u8; 4] = [127, 0, 0, 3];
 const PASSWORD: &str = "alice's own";
-
-/// A keep-alive HTTPS connection from a chosen loopback source address.
-struct Client {
-    stream: BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
-}
-
-/// One HTTP reply.
-struct Reply {
-    status: u16,
-    retry_after: Option<u64>,
-    body: Vec<u8>,
-}
-
-fn tls_config(ca: &Path) -> Arc<rustls::ClientConfig> {
-    tls_config_as(ca, None)
-}
-
-/// A client TLS config, presenting `identity` (certificate and key PEM
-/// files: an enrolled device) when given.
-fn tls_config_as(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    Arc::new(match identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(cert)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
-                rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
-            )
-            .unwrap(),
-    })
-}
-
-/// A TCP connection to `server` from `source`.
-fn connect_from(source: [u8; 4], server: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(IpAddr::from(source), 0).into())?;
-    socket.connect_timeout(&server.into(), Duration::from_secs(5))?;
-    let stream: TcpStream = socket.into();
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    Ok(stream)
-}
-
-impl Client {
-    fn connect(
-        source: [u8; 4],
-        server: &Server,
-        tls: &Arc<rustls::ClientConfig>,
-    ) -> std::io::Result<Client> {
-        let tcp = connect_from(source, server.addr)?;
-        let name = ServerName::IpAddress(server.addr.ip().into());
-        let conn =
-            rustls::ClientConnection::new(tls.clone(), name).map_err(std::io::Error::other)?;
-        let mut stream = rustls::StreamOwned::new(conn, tcp);
-        // Finish the handshake now, so a refused connection shows here.
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock)?;
-        }
-        Ok(Client {
-            stream: BufReader::new(stream),
-        })
-    }
-
-    fn put(&mut self, body: &[u8]) -> std::io::Result<Reply> {
-        let head = format!(
-            "PUT /checkin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
-            mdm::CONTENT_TYPE,
-            body.len()
-        );
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
-        self.exchange(&request)
-    }
-
-    fn get(&mut self, path: &str) -> std::io::Result<Reply> {
-        self.exchange(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-    }
-
-    /// Sends one whole request and reads its reply.
-    fn exchange(&mut self, request: &[u8]) -> std::io::Result<Reply> {
-        let out = self.stream.get_mut();
-        out.write_all(request)?;
-        out.flush()?;
-        let mut status_line = String::new();
-        if self.stream.read_line(&mut status_line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or(std::io::ErrorKind::InvalidData)?;
-        let (mut length, mut retry_after) = (0usize, None);
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if let Some(v) = lower.strip_prefix("retry-after:") {
-                retry_after = v.trim().parse().ok();
-            }
-        }
-        let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body)?;
-        Ok(Reply {
-            status,
-            retry_after,
-            body,
-        })
-    }
-}
-
-fn identity(user: &str) -> UserIdentity {
-    UserIdentity {
-        udid: UDID.into(),
-        user_id: mdm::derive_user_id(UDID, user),
-        short_name: user.into(),
-        long_name: user.into(),
-    }
-}
-
-fn field(reply: &Reply, key: &str) -> Option<String> {
-    let dict = mdm::parse_dict(&reply.body, "reply").ok()?;
-    dict.get(key)?.as_string().map(str::to_owned)
-}
-
-/// The first step: the DigestChallenge text.
-fn challenge(client: &mut Client, user: &str) -> Reply {
-    client
-        .put(&mdm::request_body(&identity(user), None).unwrap())
-        .unwrap()
-}
-
-/// The second step for `challenge_text`, with `password`.
-fn respond(
-    client: &mut Client,
-    user: &str,
-    password: &str,
-    challenge_text: &str,
-) -> (Reply, String) {
-    // Over TLS the server offers SCRAM-SHA-256-PLUS; this client cannot
-    // bind (plain ureq) and answers as such a client does, GS2 `n`.
-    let fields = challenge_text
-        .strip_prefix("SCRAM-SHA-256-PLUS ")
-        .or_else(|| challenge_text.strip_prefix("SCRAM-SHA-256 "))
-        .unwrap();
-    let parsed = scram::parse_challenge(fields, 4096..=10_000_000).unwrap();
-    let out = scram::client_final(
-        user,
-        password.as_bytes(),
-        &parsed,
-        &scram::new_cnonce().unwrap(),
-    );
-    let response = out.digest_response.to_string();
-    let reply = client
-        .put(&mdm::request_body(&identity(user), Some(&response)).unwrap())
-        .unwrap();
-    (reply, response)
-}
-
-/// A whole SCRAM login; true when a token came back.
-fn scram_login(client: &mut Client, user: &str, password: &str) -> bool {
-    let first = challenge(client, user);
-    assert_eq!(first.status, 200);
-    let text = field(&first, "DigestChallenge").unwrap();
-    let (reply, _) = respond(client, user, password, &text);
-    reply.status == 200 && field(&reply, "AuthToken").is_some_and(|t| !t.is_empty())
-}
-
-/// The value of one metric line, from `--metrics-listen`.
-fn metric(addr: SocketAddr, line_start: &str) -> u64 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
-}
-
-/// The metrics address a server printed.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    poll_until(Duration::from_secs(10), || {
-        server.lines().iter().find_map(|l| {
-            l.split("metrics on http://")
-                .nth(1)?
-                .trim_end_matches("/metrics")
-                .parse()
-                .ok()
-        })
-    })
-    .expect("the server printed its metrics address")
-}
 
 struct Site {
     ws: Workspace,
@@ -616,11 +395,18 @@ fn sighup_reloads_the_store_and_keeps_it_when_the_new_one_is_bad() {
         scram_login(&mut site.client(USER_ELSEWHERE, &server), user, password)
     };
     assert!(!login_as("carol", "carol's"), "not there yet");
-    site.ws.add_user("carol", Some("carol's"), &[]);
+    // The store it serves from: the file, or its PostgreSQL copy.
+    run_ok(
+        Command::new(SERVER)
+            .arg("add-user")
+            .arg(&server.store)
+            .args(["carol", "--iterations=4096"]),
+        Some("carol's\n"),
+    );
     run_ok(
         Command::new(SERVER)
             .arg("remove-user")
-            .arg(site.ws.users())
+            .arg(&server.store)
             .arg("alice"),
         None,
     );
@@ -630,7 +416,7 @@ fn sighup_reloads_the_store_and_keeps_it_when_the_new_one_is_bad() {
     assert!(!login_as("alice", PASSWORD), "removed, then reloaded");
     // list-users never shows a verifier.
     let listing = run_ok(
-        Command::new(SERVER).arg("list-users").arg(site.ws.users()),
+        Command::new(SERVER).arg("list-users").arg(&server.store),
         None,
     );
     assert!(
@@ -643,7 +429,7 @@ fn sighup_reloads_the_store_and_keeps_it_when_the_new_one_is_bad() {
         "{listing}"
     );
     // A corrupt store is refused; the one in force keeps serving.
-    std::fs::write(site.ws.users(), "this is not a store").unwrap();
+    server.corrupt_store();
     hup(&server);
     assert!(server.wait_for("reload refused", 1));
     assert!(login_as("carol", "carol's"));

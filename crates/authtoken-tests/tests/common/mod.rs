@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub(crate) mod client;
+
 /// The workspace's binaries, as `cargo build --workspace` left them.
 pub(crate) const HELPER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-helper");
 pub(crate) const SERVER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-server");
@@ -192,6 +194,9 @@ pub(crate) struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: tempfile::NamedTempFile,
+    /// What it serves from: the TOML file, or (in a run under
+    /// scripts/with-postgres.sh) a PostgreSQL copy of it.
+    pub store: String,
 }
 
 impl Server {
@@ -225,6 +230,34 @@ impl Server {
     fn spawn(users: &Path, args: &[String], nofile: Option<u64>) -> Server {
         use std::os::unix::process::CommandExt as _;
         let log = tempfile::NamedTempFile::new().unwrap();
+        let hem = args.iter().any(|a| a == "--protocol=hem" || a == "hem");
+        let explicit = args
+            .iter()
+            .position(|a| a == "--store")
+            .and_then(|i| args.get(i + 1))
+            .cloned();
+        let (store, args): (String, Vec<String>) = match postgres_suite() {
+            // A test that names its own PostgreSQL store (replicas.rs).
+            _ if explicit.is_some() => (explicit.clone().unwrap_or_default(), args.to_vec()),
+            // The same suite, once per store: the TOML store copied into a
+            // database of its own (one per store file, so replicas of one
+            // workspace share it), single-use records there too.
+            Some(socket_dir) if !hem => (
+                suite_database(&socket_dir, users),
+                args.iter()
+                    .filter(|a| !a.starts_with("--replay-dir"))
+                    .cloned()
+                    .collect(),
+            ),
+            _ => (users.display().to_string(), args.to_vec()),
+        };
+        let store_args: Vec<String> = if explicit.is_some() {
+            Vec::new()
+        } else if is_postgres(&store) {
+            vec!["--store".into(), store.clone()]
+        } else {
+            vec!["--users".into(), store.clone()]
+        };
         let mut command = Command::new(SERVER);
         if let Some(limit) = nofile {
             // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
@@ -242,10 +275,9 @@ impl Server {
         let child = command
             .arg("serve")
             .arg("--listen=127.0.0.1:0")
-            .arg("--users")
-            .arg(users)
+            .args(&store_args)
             .arg("--failure-delay-ms=100")
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
@@ -255,6 +287,7 @@ impl Server {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             log,
+            store,
         };
         let found = poll_until(Duration::from_secs(20), || {
             server.lines().iter().find_map(|line| {
@@ -268,6 +301,19 @@ impl Server {
 
     pub(crate) fn url(&self) -> String {
         format!("https://{}/checkin", self.addr)
+    }
+
+    /// Makes the store it serves from unloadable: junk in the file, or a
+    /// user row no store accepts.
+    pub(crate) fn corrupt_store(&self) {
+        if is_postgres(&self.store) {
+            psql(
+                &self.store,
+                "UPDATE authtoken_users SET record = '{\"policy\": \"bogus\"}'",
+            );
+        } else {
+            std::fs::write(&self.store, "this is not a store").unwrap();
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -297,6 +343,202 @@ impl Server {
             (self.lines().iter().filter(|l| l.contains(needle)).count() >= n).then_some(())
         })
         .is_some()
+    }
+}
+
+// ---- PostgreSQL ----------------------------------------------------------
+
+fn is_postgres(store: &str) -> bool {
+    store.starts_with("postgres")
+}
+
+/// The socket directory of the cluster scripts/with-postgres.sh started,
+/// when the suite runs on the PostgreSQL store.
+pub(crate) fn postgres_suite() -> Option<String> {
+    std::env::var("AUTHTOKEN_TEST_POSTGRES")
+        .ok()
+        .filter(|dir| !dir.is_empty())
+}
+
+/// The database for the TOML store `users` in the cluster at `socket_dir`:
+/// created and migrated the first time, its content replaced by the file's.
+fn suite_database(socket_dir: &str, users: &Path) -> String {
+    let name = format!(
+        "t{}",
+        &fingerprint(users.display().to_string().as_bytes())[..12]
+    );
+    let url = postgres_url(socket_dir, &name);
+    let admin = postgres_url(socket_dir, "postgres");
+    // "already exists" when a second replica of the workspace starts.
+    let _ = Command::new("psql")
+        .args([
+            "-q",
+            "-X",
+            "-d",
+            &admin,
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    run_ok(Command::new(SERVER).arg("migrate").arg(&url), None);
+    run_ok(
+        Command::new(SERVER)
+            .arg("import-store")
+            .arg(users)
+            .arg(&url),
+        None,
+    );
+    url
+}
+
+/// A libpq URL for database `name` over the Unix socket in `socket_dir`.
+pub(crate) fn postgres_url(socket_dir: &str, name: &str) -> String {
+    format!("postgresql:///{name}?host={socket_dir}&user=postgres")
+}
+
+/// Runs `sql` with psql on the database at `url`; its output.
+pub(crate) fn psql(url: &str, sql: &str) -> String {
+    run_ok(
+        Command::new("psql").args([
+            "-q",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ]),
+        None,
+    )
+}
+
+/// A PostgreSQL cluster of its own in a temporary directory, on a Unix
+/// socket there (and, if asked, a loopback port), run as the `postgres`
+/// account with `initdb` and `pg_ctl`: stopped and removed on drop.
+pub(crate) struct Postgres {
+    dir: TempDir,
+    bin: PathBuf,
+    /// The loopback port, when it listens on one.
+    pub port: Option<u16>,
+}
+
+impl Postgres {
+    pub(crate) fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// With `tls`: also on a loopback port, with TLS from this certificate
+    /// and key.
+    pub(crate) fn start_with(tls: Option<(&Path, &Path)>) -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (scripts/deps.sh)")
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .expect("an initdb");
+        let dir = tempfile::Builder::new()
+            .prefix("authtoken-pg")
+            .tempdir()
+            .unwrap();
+        let owner = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("a postgres account");
+        nix::unistd::chown(dir.path(), Some(owner.uid), Some(owner.gid)).unwrap();
+        let mut pg = Postgres {
+            dir,
+            bin,
+            port: None,
+        };
+        run_ok(
+            pg.as_postgres("initdb")
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(pg.dir.path().join("data")),
+            None,
+        );
+        let port = tls.map(|(cert, key)| {
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let target = pg.dir.path().join("data").join(to);
+                std::fs::copy(from, &target).unwrap();
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+                nix::unistd::chown(&target, Some(owner.uid), Some(owner.gid)).unwrap();
+            }
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        pg.port = port;
+        pg.ctl_start();
+        pg
+    }
+
+    fn as_postgres(&self, program: &str) -> Command {
+        let mut command = Command::new("runuser");
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program));
+        command
+    }
+
+    /// Starts (again) the cluster, waiting until it answers.
+    pub(crate) fn ctl_start(&self) {
+        let socket = self.dir.path().display().to_string();
+        let options = match self.port {
+            Some(port) => format!("-k {socket} -c listen_addresses=127.0.0.1 -p {port} -c ssl=on"),
+            None => format!("-k {socket} -c listen_addresses=''"),
+        };
+        run_ok(
+            self.as_postgres("pg_ctl")
+                .args(["-w", "-t", "30", "-o", &options, "-l"])
+                .arg(self.dir.path().join("log"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .arg("start"),
+            None,
+        );
+    }
+
+    /// Stops the cluster (fast: connections are closed at once).
+    pub(crate) fn ctl_stop(&self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["-w", "-t", "30", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    pub(crate) fn socket_dir(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// The URL of database `name` over the socket.
+    pub(crate) fn url(&self, name: &str) -> String {
+        let url = postgres_url(&self.socket_dir(), name);
+        match self.port {
+            Some(port) => format!("{url}&port={port}"),
+            None => url,
+        }
+    }
+
+    /// A new, empty database; its URL over the socket.
+    pub(crate) fn database(&self, name: &str) -> String {
+        psql(&self.url("postgres"), &format!("CREATE DATABASE {name}"));
+        self.url(name)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.ctl_stop();
     }
 }
 

@@ -1,0 +1,625 @@
+//! The PostgreSQL store (`--store postgres://…`), for several authority
+//! replicas on one database. It holds what the TOML store holds (the
+//! secret, users with their verifiers, the directory's groups) and what
+//! replicas must share: the single-use records of accepted responses (a
+//! primary key is the replay guard) and the failures each guessing budget
+//! has spent. Each replica serves from a copy of the users loaded at start
+//! and reloaded when the store's version counter moves, so a login reads
+//! the database at most once (the guessing budget, before a proof is
+//! evaluated) and writes once (its single-use record, or the failure).
+//!
+//! Every operation is bounded by [`OPERATION_TIMEOUT`]; a database that is
+//! away turns into [`StoreDown`], which the authority answers with `503`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
+
+use crate::error::{random, ServerError};
+use crate::metrics::Metrics;
+use crate::store::{Store, User};
+use crate::throttle::{Verdict, WINDOW_MS};
+
+/// The migrations, in order; the schema's version is how many are applied.
+pub const MIGRATIONS: [(&str, &str); 2] = [
+    ("users", include_str!("../migrations/0001_users.sql")),
+    ("replicas", include_str!("../migrations/0002_replicas.sql")),
+];
+
+/// The schema version this build serves from.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The longest any one database operation may take before the request it
+/// serves is answered `503`.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections each replica keeps to the database, at most.
+const POOL_SIZE: usize = 16;
+
+/// The database could not be reached or did not answer in time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreDown(pub String);
+
+impl From<StoreDown> for ServerError {
+    fn from(down: StoreDown) -> ServerError {
+        ServerError::Usage(down.to_string())
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    /// The URL without its password, for messages.
+    pub shown: String,
+    /// Whether the last operation reached the database.
+    healthy: AtomicBool,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// Whether `text` names a PostgreSQL store rather than a TOML file.
+pub fn is_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+impl PgStore {
+    /// A pool for `url` (libpq's URL form; `sslmode=require` for TLS to the
+    /// database, verified against `ca_file` or the system roots). Nothing
+    /// is connected yet.
+    pub fn open(url: &str, ca_file: Option<&Path>) -> Result<PgStore, ServerError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| ServerError::Usage(format!("store URL: {e}")))?;
+        config.connect_timeout(OPERATION_TIMEOUT);
+        config.application_name("authtoken-server");
+        let shown = shown_url(url);
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() == SslMode::Disable {
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        } else {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(database_tls(ca_file)?);
+            Manager::from_config(config, tls, manager_config)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(OPERATION_TIMEOUT))
+            .create_timeout(Some(OPERATION_TIMEOUT))
+            .recycle_timeout(Some(OPERATION_TIMEOUT))
+            .build()
+            .map_err(|e| ServerError::Usage(format!("store pool: {e}")))?;
+        Ok(PgStore {
+            pool,
+            shown,
+            healthy: AtomicBool::new(true),
+            metrics: None,
+        })
+    }
+
+    /// Counts this store's operations, errors and latency in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> PgStore {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on a pooled connection within [`OPERATION_TIMEOUT`],
+    /// recording its health, latency and errors under `operation`.
+    async fn run<T, F, Fut>(&self, operation: &'static str, work: F) -> Result<T, StoreDown>
+    where
+        F: FnOnce(deadpool_postgres::Object) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let started = Instant::now();
+        let result = tokio::time::timeout(OPERATION_TIMEOUT, async {
+            let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            work(client).await.map_err(|e| error_text(&e))
+        })
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_owned()));
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.store_operation(operation, started.elapsed().as_secs_f64(), result.is_ok());
+        }
+        result.map_err(StoreDown)
+    }
+
+    /// The schema version applied (0 for an empty database).
+    pub async fn schema_version(&self) -> Result<u32, StoreDown> {
+        self.run("schema", |client| async move {
+            let exists: bool = client
+                .query_one("SELECT to_regclass('authtoken_schema') IS NOT NULL", &[])
+                .await?
+                .get(0);
+            if !exists {
+                return Ok(0);
+            }
+            let version: Option<i32> = client
+                .query_one("SELECT max(version) FROM authtoken_schema", &[])
+                .await?
+                .get(0);
+            Ok(version.unwrap_or(0) as u32)
+        })
+        .await
+    }
+
+    /// Applies the migrations past the schema's version, up to `to` (all by
+    /// default), each in a transaction of its own under an advisory lock
+    /// (two replicas migrating at once take turns); creates the secret.
+    /// Returns the versions before and after.
+    pub async fn migrate(&self, to: Option<u32>) -> Result<(u32, u32), ServerError> {
+        let target = to.unwrap_or(SCHEMA_VERSION);
+        if target > SCHEMA_VERSION {
+            return Err(ServerError::Usage(format!(
+                "this authtoken-server knows schema versions up to {SCHEMA_VERSION}"
+            )));
+        }
+        let secret = random(32)?;
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ServerError::Usage(format!("{}: {e}", self.shown)))?;
+        let fail = |e: tokio_postgres::Error| ServerError::Usage(error_text(&e));
+        let before = {
+            let tx = client.transaction().await.map_err(fail)?;
+            tx.batch_execute(
+                "SELECT pg_advisory_xact_lock(7212946);
+                 CREATE TABLE IF NOT EXISTS authtoken_schema (
+                     version integer PRIMARY KEY,
+                     name text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+            let version: Option<i32> = client
+                .query_one("SELECT max(version) FROM authtoken_schema", &[])
+                .await
+                .map_err(fail)?
+                .get(0);
+            version.unwrap_or(0) as u32
+        };
+        if before > SCHEMA_VERSION {
+            return Err(ServerError::Usage(format!(
+                "the store's schema (version {before}) is newer than this authtoken-server's \
+                 ({SCHEMA_VERSION})"
+            )));
+        }
+        let mut now = before;
+        for (index, (name, sql)) in MIGRATIONS.iter().enumerate() {
+            let version = index as u32 + 1;
+            if version > target {
+                break;
+            }
+            let tx = client.transaction().await.map_err(fail)?;
+            tx.batch_execute("SELECT pg_advisory_xact_lock(7212946)")
+                .await
+                .map_err(fail)?;
+            let done: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM authtoken_schema WHERE version = $1)",
+                    &[&(version as i32)],
+                )
+                .await
+                .map_err(fail)?
+                .get(0);
+            if !done {
+                tx.batch_execute(sql).await.map_err(fail)?;
+                tx.execute(
+                    "INSERT INTO authtoken_schema (version, name) VALUES ($1, $2)",
+                    &[&(version as i32), name],
+                )
+                .await
+                .map_err(fail)?;
+            }
+            tx.commit().await.map_err(fail)?;
+            now = now.max(version);
+        }
+        client
+            .execute(
+                "INSERT INTO authtoken_settings (name, value) VALUES ('secret', $1)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&secret],
+            )
+            .await
+            .map_err(fail)?;
+        Ok((before, now))
+    }
+
+    /// Refuses a database whose schema is not this build's.
+    pub async fn check_schema(&self) -> Result<(), ServerError> {
+        match self.schema_version().await? {
+            version if version == SCHEMA_VERSION => Ok(()),
+            version if version < SCHEMA_VERSION => Err(ServerError::Usage(format!(
+                "{}: schema version {version}, this authtoken-server needs {SCHEMA_VERSION}: \
+                 run `authtoken-server migrate`",
+                self.shown
+            ))),
+            version => Err(ServerError::Usage(format!(
+                "{}: schema version {version} is newer than this authtoken-server's \
+                 ({SCHEMA_VERSION})",
+                self.shown
+            ))),
+        }
+    }
+
+    /// The store's version counter (moves on every change of users or
+    /// groups).
+    pub async fn version(&self) -> Result<i64, StoreDown> {
+        self.run("version", |client| async move {
+            Ok(client
+                .query_one("SELECT version FROM authtoken_store_version", &[])
+                .await?
+                .get(0))
+        })
+        .await
+    }
+
+    /// The whole store, and the version it was read at (one transaction).
+    pub async fn load(&self) -> Result<(Store, i64), ServerError> {
+        let rows = self
+            .run("load", |mut client| async move {
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await?;
+                let version: i64 = tx
+                    .query_one("SELECT version FROM authtoken_store_version", &[])
+                    .await?
+                    .get(0);
+                let secret: Option<Vec<u8>> = tx
+                    .query_opt(
+                        "SELECT value FROM authtoken_settings WHERE name = 'secret'",
+                        &[],
+                    )
+                    .await?
+                    .map(|row| row.get(0));
+                let users: Vec<(String, String)> = tx
+                    .query("SELECT name, record::text FROM authtoken_users", &[])
+                    .await?
+                    .iter()
+                    .map(|row| (row.get(0), row.get(1)))
+                    .collect();
+                let groups: Vec<(String, i32)> = tx
+                    .query("SELECT name, gid FROM authtoken_groups", &[])
+                    .await?
+                    .iter()
+                    .map(|row| (row.get(0), row.get(1)))
+                    .collect();
+                tx.commit().await?;
+                Ok((version, secret, users, groups))
+            })
+            .await?;
+        let (version, secret, user_rows, group_rows) = rows;
+        let mut users = BTreeMap::new();
+        for (name, json) in user_rows {
+            let user = Store::user_from_json(&name, &json)?;
+            users.insert(name, user);
+        }
+        let groups = group_rows
+            .into_iter()
+            .map(|(name, gid)| (name, gid as u32))
+            .collect();
+        let store = Store::assemble(secret.unwrap_or_default(), users, groups)?;
+        Ok((store, version))
+    }
+
+    /// Adds or replaces one user.
+    pub async fn put_user(&self, name: &str, user: &User) -> Result<(), StoreDown> {
+        let json = Store::user_to_json(user);
+        self.run("put_user", |client| async move {
+            client
+                .execute(
+                    "INSERT INTO authtoken_users (name, record) VALUES ($1, $2::text::jsonb)
+                     ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
+                    &[&name, &json],
+                )
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Removes one user; whether it was there.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreDown> {
+        self.run("remove_user", |client| async move {
+            Ok(client
+                .execute("DELETE FROM authtoken_users WHERE name = $1", &[&name])
+                .await?
+                == 1)
+        })
+        .await
+    }
+
+    /// Adds or replaces one group.
+    pub async fn put_group(&self, name: &str, gid: u32) -> Result<(), StoreDown> {
+        let gid = gid as i32;
+        self.run("put_group", |client| async move {
+            client
+                .execute(
+                    "INSERT INTO authtoken_groups (name, gid) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET gid = EXCLUDED.gid",
+                    &[&name, &gid],
+                )
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Replaces the store's content with `store` in one transaction (its
+    /// secret too, so tokens' nonces keep working across the move).
+    pub async fn import(&self, store: &Store) -> Result<(), ServerError> {
+        let names: Vec<&str> = store.users.keys().map(String::as_str).collect();
+        let records: Vec<String> = store.users.values().map(Store::user_to_json).collect();
+        let group_names: Vec<&str> = store.groups.keys().map(String::as_str).collect();
+        let gids: Vec<i32> = store.groups.values().map(|gid| *gid as i32).collect();
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ServerError::Usage(format!("{}: {e}", self.shown)))?;
+        let fail = |e: tokio_postgres::Error| ServerError::Usage(error_text(&e));
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.batch_execute("TRUNCATE authtoken_users, authtoken_groups")
+            .await
+            .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO authtoken_settings (name, value) VALUES ('secret', $1)
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            &[&store.secret],
+        )
+        .await
+        .map_err(fail)?;
+        // In slices, so one statement's parameters stay a few MB.
+        const SLICE: usize = 10_000;
+        for (names, records) in names.chunks(SLICE).zip(records.chunks(SLICE)) {
+            tx.execute(
+                "INSERT INTO authtoken_users (name, record)
+                 SELECT name, record::jsonb FROM unnest($1::text[], $2::text[]) AS u(name, record)",
+                &[&names, &records],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tx.execute(
+            "INSERT INTO authtoken_groups (name, gid) SELECT * FROM unnest($1::text[], $2::int[])",
+            &[&group_names, &gids],
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)
+    }
+
+    /// Claims an accepted response's nonce: `Ok(true)` the first time on
+    /// any replica, `Ok(false)` for a replay.
+    pub async fn claim(&self, account: &str, nonce: &str, expiry: u64) -> Result<bool, StoreDown> {
+        let expiry = expiry as i64;
+        self.run("claim", |client| async move {
+            Ok(client
+                .execute(
+                    "INSERT INTO authtoken_replay (nonce, account, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (nonce) DO NOTHING",
+                    &[&nonce, &account, &expiry],
+                )
+                .await?
+                == 1)
+        })
+        .await
+    }
+
+    /// The budget's verdict: refused once `per_minute` failures fall in
+    /// the last minute, until the oldest of the newest `per_minute` leaves
+    /// it (the in-memory throttle's rule, over all replicas' failures).
+    pub async fn throttle_check(
+        &self,
+        budget: &str,
+        now_ms: u64,
+        per_minute: u32,
+    ) -> Result<Verdict, StoreDown> {
+        let since = now_ms.saturating_sub(WINDOW_MS) as i64;
+        let limit = i64::from(per_minute);
+        let times: Vec<i64> = self
+            .run("throttle_check", |client| async move {
+                Ok(client
+                    .query(
+                        "SELECT at_ms FROM authtoken_failures WHERE budget = $1 AND at_ms > $2
+                         ORDER BY at_ms DESC LIMIT $3",
+                        &[&budget, &since, &limit],
+                    )
+                    .await?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect())
+            })
+            .await?;
+        Ok(match times.last() {
+            Some(&oldest) if times.len() >= per_minute as usize => Verdict::Refuse {
+                retry_after_secs: (oldest as u64 + WINDOW_MS)
+                    .saturating_sub(now_ms)
+                    .div_ceil(1000)
+                    .max(1),
+            },
+            _ => Verdict::Evaluate,
+        })
+    }
+
+    /// Records a wrong proof; whether the budget is now spent.
+    pub async fn throttle_failed(
+        &self,
+        budget: &str,
+        now_ms: u64,
+        per_minute: u32,
+    ) -> Result<bool, StoreDown> {
+        let at = now_ms as i64;
+        let since = now_ms.saturating_sub(WINDOW_MS) as i64;
+        let count: i64 = self
+            .run("throttle_failed", |client| async move {
+                Ok(client
+                    .query_one(
+                        "WITH added AS (INSERT INTO authtoken_failures (budget, at_ms) VALUES ($1, $2))
+                         SELECT count(*) + 1 FROM authtoken_failures WHERE budget = $1 AND at_ms > $3",
+                        &[&budget, &at, &since],
+                    )
+                    .await?
+                    .get(0))
+            })
+            .await?;
+        Ok(count >= i64::from(per_minute))
+    }
+
+    /// A good proof from an enrolled device: its own budget starts over.
+    pub async fn throttle_reset(&self, budget: &str) -> Result<(), StoreDown> {
+        self.run("throttle_reset", |client| async move {
+            client
+                .execute(
+                    "DELETE FROM authtoken_failures WHERE budget = $1",
+                    &[&budget],
+                )
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Deletes expired single-use records and failures out of the window.
+    pub async fn sweep(&self, now_ms: u64) -> Result<(), StoreDown> {
+        let now_secs = (now_ms / 1000) as i64;
+        let since = now_ms.saturating_sub(WINDOW_MS) as i64;
+        self.run("sweep", |client| async move {
+            client
+                .execute(
+                    "DELETE FROM authtoken_replay WHERE expires_at <= $1",
+                    &[&now_secs],
+                )
+                .await?;
+            client
+                .execute(
+                    "DELETE FROM authtoken_failures WHERE at_ms <= $1",
+                    &[&since],
+                )
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+/// rustls on ring for the database connection: `ca_file`'s certificates,
+/// else the system roots.
+fn database_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ServerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(ServerError::io(path))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert =
+                    cert.map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ServerError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority
+        .rsplit_once('@')
+        .and_then(|(credentials, host)| Some((credentials.split_once(':')?.0, host)))
+    {
+        Some((user, host)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+    .replace_password_parameter()
+}
+
+trait HidePassword {
+    fn replace_password_parameter(self) -> String;
+}
+
+impl HidePassword for String {
+    /// `password=…` in the query part, hidden too.
+    fn replace_password_parameter(self) -> String {
+        let Some((head, query)) = self.split_once('?') else {
+            return self;
+        };
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        format!("{head}?{}", query.join("&"))
+    }
+}
+
+/// A database error with PostgreSQL's own message when there is one.
+fn error_text(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            shown_url("postgres://authtoken:s3cret@db.example:5432/authtoken?sslmode=require"),
+            "postgres://authtoken:***@db.example:5432/authtoken?sslmode=require"
+        );
+        assert_eq!(
+            shown_url("postgresql:///authtoken?host=/run/postgresql&password=s3cret&user=a"),
+            "postgresql:///authtoken?host=/run/postgresql&password=***&user=a"
+        );
+        for plain in [
+            "postgres://db.example/authtoken",
+            "postgres://authtoken@db.example/authtoken",
+        ] {
+            assert_eq!(shown_url(plain), plain);
+        }
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        assert_eq!(SCHEMA_VERSION, 2);
+        assert!(MIGRATIONS[0].1.contains("CREATE TABLE authtoken_users"));
+        assert!(MIGRATIONS[1].1.contains("CREATE TABLE authtoken_replay"));
+        assert!(is_url("postgres://x/y") && is_url("postgresql:///y"));
+        assert!(!is_url("/etc/authtoken-server/users.toml"));
+    }
+}
