@@ -1,8 +1,10 @@
-//! The token authority's decisions for `UserAuthenticate`, without I/O of
-//! its own: which challenge to issue, whether a digest is right, which
-//! token to hand out, and when to stop listening to a guesser. Challenges
-//! are stateless ([`crate::nonce`]); responses are accepted once; failed
-//! proofs are throttled ([`crate::throttle`]).
+//! The token authority's decisions for `UserAuthenticate`: which challenge
+//! to issue, whether a digest is right, which token to hand out, and when
+//! to stop listening to a guesser. Challenges are stateless
+//! ([`crate::nonce`]); responses are accepted once; failed proofs are
+//! throttled ([`crate::throttle`]). Its only I/O is the state replicas
+//! share ([`crate::shared`]: in memory, or a PostgreSQL store), reached only
+//! by a response that got as far as its proof.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -449,21 +451,25 @@ impl Authority {
         }
     }
 
-    async fn verify(&self, loaded: &Loaded, user: &str, response: &str, origin: Origin) -> Answer {
-        let verdict = match self.shared.check(user, origin.device, origin.now_ms).await {
-            Ok(verdict) => verdict,
-            Err(down) => return Authority::store_down(&down),
-        };
-        if let Verdict::Refuse { retry_after_secs } = verdict {
-            return Answer {
+    /// The guessing budget, read just before a proof would be evaluated
+    /// (so junk, forged nonces and replays never reach a shared store):
+    /// the answer to send instead, if any.
+    async fn over_budget(&self, user: &str, origin: Origin) -> Option<Answer> {
+        match self.shared.check(user, origin.device, origin.now_ms).await {
+            Ok(Verdict::Evaluate) => None,
+            Ok(Verdict::Refuse { retry_after_secs }) => Some(Answer {
                 retry_after: Some(retry_after_secs),
                 ..Answer::status(
                     429,
                     Event::Throttled,
                     format!("throttled: retry after {retry_after_secs} s"),
                 )
-            };
+            }),
+            Err(down) => Some(Authority::store_down(&down)),
         }
+    }
+
+    async fn verify(&self, loaded: &Loaded, user: &str, response: &str, origin: Origin) -> Answer {
         let decoy;
         let credential = match loaded.store.users.get(user) {
             Some(entry) if entry.policy == Policy::Unmanaged => {
@@ -515,6 +521,9 @@ impl Authority {
         if parsed.user != user {
             return self.refuse_junk("n= names another user");
         }
+        if let Some(answer) = self.over_budget(user, origin).await {
+            return answer;
+        }
         let offered = origin.channel.filter(|c| c.can_bind());
         match scram_server::server_verify_bound(verifier, &parsed, offered.as_ref()) {
             Ok(signature) => {
@@ -560,6 +569,9 @@ impl Authority {
             || parsed.algorithm.is_some_and(|a| a != algorithm)
         {
             return self.refuse_junk("response for another user, realm or URI");
+        }
+        if let Some(answer) = self.over_budget(user, origin).await {
+            return answer;
         }
         if digest_server::server_verify(algorithm, ha1, &parsed) {
             self.grant(user, origin, &parsed.nonce, expiry, &[]).await

@@ -154,6 +154,26 @@ fn a_login_costs_one_read_and_one_write() {
         (before.0 + 2, before.1 + 1, before.2 + 1),
         "a wrong one: the budget read, the failure written"
     );
+    // Junk (a malformed response, a forged nonce) never reaches the database.
+    for junk in [
+        "SCRAM-SHA-256 garbage",
+        "SCRAM-SHA-256 n=alice,r=abc,c=biws,r=abcAAAAAAAAAAAAAAAAAAAA,p=AAAA",
+    ] {
+        let reply = site
+            .client(&a)
+            .put(&mdm::request_body(&identity("alice"), Some(junk)).unwrap())
+            .unwrap();
+        assert_eq!(field(&reply, "AuthToken").as_deref(), Some(""));
+    }
+    assert_eq!(
+        (
+            count("throttle_check"),
+            count("claim"),
+            count("throttle_failed")
+        ),
+        (before.0 + 2, before.1 + 1, before.2 + 1),
+        "junk: no database operation"
+    );
     assert_eq!(count("load"), 1, "users read once, at start");
 }
 
