@@ -19,14 +19,14 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::random;
-use crate::nonce::{Claim, NonceKey, ReplayRecord};
-use crate::pgstore::{PgStore, StoreDown};
+use crate::nonce::{Claim, NonceKey};
+use crate::pgstore::StoreDown;
 use crate::proto::digest as digest_server;
 use crate::proto::mdm::{reply_body, CheckinRequest};
 use crate::proto::scram::{self as scram_server, Refusal, Verifier};
 use crate::shared::Shared;
 use crate::store::{Credential, Policy, Store};
-use crate::throttle::{Throttle, Verdict};
+use crate::throttle::Verdict;
 
 /// What to do with users the store does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,19 +92,14 @@ pub struct Settings {
     /// Iterations of decoy challenges while the store holds no managed
     /// user to take a decoy's shape from.
     pub decoy_iterations: u32,
-    /// Where accepted responses are remembered (without a shared store).
-    pub replay: ReplayRecord,
-    /// Wrong proofs evaluated per account per minute, per budget.
-    pub throttle_after: u32,
-    /// Replicas on PostgreSQL: single-use records and guessing budgets
-    /// live there instead.
-    pub shared_store: Option<Arc<PgStore>>,
+    /// Where accepted responses are remembered and wrong proofs counted:
+    /// in this process, or in a PostgreSQL store its replicas share.
+    pub shared: Shared,
 }
 
 pub struct Authority {
     loaded: RwLock<Arc<Loaded>>,
     settings: Settings,
-    shared: Shared,
 }
 
 /// The reply to one request.
@@ -201,28 +196,17 @@ impl Origin {
 }
 
 impl Authority {
-    pub fn new(store: Store, mut settings: Settings) -> Authority {
-        let shared = match settings.shared_store.take() {
-            Some(store) => Shared::Postgres {
-                store,
-                per_minute: settings.throttle_after.max(1),
-            },
-            None => Shared::Local {
-                replay: std::mem::replace(&mut settings.replay, ReplayRecord::memory()),
-                throttle: Throttle::new(settings.throttle_after),
-            },
-        };
+    pub fn new(store: Store, settings: Settings) -> Authority {
         Authority {
             loaded: RwLock::new(Arc::new(Loaded::from(store))),
             settings,
-            shared,
         }
     }
 
     /// Whether the shared state (a PostgreSQL store) can be reached: what
     /// the readiness endpoint reports.
     pub fn ready(&self) -> bool {
-        self.shared.available()
+        self.settings.shared.available()
     }
 
     /// The answer while the store is away: `503`, so clients apply their
@@ -292,7 +276,7 @@ impl Authority {
                 format!("unsupported MessageType {}", request.message_type),
             );
         }
-        if !self.shared.available() {
+        if !self.settings.shared.available() {
             // Neither step can end in a login now: say so at the first, so
             // the client fails over (or goes offline) at once.
             return Authority::store_down(&StoreDown("the last operation failed".into()));
@@ -434,7 +418,12 @@ impl Authority {
     /// A proof that was evaluated and was wrong: counted against the
     /// account's budget (its device's, if it came from one).
     async fn reject(&self, user: &str, origin: Origin, why: &str) -> Answer {
-        let spent = match self.shared.failed(user, origin.device, origin.now_ms).await {
+        let spent = match self
+            .settings
+            .shared
+            .failed(user, origin.device, origin.now_ms)
+            .await
+        {
             Ok(spent) => spent,
             // An uncounted wrong guess is not answered as one.
             Err(down) => return Authority::store_down(&down),
@@ -455,7 +444,12 @@ impl Authority {
     /// (so junk, forged nonces and replays never reach a shared store):
     /// the answer to send instead, if any.
     async fn over_budget(&self, user: &str, origin: Origin) -> Option<Answer> {
-        match self.shared.check(user, origin.device, origin.now_ms).await {
+        match self
+            .settings
+            .shared
+            .check(user, origin.device, origin.now_ms)
+            .await
+        {
             Ok(Verdict::Evaluate) => None,
             Ok(Verdict::Refuse { retry_after_secs }) => Some(Answer {
                 retry_after: Some(retry_after_secs),
@@ -591,6 +585,7 @@ impl Authority {
         extra: &[(&str, &str)],
     ) -> Answer {
         match self
+            .settings
             .shared
             .claim(user, nonce, expiry, origin.now_secs())
             .await
@@ -612,7 +607,7 @@ impl Authority {
                 }
             }
         }
-        self.shared.succeeded(user, origin.device).await;
+        self.settings.shared.succeeded(user, origin.device).await;
         let Ok(bytes) = random(32) else {
             return Answer::status(500, Event::Failed, "no randomness");
         };
@@ -662,7 +657,12 @@ impl Authority {
         password: &[u8],
         origin: Origin,
     ) -> PasswordCheck {
-        match self.shared.check(user, origin.device, origin.now_ms).await {
+        match self
+            .settings
+            .shared
+            .check(user, origin.device, origin.now_ms)
+            .await
+        {
             Ok(Verdict::Evaluate) => {}
             Ok(Verdict::Refuse { retry_after_secs }) => {
                 return PasswordCheck::Throttled { retry_after_secs }
@@ -696,12 +696,17 @@ impl Authority {
             None => return PasswordCheck::Failed("managed user without credential"),
         };
         if !(right && may_sign_in) {
-            return match self.shared.failed(user, origin.device, origin.now_ms).await {
+            return match self
+                .settings
+                .shared
+                .failed(user, origin.device, origin.now_ms)
+                .await
+            {
                 Ok(budget_spent) => PasswordCheck::Rejected { budget_spent },
                 Err(_) => PasswordCheck::Unavailable,
             };
         }
-        self.shared.succeeded(user, origin.device).await;
+        self.settings.shared.succeeded(user, origin.device).await;
         let Ok(bytes) = random(16) else {
             return PasswordCheck::Failed("no randomness");
         };
@@ -732,6 +737,7 @@ impl From<Store> for Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nonce::ReplayRecord;
 
     /// The authority's async steps, run to completion (nothing in them
     /// waits on anything but the shared store, here in memory).
@@ -780,9 +786,7 @@ mod tests {
                 unknown,
                 failure_delay: Duration::from_millis(1),
                 decoy_iterations: 600_000,
-                replay: ReplayRecord::memory(),
-                throttle_after: crate::throttle::GUESSES_PER_MINUTE,
-                shared_store: None,
+                shared: Shared::local(ReplayRecord::memory(), crate::throttle::GUESSES_PER_MINUTE),
             },
         )
     }

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use authority::{Authority, Settings, UnknownUsers};
 use authtoken_server::pgstore::PgStore;
+use authtoken_server::shared::Shared;
 use authtoken_server::store_location::{self, Change, StoreLocation, StoreSource};
 use device::{Device, DeviceState};
 use error::ServerError;
@@ -384,37 +385,40 @@ fn serve(options: ServeOptions, store_ca: Option<&Path>) -> Result<(), ServerErr
     let (service, description) =
         match (options.protocol, &source, &options.device) {
             (Protocol::Mdm | Protocol::JsonAuthenticate | Protocol::Deki, Some(source), _) => {
-                let (store, shared_store) = match source {
-                    StoreSource::File(path) => (Store::load(path)?, None),
+                let (store, shared) = match source {
+                    StoreSource::File(path) => {
+                        let replay = match &options.replay_dir {
+                            Some(dir) => {
+                                std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
+                                ReplayRecord::Directory(dir.clone())
+                            }
+                            None => ReplayRecord::memory_per_account(options.replay_per_account),
+                        };
+                        (
+                            Store::load(path)?,
+                            Shared::local(replay, options.throttle_after),
+                        )
+                    }
                     StoreSource::Postgres(pg) => {
                         let (store, version) = runtime.block_on(async {
                             pg.check_schema().await?;
                             pg.load().await
                         })?;
                         followed = Some((pg.clone(), version));
-                        (store, Some(pg.clone()))
+                        (store, Shared::postgres(pg.clone(), options.throttle_after))
                     }
                 };
                 let users_count = store.users.len();
                 let shown = source.shown();
                 let description =
                     |name: &str| format!("protocol {name}, {users_count} users from {shown}");
-                let replay = match &options.replay_dir {
-                    Some(dir) => {
-                        std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
-                        ReplayRecord::Directory(dir.clone())
-                    }
-                    None => ReplayRecord::memory_per_account(options.replay_per_account),
-                };
                 let authority = Authority::new(
                     store,
                     Settings {
                         unknown: options.unknown_users,
                         failure_delay: Duration::from_millis(options.failure_delay_ms),
                         decoy_iterations: options.decoy_iterations,
-                        replay,
-                        throttle_after: options.throttle_after,
-                        shared_store,
+                        shared,
                     },
                 );
                 let (service, name) = match options.protocol {

@@ -133,6 +133,15 @@ impl PgStore {
         result.map_err(StoreDown)
     }
 
+    /// A connection for the administrator's long operations (migrate,
+    /// import), which take their own time rather than [`OPERATION_TIMEOUT`].
+    async fn admin_connection(&self) -> Result<deadpool_postgres::Object, ServerError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| ServerError::Usage(format!("{}: {e}", self.shown)))
+    }
+
     /// The schema version applied (0 for an empty database).
     pub async fn schema_version(&self) -> Result<u32, StoreDown> {
         self.run("schema", |client| async move {
@@ -164,12 +173,7 @@ impl PgStore {
             )));
         }
         let secret = random(32)?;
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| ServerError::Usage(format!("{}: {e}", self.shown)))?;
-        let fail = |e: tokio_postgres::Error| ServerError::Usage(error_text(&e));
+        let mut client = self.admin_connection().await?;
         let before = {
             let tx = client.transaction().await.map_err(fail)?;
             tx.batch_execute(
@@ -366,12 +370,7 @@ impl PgStore {
         let records: Vec<String> = store.users.values().map(Store::user_to_json).collect();
         let group_names: Vec<&str> = store.groups.keys().map(String::as_str).collect();
         let gids: Vec<i32> = store.groups.values().map(|gid| *gid as i32).collect();
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| ServerError::Usage(format!("{}: {e}", self.shown)))?;
-        let fail = |e: tokio_postgres::Error| ServerError::Usage(error_text(&e));
+        let mut client = self.admin_connection().await?;
         let tx = client.transaction().await.map_err(fail)?;
         tx.batch_execute("TRUNCATE authtoken_users, authtoken_groups")
             .await
@@ -582,6 +581,11 @@ impl HidePassword for String {
             .collect();
         format!("{head}?{}", query.join("&"))
     }
+}
+
+/// A failed administrator's operation, with PostgreSQL's message.
+fn fail(error: tokio_postgres::Error) -> ServerError {
+    ServerError::Usage(error_text(&error))
 }
 
 /// A database error with PostgreSQL's own message when there is one.

@@ -24,6 +24,23 @@ pub enum Shared {
 }
 
 impl Shared {
+    /// This process's own: `replay`, and a budget of `per_minute` wrong
+    /// proofs per account (at least one).
+    pub fn local(replay: ReplayRecord, per_minute: u32) -> Shared {
+        Shared::Local {
+            replay,
+            throttle: Throttle::new(per_minute),
+        }
+    }
+
+    /// Kept in a PostgreSQL store, with the same budget.
+    pub fn postgres(store: Arc<PgStore>, per_minute: u32) -> Shared {
+        Shared::Postgres {
+            store,
+            per_minute: per_minute.max(1),
+        }
+    }
+
     /// Whether the shared state can be reached (a database that failed its
     /// last operation cannot, until one succeeds again).
     pub fn available(&self) -> bool {
