@@ -15,8 +15,11 @@ fn scratch() -> &'static std::path::Path {
 }
 
 fuzz_target!(|data: &[u8]| {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     std::fs::write(scratch(), data).expect("scratch file");
-    let Some(reader) = Reader::open(scratch()) else {
+    std::fs::set_permissions(scratch(), std::fs::Permissions::from_mode(0o644)).expect("mode");
+    let owner = std::fs::metadata(scratch()).expect("scratch file").uid();
+    let Some(reader) = Reader::open_owned_by(scratch(), owner) else {
         return;
     };
     // Keys taken from the input itself, so lookups can hit.

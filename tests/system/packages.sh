@@ -117,8 +117,32 @@ check "authtoken-chkpwd installed setuid root" test "$(stat -c '%a %U %G' /usr/l
 check "helper account authtoken exists, without a shell" test "$(getent passwd authtoken | cut -d: -f7)" = /usr/sbin/nologin
 check "server account authtoken-server exists" getent passwd authtoken-server
 check "profile off until enabled" cmp "$before" /etc/pam.d/common-auth
-check "nsswitch.conf: passwd gains authtoken after files" grep -Eq '^passwd:.*[[:space:]]files[[:space:]]+authtoken([[:space:]]|$)' /etc/nsswitch.conf
-check "nsswitch.conf: group gains authtoken after files" grep -Eq '^group:.*[[:space:]]files[[:space:]]+authtoken([[:space:]]|$)' /etc/nsswitch.conf
+# after_systemd DB: authtoken follows systemd on the DB: line (after files
+# when the line has no systemd), so systemd's own names are never shadowed.
+after_systemd() {
+  local line before
+  line=$(grep -E "^$1:" /etc/nsswitch.conf)
+  before=files
+  grep -Eq '[[:space:]]systemd([[:space:]]|$)' <<<"$line" && before=systemd
+  grep -Eq "[[:space:]]$before[[:space:]]+authtoken([[:space:]]|\$)" <<<"$line"
+}
+check "nsswitch.conf: passwd gains authtoken after systemd (or files)" after_systemd passwd
+check "nsswitch.conf: group gains authtoken after systemd (or files)" after_systemd group
+# setup_line LINE: what nsswitch-setup add makes of a passwd: line.
+setup_line() {
+  local f
+  f=$(mktemp)
+  printf '%s\nhosts: files dns\n' "$1" >"$f"
+  /usr/libexec/authtoken/nsswitch-setup add "$f"
+  head -1 "$f"
+  rm -f "$f"
+}
+check "nsswitch-setup: an earlier authtoken is moved after systemd" \
+  test "$(setup_line 'passwd: files authtoken systemd')" = "passwd: files systemd authtoken"
+check "nsswitch-setup: after files without systemd, spacing kept" \
+  test "$(setup_line 'passwd:     files')" = "passwd:     files authtoken"
+check "nsswitch-setup: an action stays with its source" \
+  test "$(setup_line 'passwd: files systemd [NOTFOUND=return] ldap')" = "passwd: files systemd [NOTFOUND=return] authtoken ldap"
 check "nsswitch.conf: nothing else changed" bash -c "diff <(sed -E '/^(passwd|group):/s/ authtoken//' /etc/nsswitch.conf) '$nsswitch_before'"
 check "the sync timer is enabled" test -L /etc/systemd/system/timers.target.wants/authtoken-sync.timer
 check "NSS module installed beside libnss_files" test -f "$libdir/libnss_authtoken.so.2" -a -e "$libdir/libnss_files.so.2"
@@ -319,9 +343,10 @@ echo "AUTHTOKEN_SERVER_OPTS=\"$unit_opts\"" >"$defaults"
   exec setpriv --reuid=authtoken-server --regid=authtoken-server --clear-groups \
     --no-new-privs --inh-caps=-all --bounding-set=-all \
     /usr/sbin/authtoken-server serve $AUTHTOKEN_SERVER_OPTS ) </dev/null >/dev/null 2>"$server_log" &
-rm -f "$defaults"
 server_pid=$!
 for _ in $(seq 300); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
+# Only now: the background shell sources it, and may not have yet.
+rm -f "$defaults"
 check "a server runs before dpkg -r" grep -q "listening on" "$server_log" ||
   sed 's/^/server log: /' "$server_log"
 rm -f "$server_log"

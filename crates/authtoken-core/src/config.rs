@@ -292,6 +292,10 @@ struct RawDirectory {
     max_uid: Option<u32>,
     min_gid: Option<u32>,
     max_gid: Option<u32>,
+    home_prefix: Option<String>,
+    default_shell: Option<String>,
+    #[serde(default)]
+    reserved_names: Vec<String>,
 }
 
 /// `/etc/authtoken/authtoken.toml`, checked: only a [`Config`] that passed
@@ -337,8 +341,10 @@ pub struct DirectoryConfig {
     /// How old the cache may grow before the timer's `sync --if-due`
     /// fetches again.
     pub refresh_minutes: u64,
-    /// The ids a record may have; others are dropped with a log line.
-    pub ranges: crate::directory::Ranges,
+    /// What the machine decides about every record: the ids it may have
+    /// (others are dropped with a log line), where homes live, the shell
+    /// of a record whose own is not in `/etc/shells`, reserved names.
+    pub rules: crate::directory::MachineRules,
 }
 
 /// The directory URL of an authority URL: its last path segment replaced
@@ -416,6 +422,11 @@ pub enum Invalid {
          which must be below 4294967295"
     )]
     DirectoryRange,
+    #[error(
+        "{0} must be an absolute path without '.', '..', empty components, a trailing '/', \
+         ':' or control characters"
+    )]
+    DirectoryPath(&'static str),
 }
 
 /// `[offline]`: signing in with a local verifier when every authority is
@@ -895,15 +906,38 @@ impl DirectoryConfig {
         if !ok(min_uid, max_uid) || !ok(min_gid, max_gid) {
             return Err(Invalid::DirectoryRange);
         }
+        let path = |value: Option<String>, default: &str, key: &'static str| {
+            let value = value.unwrap_or_else(|| default.to_owned());
+            if crate::directory::clean_absolute_path(&value) {
+                Ok(value)
+            } else {
+                Err(Invalid::DirectoryPath(key))
+            }
+        };
+        let home_prefix = path(
+            raw.home_prefix,
+            crate::directory::DEFAULT_HOME_PREFIX,
+            "directory.home_prefix",
+        )?;
+        let default_shell = path(
+            raw.default_shell,
+            crate::directory::DEFAULT_SHELL,
+            "directory.default_shell",
+        )?;
         Ok(DirectoryConfig {
             enabled: raw.enabled,
             url,
             refresh_minutes,
-            ranges: crate::directory::Ranges {
-                min_uid,
-                max_uid,
-                min_gid,
-                max_gid,
+            rules: crate::directory::MachineRules {
+                ranges: crate::directory::Ranges {
+                    min_uid,
+                    max_uid,
+                    min_gid,
+                    max_gid,
+                },
+                home_prefix,
+                default_shell,
+                reserved_names: raw.reserved_names,
             },
         })
     }
@@ -1035,7 +1069,7 @@ mod tests {
         let urls: Vec<_> = c.url.iter().map(|u| u.to_string()).collect();
         assert_eq!(urls, ["https://a/mdm/directory", "https://b/directory"]);
         assert_eq!(
-            c.ranges,
+            c.rules.ranges,
             crate::directory::Ranges {
                 min_uid: 10_000,
                 max_uid: 60_000,
@@ -1048,8 +1082,33 @@ mod tests {
             .unwrap()
             .directory;
         assert_eq!(c.url[0].as_str(), "https://dir/x");
-        assert_eq!((c.ranges.min_uid, c.ranges.max_uid), (70_000, 70_000));
-        assert_eq!((c.ranges.min_gid, c.ranges.max_gid), (70_000, 70_000));
+        assert_eq!(
+            (c.rules.ranges.min_uid, c.rules.ranges.max_uid),
+            (70_000, 70_000)
+        );
+        assert_eq!(
+            (c.rules.ranges.min_gid, c.rules.ranges.max_gid),
+            (70_000, 70_000)
+        );
+        let defaults = with("").unwrap().directory.rules;
+        assert_eq!(
+            (
+                defaults.home_prefix.as_str(),
+                defaults.default_shell.as_str()
+            ),
+            ("/home", "/bin/sh")
+        );
+        assert!(defaults.reserved_names.is_empty());
+        let c = with(
+            "[directory]\nhome_prefix = \"/srv/homes\"\ndefault_shell = \"/usr/sbin/nologin\"\n\
+             reserved_names = [\"payroll\"]",
+        )
+        .unwrap()
+        .directory
+        .rules;
+        assert_eq!(c.home_prefix, "/srv/homes");
+        assert_eq!(c.default_shell, "/usr/sbin/nologin");
+        assert_eq!(c.reserved_names, ["payroll"]);
         for (extra, error) in [
             ("[directory]\nmin_uid = 0", Invalid::DirectoryRange),
             ("[directory]\nmin_gid = 0", Invalid::DirectoryRange),
@@ -1065,6 +1124,22 @@ mod tests {
             (
                 "[directory]\nurl = \"http://dir/x\"",
                 Invalid::PlainHttp("http://dir/x".into()),
+            ),
+            (
+                "[directory]\nhome_prefix = \"/home/\"",
+                Invalid::DirectoryPath("directory.home_prefix"),
+            ),
+            (
+                "[directory]\nhome_prefix = \"/\"",
+                Invalid::DirectoryPath("directory.home_prefix"),
+            ),
+            (
+                "[directory]\nhome_prefix = \"/srv/../etc\"",
+                Invalid::DirectoryPath("directory.home_prefix"),
+            ),
+            (
+                "[directory]\ndefault_shell = \"sh\"",
+                Invalid::DirectoryPath("directory.default_shell"),
             ),
         ] {
             assert_eq!(

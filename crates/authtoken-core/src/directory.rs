@@ -72,8 +72,102 @@ impl Ranges {
     };
 }
 
-/// The machine's own accounts, which always win: read from the files
-/// themselves (`/etc/passwd`, `/etc/group`), never through NSS, which
+/// Where homes live unless `[directory] home_prefix` says otherwise.
+pub const DEFAULT_HOME_PREFIX: &str = "/home";
+/// The shell of a record whose shell is not in `/etc/shells`, unless
+/// `[directory] default_shell` says otherwise.
+pub const DEFAULT_SHELL: &str = "/bin/sh";
+
+/// Names that mean privilege on some machine, or will once a package that
+/// creates them is installed (`addgroup` and `systemd-sysusers` adopt a
+/// name `getent` already finds, members and all): never served from a
+/// directory, whether or not the machine has them yet.
+pub const PRIVILEGED_NAMES: &[&str] = &[
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "adm",
+    "admin",
+    "wheel",
+    "sudo",
+    "sudoers",
+    "staff",
+    "shadow",
+    "disk",
+    "kmem",
+    "tty",
+    "dialout",
+    "docker",
+    "podman",
+    "lxd",
+    "incus",
+    "incus-admin",
+    "libvirt",
+    "libvirt-qemu",
+    "kvm",
+    "systemd-journal",
+    "systemd-network",
+    "plugdev",
+    "netdev",
+    "input",
+    "video",
+    "render",
+    "audio",
+    "lpadmin",
+    "operator",
+    "nobody",
+    "nogroup",
+    "polkitd",
+    "messagebus",
+    "sshd",
+    "utmp",
+];
+
+/// What the machine decides about every record, whatever the authority
+/// serves (`[directory]` in the config): the ids it may have, where homes
+/// live, the shell of a record whose own is not a login shell here, and
+/// the names it may never take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRules {
+    pub ranges: Ranges,
+    /// An absolute path without `.`, `..`, empty or trailing components.
+    pub home_prefix: String,
+    pub default_shell: String,
+    /// Beside [`PRIVILEGED_NAMES`] and the names `sysusers.d` declares.
+    pub reserved_names: Vec<String>,
+}
+
+impl Default for MachineRules {
+    fn default() -> MachineRules {
+        MachineRules {
+            ranges: Ranges::DEFAULT,
+            home_prefix: DEFAULT_HOME_PREFIX.to_owned(),
+            default_shell: DEFAULT_SHELL.to_owned(),
+            reserved_names: Vec::new(),
+        }
+    }
+}
+
+/// Whether `path` can be a `home_prefix` or a `default_shell`: absolute,
+/// every component a real name (no `.`, `..`, empty, control or `:`).
+pub fn clean_absolute_path(path: &str) -> bool {
+    path.len() > 1
+        && path.len() <= 1024
+        && path.starts_with('/')
+        && path[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && c.chars().all(plain_char))
+}
+
+/// Not a control character (C0, DEL, C1) and not `:`.
+fn plain_char(c: char) -> bool {
+    !c.is_control() && c != ':'
+}
+
+/// The machine's own accounts, which always win, and what else it knows
+/// about names and shells: read from the files themselves (`/etc/passwd`,
+/// `/etc/group`, `/etc/shells`, `sysusers.d`), never through NSS, which
 /// would ask us.
 #[derive(Debug, Clone, Default)]
 pub struct Local {
@@ -81,6 +175,13 @@ pub struct Local {
     pub uids: HashSet<u32>,
     pub groups: HashSet<String>,
     pub gids: HashSet<u32>,
+    /// Local accounts' homes: never a network user's too.
+    pub homes: HashSet<String>,
+    /// `/etc/shells`: the login shells a record may keep.
+    pub shells: HashSet<String>,
+    /// Names `sysusers.d` declares (users and groups a package creates,
+    /// perhaps later): never a network account's.
+    pub declared: HashSet<String>,
 }
 
 impl Local {
@@ -92,6 +193,9 @@ impl Local {
                 local.users.insert((*name).to_owned());
                 if let Ok(uid) = uid.parse() {
                     local.uids.insert(uid);
+                }
+                if let Some(home) = fields.get(5).filter(|home| !home.is_empty()) {
+                    local.homes.insert(normalize(home));
                 }
             }
         }
@@ -105,6 +209,49 @@ impl Local {
         }
         local
     }
+
+    /// Adds the login shells of an `/etc/shells` text.
+    pub fn with_shells(mut self, shells: &str) -> Local {
+        self.shells.extend(
+            shells
+                .lines()
+                .map(str::trim)
+                .filter(|line| line.starts_with('/'))
+                .map(str::to_owned),
+        );
+        self
+    }
+
+    /// Adds the names one `sysusers.d` file declares: `u`, `g` and `m`
+    /// lines (both names of an `m` line); `r` lines name nothing.
+    pub fn with_sysusers(mut self, text: &str) -> Local {
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(kind), Some(name)) = (words.next(), words.next()) else {
+                continue;
+            };
+            match kind.trim_end_matches('!') {
+                "u" | "g" => {
+                    self.declared.insert(name.to_owned());
+                }
+                "m" => {
+                    self.declared.insert(name.to_owned());
+                    if let Some(group) = words.next() {
+                        self.declared.insert(group.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
+/// A path with its repeated and trailing slashes taken out, for comparing
+/// homes (`/home//bob/` is `/home/bob`).
+fn normalize(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    format!("/{}", parts.join("/"))
 }
 
 fn lines(text: &str) -> impl Iterator<Item = Vec<&str>> {
@@ -189,11 +336,14 @@ pub fn reply_meaning(status: u16, sent_serial: bool) -> Result<bool, String> {
     }
 }
 
-/// What [`accept`] kept, and one line per record it dropped.
+/// What [`accept`] kept, one line per record it dropped, and one per
+/// field the machine decided instead of the record (a home, a shell, a
+/// gecos).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub directory: Directory,
     pub dropped: Vec<String>,
+    pub adjusted: Vec<String>,
 }
 
 /// Why a whole directory is refused (the last good cache stays).
@@ -205,10 +355,53 @@ pub enum Refused {
     TooMany,
 }
 
-/// Parses a body and applies the rules of docs/PROTOCOL.md to every
-/// record: each record that breaks one is dropped with a line saying why;
-/// the document as a whole is refused only when it is not one.
-pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Refused> {
+/// Why a name that [`name_ok`] allows may still not belong to a network
+/// account on this machine: only digits (`chown 0` would pick it, as
+/// `useradd` knows), or one of the names that mean privilege here.
+fn name_refusal(name: &str, rules: &MachineRules, local: &Local) -> Option<&'static str> {
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        Some("a name made only of digits")
+    } else if PRIVILEGED_NAMES.contains(&name)
+        || rules.reserved_names.iter().any(|r| r == name)
+        || local.declared.contains(name)
+    {
+        Some("a name reserved on this machine")
+    } else {
+        None
+    }
+}
+
+/// The home a record may have: the authority's when it is exactly one
+/// plain component below `home_prefix`, else `home_prefix/NAME`; and the
+/// line saying why, when it is not the authority's.
+fn home_for(user: &UserEntry, prefix: &str) -> (String, Option<String>) {
+    let derived = format!("{prefix}/{}", user.name);
+    let component = user
+        .home
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('/'));
+    let one_below = component.is_some_and(|c| {
+        !c.is_empty() && c != "." && c != ".." && !c.contains('/') && c.chars().all(plain_char)
+    });
+    if one_below {
+        (user.home.clone(), None)
+    } else {
+        let why = format!(
+            "user {}: home {} is not one directory below {prefix}: {} instead",
+            crate::log::quote(&user.name),
+            crate::log::quote(&user.home),
+            crate::log::quote(&derived)
+        );
+        (derived, Some(why))
+    }
+}
+
+/// Parses a body and applies the rules of docs/PROTOCOL.md and the
+/// machine's own ([`MachineRules`]) to every record: each record that
+/// breaks one is dropped with a line saying why, each field the machine
+/// decides instead is replaced with a line saying why; the document as a
+/// whole is refused only when it is not one.
+pub fn accept(body: &[u8], rules: &MachineRules, local: &Local) -> Result<Accepted, Refused> {
     if body.len() > MAX_DIRECTORY_BYTES {
         return Err(Refused::Malformed(format!(
             "larger than {MAX_DIRECTORY_BYTES} bytes"
@@ -222,17 +415,21 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
     if !serial_ok(&document.serial) {
         return Err(Refused::Malformed("serial".into()));
     }
+    let ranges = rules.ranges;
     let mut dropped = Vec::new();
+    let mut adjusted = Vec::new();
     let mut groups = Vec::new();
     let mut group_names = HashSet::new();
     let mut gids = HashSet::new();
     for group in document.groups {
         let why = if !name_ok(&group.name) {
             Some("a name the rules refuse")
-        } else if !(ranges.min_gid..=ranges.max_gid).contains(&group.gid) || group.gid == 0 {
-            Some("gid outside the accepted range")
         } else if local.groups.contains(&group.name) || local.gids.contains(&group.gid) {
             Some("a local group has that name or gid")
+        } else if let Some(why) = name_refusal(&group.name, rules, local) {
+            Some(why)
+        } else if !(ranges.min_gid..=ranges.max_gid).contains(&group.gid) || group.gid == 0 {
+            Some("gid outside the accepted range")
         } else if !group_names.insert(group.name.clone()) || !gids.insert(group.gid) {
             Some("a name or gid given twice")
         } else {
@@ -254,6 +451,8 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
             Some("a name the rules refuse")
         } else if local.users.contains(&user.name) || local.uids.contains(&user.uid) {
             Some("a local account has that name or uid")
+        } else if let Some(why) = name_refusal(&user.name, rules, local) {
+            Some(why)
         } else if !(ranges.min_uid..=ranges.max_uid).contains(&user.uid) || user.uid == 0 {
             Some("uid outside the accepted range")
         } else if !gids.contains(&user.gid) {
@@ -261,11 +460,9 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
         } else if ![&user.gecos, &user.home, &user.shell]
             .iter()
             .all(|f| field_ok(f))
-            || !user.home.starts_with('/')
-            || !user.shell.starts_with('/')
         {
             Some("a field the rules refuse")
-        } else if !user_names.insert(user.name.clone()) || !uids.insert(user.uid) {
+        } else if user_names.contains(&user.name) || !uids.insert(user.uid) {
             Some("a name or uid given twice")
         } else {
             None
@@ -275,8 +472,62 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
                 "user {}: dropped, {why}",
                 crate::log::quote(&user.name)
             )),
-            None => users.push(user),
+            None => {
+                user_names.insert(user.name.clone());
+                users.push(user);
+            }
         }
+    }
+    // Homes: the machine's prefix, one directory each, never a local
+    // account's or another record's.
+    let prefix = &rules.home_prefix;
+    let derived: HashSet<String> = users
+        .iter()
+        .map(|u| format!("{prefix}/{}", u.name))
+        .collect();
+    let mut homes = HashSet::new();
+    let mut kept = Vec::with_capacity(users.len());
+    for mut user in users {
+        let (mut home, mut why) = home_for(&user, prefix);
+        let own = format!("{prefix}/{}", user.name);
+        let taken = derived.contains(&home) || local.homes.contains(&home) || homes.contains(&home);
+        if home != own && taken {
+            why = Some(format!(
+                "user {}: home {} belongs to another account: {} instead",
+                crate::log::quote(&user.name),
+                crate::log::quote(&home),
+                crate::log::quote(&own)
+            ));
+            home = own;
+        }
+        if local.homes.contains(&home) || !homes.insert(home.clone()) {
+            dropped.push(format!(
+                "user {}: dropped, its home {} is another account's",
+                crate::log::quote(&user.name),
+                crate::log::quote(&home)
+            ));
+            user_names.remove(&user.name);
+            continue;
+        }
+        adjusted.extend(why);
+        user.home = home;
+        if !local.shells.contains(&user.shell) {
+            adjusted.push(format!(
+                "user {}: shell {} is not in /etc/shells: {} instead",
+                crate::log::quote(&user.name),
+                crate::log::quote(&user.shell),
+                crate::log::quote(&rules.default_shell)
+            ));
+            user.shell = rules.default_shell.clone();
+        }
+        if user.gecos.chars().any(char::is_control) {
+            adjusted.push(format!(
+                "user {}: gecos holds control characters: left empty",
+                crate::log::quote(&user.name)
+            ));
+            user.gecos.clear();
+        }
+        kept.push(user);
     }
     // Members who are not accepted users are left out of their groups.
     for group in &mut groups {
@@ -285,10 +536,11 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
     Ok(Accepted {
         directory: Directory {
             serial: document.serial,
-            users,
+            users: kept,
             groups,
         },
         dropped,
+        adjusted,
     })
 }
 
@@ -296,19 +548,51 @@ pub fn accept(body: &[u8], ranges: Ranges, local: &Local) -> Result<Accepted, Re
 mod tests {
     use super::*;
 
-    const RANGES: Ranges = Ranges::DEFAULT;
+    fn rules() -> MachineRules {
+        MachineRules::default()
+    }
 
     fn body(users: &str, groups: &str) -> Vec<u8> {
         format!("{{\"serial\":\"s1\",\"users\":[{users}],\"groups\":[{groups}]}}").into_bytes()
     }
 
     fn user(name: &str, uid: u32) -> String {
-        format!(
-            "{{\"name\":\"{name}\",\"uid\":{uid},\"gid\":10000,\"gecos\":\"\",\"home\":\"/home/x\",\"shell\":\"/bin/bash\"}}"
-        )
+        user_with(name, uid, "", &format!("/home/{name}"), "/bin/bash")
     }
 
-    const STAFF: &str = "{\"name\":\"staff\",\"gid\":10000,\"members\":[\"carol\",\"ghost\"]}";
+    fn user_with(name: &str, uid: u32, gecos: &str, home: &str, shell: &str) -> String {
+        serde_json::json!({
+            "name": name, "uid": uid, "gid": 10000, "gecos": gecos, "home": home, "shell": shell
+        })
+        .to_string()
+    }
+
+    const TEAM: &str = "{\"name\":\"team\",\"gid\":10000,\"members\":[\"carol\",\"ghost\"]}";
+
+    fn machine() -> Local {
+        Local::from_files(
+            "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n\
+             svc:x:999:999::/home/service:/usr/sbin/nologin\n",
+            "root:x:0:\nalice:x:1000:\n",
+        )
+        .with_shells("# /etc/shells\n/bin/sh\n/bin/bash\n/usr/bin/zsh\n")
+    }
+
+    fn accepted_users(accepted: &Accepted) -> Vec<(&str, &str, &str, &str)> {
+        accepted
+            .directory
+            .users
+            .iter()
+            .map(|u| {
+                (
+                    u.name.as_str(),
+                    u.home.as_str(),
+                    u.shell.as_str(),
+                    u.gecos.as_str(),
+                )
+            })
+            .collect()
+    }
 
     #[test]
     fn good_records_pass_and_each_bad_one_is_dropped_with_a_reason() {
@@ -327,7 +611,7 @@ mod tests {
             user("low", 1000),
         ]
         .join(",");
-        let accepted = accept(&body(&users, STAFF), RANGES, &local).unwrap();
+        let accepted = accept(&body(&users, TEAM), &rules(), &local).unwrap();
         let names: Vec<_> = accepted
             .directory
             .users
@@ -336,6 +620,10 @@ mod tests {
             .collect();
         assert_eq!(names, ["carol"]);
         assert_eq!(accepted.dropped.len(), 7, "{:?}", accepted.dropped);
+        assert!(accepted
+            .dropped
+            .iter()
+            .any(|l| l.contains("\"alice\"") && l.contains("local")));
         assert!(accepted
             .dropped
             .iter()
@@ -350,15 +638,15 @@ mod tests {
     #[test]
     fn a_document_that_is_not_one_is_refused_whole() {
         let local = Local::default();
-        assert!(accept(b"not json", RANGES, &local).is_err());
-        assert!(accept(b"{\"serial\":\"s\",\"users\":[]}", RANGES, &local).is_err());
+        assert!(accept(b"not json", &rules(), &local).is_err());
+        assert!(accept(b"{\"serial\":\"s\",\"users\":[]}", &rules(), &local).is_err());
         let huge = vec![b' '; MAX_DIRECTORY_BYTES + 1];
-        assert!(accept(&huge, RANGES, &local).is_err());
+        assert!(accept(&huge, &rules(), &local).is_err());
         let mut many = String::from("{\"serial\":\"s\",\"groups\":[],\"users\":[");
         many.push_str(&vec![user("u", 10_001); MAX_RECORDS + 1].join(","));
         many.push_str("]}");
         assert_eq!(
-            accept(many.as_bytes(), RANGES, &local),
+            accept(many.as_bytes(), &rules(), &local),
             Err(Refused::TooMany)
         );
     }
@@ -372,7 +660,7 @@ mod tests {
         }
         let refused = accept(
             b"{\"serial\":\"a b\",\"users\":[],\"groups\":[]}",
-            RANGES,
+            &rules(),
             &Local::default(),
         );
         assert!(refused.is_err());
@@ -407,6 +695,212 @@ mod tests {
         }
         for good in ["carol", "carol.c", "c_arol", "carol-c", "José"] {
             assert!(name_ok(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn homes_stay_one_directory_below_the_prefix() {
+        let hostile = [
+            "/etc/systemd/system/cron.service.d",
+            "/root",
+            "/etc",
+            "/home/../etc",
+            "/home/./x",
+            "/home//x",
+            "/home/",
+            "/home",
+            "/home/x/y",
+            "/homework/x",
+            "relative",
+            "/home/a\u{1b}b",
+        ];
+        let users: Vec<String> = hostile
+            .iter()
+            .enumerate()
+            .map(|(i, home)| user_with(&format!("u{i}"), 10_001 + i as u32, "", home, "/bin/sh"))
+            .collect();
+        let accepted = accept(&body(&users.join(","), TEAM), &rules(), &machine()).unwrap();
+        assert_eq!(
+            accepted.directory.users.len(),
+            hostile.len(),
+            "{:?}",
+            accepted.dropped
+        );
+        for user in &accepted.directory.users {
+            assert_eq!(user.home, format!("/home/{}", user.name));
+        }
+        assert_eq!(accepted.adjusted.len(), hostile.len());
+        assert!(accepted.adjusted[0].contains("not one directory below /home"));
+        // One component below the prefix is the authority's to choose.
+        let fine = user_with("carol", 10_001, "", "/home/carol.smith", "/bin/sh");
+        let accepted = accept(&body(&fine, TEAM), &rules(), &machine()).unwrap();
+        assert_eq!(accepted.directory.users[0].home, "/home/carol.smith");
+        assert!(accepted.adjusted.is_empty());
+        // Another prefix, set by the machine.
+        let elsewhere = MachineRules {
+            home_prefix: "/srv/homes".into(),
+            ..rules()
+        };
+        let accepted = accept(&body(&fine, TEAM), &elsewhere, &machine()).unwrap();
+        assert_eq!(accepted.directory.users[0].home, "/srv/homes/carol");
+    }
+
+    #[test]
+    fn a_home_is_never_another_accounts() {
+        let users = [
+            // A local account's home, and another record's own.
+            user_with("mallory", 10_001, "", "/home/alice", "/bin/sh"),
+            user_with("eve", 10_002, "", "/home/carol", "/bin/sh"),
+            user_with("carol", 10_003, "", "/home/carol", "/bin/sh"),
+            user_with("dave", 10_004, "", "/home/shared", "/bin/sh"),
+            user_with("erin", 10_005, "", "/home/shared", "/bin/sh"),
+            // Its own home is a local account's: no home to give it.
+            user_with("service", 10_006, "", "/home/service", "/bin/sh"),
+        ]
+        .join(",");
+        let accepted = accept(&body(&users, TEAM), &rules(), &machine()).unwrap();
+        let homes: Vec<_> = accepted_users(&accepted)
+            .iter()
+            .map(|(name, home, _, _)| format!("{name}={home}"))
+            .collect();
+        assert_eq!(
+            homes,
+            [
+                "mallory=/home/mallory",
+                "eve=/home/eve",
+                "carol=/home/carol",
+                "dave=/home/shared",
+                "erin=/home/erin"
+            ]
+        );
+        assert!(
+            accepted.dropped[0].contains("\"service\""),
+            "{:?}",
+            accepted.dropped
+        );
+    }
+
+    #[test]
+    fn shells_not_in_etc_shells_become_the_default() {
+        let users = [
+            user_with("carol", 10_001, "", "/home/carol", "/usr/bin/zsh"),
+            user_with("dave", 10_002, "", "/home/dave", "/tmp/evil"),
+            user_with("erin", 10_003, "", "/home/erin", "/bin/../tmp/evil"),
+        ]
+        .join(",");
+        let accepted = accept(&body(&users, TEAM), &rules(), &machine()).unwrap();
+        let shells: Vec<_> = accepted_users(&accepted).iter().map(|u| u.2).collect();
+        assert_eq!(shells, ["/usr/bin/zsh", "/bin/sh", "/bin/sh"]);
+        assert_eq!(accepted.adjusted.len(), 2);
+        let strict = MachineRules {
+            default_shell: "/usr/sbin/nologin".into(),
+            ..rules()
+        };
+        let accepted = accept(&body(&users, TEAM), &strict, &machine()).unwrap();
+        assert_eq!(accepted.directory.users[1].shell, "/usr/sbin/nologin");
+    }
+
+    #[test]
+    fn names_that_mean_privilege_are_never_served() {
+        let local = machine().with_sysusers(
+            "# sysusers.d\nu systemd-timesync - \"Time\"\ng! lpadmin2 -\nm carol kvm2\nr - 500-900\n",
+        );
+        let reserved = MachineRules {
+            reserved_names: vec!["payroll".into()],
+            ..rules()
+        };
+        let groups = [
+            "docker", "lxd", "libvirt", "kvm", "wheel", "sudo", "kvm2", "lpadmin2", "payroll",
+            "1234", "team",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            serde_json::json!({"name": name, "gid": 10_000 + i as u32, "members": ["dave"]})
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+        let users = [
+            user("0", 10_001),
+            user("1000", 10_002),
+            user("systemd-timesync", 10_003),
+            user("payroll", 10_004),
+            user("adm", 10_005),
+            user("dave", 10_006),
+        ]
+        .join(",");
+        let accepted = accept(&body(&users, &groups), &reserved, &local).unwrap();
+        let groups: Vec<_> = accepted
+            .directory
+            .groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        // gid 10000 ("docker") is dropped, so the users' primary group is gone:
+        // only "team" (gid 10010) is left, and nobody has it as primary.
+        assert_eq!(groups, ["team"]);
+        assert!(
+            accepted.directory.users.is_empty(),
+            "{:?}",
+            accepted.directory.users
+        );
+        assert_eq!(accepted.dropped.len(), 10 + 6, "{:?}", accepted.dropped);
+        assert!(accepted
+            .dropped
+            .iter()
+            .any(|l| l.contains("\"0\"") && l.contains("only of digits")));
+        assert!(accepted
+            .dropped
+            .iter()
+            .any(|l| l.contains("\"kvm2\"") && l.contains("reserved")));
+    }
+
+    #[test]
+    fn gecos_with_control_characters_is_left_empty() {
+        for bad in ["a\tb", "a\u{7f}", "a\u{85}b", "\u{1b}[31mred"] {
+            let one = user_with("carol", 10_001, bad, "/home/carol", "/bin/sh");
+            let accepted = accept(&body(&one, TEAM), &rules(), &machine()).unwrap();
+            assert_eq!(accepted.directory.users[0].gecos, "", "{bad:?}");
+            assert_eq!(accepted.adjusted.len(), 1);
+        }
+        let fine = user_with(
+            "carol",
+            10_001,
+            "Carol Doe, Room 4",
+            "/home/carol",
+            "/bin/sh",
+        );
+        let accepted = accept(&body(&fine, TEAM), &rules(), &machine()).unwrap();
+        assert_eq!(accepted.directory.users[0].gecos, "Carol Doe, Room 4");
+    }
+
+    #[test]
+    fn members_are_accepted_users_only() {
+        // dave is dropped for carol's uid: he is in no group's list.
+        let users = [user("carol", 10_001), user("dave", 10_001)].join(",");
+        let team = "{\"name\":\"team\",\"gid\":10000,\"members\":[\"carol\",\"dave\"]}";
+        let accepted = accept(&body(&users, team), &rules(), &machine()).unwrap();
+        assert_eq!(accepted.directory.groups[0].members, ["carol"]);
+    }
+
+    #[test]
+    fn prefixes_and_shells_in_the_config_must_be_clean_paths() {
+        for good in ["/home", "/srv/homes", "/bin/sh"] {
+            assert!(clean_absolute_path(good), "{good}");
+        }
+        for bad in [
+            "",
+            "/",
+            "home",
+            "/home/",
+            "/home//x",
+            "/home/../etc",
+            "/./x",
+            "/a:b",
+            "/a\nb",
+        ] {
+            assert!(!clean_absolute_path(bad), "{bad:?}");
         }
     }
 }

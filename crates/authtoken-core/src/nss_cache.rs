@@ -139,14 +139,46 @@ enum Key<'a> {
     Id(u32),
 }
 
+/// The owner a cache must have to be believed: root, who alone writes it.
+pub const OWNER: u32 = 0;
+
+/// Whether an open file may be believed as the cache: a regular file
+/// (never a FIFO or a device) owned by `owner` that neither its group nor
+/// anyone else may write. Asked of the descriptor (`fstat`), so nothing
+/// can be swapped in between the check and the reads.
+fn trusted(file: &File, owner: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata()
+        .is_ok_and(|m| m.file_type().is_file() && m.uid() == owner && m.mode() & 0o022 == 0)
+}
+
 impl Reader {
-    /// Opens the cache at `path`; `None` if it is missing or not ours.
+    /// Opens the cache at `path`; `None` if it is missing, not root's
+    /// alone (see [`Reader::from_file`]) or not ours.
     pub fn open(path: &std::path::Path) -> Option<Reader> {
-        Reader::from_file(File::open(path).ok()?)
+        Reader::open_owned_by(path, OWNER)
     }
 
-    /// Reads the header of an open cache; `None` if it is not ours.
-    pub fn from_file(file: File) -> Option<Reader> {
+    /// [`Reader::open`] for a cache `owner` wrote (tests, tools run by a
+    /// user on their own copy).
+    pub fn open_owned_by(path: &std::path::Path, owner: u32) -> Option<Reader> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: a FIFO put in its place must not hang the caller
+        // (the NSS module runs in every process that looks up a user).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .ok()?;
+        Reader::from_file(file, owner)
+    }
+
+    /// Reads the header of an open cache; `None` if it is not a regular
+    /// file of `owner`'s that only `owner` may write, or not ours.
+    pub fn from_file(file: File, owner: u32) -> Option<Reader> {
+        if !trusted(&file, owner) {
+            return None;
+        }
         let mut head = [0u8; MAX_HEADER_BYTES];
         let n = file.read_at(&mut head, 0).ok()?;
         let text = std::str::from_utf8(head.get(..n)?).ok()?;
@@ -400,12 +432,46 @@ mod tests {
         }
     }
 
+    fn me() -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    /// Writes a cache as sync does: 0644, whatever the umask.
+    fn write_cache(path: &std::path::Path, bytes: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
     fn written(directory: &Directory) -> (tempfile::TempDir, Reader) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache");
-        std::fs::write(&path, render(directory, 1_700_000_000)).unwrap();
-        let reader = Reader::open(&path).unwrap();
+        write_cache(&path, &render(directory, 1_700_000_000));
+        let reader = Reader::open_owned_by(&path, me()).unwrap();
         (dir, reader)
+    }
+
+    #[test]
+    fn only_a_regular_file_its_owner_alone_may_write_is_believed() {
+        use std::os::unix::fs::PermissionsExt;
+        let bytes = render(&directory(3), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache");
+        write_cache(&path, &bytes);
+        assert!(Reader::open_owned_by(&path, me()).is_some());
+        // Another owner's: never, whoever asks.
+        assert!(Reader::open_owned_by(&path, me().wrapping_add(1)).is_none());
+        if me() != OWNER {
+            assert!(Reader::open(&path).is_none(), "not root's");
+        }
+        for mode in [0o664, 0o646, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(Reader::open_owned_by(&path, me()).is_none(), "{mode:o}");
+        }
+        // A FIFO in its place answers nothing, at once (no writer ever comes).
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(Reader::open_owned_by(&fifo, me()).is_none());
     }
 
     #[test]
@@ -514,8 +580,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache");
         for cut in [10, 200, bytes.len() / 2, bytes.len() - 1] {
-            std::fs::write(&path, &bytes[..cut]).unwrap();
-            if let Some(reader) = Reader::open(&path) {
+            write_cache(&path, &bytes[..cut]);
+            if let Some(reader) = Reader::open_owned_by(&path, me()) {
                 for user in &directory.users {
                     if let Some(line) = reader.user_by_name(user.name.as_bytes()) {
                         assert!(Passwd::parse(&line).is_some());
@@ -543,8 +609,8 @@ mod tests {
         assert!(reader.group_by_gid(1).is_none());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache");
-        std::fs::write(&path, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-        assert!(Reader::open(&path).is_none());
-        assert!(Reader::open(&dir.path().join("missing")).is_none());
+        write_cache(&path, b"root:x:0:0:root:/root:/bin/bash\n");
+        assert!(Reader::open_owned_by(&path, me()).is_none());
+        assert!(Reader::open_owned_by(&dir.path().join("missing"), me()).is_none());
     }
 }

@@ -546,9 +546,10 @@ fn sync(config_path: &Path, if_due: bool) -> ExitCode {
             users,
             groups,
             dropped,
+            adjusted,
             authority,
         }) => {
-            for line in &dropped {
+            for line in dropped.iter().chain(&adjusted) {
                 log::send(LOG_IDENT, Level::Warning, &format!("directory: {line}"));
                 eprintln!("warning: {line}");
             }

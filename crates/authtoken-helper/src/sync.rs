@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authtoken_core::config::Config;
-use authtoken_core::directory::{self, Fetched, Local, Ranges, Refused};
+use authtoken_core::directory::{self, Fetched, Local, MachineRules, Refused};
 use authtoken_core::nss_cache::{self, Reader};
 use authtoken_core::trust::{self, Rules, TrustError};
 
@@ -16,6 +16,17 @@ use crate::directory::FETCH_TIMEOUT;
 /// Where the machine's own accounts are read from (never through NSS).
 pub const PASSWD: &str = "/etc/passwd";
 pub const GROUP: &str = "/etc/group";
+/// The login shells a record may keep.
+pub const SHELLS: &str = "/etc/shells";
+/// Where packages declare the accounts they create (systemd-sysusers(8)
+/// reads the same directories): those names are never a network
+/// account's, whether or not the account exists yet.
+pub const SYSUSERS_DIRS: [&str; 4] = [
+    "/usr/lib/sysusers.d",
+    "/usr/local/lib/sysusers.d",
+    "/etc/sysusers.d",
+    "/run/sysusers.d",
+];
 
 /// What a sync did.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,6 +43,8 @@ pub enum Synced {
         users: usize,
         groups: usize,
         dropped: Vec<String>,
+        /// A line for every field the machine decided instead of the record.
+        adjusted: Vec<String>,
         authority: String,
     },
 }
@@ -164,25 +177,55 @@ fn fetch_and_apply(
         directory::MAX_DIRECTORY_BYTES + 64 * 1024,
         FETCH_TIMEOUT + Duration::from_secs(10),
     )?;
-    let local = local_accounts(Path::new(PASSWD), Path::new(GROUP))?;
+    let local = local_machine(
+        Path::new(PASSWD),
+        Path::new(GROUP),
+        Path::new(SHELLS),
+        &SYSUSERS_DIRS.map(Path::new),
+    )?;
     apply(
         &output,
         held.as_deref(),
-        config.directory.ranges,
+        &config.directory.rules,
         &local,
         cache,
         now,
     )
 }
 
-/// The machine's accounts from the files.
-pub fn local_accounts(passwd: &Path, group: &Path) -> Result<Local, SyncError> {
-    let read = |path: &Path| std::fs::read(path).map_err(SyncError::Local);
-    let (passwd, group) = (read(passwd)?, read(group)?);
-    Ok(Local::from_files(
-        &String::from_utf8_lossy(&passwd),
-        &String::from_utf8_lossy(&group),
-    ))
+/// The machine's accounts, login shells and declared names, from the
+/// files. `passwd` and `group` must be there; a machine without
+/// `/etc/shells` has no shell a record may keep, and a `sysusers.d`
+/// directory may be missing.
+pub fn local_machine(
+    passwd: &Path,
+    group: &Path,
+    shells: &Path,
+    sysusers: &[&Path],
+) -> Result<Local, SyncError> {
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map_err(SyncError::Local)
+    };
+    let mut local = Local::from_files(&read(passwd)?, &read(group)?);
+    match read(shells) {
+        Ok(text) => local = local.with_shells(&text),
+        Err(SyncError::Local(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    for dir in sysusers {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|ext| ext == "conf") {
+                local = local.with_sysusers(&read(&path)?);
+            }
+        }
+    }
+    Ok(local)
 }
 
 /// Root's judgement of `fetch-directory`'s answer: a new directory is
@@ -191,7 +234,7 @@ pub fn local_accounts(passwd: &Path, group: &Path) -> Result<Local, SyncError> {
 pub fn apply(
     answer: &[u8],
     held: Option<&str>,
-    ranges: Ranges,
+    rules: &MachineRules,
     local: &Local,
     cache: &Path,
     now: u64,
@@ -204,7 +247,7 @@ pub fn apply(
             Ok(Synced::Unchanged { serial, authority })
         }
         Fetched::New { authority } => {
-            let accepted = directory::accept(body, ranges, local).map_err(SyncError::Refused)?;
+            let accepted = directory::accept(body, rules, local).map_err(SyncError::Refused)?;
             let bytes = nss_cache::render(&accepted.directory, now);
             trust::write_atomic(cache, &bytes, 0o644, None).map_err(|error| SyncError::Write {
                 path: cache.to_owned(),
@@ -215,6 +258,7 @@ pub fn apply(
                 users: accepted.directory.users.len(),
                 groups: accepted.directory.groups.len(),
                 dropped: accepted.dropped,
+                adjusted: accepted.adjusted,
                 authority,
             })
         }
@@ -225,7 +269,9 @@ pub fn apply(
 mod tests {
     use super::*;
 
-    const RANGES: Ranges = Ranges::DEFAULT;
+    fn rules() -> MachineRules {
+        MachineRules::default()
+    }
 
     fn new(body: &str) -> Vec<u8> {
         Fetched::New {
@@ -241,7 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("directory");
         let local = Local::default();
-        let synced = apply(&new(CAROL), None, RANGES, &local, &cache, 5).unwrap();
+        let synced = apply(&new(CAROL), None, &rules(), &local, &cache, 5).unwrap();
         assert!(matches!(
             synced,
             Synced::Updated {
@@ -251,7 +297,7 @@ mod tests {
             }
         ));
         let before = std::fs::read(&cache).unwrap();
-        let reader = Reader::open(&cache).unwrap();
+        let reader = Reader::open_owned_by(&cache, nix::unistd::geteuid().as_raw()).unwrap();
         assert_eq!((reader.serial.as_str(), reader.synced), ("s1", 5));
         assert!(reader.user_by_name(b"carol").is_some());
         for bad in [
@@ -263,7 +309,7 @@ mod tests {
             .encode(b""),
             b"garbage without a line".to_vec(),
         ] {
-            assert!(apply(&bad, Some("s1"), RANGES, &local, &cache, 6).is_err());
+            assert!(apply(&bad, Some("s1"), &rules(), &local, &cache, 6).is_err());
             assert_eq!(std::fs::read(&cache).unwrap(), before, "cache kept");
         }
         let unchanged = Fetched::Unchanged {
@@ -271,10 +317,10 @@ mod tests {
         }
         .encode(b"");
         assert!(matches!(
-            apply(&unchanged, Some("s1"), RANGES, &local, &cache, 7),
+            apply(&unchanged, Some("s1"), &rules(), &local, &cache, 7),
             Ok(Synced::Unchanged { .. })
         ));
-        assert!(apply(&unchanged, None, RANGES, &local, &cache, 7).is_err());
+        assert!(apply(&unchanged, None, &rules(), &local, &cache, 7).is_err());
     }
 
     #[test]
@@ -282,13 +328,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("directory");
         let local = Local::default();
-        apply(&new(CAROL), None, RANGES, &local, &cache, 5).unwrap();
+        apply(&new(CAROL), None, &rules(), &local, &cache, 5).unwrap();
         let empty = r#"{"serial":"s2","users":[],"groups":[]}"#;
-        apply(&new(empty), Some("s1"), RANGES, &local, &cache, 6).unwrap();
-        assert!(Reader::open(&cache)
-            .unwrap()
-            .user_by_name(b"carol")
-            .is_none());
+        apply(&new(empty), Some("s1"), &rules(), &local, &cache, 6).unwrap();
+        assert!(
+            Reader::open_owned_by(&cache, nix::unistd::geteuid().as_raw())
+                .unwrap()
+                .user_by_name(b"carol")
+                .is_none()
+        );
     }
 
     #[test]

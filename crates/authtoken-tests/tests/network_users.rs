@@ -72,6 +72,29 @@ impl Machine<'_> {
             .unwrap()
     }
 
+    /// A script line that puts the module where glibc looks by default
+    /// (an overlay on the system library directory, in this namespace
+    /// only), for programs that run with an empty environment and so
+    /// without `LD_LIBRARY_PATH`: `mkhomedir_helper`, run by
+    /// `pam_mkhomedir`.
+    fn system_nss(&self) -> String {
+        let (upper, work) = (self.ws.path("nss-upper"), self.ws.path("nss-work"));
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::copy(
+            self.ws.path("nsslib/libnss_authtoken.so.2"),
+            upper.join("libnss_authtoken.so.2"),
+        )
+        .unwrap();
+        format!(
+            "files=$(ldconfig -p | awk '/libnss_files.so.2/ {{print $NF; exit}}')\n\
+             libdir=$(dirname \"$(readlink -f \"$files\")\")\n\
+             mount -t overlay overlay -o \"lowerdir=$libdir,upperdir={},workdir={}\" \"$libdir\" || exit 1\n",
+            upper.display(),
+            work.display()
+        )
+    }
+
     fn sync(&self, config: &Path) -> Output {
         self.run_with(config, "\"$HELPER\" sync --config \"$CONFIG\"")
     }
@@ -439,4 +462,219 @@ fn a_group_larger_than_glibcs_first_buffer_is_answered_whole() {
          id -Gn member2999; getent passwd | grep -c '^member'",
     );
     assert_eq!(text(&out), "3000\nbig\nbig\n3000\n");
+}
+
+/// The machine decides where homes live and which shells log in
+/// (issue 35): an authority that serves homes elsewhere gets each user
+/// `/home/NAME`, and `pam_mkhomedir` in a real session creates nothing
+/// outside `/home`. The namespace puts tmpfs over `/home`, `/srv` and
+/// `/etc/systemd/system`, so a regression could not reach the host.
+#[test]
+fn homes_outside_the_prefix_and_unknown_shells_are_the_machines_call() {
+    let ws = Workspace::new();
+    let hostile = [
+        ("cron", "/etc/systemd/system/cron.service.d"),
+        ("rooty", "/root"),
+        ("etcy", "/etc"),
+        ("dots", "/home/../srv/evil"),
+        ("twice", "/home//srv"),
+        ("deep", "/home/a/b"),
+    ];
+    for (i, (name, home)) in hostile.iter().enumerate() {
+        let uid = (10_201 + i).to_string();
+        ws.add_user(name, Some("pw"), &["--uid", &uid, "--home", home]);
+    }
+    // One directory below /home is the authority's to choose; a shell not
+    // in /etc/shells is not.
+    ws.add_user(
+        "fine",
+        Some("pw"),
+        &[
+            "--uid",
+            "10210",
+            "--home",
+            "/home/fine.elsewhere",
+            "--shell",
+            "/tmp/evil-shell",
+        ],
+    );
+    let ca = ws.path("tls/ca.pem").display().to_string();
+    let server = Server::start(&ws, &["--client-ca", &ca]);
+    let config = directory_config(&ws, &server, "");
+    let pam = ws.pam_service(
+        "session-test",
+        &["session required pam_mkhomedir.so umask=0077".into()],
+    );
+    let machine = Machine::new(&ws, config);
+    let names: Vec<&str> = hostile.iter().map(|(name, _)| *name).collect();
+    let out = machine.run(&format!(
+        "{system_nss}mount -t tmpfs tmpfs /home\nmount -t tmpfs tmpfs /srv\n\
+         if [ -d /etc/systemd/system ]; then mount -t tmpfs tmpfs /etc/systemd/system; fi\n\
+         mount --bind {pam} /etc/pam.d\n\
+         \"$HELPER\" sync --config \"$CONFIG\" 2>&1 | grep -c '^warning: .*is not one directory below /home'\n\
+         for u in {users} fine; do\n\
+           getent passwd \"$u\" | cut -d: -f1,6,7\n\
+           timeout 60 pamtester session-test \"$u\" open_session close_session >/dev/null 2>&1 || echo \"$u: no session\"\n\
+         done\n\
+         ls -1 /home | tr '\\n' ' '; echo\n\
+         ls -A /srv /etc/systemd/system 2>/dev/null | grep -v ':$' | grep -c . || true\n\
+         stat -c '%U' /root /etc\n",
+        system_nss = machine.system_nss(),
+        pam = pam.display(),
+        users = names.join(" "),
+    ));
+    let said = text(&out);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines[0], hostile.len().to_string(), "a line each: {said}");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(
+            lines[1 + i],
+            format!("{name}:/home/{name}:/bin/bash"),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        lines[1 + names.len()],
+        "fine:/home/fine.elsewhere:/bin/sh",
+        "{said}"
+    );
+    assert_eq!(
+        lines[2 + names.len()],
+        "cron deep dots etcy fine.elsewhere rooty twice ",
+        "pam_mkhomedir made each home below /home: {said}"
+    );
+    assert_eq!(
+        lines[3 + names.len()],
+        "0",
+        "nothing under /srv or systemd's units: {said}"
+    );
+    assert_eq!(&lines[4 + names.len()..], ["root", "root"], "{said}");
+}
+
+/// Names that mean privilege elsewhere never reach NSS, nor do a dropped
+/// user's group memberships, a gecos with control characters or a uid 0
+/// in a cache written by hand (issue 35).
+#[test]
+fn names_that_mean_privilege_never_reach_glibc() {
+    let ws = Workspace::new();
+    let user = |name: &str, uid: u32, gecos: &str| {
+        serde_json::json!({"name": name, "uid": uid, "gid": 10000, "gecos": gecos,
+            "home": format!("/home/{name}"), "shell": "/bin/sh"})
+    };
+    let groups: Vec<_> = ["team", "docker", "lxd", "libvirt", "kvm", "wheel", "sudo", "fleetagent", "payroll", "4242"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| serde_json::json!({"name": name, "gid": 10_000 + i as u32, "members": ["carol", "dave"]}))
+        .collect();
+    let body = serde_json::json!({
+        "serial": "s1",
+        "users": [
+            user("carol", 10_101, "Carol \u{1b}[31mC\u{7f}"),
+            user("dave", 10_101, ""),
+            user("0", 10_102, ""),
+            user("1000", 10_103, ""),
+            user("fleetagent", 10_104, ""),
+            user("payroll", 10_105, ""),
+            user("adm", 10_106, ""),
+        ],
+        "groups": groups,
+    });
+    let (url, handle) = canned_directory(body.to_string().into_bytes());
+    let config = ws.config_for(
+        "https://127.0.0.1:1/checkin",
+        &format!(
+            "allow_insecure_http = true\n[directory]\nenabled = true\nurl = \"{url}\"\n\
+             reserved_names = [\"payroll\"]\n"
+        ),
+    );
+    let machine = Machine::new(&ws, config);
+    // A package's sysusers.d declares fleetagent (not created yet): the
+    // machine's own declarations, and that one.
+    let sysusers = ws.path("sysusers.d");
+    std::fs::create_dir_all(&sysusers).unwrap();
+    for entry in std::fs::read_dir("/usr/lib/sysusers.d").unwrap().flatten() {
+        std::fs::copy(entry.path(), sysusers.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(
+        sysusers.join("fleet.conf"),
+        "u fleetagent - \"Fleet agent\"\n",
+    )
+    .unwrap();
+    let out = machine.run(&format!(
+        "mount --bind {} /usr/lib/sysusers.d || exit 1\n\
+         \"$HELPER\" sync --config \"$CONFIG\" 2>&1 | tail -1\n\
+         getent passwd | cut -d: -f1,5 | grep -e '^carol:' -e '^dave:' -e '^0:' -e '^1000:' -e '^fleetagent:' -e '^payroll:'\n\
+         for g in docker lxd libvirt kvm wheel sudo fleetagent payroll 4242; do getent group $g | grep -q ':1000[0-9]:' && echo \"$g served\"; done\n\
+         getent group team | cut -d: -f4\n",
+        sysusers.display()
+    ));
+    handle.join().unwrap();
+    let said = text(&out);
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines[0].contains("1 users, 1 groups"), "{said}");
+    assert_eq!(lines[1], "carol:", "carol kept, gecos emptied: {said}");
+    assert_eq!(
+        lines[2], "carol",
+        "dave, dropped for carol's uid, is no member: {said}"
+    );
+    assert_eq!(lines.len(), 3, "{said}");
+}
+
+/// The NSS module believes only a root-owned cache nobody else can write,
+/// and never answers uid or gid 0 from it, whatever it holds (issue 35).
+#[test]
+fn the_nss_module_believes_only_a_cache_root_alone_can_write() {
+    let ws = Workspace::new();
+    let config = ws.config_for("https://127.0.0.1:1/checkin", "");
+    let machine = Machine::new(&ws, config);
+    let nss = ws.path("var-lib/authtoken/nss");
+    std::fs::create_dir_all(&nss).unwrap();
+    let directory = authtoken_core::directory::Directory {
+        serial: "hand".into(),
+        users: vec![
+            authtoken_core::directory::UserEntry {
+                name: "carol".into(),
+                uid: 10_001,
+                gid: 10_001,
+                gecos: String::new(),
+                home: "/home/carol".into(),
+                shell: "/bin/sh".into(),
+            },
+            authtoken_core::directory::UserEntry {
+                name: "toor".into(),
+                uid: 0,
+                gid: 0,
+                gecos: String::new(),
+                home: "/root".into(),
+                shell: "/bin/sh".into(),
+            },
+        ],
+        groups: vec![authtoken_core::directory::GroupEntry {
+            name: "wheel0".into(),
+            gid: 0,
+            members: vec!["carol".into()],
+        }],
+    };
+    let cache = machine.cache();
+    std::fs::write(&cache, authtoken_core::nss_cache::render(&directory, 1)).unwrap();
+    let probe =
+        "getent passwd carol >/dev/null && echo carol; getent passwd toor || echo no-toor; \
+                 getent group wheel0 || echo no-wheel0; getent passwd | grep -c '^toor:'; \
+                 id -G carol 2>/dev/null | tr ' ' '\\n' | grep -cx 0";
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(
+        text(&machine.run(probe)),
+        "carol\nno-toor\nno-wheel0\n0\n0\n",
+        "root's, 0644: carol only"
+    );
+    for mode in [0o664, 0o646] {
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = machine.run("getent passwd carol || echo refused");
+        assert_eq!(text(&out), "refused\n", "mode {mode:o}");
+    }
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o644)).unwrap();
+    nix::unistd::chown(&cache, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let out = machine.run("getent passwd carol || echo refused");
+    assert_eq!(text(&out), "refused\n", "nobody's file");
 }

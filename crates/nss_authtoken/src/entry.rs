@@ -14,6 +14,9 @@ pub enum LayoutError {
     TooSmall,
     /// The cache line is not a record (a damaged cache).
     Malformed,
+    /// A record with uid or gid 0: root is the machine's own, never the
+    /// directory's, whatever the cache says.
+    Root,
 }
 
 /// Appends NUL-terminated strings to a buffer.
@@ -52,6 +55,9 @@ pub struct PasswdAt {
 /// `*`, never `x`: there is no shadow entry to look for.
 pub fn passwd(line: &[u8], buf: &mut [u8]) -> Result<PasswdAt, LayoutError> {
     let entry = Passwd::parse(line).ok_or(LayoutError::Malformed)?;
+    if entry.uid == 0 || entry.gid == 0 {
+        return Err(LayoutError::Root);
+    }
     let mut packer = Packer { buf, used: 0 };
     Ok(PasswdAt {
         name: packer.string(entry.name)?,
@@ -79,6 +85,9 @@ pub struct GroupAt {
 pub fn group(line: &[u8], buf: &mut [u8], base: usize) -> Result<GroupAt, LayoutError> {
     const POINTER: usize = std::mem::size_of::<usize>();
     let entry = Group::parse(line).ok_or(LayoutError::Malformed)?;
+    if entry.gid == 0 {
+        return Err(LayoutError::Root);
+    }
     let names: Vec<&[u8]> = entry.member_names().collect();
     // The array first, aligned for pointers, then the strings.
     let array = base.next_multiple_of(POINTER) - base;
@@ -109,11 +118,12 @@ pub fn group(line: &[u8], buf: &mut [u8], base: usize) -> Result<GroupAt, Layout
 }
 
 /// The supplementary groups `initgroups` adds for `user` from the cache:
-/// not `primary` (the caller has it), not those already in `held`.
+/// not `primary` (the caller has it), not those already in `held`, and
+/// never gid 0.
 pub fn groups_to_add(reader: &Reader, user: &[u8], primary: u32, held: &[u32]) -> Vec<u32> {
     let mut out: Vec<u32> = Vec::new();
     for gid in reader.groups_of(user) {
-        if gid != primary && !held.contains(&gid) && !out.contains(&gid) {
+        if gid != 0 && gid != primary && !held.contains(&gid) && !out.contains(&gid) {
             out.push(gid);
         }
     }
@@ -149,6 +159,49 @@ mod tests {
             );
         }
         assert_eq!(passwd(b"broken", &mut buf), Err(LayoutError::Malformed));
+    }
+
+    #[test]
+    fn root_ids_are_never_laid_out() {
+        let mut buf = vec![0u8; 256];
+        let base = buf.as_ptr() as usize;
+        for line in [
+            &b"toor:*:0:10001::/home/toor:/bin/sh"[..],
+            b"toor:*:10001:0::/home/toor:/bin/sh",
+        ] {
+            assert_eq!(passwd(line, &mut buf), Err(LayoutError::Root));
+        }
+        assert_eq!(
+            group(b"wheel2:*:0:carol", &mut buf, base),
+            Err(LayoutError::Root)
+        );
+    }
+
+    #[test]
+    fn initgroups_never_adds_gid_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache");
+        let directory = authtoken_core::directory::Directory {
+            serial: "s".into(),
+            users: vec![],
+            groups: vec![
+                authtoken_core::directory::GroupEntry {
+                    name: "zero".into(),
+                    gid: 0,
+                    members: vec!["carol".into()],
+                },
+                authtoken_core::directory::GroupEntry {
+                    name: "team".into(),
+                    gid: 10_100,
+                    members: vec!["carol".into()],
+                },
+            ],
+        };
+        std::fs::write(&path, authtoken_core::nss_cache::render(&directory, 1)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let reader = Reader::open_owned_by(&path, nix::unistd::geteuid().as_raw()).unwrap();
+        assert_eq!(groups_to_add(&reader, b"carol", 10_001, &[]), [10_100]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use authtoken_core::nss_cache::{Reader, Section};
+use authtoken_core::nss_cache::{self, Reader, Section};
 use libc::{c_char, c_int, c_long, gid_t, size_t, uid_t};
 
 use crate::entry::{self, LayoutError};
@@ -35,6 +35,9 @@ enum Answer {
     TooSmall,
     /// Out of memory growing the initgroups list.
     NoMemory,
+    /// A record never answered (uid or gid 0): not found to a lookup,
+    /// passed over by an enumeration.
+    Skipped,
 }
 
 impl From<LayoutError> for Answer {
@@ -42,6 +45,7 @@ impl From<LayoutError> for Answer {
         match error {
             LayoutError::TooSmall => Answer::TooSmall,
             LayoutError::Malformed => Answer::Unavailable,
+            LayoutError::Root => Answer::Skipped,
         }
     }
 }
@@ -52,7 +56,7 @@ fn answer(errnop: *mut c_int, body: impl FnOnce() -> Answer) -> c_int {
     let answer = catch_unwind(AssertUnwindSafe(body)).unwrap_or(Answer::Unavailable);
     let (status, errno) = match answer {
         Answer::Found => return NSS_STATUS_SUCCESS,
-        Answer::NotFound => (NSS_STATUS_NOTFOUND, libc::ENOENT),
+        Answer::NotFound | Answer::Skipped => (NSS_STATUS_NOTFOUND, libc::ENOENT),
         Answer::Unavailable => (NSS_STATUS_UNAVAIL, libc::ENOENT),
         Answer::TooSmall => (NSS_STATUS_TRYAGAIN, libc::ERANGE),
         Answer::NoMemory => (NSS_STATUS_TRYAGAIN, libc::ENOMEM),
@@ -292,16 +296,21 @@ impl Enumeration {
     /// Lays out the next line of `section` with `fill`, and moves past it
     /// only once the caller's buffer held it (after `ERANGE`, glibc calls
     /// again with a larger one for the same entry).
-    fn step(&self, section: Section, fill: impl FnOnce(&[u8]) -> Answer) -> Answer {
-        match self.next(section) {
-            Err(answer) => answer,
-            Ok(None) => Answer::NotFound,
-            Ok(Some((line, next))) => {
-                let answer = fill(&line);
-                if let Answer::Found = answer {
-                    self.cursor.store(next, Ordering::SeqCst);
-                }
-                answer
+    /// Records that are never answered are passed over.
+    fn step(&self, section: Section, mut fill: impl FnMut(&[u8]) -> Answer) -> Answer {
+        // Bounded: every pass moves the cursor forward through the file.
+        loop {
+            let (line, next) = match self.next(section) {
+                Err(answer) => return answer,
+                Ok(None) => return Answer::NotFound,
+                Ok(Some(found)) => found,
+            };
+            let answer = fill(&line);
+            if let Answer::Found | Answer::Skipped = answer {
+                self.cursor.store(next, Ordering::SeqCst);
+            }
+            if !matches!(answer, Answer::Skipped) {
+                return answer;
             }
         }
     }
@@ -322,7 +331,7 @@ impl Enumeration {
         }
         // SAFETY: `copy` is a new descriptor nothing else owns.
         let file = unsafe { File::from_raw_fd(copy) };
-        let reader = Reader::from_file(file).ok_or(Answer::Unavailable)?;
+        let reader = Reader::from_file(file, nss_cache::OWNER).ok_or(Answer::Unavailable)?;
         Ok(reader.entry(section, self.cursor.load(Ordering::SeqCst)))
     }
 }
