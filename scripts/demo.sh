@@ -9,6 +9,8 @@
 # is bind-mounted over /etc/pam.d in a private mount namespace (bwrap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# stop (and gone): end the demo's servers and wait for them.
+. tests/system/check.sh
 [ "$(id -u)" -eq 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
 
 scripts/deps.sh
@@ -20,7 +22,7 @@ module="$bin/libpam_authtoken.so"
 work=$(mktemp -d /tmp/authtoken-demo.XXXXXX)
 pids=()
 cleanup() {
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  stop "${pids[@]}"
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -45,7 +45,7 @@ for account in authtoken authtoken-server; do
 done
 server_pid=
 cleanup() {
-  [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+  [ -z "$server_pid" ] || stop "$server_pid"
   dpkg --purge pam-authtoken authtoken-server >/dev/null 2>&1 || true
   userdel -r alice >/dev/null 2>&1 || true
   rm -rf /etc/authtoken-server /etc/authtoken /etc/default/authtoken-server

@@ -28,9 +28,9 @@ chmod 0700 "$work"
 pids=()
 made_etc_authtoken=
 cleanup() {
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  stop "${pids[@]}"
   # sshd runs under the namespace's shell: stop it by its own pid file.
-  [ -s "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true
+  [ -s "$work/sshd.pid" ] && stop "$(cat "$work/sshd.pid")"
   userdel "$user" >/dev/null 2>&1 || true
   [ -z "$made_etc_authtoken" ] || rmdir /etc/authtoken 2>/dev/null || true
   rm -rf "$work"

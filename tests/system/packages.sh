@@ -90,9 +90,9 @@ for account in authtoken authtoken-server; do
 done
 pkgwork=
 cleanup() {
-  [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+  [ -z "$server_pid" ] || stop "$server_pid"
   if [ -n "$pkgwork" ]; then
-    [ -s "$pkgwork/sshd.pid" ] && kill "$(cat "$pkgwork/sshd.pid")" 2>/dev/null || true
+    [ -s "$pkgwork/sshd.pid" ] && stop "$(cat "$pkgwork/sshd.pid")"
     rm -rf "$pkgwork"
   fi
   [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
