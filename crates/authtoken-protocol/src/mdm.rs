@@ -223,7 +223,8 @@ fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, Pr
 /// The GS2 header for a SCRAM challenge (docs/PROTOCOL.md "Channel binding"): bound
 /// when PLUS is offered and the connection gives a binding; `y` when the
 /// client could bind but was offered the plain scheme; `n` otherwise.
-/// `require` makes anything unbound unavailable.
+/// `require` makes anything unbound unavailable; so does `prefer` when PLUS
+/// was offered and this connection cannot bind (a relay's).
 fn choose_gs2(
     plus: bool,
     policy: authtoken_core::config::ChannelBindingPolicy,
@@ -241,8 +242,14 @@ fn choose_gs2(
         (Policy::Require, false, _) => {
             Err("the authority offered no channel binding (channel_binding = \"require\")")
         }
+        // The authority could bind on its end of the connection; this end
+        // cannot: the two are not one connection.
+        (Policy::Prefer, true, None) => Err(
+            "the authority offered channel binding but this connection gives none: a relay may \
+             stand between (only channel_binding = \"off\" signs in this way)",
+        ),
         (Policy::Prefer, false, Some(_)) => Ok((Gs2::NotOffered, Vec::new())),
-        (Policy::Prefer, _, None) => Ok((Gs2::NotSupported, Vec::new())),
+        (Policy::Prefer, false, None) => Ok((Gs2::NotSupported, Vec::new())),
     }
 }
 
@@ -718,8 +725,15 @@ mod tests {
             gs2(true, Policy::Require, Some(&ed25519)).is_err(),
             "never an empty binding"
         );
+        assert!(
+            gs2(true, Policy::Prefer, Some(&ed25519))
+                .unwrap_err()
+                .contains("a relay may stand between"),
+            "PLUS offered, no binding here: not one connection"
+        );
+        assert!(gs2(true, Policy::Prefer, None).is_err());
         assert_eq!(
-            gs2(true, Policy::Prefer, Some(&ed25519)),
+            gs2(true, Policy::Off, Some(&ed25519)),
             Ok(Gs2::NotSupported)
         );
         assert_eq!(

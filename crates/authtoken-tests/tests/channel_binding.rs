@@ -341,6 +341,89 @@ fn a_relay_with_a_trusted_certificate_gets_no_login_unless_binding_is_off() {
     );
 }
 
+/// A CA signing with Ed25519 and a leaf for 127.0.0.1 under it: RFC 5929
+/// names no hash for that signature, so a TLS 1.2 connection presenting
+/// the leaf has no binding at all (no exporter, no end-point). Writes
+/// `NAME/ca.pem`, `NAME/server.pem` and `NAME/server.key`.
+fn unbindable_certificate(ws: &Workspace, name: &str) -> PathBuf {
+    let dir = ws.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), leaf_key.serialize_pem()).unwrap();
+    dir
+}
+
+/// Issue 35: a relay whose own connection to the client can bind to
+/// nothing (TLS 1.2, a leaf signed with Ed25519) leaves the client no
+/// binding to send, so before the fix it sent `n` and the authority took
+/// it. But the authority offered PLUS: it could bind on its connection, so
+/// a client that cannot is not on that connection. Under `prefer` (the
+/// default) and `require` that is unavailable before the response goes
+/// out; only `off` signs in.
+#[test]
+fn a_relay_that_cannot_bind_gets_no_login_unless_binding_is_off() {
+    let site = Site::new();
+    let unbindable = unbindable_certificate(&site.ws, "ed25519");
+    let trusted = std::fs::read_to_string(&site.both_cas).unwrap()
+        + &std::fs::read_to_string(unbindable.join("ca.pem")).unwrap();
+    std::fs::write(&site.both_cas, trusted).unwrap();
+    for mode in MODES {
+        let relay = site.relay("ed25519/server", TLS12, Relaying::Plain);
+        let confdir = site.stack(&relay.url(), mode);
+        let requests_before = site.server.requests_for("alice");
+        let code = login(&confdir, "alice", RIGHT);
+        assert_eq!(relay.finish(), 1, "{mode}: one connection");
+        let requests = site.server.requests_for("alice") - requests_before;
+        if mode == "off" {
+            assert_eq!(code, PAM_SUCCESS, "the attack works unbound");
+            assert_eq!(requests, 2);
+        } else {
+            assert_eq!(code, PAM_AUTHINFO_UNAVAIL, "{mode}");
+            assert_eq!(requests, 1, "{mode}: no DigestResponse went out");
+        }
+    }
+    // The reason, as the administrator reads it.
+    let relay = site.relay("ed25519/server", TLS12, Relaying::Plain);
+    let confdir = site.stack(&relay.url(), "prefer");
+    let config = confdir.parent().unwrap().join("authtoken.toml");
+    let out = std::process::Command::new(HELPER)
+        .args(["login", "alice", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{RIGHT}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    relay.finish();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("a relay may stand between"), "{said}");
+    assert_eq!(
+        site.logged("outcome=token"),
+        1,
+        "only the login with binding off"
+    );
+}
+
 /// `tls-server-end-point` binds to the certificate, not the connection: a
 /// TLS 1.2 terminator holding the server's own key and certificate (a load
 /// balancer) passes, and the two sides agree on the hash; with TLS 1.3 the
