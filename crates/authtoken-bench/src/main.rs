@@ -98,6 +98,22 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// The first check-in's time for names the store knows (`user0`…, as
+    /// `store-fixture` writes them) against names it does not (a decoy
+    /// challenge), alternating on one keep-alive connection: were they
+    /// apart, the time would tell who exists.
+    ChallengeTiming {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        ca: PathBuf,
+        /// How many users the fixture holds (known names are picked from them).
+        #[arg(long)]
+        users: u32,
+        /// Challenges of each kind.
+        #[arg(long, default_value_t = 2000)]
+        rounds: usize,
+    },
     /// Runs COMMAND (stdin passed through) and prints its peak RSS.
     Rss {
         #[arg(trailing_var_arg = true, required = true)]
@@ -120,6 +136,12 @@ fn main() -> ExitCode {
             server_pid,
         } => run_load(&url, &ca, &user, &clients, seconds, &server_pid),
         Command::StoreFixture { users, out } => store_fixture(users, &out),
+        Command::ChallengeTiming {
+            url,
+            ca,
+            users,
+            rounds,
+        } => challenge_timing(&url, &ca, users.max(1), rounds.max(1)),
         Command::Rss { command } => run_rss(&command),
         Command::NssFixture { users, dir } => nss_fixture(users, &dir),
         Command::Getpwnam { names, rounds } => getpwnam(&names, rounds.max(1)),
@@ -404,6 +426,17 @@ fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
     pids.iter().map(|&pid| cpu_seconds(pid)).sum()
 }
 
+/// A check-in identity for `user` from the generator's one device.
+fn identity(user: &str) -> UserIdentity {
+    let udid = "8C3A5B1E-0D4F-4B7A-9E2C-6F1D3A5B7C9E".to_owned();
+    UserIdentity {
+        user_id: mdm::derive_user_id(&udid, user),
+        udid,
+        short_name: user.to_owned(),
+        long_name: user.to_owned(),
+    }
+}
+
 fn run_load(
     urls: &[String],
     ca: &std::path::Path,
@@ -419,13 +452,7 @@ fn run_load(
         .map_err(|e| format!("reading the password: {e}"))?;
     let password = Zeroizing::new(password.trim_end_matches(['\r', '\n']).to_owned());
     let roots = authtoken_helper::transport::load_roots(Some(ca)).map_err(|e| e.to_string())?;
-    let udid = "8C3A5B1E-0D4F-4B7A-9E2C-6F1D3A5B7C9E".to_owned();
-    let id = UserIdentity {
-        user_id: mdm::derive_user_id(&udid, user),
-        udid,
-        short_name: user.to_owned(),
-        long_name: user.to_owned(),
-    };
+    let id = identity(user);
     // The client's PBKDF2, once: the server's cost does not depend on it.
     let first = Client::new(&urls[0], &roots);
     let c = challenge(&first, &id)?;
@@ -508,6 +535,45 @@ fn run_load(
             errors.first().map(|e| format!(" (first: {e})")).unwrap_or_default(),
         );
     }
+    Ok(())
+}
+
+fn challenge_timing(url: &str, ca: &Path, users: u32, rounds: usize) -> Result<(), String> {
+    let roots = authtoken_helper::transport::load_roots(Some(ca)).map_err(|e| e.to_string())?;
+    let client = Client::new(url, &roots);
+    let mut known = Vec::with_capacity(rounds);
+    let mut unknown = Vec::with_capacity(rounds);
+    let time = |name: String, into: &mut Vec<f64>| -> Result<(), String> {
+        let id = identity(&name);
+        let started = Instant::now();
+        challenge(&client, &id)?;
+        into.push(started.elapsed().as_secs_f64() * 1e6);
+        Ok(())
+    };
+    // Warm the connection and the caches first.
+    for i in 0..rounds.min(50) {
+        time(format!("user{i}"), &mut Vec::new())?;
+        time(format!("warm{i}"), &mut Vec::new())?;
+    }
+    for r in 0..rounds {
+        let user = format!("user{}", (r as u64 * 7919 % u64::from(users)) as u32);
+        let ghost = format!("ghost{r}x{}", r * 31);
+        // Alternate which goes first, so neither gets the warmer turn.
+        if r % 2 == 0 {
+            time(user, &mut known)?;
+            time(ghost, &mut unknown)?;
+        } else {
+            time(ghost, &mut unknown)?;
+            time(user, &mut known)?;
+        }
+    }
+    let (_, known_median, _) = spread(&mut known);
+    let (_, unknown_median, _) = spread(&mut unknown);
+    println!(
+        "challenge: {users} users, {rounds} of each: known median {known_median:.0} us, unknown \
+         median {unknown_median:.0} us, unknown / known = {:.2}x (goal 0.9-1.1x)",
+        unknown_median / known_median
+    );
     Ok(())
 }
 

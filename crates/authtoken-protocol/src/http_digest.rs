@@ -15,7 +15,7 @@ pub const NONCE_COUNT: &str = "00000001";
 pub const METHOD: &str = "PUT";
 pub const URI: &str = "/";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Algorithm {
     Md5,
     Sha256,

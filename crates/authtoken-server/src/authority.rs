@@ -26,7 +26,7 @@ use crate::proto::mdm::{reply_body, CheckinRequest};
 use crate::proto::scram::{self as scram_server, Refusal, Verifier};
 use crate::shared::Shared;
 use crate::store::{Credential, Policy, Store};
-use crate::throttle::Verdict;
+use crate::throttle::{Slot, Verdict};
 
 /// What to do with users the store does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,11 +78,83 @@ impl Event {
     }
 }
 
-/// The store in force and the nonce key derived from its secret; replaced
-/// whole on reload.
+/// The store in force, the nonce key derived from its secret and the
+/// shapes decoys take; replaced whole on reload.
 struct Loaded {
     store: Store,
     nonce_key: NonceKey,
+    decoys: DecoyShapes,
+}
+
+/// What a decoy credential looks like from outside: its scheme and
+/// iterations, or realm, algorithm and qop.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Shape {
+    Scram {
+        iterations: u32,
+    },
+    Digest {
+        realm: String,
+        algorithm: http_digest::Algorithm,
+        qop: bool,
+    },
+}
+
+/// The shapes of the managed users' credentials, each with how many users
+/// have it (a running total), computed once when a store is loaded: so a
+/// name the store does not know costs one HMAC and a binary search, not a
+/// walk over every user (at 100,000 users that walk was a timing oracle
+/// for who exists, and a CPU amplifier).
+#[derive(Debug, Default)]
+struct DecoyShapes {
+    /// Distinct shapes, each with the count of users up to and including it.
+    shapes: Vec<(Shape, u64)>,
+}
+
+impl DecoyShapes {
+    fn of(store: &Store) -> DecoyShapes {
+        let mut counts: std::collections::BTreeMap<Shape, u64> = Default::default();
+        let managed = store
+            .users
+            .values()
+            .filter(|u| u.policy == Policy::Managed)
+            .filter_map(|u| u.credential.as_ref());
+        for credential in managed {
+            let shape = match credential {
+                Credential::Scram(v) => Shape::Scram {
+                    iterations: v.iterations,
+                },
+                Credential::Digest {
+                    realm,
+                    algorithm,
+                    qop,
+                    ..
+                } => Shape::Digest {
+                    realm: realm.clone(),
+                    algorithm: *algorithm,
+                    qop: *qop,
+                },
+            };
+            *counts.entry(shape).or_default() += 1;
+        }
+        let mut total = 0;
+        let shapes = counts
+            .into_iter()
+            .map(|(shape, count)| {
+                total += count;
+                (shape, total)
+            })
+            .collect();
+        DecoyShapes { shapes }
+    }
+
+    /// The shape for `pick`, as often as the store's users have it.
+    fn pick(&self, pick: u64) -> Option<&Shape> {
+        let total = self.shapes.last()?.1;
+        let at = pick % total;
+        let index = self.shapes.partition_point(|(_, upto)| *upto <= at);
+        self.shapes.get(index).map(|(shape, _)| shape)
+    }
 }
 
 /// How the authority is set up.
@@ -366,21 +438,12 @@ impl Authority {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &loaded.store.secret);
         let tag = hmac::sign(&key, user.as_bytes());
         let tag = tag.as_ref();
-        let shapes: Vec<&Credential> = loaded
-            .store
-            .users
-            .values()
-            .filter(|u| u.policy == Policy::Managed)
-            .filter_map(|u| u.credential.as_ref())
-            .collect();
         let pick = u64::from_be_bytes(tag[16..24].try_into().unwrap_or_default());
-        let shape = (!shapes.is_empty()).then(|| shapes[(pick % shapes.len() as u64) as usize]);
-        match shape {
-            Some(Credential::Digest {
+        match loaded.decoys.pick(pick) {
+            Some(Shape::Digest {
                 realm,
                 algorithm,
                 qop,
-                ..
             }) => Credential::Digest {
                 realm: realm.clone(),
                 algorithm: *algorithm,
@@ -391,7 +454,7 @@ impl Authority {
             shape => Credential::Scram(Verifier {
                 salt: tag[..16].to_vec(),
                 iterations: match shape {
-                    Some(Credential::Scram(v)) => v.iterations,
+                    Some(Shape::Scram { iterations }) => *iterations,
                     _ => self.settings.decoy_iterations,
                 },
                 stored_key: [0; 32],
@@ -415,23 +478,14 @@ impl Authority {
         }
     }
 
-    /// A proof that was evaluated and was wrong: counted against the
-    /// account's budget (its device's, if it came from one).
-    async fn reject(&self, user: &str, origin: Origin, why: &str) -> Answer {
-        let spent = match self
-            .settings
-            .shared
-            .failed(user, origin.device, origin.now_ms)
-            .await
-        {
-            Ok(spent) => spent,
-            // An uncounted wrong guess is not answered as one.
-            Err(down) => return Authority::store_down(&down),
-        };
+    /// A proof that was evaluated and was wrong: its reserved slot stays
+    /// as the failure, counted against the account's budget (its
+    /// device's, if it came from one).
+    fn reject(&self, slot: Slot, why: &str) -> Answer {
         Answer {
             delay: self.settings.failure_delay,
             proof_evaluated: true,
-            budget_spent: spent,
+            budget_spent: slot.last,
             ..Answer::plist(
                 &[("AuthToken", "")],
                 Event::Rejected,
@@ -440,18 +494,18 @@ impl Authority {
         }
     }
 
-    /// The guessing budget, read just before a proof would be evaluated
-    /// (so junk, forged nonces and replays never reach a shared store):
-    /// the answer to send instead, if any.
-    async fn over_budget(&self, user: &str, origin: Origin) -> Option<Answer> {
+    /// A slot of the guessing budget, reserved just before a proof would be
+    /// evaluated (so junk, forged nonces and replays never reach a shared
+    /// store); or the answer to send instead.
+    async fn reserve(&self, user: &str, origin: Origin) -> Result<Slot, Answer> {
         match self
             .settings
             .shared
-            .check(user, origin.device, origin.now_ms)
+            .reserve(user, origin.device, origin.now_ms)
             .await
         {
-            Ok(Verdict::Evaluate) => None,
-            Ok(Verdict::Refuse { retry_after_secs }) => Some(Answer {
+            Ok(Verdict::Evaluate(slot)) => Ok(slot),
+            Ok(Verdict::Refuse { retry_after_secs }) => Err(Answer {
                 retry_after: Some(retry_after_secs),
                 ..Answer::status(
                     429,
@@ -459,7 +513,7 @@ impl Authority {
                     format!("throttled: retry after {retry_after_secs} s"),
                 )
             }),
-            Err(down) => Some(Authority::store_down(&down)),
+            Err(down) => Err(Authority::store_down(&down)),
         }
     }
 
@@ -515,15 +569,17 @@ impl Authority {
         if parsed.user != user {
             return self.refuse_junk("n= names another user");
         }
-        if let Some(answer) = self.over_budget(user, origin).await {
-            return answer;
-        }
+        let slot = match self.reserve(user, origin).await {
+            Ok(slot) => slot,
+            Err(answer) => return answer,
+        };
         let offered = origin.channel.filter(|c| c.can_bind());
         match scram_server::server_verify_bound(verifier, &parsed, offered.as_ref()) {
             Ok(signature) => {
                 self.grant(
                     user,
                     origin,
+                    slot,
                     parsed.snonce(),
                     expiry,
                     &[("ServerSignature", &signature)],
@@ -532,8 +588,14 @@ impl Authority {
             }
             // Says nothing about the password (the proof was not
             // evaluated), so it is not counted against the account.
-            Err(Refusal::Binding(why)) => self.refuse_junk(why),
-            Err(Refusal::Proof) => self.reject(user, origin, "wrong proof").await,
+            Err(Refusal::Binding(why)) => {
+                self.settings
+                    .shared
+                    .release(user, origin.device, slot)
+                    .await;
+                self.refuse_junk(why)
+            }
+            Err(Refusal::Proof) => self.reject(slot, "wrong proof"),
         }
     }
 
@@ -564,22 +626,26 @@ impl Authority {
         {
             return self.refuse_junk("response for another user, realm or URI");
         }
-        if let Some(answer) = self.over_budget(user, origin).await {
-            return answer;
-        }
+        let slot = match self.reserve(user, origin).await {
+            Ok(slot) => slot,
+            Err(answer) => return answer,
+        };
         if digest_server::server_verify(algorithm, ha1, &parsed) {
-            self.grant(user, origin, &parsed.nonce, expiry, &[]).await
+            self.grant(user, origin, slot, &parsed.nonce, expiry, &[])
+                .await
         } else {
-            self.reject(user, origin, "wrong response").await
+            self.reject(slot, "wrong response")
         }
     }
 
     /// A good proof: claims the nonce (a response is accepted once, by any
-    /// process sharing the replay record) and issues a token.
+    /// process sharing the replay record), gives its slot back and issues
+    /// a token.
     async fn grant(
         &self,
         user: &str,
         origin: Origin,
+        slot: Slot,
         nonce: &str,
         expiry: u64,
         extra: &[(&str, &str)],
@@ -587,7 +653,7 @@ impl Authority {
         match self
             .settings
             .shared
-            .claim(user, nonce, expiry, origin.now_secs())
+            .claim(user, origin.device, slot, nonce, expiry, origin.now_secs())
             .await
         {
             Claim::First => {}
@@ -607,7 +673,6 @@ impl Authority {
                 }
             }
         }
-        self.settings.shared.succeeded(user, origin.device).await;
         let Ok(bytes) = random(32) else {
             return Answer::status(500, Event::Failed, "no randomness");
         };
@@ -657,18 +722,18 @@ impl Authority {
         password: &[u8],
         origin: Origin,
     ) -> PasswordCheck {
-        match self
+        let slot = match self
             .settings
             .shared
-            .check(user, origin.device, origin.now_ms)
+            .reserve(user, origin.device, origin.now_ms)
             .await
         {
-            Ok(Verdict::Evaluate) => {}
+            Ok(Verdict::Evaluate(slot)) => slot,
             Ok(Verdict::Refuse { retry_after_secs }) => {
                 return PasswordCheck::Throttled { retry_after_secs }
             }
             Err(_) => return PasswordCheck::Unavailable,
-        }
+        };
         let loaded = self.current();
         let decoy;
         let (credential, may_sign_in) = match loaded.store.users.get(user) {
@@ -696,17 +761,11 @@ impl Authority {
             None => return PasswordCheck::Failed("managed user without credential"),
         };
         if !(right && may_sign_in) {
-            return match self
-                .settings
-                .shared
-                .failed(user, origin.device, origin.now_ms)
-                .await
-            {
-                Ok(budget_spent) => PasswordCheck::Rejected { budget_spent },
-                Err(_) => PasswordCheck::Unavailable,
+            return PasswordCheck::Rejected {
+                budget_spent: slot.last,
             };
         }
-        self.settings.shared.succeeded(user, origin.device).await;
+        self.settings.shared.right(user, origin.device, slot).await;
         let Ok(bytes) = random(16) else {
             return PasswordCheck::Failed("no randomness");
         };
@@ -729,6 +788,7 @@ impl From<Store> for Loaded {
     fn from(store: Store) -> Loaded {
         Loaded {
             nonce_key: NonceKey::new(&store.secret),
+            decoys: DecoyShapes::of(&store),
             store,
         }
     }
@@ -933,6 +993,29 @@ mod tests {
         let c = challenge_for(&a, "alice", later);
         let answer = a.handle_now(&request("alice", Some(respond("alice", b"pw", &c))), later);
         assert_eq!(answer.event, Event::Token);
+    }
+
+    #[test]
+    fn decoy_shapes_follow_the_stores_own_counts() {
+        let mut store = Store::new().unwrap();
+        for (name, iterations) in [("a", 4096), ("b", 4096), ("c", 4096), ("d", 10_000)] {
+            store.users.insert(
+                name.into(),
+                User {
+                    policy: Policy::Managed,
+                    credential: Some(Store::scram_credential(b"pw", iterations).unwrap()),
+                    account: None,
+                },
+            );
+        }
+        let shapes = DecoyShapes::of(&store);
+        let iterations = |pick| match shapes.pick(pick) {
+            Some(Shape::Scram { iterations }) => *iterations,
+            other => panic!("{other:?}"),
+        };
+        let picked: Vec<u32> = (0..8).map(iterations).collect();
+        assert_eq!(picked, [4096, 4096, 4096, 10_000, 4096, 4096, 4096, 10_000]);
+        assert!(DecoyShapes::of(&Store::new().unwrap()).pick(7).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod nonce;
+pub mod pgaccess;
 pub mod pgstore;
 pub mod proto;
 pub mod shared;

@@ -10,7 +10,7 @@ use authtoken_server::{authority, device, error, http, metrics, nonce, store, th
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +23,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use zeroize::Zeroizing;
 
 use authority::{Authority, Settings, UnknownUsers};
+use authtoken_server::pgaccess::Access;
 use authtoken_server::pgstore::PgStore;
 use authtoken_server::shared::Shared;
-use authtoken_server::store_location::{self, Change, StoreLocation, StoreSource};
+use authtoken_server::store::Change;
+use authtoken_server::store_location::{self, StoreLocation, StoreSource};
 use device::{Device, DeviceState};
 use error::ServerError;
 use metrics::Metrics;
@@ -42,9 +44,14 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// With a postgres:// store: the CA that signs the database's
-    /// certificate (sslmode=require), instead of the system roots.
+    /// certificate (TLS is required over TCP), instead of the system roots.
     #[arg(long, global = true, env = "AUTHTOKEN_STORE_CA")]
     store_ca: Option<PathBuf>,
+    /// With a postgres:// store: a file holding the role's password on
+    /// its first line (root's, 0600). Else PGPASSWORD, else PGPASSFILE or
+    /// ~/.pgpass; never in the URL, which every process list shows.
+    #[arg(long, global = true, env = "AUTHTOKEN_STORE_PASSWORD_FILE")]
+    store_password_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -184,10 +191,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let ca = cli.store_ca.clone();
-    let location = |text: String| StoreLocation::parse(text, ca.clone());
+    let access = Access {
+        ca: cli.store_ca.clone(),
+        password_file: cli.store_password_file.clone(),
+    };
+    let location = |text: String| StoreLocation::parse(text, &access);
     let result = match cli.command {
-        Command::Serve(options) => serve(options, cli.store_ca.as_deref()),
+        Command::Serve(options) => serve(options, &access),
         Command::EnrollDevice { file, label } => {
             read_password(&label).and_then(|passphrase| device::enroll(&file, &label, &passphrase))
         }
@@ -200,17 +210,14 @@ fn main() -> ExitCode {
             realm,
             no_qop,
             account,
-        } => add_user(
-            &location(store),
-            &user,
-            policy,
-            scheme,
-            iterations,
-            &realm,
-            !no_qop,
-            &account,
-        ),
-        Command::AddGroup { store, name, gid } => add_group(&location(store), &name, gid),
+        } => location(store).and_then(|location| {
+            add_user(
+                &location, &user, policy, scheme, iterations, &realm, !no_qop, &account,
+            )
+        }),
+        Command::AddGroup { store, name, gid } => {
+            location(store).and_then(|location| add_group(&location, &name, gid))
+        }
         Command::GenTls { dir, hosts, force } => {
             let hosts = if hosts.is_empty() {
                 tls::default_hosts()
@@ -228,10 +235,14 @@ fn main() -> ExitCode {
             names,
             out,
         } => tls::issue(&dir, role, &names, &out).map(|written| report_written(&written)),
-        Command::ListUsers { store } => location(store).load().map(|store| list_users(&store)),
-        Command::RemoveUser { store, user } => remove_user(&location(store), &user),
-        Command::Migrate { url, to } => store_location::migrate(&url, ca.as_deref(), to),
-        Command::ImportStore { file, url } => store_location::import(&file, &url, ca.as_deref()),
+        Command::ListUsers { store } => location(store)
+            .and_then(|location| location.load())
+            .map(|store| list_users(&store)),
+        Command::RemoveUser { store, user } => {
+            location(store).and_then(|location| remove_user(&location, &user))
+        }
+        Command::Migrate { url, to } => store_location::migrate(&url, &access, to),
+        Command::ImportStore { file, url } => store_location::import(&file, &url, &access),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -360,7 +371,7 @@ fn what_it_is_for(path: &std::path::Path) -> Option<&'static str> {
     })
 }
 
-fn serve(options: ServeOptions, store_ca: Option<&Path>) -> Result<(), ServerError> {
+fn serve(options: ServeOptions, access: &Access) -> Result<(), ServerError> {
     let threads = options.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,
@@ -377,7 +388,7 @@ fn serve(options: ServeOptions, store_ca: Option<&Path>) -> Result<(), ServerErr
     let source = match (&options.users, &options.store) {
         (Some(path), _) => Some(StoreSource::File(path.clone())),
         (None, Some(url)) => Some(StoreSource::Postgres(Arc::new(
-            PgStore::open(url, store_ca)?.with_metrics(metrics.clone()),
+            PgStore::open(url, access)?.with_metrics(metrics.clone()),
         ))),
         (None, None) => None,
     };
@@ -588,9 +599,19 @@ fn list_users(store: &Store) {
     }
 }
 
+/// A name `chown 0` would read as an id: clients never serve it.
+fn only_digits(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn add_group(location: &StoreLocation, name: &str, gid: Option<u32>) -> Result<(), ServerError> {
     authtoken_core::username::Username::parse(name.as_bytes())
         .map_err(|e| ServerError::Usage(format!("group name: {e}")))?;
+    if only_digits(name) {
+        return Err(ServerError::Usage(format!(
+            "group {name}: a name made only of digits (every client drops it)"
+        )));
+    }
     location.edit(|store| {
         let gid = match gid {
             Some(gid) => gid,
@@ -683,6 +704,12 @@ impl AccountArgs {
     ) -> Result<Option<Account>, ServerError> {
         if self.no_account {
             return Ok(None);
+        }
+        if only_digits(user) {
+            return Err(ServerError::Usage(format!(
+                "{user}: a name made only of digits gets no account (every client drops it, \
+                 as useradd refuses it); use --no-account, or another name"
+            )));
         }
         let mut account = match old {
             Some(old) => old,

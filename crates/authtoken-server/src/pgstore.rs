@@ -12,23 +12,27 @@
 //! away turns into [`StoreDown`], which the authority answers with `503`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::config::SslMode;
 
 use crate::error::{random, ServerError};
 use crate::metrics::Metrics;
-use crate::store::{Store, User};
-use crate::throttle::{Verdict, WINDOW_MS};
+use crate::nonce::NONCE_LIFETIME_SECS;
+use crate::pgaccess::{self, Access, Transport};
+use crate::store::{Change, Store};
+use crate::throttle::{Slot, Verdict, WINDOW_MS};
 
 /// The migrations, in order; the schema's version is how many are applied.
-pub const MIGRATIONS: [(&str, &str); 2] = [
+pub const MIGRATIONS: [(&str, &str); 3] = [
     ("users", include_str!("../migrations/0001_users.sql")),
     ("replicas", include_str!("../migrations/0002_replicas.sql")),
+    (
+        "what the database may not decide",
+        include_str!("../migrations/0003_what_the_database_may_not_decide.sql"),
+    ),
 ];
 
 /// The schema version this build serves from.
@@ -67,24 +71,25 @@ pub fn is_url(text: &str) -> bool {
 }
 
 impl PgStore {
-    /// A pool for `url` (libpq's URL form; `sslmode=require` for TLS to the
-    /// database, verified against `ca_file` or the system roots). Nothing
-    /// is connected yet.
-    pub fn open(url: &str, ca_file: Option<&Path>) -> Result<PgStore, ServerError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| ServerError::Usage(format!("store URL: {e}")))?;
+    /// A pool for `url` (libpq's URL form), reached as `access` says
+    /// (see [`crate::pgaccess`]: TLS over TCP, the password never from
+    /// the URL). Nothing is connected yet.
+    pub fn open(url: &str, access: &Access) -> Result<PgStore, ServerError> {
+        let mut config = pgaccess::parse(url)?;
+        let transport = pgaccess::complete(&mut config, access)?;
         config.connect_timeout(OPERATION_TIMEOUT);
         config.application_name("authtoken-server");
         let shown = shown_url(url);
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = if config.get_ssl_mode() == SslMode::Disable {
-            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-        } else {
-            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(database_tls(ca_file)?);
-            Manager::from_config(config, tls, manager_config)
+        let manager = match transport {
+            Transport::Plain => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            Transport::Tls(tls) => Manager::from_config(
+                config,
+                tokio_postgres_rustls::MakeRustlsConnect::new(*tls),
+                manager_config,
+            ),
         };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -121,7 +126,7 @@ impl PgStore {
     {
         let started = Instant::now();
         let result = tokio::time::timeout(OPERATION_TIMEOUT, async {
-            let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            let client = self.pool.get().await.map_err(|e| pool_error_text(&e))?;
             work(client).await.map_err(|e| error_text(&e))
         })
         .await
@@ -139,7 +144,7 @@ impl PgStore {
         self.pool
             .get()
             .await
-            .map_err(|e| ServerError::Usage(format!("{}: {e}", self.shown)))
+            .map_err(|e| ServerError::Usage(format!("{}: {}", self.shown, pool_error_text(&e))))
     }
 
     /// The schema version applied (0 for an empty database).
@@ -279,88 +284,70 @@ impl PgStore {
                     .read_only(true)
                     .start()
                     .await?;
-                let version: i64 = tx
-                    .query_one("SELECT version FROM authtoken_store_version", &[])
-                    .await?
-                    .get(0);
-                let secret: Option<Vec<u8>> = tx
-                    .query_opt(
-                        "SELECT value FROM authtoken_settings WHERE name = 'secret'",
-                        &[],
-                    )
-                    .await?
-                    .map(|row| row.get(0));
-                let users: Vec<(String, String)> = tx
-                    .query("SELECT name, record::text FROM authtoken_users", &[])
-                    .await?
-                    .iter()
-                    .map(|row| (row.get(0), row.get(1)))
-                    .collect();
-                let groups: Vec<(String, i32)> = tx
-                    .query("SELECT name, gid FROM authtoken_groups", &[])
-                    .await?
-                    .iter()
-                    .map(|row| (row.get(0), row.get(1)))
-                    .collect();
+                let rows = read_rows(&tx).await?;
                 tx.commit().await?;
-                Ok((version, secret, users, groups))
+                Ok(rows)
             })
             .await?;
-        let (version, secret, user_rows, group_rows) = rows;
-        let mut users = BTreeMap::new();
-        for (name, json) in user_rows {
-            let user = Store::user_from_json(&name, &json)?;
-            users.insert(name, user);
-        }
-        let groups = group_rows
-            .into_iter()
-            .map(|(name, gid)| (name, gid as u32))
-            .collect();
-        let store = Store::assemble(secret.unwrap_or_default(), users, groups)?;
-        Ok((store, version))
+        rows.into_store()
     }
 
-    /// Adds or replaces one user.
-    pub async fn put_user(&self, name: &str, user: &User) -> Result<(), StoreDown> {
-        let json = Store::user_to_json(user);
-        self.run("put_user", |client| async move {
-            client
-                .execute(
+    /// One administrator's edit (add-user, remove-user, add-group), in one
+    /// transaction under the store's edit lock: read the store, apply
+    /// `edit`, check the directory can still be published, write what
+    /// changed, commit. So two edits at once take turns (the second sees
+    /// the first's uid), and what every replica loads next still loads;
+    /// the uid's unique index stands behind it. Returns what `edit` says.
+    pub async fn edit<T>(
+        &self,
+        edit: impl FnOnce(&mut Store) -> Result<(Change, T), ServerError>,
+    ) -> Result<T, ServerError> {
+        let mut client = self.admin_connection().await?;
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EDIT_LOCK])
+            .await
+            .map_err(fail)?;
+        let mut store = read_rows(&tx).await.map_err(fail)?.into_store()?.0;
+        let (change, said) = edit(&mut store)?;
+        store
+            .directory()
+            .map_err(|e| ServerError::Usage(e.to_string()))?;
+        match &change {
+            Change::User(name) => {
+                let user = store
+                    .users
+                    .get(name)
+                    .ok_or_else(|| ServerError::Usage(format!("{name} vanished")))?;
+                tx.execute(
                     "INSERT INTO authtoken_users (name, record) VALUES ($1, $2::text::jsonb)
                      ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
-                    &[&name, &json],
+                    &[name, &Store::user_to_json(user)],
                 )
                 .await
-                .map(|_| ())
-        })
-        .await
-    }
-
-    /// Removes one user; whether it was there.
-    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreDown> {
-        self.run("remove_user", |client| async move {
-            Ok(client
-                .execute("DELETE FROM authtoken_users WHERE name = $1", &[&name])
-                .await?
-                == 1)
-        })
-        .await
-    }
-
-    /// Adds or replaces one group.
-    pub async fn put_group(&self, name: &str, gid: u32) -> Result<(), StoreDown> {
-        let gid = gid as i32;
-        self.run("put_group", |client| async move {
-            client
-                .execute(
+                .map_err(fail)?;
+            }
+            Change::RemovedUser(name) => {
+                tx.execute("DELETE FROM authtoken_users WHERE name = $1", &[name])
+                    .await
+                    .map_err(fail)?;
+            }
+            Change::Group(name) => {
+                let gid = *store
+                    .groups
+                    .get(name)
+                    .ok_or_else(|| ServerError::Usage(format!("{name} vanished")))?
+                    as i32;
+                tx.execute(
                     "INSERT INTO authtoken_groups (name, gid) VALUES ($1, $2)
                      ON CONFLICT (name) DO UPDATE SET gid = EXCLUDED.gid",
-                    &[&name, &gid],
+                    &[name, &gid],
                 )
                 .await
-                .map(|_| ())
-        })
-        .await
+                .map_err(fail)?;
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(said)
     }
 
     /// Replaces the store's content with `store` in one transaction (its
@@ -402,90 +389,46 @@ impl PgStore {
         tx.commit().await.map_err(fail)
     }
 
-    /// Claims an accepted response's nonce: `Ok(true)` the first time on
-    /// any replica, `Ok(false)` for a replay.
-    pub async fn claim(&self, account: &str, nonce: &str, expiry: u64) -> Result<bool, StoreDown> {
-        let expiry = expiry as i64;
-        self.run("claim", |client| async move {
-            Ok(client
-                .execute(
-                    "INSERT INTO authtoken_replay (nonce, account, expires_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (nonce) DO NOTHING",
-                    &[&nonce, &account, &expiry],
-                )
-                .await?
-                == 1)
-        })
-        .await
-    }
-
-    /// The budget's verdict: refused once `per_minute` failures fall in
-    /// the last minute, until the oldest of the newest `per_minute` leaves
-    /// it (the in-memory throttle's rule, over all replicas' failures).
-    pub async fn throttle_check(
+    /// Reserves a slot of `budget` before a proof is evaluated (one
+    /// statement: the check and the count under the budget's lock, see
+    /// `authtoken_reserve`).
+    pub async fn reserve(
         &self,
         budget: &str,
         now_ms: u64,
         per_minute: u32,
     ) -> Result<Verdict, StoreDown> {
-        let since = now_ms.saturating_sub(WINDOW_MS) as i64;
-        let limit = i64::from(per_minute);
-        let times: Vec<i64> = self
-            .run("throttle_check", |client| async move {
-                Ok(client
-                    .query(
-                        "SELECT at_ms FROM authtoken_failures WHERE budget = $1 AND at_ms > $2
-                         ORDER BY at_ms DESC LIMIT $3",
-                        &[&budget, &since, &limit],
+        let now = now_ms as i64;
+        let window = WINDOW_MS as i64;
+        let limit = per_minute as i32;
+        let (slot, last, retry_ms): (Option<i64>, bool, i64) = self
+            .run("reserve", |client| async move {
+                let row = client
+                    .query_one(
+                        "SELECT slot, last, retry_after_ms FROM authtoken_reserve($1, $2, $3, $4)",
+                        &[&budget, &now, &window, &limit],
                     )
-                    .await?
-                    .iter()
-                    .map(|row| row.get(0))
-                    .collect())
+                    .await?;
+                Ok((row.get(0), row.get(1), row.get(2)))
             })
             .await?;
-        Ok(match times.last() {
-            Some(&oldest) if times.len() >= per_minute as usize => Verdict::Refuse {
-                retry_after_secs: (oldest as u64 + WINDOW_MS)
-                    .saturating_sub(now_ms)
-                    .div_ceil(1000)
-                    .max(1),
+        Ok(match slot {
+            Some(id) => Verdict::Evaluate(Slot { id, last }),
+            None => Verdict::Refuse {
+                retry_after_secs: (retry_ms.max(0) as u64).div_ceil(1000).max(1),
             },
-            _ => Verdict::Evaluate,
         })
     }
 
-    /// Records a wrong proof; whether the budget is now spent.
-    pub async fn throttle_failed(
-        &self,
-        budget: &str,
-        now_ms: u64,
-        per_minute: u32,
-    ) -> Result<bool, StoreDown> {
-        let at = now_ms as i64;
-        let since = now_ms.saturating_sub(WINDOW_MS) as i64;
-        let count: i64 = self
-            .run("throttle_failed", |client| async move {
-                Ok(client
-                    .query_one(
-                        "WITH added AS (INSERT INTO authtoken_failures (budget, at_ms) VALUES ($1, $2))
-                         SELECT count(*) + 1 FROM authtoken_failures WHERE budget = $1 AND at_ms > $3",
-                        &[&budget, &at, &since],
-                    )
-                    .await?
-                    .get(0))
-            })
-            .await?;
-        Ok(count >= i64::from(per_minute))
-    }
-
-    /// A good proof from an enrolled device: its own budget starts over.
-    pub async fn throttle_reset(&self, budget: &str) -> Result<(), StoreDown> {
-        self.run("throttle_reset", |client| async move {
+    /// Gives a slot back (a proof never evaluated, or a right password);
+    /// `reset` also empties a whole budget (a device's, after a right
+    /// proof from it).
+    pub async fn release(&self, slot: Slot, reset: Option<&str>) -> Result<(), StoreDown> {
+        self.run("release", |client| async move {
             client
                 .execute(
-                    "DELETE FROM authtoken_failures WHERE budget = $1",
-                    &[&budget],
+                    "DELETE FROM authtoken_failures WHERE id = $1 OR budget = $2",
+                    &[&slot.id, &reset],
                 )
                 .await
                 .map(|_| ())
@@ -493,9 +436,40 @@ impl PgStore {
         .await
     }
 
-    /// Deletes expired single-use records and failures out of the window.
+    /// A right proof: claims its nonce (`Ok(true)` the first time on any
+    /// replica, `Ok(false)` for a replay) and gives its slot back (and a
+    /// device's whole budget, `reset`), in one statement.
+    pub async fn claim(
+        &self,
+        account: &str,
+        nonce: &str,
+        expiry: u64,
+        slot: Slot,
+        reset: Option<&str>,
+    ) -> Result<bool, StoreDown> {
+        let expiry = expiry as i64;
+        self.run("claim", |client| async move {
+            Ok(client
+                .execute(
+                    "WITH released AS (
+                         DELETE FROM authtoken_failures WHERE id = $4 OR budget = $5)
+                     INSERT INTO authtoken_replay (nonce, account, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (nonce) DO NOTHING",
+                    &[&nonce, &account, &expiry, &slot.id, &reset],
+                )
+                .await?
+                == 1)
+        })
+        .await
+    }
+
+    /// Deletes single-use records a lifetime past their expiry and
+    /// failures out of the window. A claim is kept until its nonce's
+    /// expiry plus a whole nonce lifetime: a replica whose clock runs
+    /// behind still takes the nonce for unexpired, and must still find the
+    /// claim that a faster replica made and this one (or it) sweeps.
     pub async fn sweep(&self, now_ms: u64) -> Result<(), StoreDown> {
-        let now_secs = (now_ms / 1000) as i64;
+        let now_secs = (now_ms / 1000).saturating_sub(NONCE_LIFETIME_SECS) as i64;
         let since = now_ms.saturating_sub(WINDOW_MS) as i64;
         self.run("sweep", |client| async move {
             client
@@ -516,34 +490,68 @@ impl PgStore {
     }
 }
 
-/// rustls on ring for the database connection: `ca_file`'s certificates,
-/// else the system roots.
-fn database_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ServerError> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(ServerError::io(path))?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert =
-                    cert.map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
-            }
+/// The advisory lock administrators' edits take turns on.
+const EDIT_LOCK: i64 = 7_212_947;
+
+/// A store as its tables hold it.
+struct Rows {
+    version: i64,
+    secret: Option<Vec<u8>>,
+    users: Vec<(String, String)>,
+    groups: Vec<(String, i32)>,
+}
+
+/// Reads every table of the store (in the caller's transaction).
+async fn read_rows(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Rows, tokio_postgres::Error> {
+    let version: i64 = client
+        .query_one("SELECT version FROM authtoken_store_version", &[])
+        .await?
+        .get(0);
+    let secret: Option<Vec<u8>> = client
+        .query_opt(
+            "SELECT value FROM authtoken_settings WHERE name = 'secret'",
+            &[],
+        )
+        .await?
+        .map(|row| row.get(0));
+    let users = client
+        .query("SELECT name, record::text FROM authtoken_users", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let groups = client
+        .query("SELECT name, gid FROM authtoken_groups", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    Ok(Rows {
+        version,
+        secret,
+        users,
+        groups,
+    })
+}
+
+impl Rows {
+    /// The store the rows hold, checked as a file's is, and its version.
+    fn into_store(self) -> Result<(Store, i64), ServerError> {
+        let mut users = BTreeMap::new();
+        for (name, json) in self.users {
+            let user = Store::user_from_json(&name, &json)?;
+            users.insert(name, user);
         }
-        None => {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
+        let groups = self
+            .groups
+            .into_iter()
+            .map(|(name, gid)| (name, gid as u32))
+            .collect();
+        let store = Store::assemble(self.secret.unwrap_or_default(), users, groups)?;
+        Ok((store, self.version))
     }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ServerError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
 }
 
 /// The URL with any password replaced, for messages and logs.
@@ -583,16 +591,56 @@ impl HidePassword for String {
     }
 }
 
-/// A failed administrator's operation, with PostgreSQL's message.
+/// A failed administrator's operation, with PostgreSQL's message (and
+/// what the uid's unique index means, said plainly).
 fn fail(error: tokio_postgres::Error) -> ServerError {
+    if error
+        .as_db_error()
+        .is_some_and(|db| db.constraint() == Some("authtoken_users_uid"))
+    {
+        return ServerError::Usage(
+            "that uid is already another user's (the store's uid index refused it)".into(),
+        );
+    }
     ServerError::Usage(error_text(&error))
 }
 
-/// A database error with PostgreSQL's own message when there is one.
+/// A database error with PostgreSQL's own message when there is one, else
+/// the error and its causes.
 fn error_text(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let text = with_causes(error);
+    if text.contains("server does not support TLS") {
+        format!(
+            "{text}: the database (or something in the path) refused TLS, and plain text \
+             would show every verifier; only sslmode=disable in the store URL allows it"
+        )
+    } else {
+        text
+    }
+}
+
+/// An error and each of its sources, `: `-separated.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A pool's error: the database's own, when that is what it is.
+fn pool_error_text(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => error_text(e),
+        other => with_causes(other),
     }
 }
 
@@ -620,7 +668,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order() {
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         assert!(MIGRATIONS[0].1.contains("CREATE TABLE authtoken_users"));
         assert!(MIGRATIONS[1].1.contains("CREATE TABLE authtoken_replay"));
         assert!(is_url("postgres://x/y") && is_url("postgresql:///y"));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::nonce::{Claim, ReplayRecord};
 use crate::pgstore::{PgStore, StoreDown};
-use crate::throttle::{budget_name, Throttle, Verdict};
+use crate::throttle::{budget_name, Slot, Throttle, Verdict};
 
 pub enum Shared {
     Local {
@@ -50,64 +50,80 @@ impl Shared {
         }
     }
 
-    /// Whether a proof for `user` from `device` may be evaluated.
-    pub async fn check(
+    /// Reserves a slot of the guessing budget for a proof for `user` from
+    /// `device`, before it is evaluated: the check and the count in one
+    /// step (so proofs in flight at once cannot all pass), on every
+    /// replica at once when the store is shared.
+    pub async fn reserve(
         &self,
         user: &str,
         device: Option<[u8; 32]>,
         now_ms: u64,
     ) -> Result<Verdict, StoreDown> {
         match self {
-            Shared::Local { throttle, .. } => Ok(throttle.check(user, device, now_ms)),
+            Shared::Local { throttle, .. } => Ok(throttle.reserve(user, device, now_ms)),
             Shared::Postgres { store, per_minute } => {
                 store
-                    .throttle_check(&budget_name(user, device), now_ms, *per_minute)
+                    .reserve(&budget_name(user, device), now_ms, *per_minute)
                     .await
             }
         }
     }
 
-    /// Records a wrong proof; whether the budget is now spent.
-    pub async fn failed(
+    /// A slot whose proof was never evaluated after all (a binding
+    /// refused): given back, it says nothing about the password.
+    pub async fn release(&self, user: &str, device: Option<[u8; 32]>, slot: Slot) {
+        match self {
+            Shared::Local { throttle, .. } => throttle.release(user, device, slot, false),
+            // A release that fails leaves the slot to age out of the window
+            // on its own: nothing is granted by it.
+            Shared::Postgres { store, .. } => {
+                let _ = store.release(slot, None).await;
+            }
+        }
+    }
+
+    /// A right password (the `rest` protocols, which have no nonce): its
+    /// slot back, and a device's own budget starts over (the shared one
+    /// does not, or a guesser who knows one password could reset another's).
+    pub async fn right(&self, user: &str, device: Option<[u8; 32]>, slot: Slot) {
+        match self {
+            Shared::Local { throttle, .. } => throttle.release(user, device, slot, true),
+            Shared::Postgres { store, .. } => {
+                let reset = device.map(|_| budget_name(user, device));
+                let _ = store.release(slot, reset.as_deref()).await;
+            }
+        }
+    }
+
+    /// A right proof: claims its nonce (a response is accepted once, by
+    /// any process sharing the record) and is [`Shared::right`], in one
+    /// statement when the store is shared.
+    pub async fn claim(
         &self,
         user: &str,
         device: Option<[u8; 32]>,
-        now_ms: u64,
-    ) -> Result<bool, StoreDown> {
+        slot: Slot,
+        nonce: &str,
+        expiry: u64,
+        now_secs: u64,
+    ) -> Claim {
         match self {
-            Shared::Local { throttle, .. } => Ok(throttle.failed(user, device, now_ms)),
-            Shared::Postgres { store, per_minute } => {
-                store
-                    .throttle_failed(&budget_name(user, device), now_ms, *per_minute)
-                    .await
+            Shared::Local { replay, throttle } => {
+                throttle.release(user, device, slot, true);
+                replay.claim(user, nonce, expiry, now_secs)
             }
-        }
-    }
-
-    /// A good proof: a device's own budget starts over (the shared one
-    /// does not, or a guesser who knows one password could reset another's).
-    pub async fn succeeded(&self, user: &str, device: Option<[u8; 32]>) {
-        match self {
-            Shared::Local { throttle, .. } => throttle.succeeded(user, device),
             Shared::Postgres { store, .. } => {
-                if device.is_some() {
-                    // A reset that fails leaves the device's count to age
-                    // out on its own: nothing is granted by it.
-                    let _ = store.throttle_reset(&budget_name(user, device)).await;
+                let reset = device.map(|_| budget_name(user, device));
+                match store
+                    .claim(user, nonce, expiry, slot, reset.as_deref())
+                    .await
+                {
+                    Ok(true) => Claim::First,
+                    Ok(false) => Claim::Replayed,
+                    Err(_) => Claim::Unavailable,
                 }
             }
-        }
-    }
-
-    /// Claims an accepted response's nonce.
-    pub async fn claim(&self, user: &str, nonce: &str, expiry: u64, now_secs: u64) -> Claim {
-        match self {
-            Shared::Local { replay, .. } => replay.claim(user, nonce, expiry, now_secs),
-            Shared::Postgres { store, .. } => match store.claim(user, nonce, expiry).await {
-                Ok(true) => Claim::First,
-                Ok(false) => Claim::Replayed,
-                Err(_) => Claim::Unavailable,
-            },
         }
     }
 }

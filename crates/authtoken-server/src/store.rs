@@ -132,6 +132,14 @@ struct UserRecord {
     groups: Vec<String>,
 }
 
+/// What an administrator's edit changed, so a database is written one
+/// row, not whole.
+pub enum Change {
+    User(String),
+    RemovedUser(String),
+    Group(String),
+}
+
 /// What is wrong inside a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

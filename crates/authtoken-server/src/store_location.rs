@@ -10,20 +10,14 @@ use std::time::Duration;
 
 use crate::error::ServerError;
 use crate::http::Service;
+use crate::pgaccess::{self, Access};
 use crate::pgstore::{is_url, shown_url, PgStore};
-use crate::store::Store;
+use crate::store::{Change, Store};
 
 /// A store named on the command line.
 pub enum StoreLocation {
     File(PathBuf),
-    Postgres { url: String, ca: Option<PathBuf> },
-}
-
-/// What an edit changed, so a database is written one row, not whole.
-pub enum Change {
-    User(String),
-    RemovedUser(String),
-    Group(String),
+    Postgres { url: String, access: Access },
 }
 
 /// The store `serve` reads from.
@@ -54,12 +48,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
 }
 
 impl StoreLocation {
-    /// A `postgres://` URL, or else a file path.
-    pub fn parse(text: String, ca: Option<PathBuf>) -> StoreLocation {
+    /// A `postgres://` URL (refused at once if it holds a password, before
+    /// any prompt keeps it in the process list), or else a file path.
+    pub fn parse(text: String, access: &Access) -> Result<StoreLocation, ServerError> {
         if is_url(&text) {
-            StoreLocation::Postgres { url: text, ca }
+            pgaccess::parse(&text)?;
+            Ok(StoreLocation::Postgres {
+                url: text,
+                access: access.clone(),
+            })
         } else {
-            StoreLocation::File(PathBuf::from(text))
+            Ok(StoreLocation::File(PathBuf::from(text)))
         }
     }
 
@@ -74,8 +73,8 @@ impl StoreLocation {
     pub fn load(&self) -> Result<Store, ServerError> {
         match self {
             StoreLocation::File(path) => Store::load(path),
-            StoreLocation::Postgres { url, ca } => {
-                let pg = PgStore::open(url, ca.as_deref())?;
+            StoreLocation::Postgres { url, access } => {
+                let pg = PgStore::open(url, access)?;
                 runtime()?.block_on(async {
                     pg.check_schema().await?;
                     pg.load().await.map(|(store, _)| store)
@@ -118,32 +117,16 @@ impl StoreLocation {
                     path.display()
                 );
             }
-            StoreLocation::Postgres { url, ca } => {
-                let pg = PgStore::open(url, ca.as_deref())?;
-                runtime()?.block_on(async {
+            StoreLocation::Postgres { url, access } => {
+                let pg = PgStore::open(url, access)?;
+                let what = runtime()?.block_on(async {
                     pg.check_schema().await?;
-                    let (mut store, _) = pg.load().await?;
-                    let (change, what) = edit(&mut store)?;
-                    check_directory(&store)?;
-                    match &change {
-                        Change::User(name) => match store.users.get(name) {
-                            Some(user) => pg.put_user(name, user).await?,
-                            None => return Err(ServerError::Usage(format!("{name} vanished"))),
-                        },
-                        Change::RemovedUser(name) => {
-                            pg.remove_user(name).await?;
-                        }
-                        Change::Group(name) => match store.groups.get(name) {
-                            Some(gid) => pg.put_group(name, *gid).await?,
-                            None => return Err(ServerError::Usage(format!("{name} vanished"))),
-                        },
-                    }
-                    println!(
-                        "wrote {what} to {}; every replica serving it takes it up within a second",
-                        pg.shown
-                    );
-                    Ok(())
+                    pg.edit(edit).await
                 })?;
+                println!(
+                    "wrote {what} to {}; every replica serving it takes it up within a second",
+                    pg.shown
+                );
             }
         }
         Ok(())
@@ -158,8 +141,8 @@ fn check_directory(store: &Store) -> Result<(), ServerError> {
 }
 
 /// `authtoken-server migrate URL [--to N]`.
-pub fn migrate(url: &str, ca: Option<&Path>, to: Option<u32>) -> Result<(), ServerError> {
-    let pg = PgStore::open(url, ca)?;
+pub fn migrate(url: &str, access: &Access, to: Option<u32>) -> Result<(), ServerError> {
+    let pg = PgStore::open(url, access)?;
     let (before, after) = runtime()?.block_on(pg.migrate(to))?;
     if before == after {
         println!("{}: schema version {after}, nothing to do", pg.shown);
@@ -170,9 +153,9 @@ pub fn migrate(url: &str, ca: Option<&Path>, to: Option<u32>) -> Result<(), Serv
 }
 
 /// `authtoken-server import-store FILE URL`.
-pub fn import(file: &Path, url: &str, ca: Option<&Path>) -> Result<(), ServerError> {
+pub fn import(file: &Path, url: &str, access: &Access) -> Result<(), ServerError> {
     let store = Store::load(file)?;
-    let pg = PgStore::open(url, ca)?;
+    let pg = PgStore::open(url, access)?;
     runtime()?.block_on(async {
         pg.check_schema().await?;
         pg.import(&store).await

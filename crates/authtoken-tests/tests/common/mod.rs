@@ -516,6 +516,11 @@ impl Postgres {
             .status();
     }
 
+    /// The cluster's data directory (its `pg_hba.conf`).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub(crate) fn socket_dir(&self) -> String {
         self.dir.path().display().to_string()
     }
