@@ -1,6 +1,6 @@
 //! Module, helper and chkpwd: the config file (TOML), parsed and checked.
 #![no_main]
-use authtoken_core::config::Config;
+use authtoken_config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,10 +1,10 @@
 //! `authtoken sync`: the authority's directory (JSON), judged record by
 //! record as root before anything reaches the NSS cache.
 #![no_main]
-use authtoken_core::directory::{
+use authtoken_directory::{
     accept, name_ok, Local, MachineRules, Ranges, PRIVILEGED_NAMES,
 };
-use authtoken_core::nss_cache::{render, Passwd, Reader};
+use authtoken_directory::nss_cache::{render, Passwd, Reader};
 use libfuzzer_sys::fuzz_target;
 
 const RANGES: Ranges = Ranges {

@@ -5,7 +5,7 @@
 #![no_main]
 use std::sync::OnceLock;
 
-use authtoken_core::nss_cache::{Group, Passwd, Reader, Section};
+use authtoken_directory::nss_cache::{Group, Passwd, Reader, Section};
 use libfuzzer_sys::fuzz_target;
 use nss_authtoken::entry;
 

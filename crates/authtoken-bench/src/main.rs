@@ -157,8 +157,8 @@ fn main() -> ExitCode {
 
 /// The fixture's users: names that do not sort as they were made, uids
 /// from 100000 (above the machine's).
-fn fixture_user(i: u32) -> authtoken_core::directory::UserEntry {
-    authtoken_core::directory::UserEntry {
+fn fixture_user(i: u32) -> authtoken_directory::UserEntry {
+    authtoken_directory::UserEntry {
         name: format!("nu{:07}x{}", i.wrapping_mul(2_654_435_761) % 10_000_000, i),
         uid: 100_000 + i,
         gid: 100_000,
@@ -169,7 +169,7 @@ fn fixture_user(i: u32) -> authtoken_core::directory::UserEntry {
 }
 
 fn nss_fixture(count: u32, dir: &Path) -> Result<(), String> {
-    use authtoken_core::directory::{Directory, GroupEntry};
+    use authtoken_directory::{Directory, GroupEntry};
     let users: Vec<_> = (0..count).map(fixture_user).collect();
     let directory = Directory {
         serial: format!("bench-{count}"),
@@ -193,7 +193,7 @@ fn nss_fixture(count: u32, dir: &Path) -> Result<(), String> {
     write("passwd", passwd.as_bytes())?;
     write(
         "directory",
-        &authtoken_core::nss_cache::render(&directory, 0),
+        &authtoken_directory::nss_cache::render(&directory, 0),
     )?;
     // 200 names, evenly over the list (files pays for the position).
     let step = (count / 200).max(1);

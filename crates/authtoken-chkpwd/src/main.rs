@@ -6,7 +6,10 @@
 //!   limits, signal dispositions and mask, umask) and takes root's real
 //!   uid, so the caller can no longer signal it;
 //! * signs in only the user its real uid belonged to, and refuses any other;
-//! * ignores its environment and arguments, and reads the system config only;
+//! * ignores its environment and arguments, and reads the system config's
+//!   module settings only, as the module does (it parses no TOML: when the
+//!   config changed, the helper makes the settings again, as for a root
+//!   module);
 //! * takes no offline decision from the caller: the verifier and whether to
 //!   make one come from the system's records, and the offline services of a
 //!   caller without root are `[offline] unprivileged_services`;
@@ -31,14 +34,15 @@ use std::process::ExitCode;
 
 use authtoken_core::attempts::{Attempts, AttemptsError};
 use authtoken_core::cache::{Cache, CacheError};
-use authtoken_core::config::{Config, ConfigError, CHKPWD_MAX_WAIT_MS, DEFAULT_CONFIG_PATH};
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::Outcome;
+use authtoken_core::platform::{CONFIG as DEFAULT_CONFIG_PATH, HELPER as DEFAULT_HELPER_PATH};
 use authtoken_core::session::SessionKey;
-use authtoken_core::settings::{self, ModuleSettings};
+use authtoken_core::settings::{self, ModuleSettings, SettingsError, CHKPWD_MAX_WAIT_MS};
 use authtoken_core::signin::{Runner, SignIn};
 use authtoken_core::trust::Rules;
+use authtoken_core::trust::{self, TrustError};
 use authtoken_core::wire::{self, HelperAnswer, HelperRequest, WireError, MAX_REQUEST_BYTES};
 use authtoken_spawn::HelperError;
 use nix::unistd::{Uid, User};
@@ -101,7 +105,7 @@ enum Refusal {
         asked: String,
     },
     #[error("{0}")]
-    Config(#[from] ConfigError),
+    Settings(#[from] settings::Failure<HelperError>),
     #[error("{0}")]
     Cache(#[from] CacheError),
     #[error("{0}")]
@@ -138,12 +142,10 @@ fn check(caller: Uid) -> Result<Outcome, Refusal> {
     let user = request.user.clone();
     let service = request.service.clone();
     let config_path = Path::new(DEFAULT_CONFIG_PATH);
-    let (config, text) = Config::load_source(config_path, Rules::ROOT)?;
-    // The module of a caller without root reads its settings beside the
-    // config and cannot make them itself: keep them current.
-    if let Err(e) = settings::write(config_path, &ModuleSettings::of(&config, &text)) {
-        log::send(IDENT, Level::Warning, &format!("module settings: {e}"));
-    }
+    // The settings root's tools write beside the config, made again by the
+    // helper when the config changed (which also keeps them current for
+    // the module of a caller without root, who cannot make them).
+    let config = settings::load(&Root, config_path, Path::new(DEFAULT_HELPER_PATH))?.values;
 
     // The caller's login session (the kernel's ids, never its environment).
     let cache = Cache::open(&config.cache_dir, log::CHKPWD_IDENT)?;
@@ -235,5 +237,42 @@ impl Runner for ChkpwdRunner<'_> {
 
     fn log(&self, level: Level, message: &str) {
         log::send(IDENT, level, message);
+    }
+}
+
+/// Root's view of the settings: chkpwd runs as root, so it has the helper
+/// make them when the config changed, exactly as a root module does.
+struct Root;
+
+impl settings::Source for Root {
+    type HelperError = HelperError;
+    fn read_config(&self, config: &Path) -> Result<Zeroizing<Vec<u8>>, TrustError> {
+        trust::read(config, Rules::ROOT, settings::MAX_CONFIG_BYTES)
+    }
+    fn read_settings(&self, config: &Path) -> Result<Option<ModuleSettings>, SettingsError> {
+        settings::read(config)
+    }
+    fn make_settings(
+        &self,
+        helper: &Path,
+        config: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+        authtoken_spawn::run_for_output(
+            helper,
+            Rules::ROOT,
+            &["module-settings", "--config", &config.to_string_lossy()],
+            b"",
+            settings::MAX_SETTINGS_BYTES,
+            settings::COMPILE_DEADLINE,
+        )
+    }
+    fn helper_missing(&self, error: &HelperError) -> bool {
+        matches!(error, HelperError::Missing(_))
+    }
+    fn privileged(&self) -> bool {
+        true
+    }
+    fn warn(&self, message: &str) {
+        log::send(IDENT, Level::Warning, message);
     }
 }

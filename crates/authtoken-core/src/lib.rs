@@ -1,7 +1,8 @@
-//! What the PAM module, its helper and the reference server share, and
-//! nothing that talks to a network or does cryptography: the config, file
-//! trust, the session cache and its key, validated user names, the outcome
-//! model and the module-helper wire format, logging.
+//! What the PAM module, its helper, chkpwd and the reference server share,
+//! and nothing that talks to a network, does cryptography or parses the
+//! config's TOML: the protocols' vocabulary (`kinds`), the module settings,
+//! file trust, the session cache and its key, validated user names, the
+//! outcome model and the module-helper wire format, logging.
 //!
 //! The module links this crate into security-critical hosts (sshd, sudo,
 //! login, gdm), so it stays small: see docs/ARCHITECTURE.md. `unsafe` is
@@ -13,10 +14,8 @@
 pub mod attempts;
 pub mod cache;
 pub mod clock;
-pub mod config;
-pub mod directory;
+pub mod kinds;
 pub mod log;
-pub mod nss_cache;
 pub mod offline;
 pub mod options;
 pub mod outcome;

@@ -237,7 +237,7 @@ pub enum Usability {
 
 impl Usability {
     /// For a record `age_secs` old with `failures` in a row, under `config`.
-    pub fn of(config: &crate::config::OfflineConfig, age_secs: u64, failures: u32) -> Usability {
+    pub fn of(config: &OfflineConfig, age_secs: u64, failures: u32) -> Usability {
         let days = age_secs / 86_400;
         if failures >= config.max_failures {
             Usability::Locked(failures)
@@ -290,7 +290,7 @@ pub struct Counted {
 /// Before a handshake: what the policy allows for `user` on `service`. A
 /// verifier is only sent once this attempt is on record as a failure.
 pub fn prepare(
-    config: &crate::config::OfflineConfig,
+    config: &OfflineConfig,
     store: &OfflineStore,
     user: &Username,
     service: &str,
@@ -389,6 +389,97 @@ pub fn settle(
     }
 }
 
+/// `[offline]`: signing in with a local verifier when every authority is
+/// unreachable. Off by default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// A verifier older than this (since its online login) is not used.
+    #[serde(default = "default_offline_max_age_days")]
+    pub max_age_days: u64,
+    /// The PAM services that may sign in offline (never sshd unless listed).
+    #[serde(default = "default_offline_services")]
+    pub services: Vec<String>,
+    /// The services a caller without root (through `authtoken-chkpwd`) may
+    /// sign in offline with. The caller names its service itself, so this
+    /// list is separate and short: screen lockers and polkit.
+    #[serde(default = "default_offline_unprivileged_services")]
+    pub unprivileged_services: Vec<String>,
+    /// Offline failures in a row that lock offline login until the next
+    /// online success.
+    #[serde(default = "default_offline_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_offline_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig {
+            enabled: false,
+            max_age_days: default_offline_max_age_days(),
+            services: default_offline_services(),
+            unprivileged_services: default_offline_unprivileged_services(),
+            max_failures: default_offline_max_failures(),
+            dir: default_offline_dir(),
+        }
+    }
+}
+
+impl OfflineConfig {
+    /// Whether `service` may sign in offline.
+    pub fn allows(&self, service: &str) -> bool {
+        self.enabled && self.services.iter().any(|s| s == service)
+    }
+
+    /// The policy for a caller without root: its own service list.
+    pub fn for_unprivileged_caller(&self) -> OfflineConfig {
+        OfflineConfig {
+            services: self.unprivileged_services.clone(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Screen lockers and polkit: what a caller without root runs.
+const UNPRIVILEGED_OFFLINE_SERVICES: [&str; 10] = [
+    "polkit-1",
+    "swaylock",
+    "i3lock",
+    "xscreensaver",
+    "xsecurelock",
+    "kde",
+    "gnome-screensaver",
+    "cinnamon-screensaver",
+    "mate-screensaver",
+    "hyprlock",
+];
+
+fn default_offline_unprivileged_services() -> Vec<String> {
+    UNPRIVILEGED_OFFLINE_SERVICES.map(String::from).to_vec()
+}
+
+fn default_offline_max_age_days() -> u64 {
+    7
+}
+fn default_offline_max_failures() -> u32 {
+    5
+}
+fn default_offline_dir() -> PathBuf {
+    PathBuf::from(crate::platform::OFFLINE_DIR)
+}
+/// Local consoles, display managers, sudo/su and screen lockers: where a
+/// person sits at the machine. Never sshd unless listed.
+fn default_offline_services() -> Vec<String> {
+    ["login", "gdm-password", "sddm", "lightdm", "sudo", "su"]
+        .into_iter()
+        .chain(UNPRIVILEGED_OFFLINE_SERVICES)
+        .map(String::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,8 +511,8 @@ mod tests {
         assert!(!store.forget(&alice).unwrap());
     }
 
-    fn config() -> crate::config::OfflineConfig {
-        crate::config::OfflineConfig {
+    fn config() -> OfflineConfig {
+        OfflineConfig {
             enabled: true,
             services: vec!["login".into()],
             max_failures: 3,

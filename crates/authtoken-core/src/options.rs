@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 
-use crate::config::DEFAULT_CONFIG_PATH;
+use crate::platform::CONFIG as DEFAULT_CONFIG_PATH;
 
 /// Options from the pam.d line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::config::EmptyChallengePolicy;
+use crate::kinds::EmptyChallengePolicy;
 
 /// What a handshake with the token authority ended in.
 ///

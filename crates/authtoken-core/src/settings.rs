@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{self, Config, EmptyChallengePolicy, OfflineConfig};
+use crate::kinds::EmptyChallengePolicy;
+use crate::offline::OfflineConfig;
+use zeroize::Zeroizing;
+
 use crate::trust::{self, Rules, TrustError};
 
 /// The settings format's version.
@@ -49,34 +52,17 @@ pub struct ModuleSettings {
 }
 
 impl ModuleSettings {
-    /// The settings of `config`, parsed from `source`.
-    pub fn of(config: &Config, source: &str) -> ModuleSettings {
-        let (empty_challenge, lowered) = config.empty_challenge_policy();
-        ModuleSettings {
-            v: VERSION,
-            source: source.to_owned(),
-            backend: config.backend.name().to_owned(),
-            helper: config.helper.clone(),
-            chkpwd: config.chkpwd.clone(),
-            cache_dir: config.cache_dir.clone(),
-            timeout_ms: config.timeout_ms,
-            empty_challenge,
-            policy_lowered: lowered.map(str::to_owned),
-            offline: config.offline.clone(),
-        }
-    }
-
     /// Whether these settings were made from exactly `config_text`.
     pub fn made_from(&self, config_text: &[u8]) -> bool {
         self.v == VERSION && self.source.as_bytes() == config_text
     }
 
     pub fn kill_deadline(&self) -> Duration {
-        config::kill_deadline(self.timeout_ms)
+        kill_deadline(self.timeout_ms)
     }
 
     pub fn chkpwd_deadline(&self) -> Duration {
-        config::chkpwd_deadline(self.timeout_ms)
+        chkpwd_deadline(self.timeout_ms)
     }
 }
 
@@ -140,35 +126,140 @@ fn config_mode(config: &Path) -> u32 {
         .unwrap_or(0o600)
 }
 
+/// Why there are no settings to work with; `E` is how running the helper
+/// fails.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure<E: std::error::Error + 'static> {
+    #[error("{0}")]
+    Untrusted(#[from] TrustError),
+    #[error("making the module's settings: {0}")]
+    Helper(#[source] E),
+    /// The config is unusable, in the helper's words (file, line, fix).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the helper's module-settings answer is malformed")]
+    Malformed,
+    #[error(
+        "no module settings beside {}: a root login, or `authtoken check-config` as root, writes them",
+        .0.display()
+    )]
+    Missing(PathBuf),
+}
+
+/// The settings in force, and whether they were made from the config as
+/// it is now.
+#[derive(Debug, Clone)]
+pub struct InForce {
+    pub values: ModuleSettings,
+    /// False: a caller without root, after the config changed, has only
+    /// the last settings written.
+    pub current: bool,
+}
+
+/// What the settings flow needs from the system (the module's host, or
+/// chkpwd's).
+pub trait Source {
+    type HelperError: std::error::Error + 'static;
+    /// The config's bytes, under root's file-trust rules.
+    fn read_config(&self, config: &Path) -> Result<Zeroizing<Vec<u8>>, TrustError>;
+    /// The settings file beside the config, if any.
+    fn read_settings(&self, config: &Path) -> Result<Option<ModuleSettings>, SettingsError>;
+    /// Runs `HELPER module-settings --config CONFIG`: its answer.
+    fn make_settings(
+        &self,
+        helper: &Path,
+        config: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, Self::HelperError>;
+    /// Whether running `helper` failed because it is not there.
+    fn helper_missing(&self, error: &Self::HelperError) -> bool;
+    /// Whether this process is root (only root may have the helper make them).
+    fn privileged(&self) -> bool;
+    fn warn(&self, message: &str);
+}
+
+/// The settings for the config at `config`: the file beside it when it was
+/// made from the config as it reads now; otherwise, as root, made again by
+/// the helper (the one the old settings name, else the installed one
+/// `installed`), which also rewrites the file; otherwise the last ones.
+/// Neither the module nor chkpwd ever parses the TOML itself.
+pub fn load<S: Source>(
+    source: &S,
+    config: &Path,
+    installed: &Path,
+) -> Result<InForce, Failure<S::HelperError>> {
+    let text = source.read_config(config)?;
+    let stored = source.read_settings(config);
+    if let Ok(Some(values)) = &stored {
+        if values.made_from(&text) {
+            return Ok(InForce {
+                values: values.clone(),
+                current: true,
+            });
+        }
+    }
+    let stored = stored
+        .inspect_err(|e| source.warn(&format!("module settings ignored: {e}")))
+        .ok()
+        .flatten();
+    if !source.privileged() {
+        return match stored {
+            Some(values) => Ok(InForce {
+                values,
+                current: false,
+            }),
+            None => Err(Failure::Missing(path_for(config))),
+        };
+    }
+    let helper = stored
+        .as_ref()
+        .map_or(installed, |old| old.helper.as_path());
+    let answer = match source.make_settings(helper, config) {
+        // The old settings name a helper that is gone (moved by an
+        // upgrade): the installed one makes them.
+        Err(e) if helper != installed && source.helper_missing(&e) => source
+            .make_settings(installed, config)
+            .map_err(Failure::Helper)?,
+        answer => answer.map_err(Failure::Helper)?,
+    };
+    match serde_json::from_slice::<Answer>(&answer) {
+        Ok(Answer::Settings(values)) => Ok(InForce {
+            values: *values,
+            current: true,
+        }),
+        Ok(Answer::Refused(why)) => Err(Failure::Refused(why)),
+        Err(_) => Err(Failure::Malformed),
+    }
+}
+
+/// Longest `authtoken-chkpwd` waits to space out one user's attempts; a
+/// longer wait is refused at once instead (so the module's deadline holds).
+pub const CHKPWD_MAX_WAIT_MS: u64 = 4_000;
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// How long the module lets the helper run before killing it: the
+/// helper's own network deadline (`timeout_ms`) plus a margin, so a slow
+/// authority ends in the helper's clean `Unavailable`, not a kill.
+/// Saturating: the module reads `timeout_ms` from its settings file, which
+/// a checked config never makes out of range but a hand edit could.
+pub fn kill_deadline(timeout_ms: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(
+        timeout_ms
+            .saturating_add(1_500)
+            .saturating_add(timeout_ms / 10),
+    )
+}
+
+/// The same for `authtoken-chkpwd`, which may first wait out its rate
+/// limit, then runs the helper under [`kill_deadline`].
+pub fn chkpwd_deadline(timeout_ms: u64) -> std::time::Duration {
+    kill_deadline(timeout_ms)
+        .saturating_add(std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TEXT: &str = "backend = \"mdm\"\nurl = \"https://x/\"\nempty_challenge = \"success\"\n";
-
-    #[test]
-    fn settings_carry_what_the_module_needs_and_their_source() {
-        let config = Config::parse(TEXT).unwrap();
-        let settings = ModuleSettings::of(&config, TEXT);
-        assert!(settings.made_from(TEXT.as_bytes()));
-        assert!(!settings.made_from(b"backend = \"hem\"\n"));
-        assert_eq!(settings.backend, "mdm");
-        assert_eq!(settings.empty_challenge, EmptyChallengePolicy::Success);
-        assert_eq!(settings.kill_deadline(), config.kill_deadline());
-        let json = serde_json::to_vec(&Answer::Settings(Box::new(settings.clone()))).unwrap();
-        match serde_json::from_slice::<Answer>(&json).unwrap() {
-            Answer::Settings(back) => assert_eq!(*back, settings),
-            Answer::Refused(why) => panic!("{why}"),
-        }
-    }
-
-    #[test]
-    fn a_lowered_policy_arrives_lowered() {
-        let text = "backend = \"mdm\"\nurl = \"http://x/\"\nallow_insecure_http = true\nempty_challenge = \"success\"\n";
-        let settings = ModuleSettings::of(&Config::parse(text).unwrap(), text);
-        assert_eq!(settings.empty_challenge, EmptyChallengePolicy::Ignore);
-        assert!(settings.policy_lowered.is_some());
-    }
 
     #[test]
     fn the_file_sits_beside_the_config() {

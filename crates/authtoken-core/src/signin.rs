@@ -15,8 +15,8 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use crate::cache::Cache;
-use crate::config::OfflineConfig;
 use crate::log::{self, Level};
+use crate::offline::OfflineConfig;
 use crate::offline::{self, OfflineError, OfflineStore, OfflineVerifier};
 use crate::outcome::Outcome;
 use crate::session::SessionKey;

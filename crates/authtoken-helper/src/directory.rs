@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use authtoken_core::config::Config;
-use authtoken_core::directory::{reply_meaning, Fetched, MAX_DIRECTORY_BYTES};
+use authtoken_config::Config;
+use authtoken_directory::{reply_meaning, Fetched, MAX_DIRECTORY_BYTES};
 
 use crate::privilege;
 use crate::transport::{failover_unreachable, first_answering, Http};

@@ -1,7 +1,7 @@
 //! Backend `hem`: the protocol crate's driver over the helper's HTTPS
 //! transport, with the clock and the passwd database it leaves to us.
 
-use authtoken_core::config::Config;
+use authtoken_config::Config;
 use authtoken_core::outcome::Outcome;
 use authtoken_core::username::Username;
 use authtoken_protocol::hem;

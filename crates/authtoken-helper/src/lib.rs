@@ -20,7 +20,7 @@ pub mod transport;
 
 use std::time::{Duration, Instant};
 
-use authtoken_core::config::{Backend, Config};
+use authtoken_config::{Backend, Config};
 use authtoken_core::offline::OfflineVerifier;
 use authtoken_core::outcome::Outcome;
 use authtoken_core::username::Username;

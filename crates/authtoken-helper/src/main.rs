@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use authtoken_core::config::{Backend, Config, DEFAULT_CONFIG_PATH};
+use authtoken_config::{Backend, Config};
 use authtoken_core::log::{self, Level};
 use authtoken_core::outcome::{outcome_code, Outcome};
+use authtoken_core::platform::CONFIG as DEFAULT_CONFIG_PATH;
 use authtoken_core::secret::first_line;
 use authtoken_core::settings::{self, ModuleSettings};
 use authtoken_core::trust::Rules;
@@ -296,7 +297,7 @@ fn module_settings(config_path: &Path) -> ExitCode {
     let path = authtoken_core::trust::absolute(config_path);
     let answer = match Config::load_source(&path, Rules::ROOT) {
         Ok((config, text)) => {
-            let made = ModuleSettings::of(&config, &text);
+            let made = config.module_settings(&text);
             write_module_settings(&path, &made);
             settings::Answer::Settings(Box::new(made))
         }
@@ -318,8 +319,7 @@ fn check_config(config_path: &Path) -> ExitCode {
     let path = authtoken_core::trust::absolute(config_path);
     let config = match Config::load_source(&path, Rules::ROOT) {
         Ok((config, text)) => {
-            if let Some(written) = write_module_settings(&path, &ModuleSettings::of(&config, &text))
-            {
+            if let Some(written) = write_module_settings(&path, &config.module_settings(&text)) {
                 println!("module settings: {}", written.display());
             }
             config
@@ -573,7 +573,7 @@ fn sync(config_path: &Path, if_due: bool) -> ExitCode {
 /// `fetch-directory`: the answer line and the body on stdout, always exit 0
 /// once the answer is written (root reads the answer, not the exit code).
 fn fetch_directory(config_path: &Path, serial: Option<&str>) -> ExitCode {
-    use authtoken_core::directory::Fetched;
+    use authtoken_directory::Fetched;
     use std::io::Write;
     let (fetched, body) = match Config::load(&authtoken_core::trust::absolute(config_path)) {
         Ok(config) => authtoken_helper::directory::fetch(&config, serial),
@@ -608,7 +608,7 @@ fn directory_status(config: &Config) {
         s if s < 7_200 => format!("{} min ago", s / 60),
         s => format!("{} h ago", s / 3600),
     };
-    match authtoken_core::nss_cache::Reader::open(cache) {
+    match authtoken_directory::nss_cache::Reader::open(cache) {
         Some(reader) => println!(
             "network users: {} users, {} groups, serial {}, fetched {} ({})",
             reader.users,

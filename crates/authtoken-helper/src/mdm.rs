@@ -1,6 +1,6 @@
 //! Backend `mdm`: who the device and user are, and the handshake over HTTPS.
 
-use authtoken_core::config::Config;
+use authtoken_config::Config;
 use authtoken_core::outcome::Outcome;
 use authtoken_core::username::Username;
 use authtoken_protocol::mdm::{self, ClientSettings, UserIdentity};

@@ -2,7 +2,8 @@
 //! transport (verified https only: the config refuses http for `rest`,
 //! since the password itself travels). The body is never logged.
 
-use authtoken_core::config::{Config, RestFlavor};
+use authtoken_config::Config;
+use authtoken_core::kinds::RestFlavor;
 use authtoken_core::outcome::Outcome;
 use authtoken_core::username::Username;
 use authtoken_protocol::rest;

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use authtoken_core::config::Config;
-use authtoken_core::directory::{self, Fetched, Local, MachineRules, Refused};
-use authtoken_core::nss_cache::{self, Reader};
+use authtoken_config::Config;
 use authtoken_core::trust::{self, Rules, TrustError};
+use authtoken_directory::nss_cache::{self, Reader};
+use authtoken_directory::{Fetched, Local, MachineRules, Refused};
 
 use crate::directory::FETCH_TIMEOUT;
 
@@ -174,7 +174,7 @@ fn fetch_and_apply(
         Rules::ROOT,
         &args,
         b"",
-        directory::MAX_DIRECTORY_BYTES + 64 * 1024,
+        authtoken_directory::MAX_DIRECTORY_BYTES + 64 * 1024,
         FETCH_TIMEOUT + Duration::from_secs(10),
     )?;
     let local = local_machine(
@@ -247,7 +247,8 @@ pub fn apply(
             Ok(Synced::Unchanged { serial, authority })
         }
         Fetched::New { authority } => {
-            let accepted = directory::accept(body, rules, local).map_err(SyncError::Refused)?;
+            let accepted =
+                authtoken_directory::accept(body, rules, local).map_err(SyncError::Refused)?;
             let bytes = nss_cache::render(&accepted.directory, now);
             trust::write_atomic(cache, &bytes, 0o644, None).map_err(|error| SyncError::Write {
                 path: cache.to_owned(),

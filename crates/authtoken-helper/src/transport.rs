@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use authtoken_core::config::{Authority, Config};
+use authtoken_config::{Authority, Config};
 use authtoken_core::trust::{self, Rules, TrustError};
 use authtoken_protocol::transport::{Reply, Transport, TransportFailure};
 use rustls::pki_types::pem::PemObject as _;

@@ -14,7 +14,7 @@ pub mod rest;
 pub mod scram;
 pub mod transport;
 
-pub use authtoken_core::config::Scheme;
+pub use authtoken_core::kinds::Scheme;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// Longest AuthToken accepted from an authority.

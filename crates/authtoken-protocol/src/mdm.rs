@@ -166,7 +166,7 @@ pub struct ClientSettings {
     pub min_scram_iterations: u32,
     pub max_scram_iterations: u32,
     /// SCRAM-SHA-256-PLUS: bind, require or never bind.
-    pub channel_binding: authtoken_core::config::ChannelBindingPolicy,
+    pub channel_binding: authtoken_core::kinds::ChannelBindingPolicy,
 }
 
 /// A parsed challenge we can answer.
@@ -227,11 +227,11 @@ fn parse_scheme(challenge: &str, settings: &ClientSettings) -> Result<Parsed, Pr
 /// was offered and this connection cannot bind (a relay's).
 fn choose_gs2(
     plus: bool,
-    policy: authtoken_core::config::ChannelBindingPolicy,
+    policy: authtoken_core::kinds::ChannelBindingPolicy,
     bindings: Option<&crate::channel_binding::Bindings>,
 ) -> Result<(crate::channel_binding::Gs2, Vec<u8>), &'static str> {
     use crate::channel_binding::Gs2;
-    use authtoken_core::config::ChannelBindingPolicy as Policy;
+    use authtoken_core::kinds::ChannelBindingPolicy as Policy;
     let best = bindings.and_then(|b| b.best());
     match (policy, plus, best) {
         (Policy::Off, _, _) => Ok((Gs2::NotSupported, Vec::new())),
@@ -699,7 +699,7 @@ mod tests {
     #[test]
     fn the_gs2_header_follows_the_policy_the_offer_and_the_connection() {
         use crate::channel_binding::{BindingType, Bindings, Gs2};
-        use authtoken_core::config::ChannelBindingPolicy as Policy;
+        use authtoken_core::kinds::ChannelBindingPolicy as Policy;
         let tls13 = Bindings {
             exporter: Some(vec![1; 32]),
             end_point: Some(vec![2; 32]),

@@ -15,7 +15,7 @@ use super::ProtocolError;
 /// The scheme word that starts a SCRAM `DigestChallenge` / `DigestResponse`.
 pub const SCHEME: &str = "SCRAM-SHA-256";
 /// Fewest iterations a client accepts (RFC 7677 §4).
-pub use authtoken_core::config::SCRAM_MIN_ITERATIONS as MIN_ITERATIONS;
+pub use authtoken_core::kinds::SCRAM_MIN_ITERATIONS as MIN_ITERATIONS;
 /// Iterations `authtoken-server add-user` uses unless told otherwise.
 pub const DEFAULT_SERVER_ITERATIONS: u32 = 600_000;
 

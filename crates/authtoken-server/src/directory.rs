@@ -73,7 +73,7 @@ impl Account {
     }
 
     pub fn check(&self, name: &str) -> Result<(), DirectoryError> {
-        if !authtoken_core::directory::name_ok(name) {
+        if !authtoken_directory::name_ok(name) {
             return Err(DirectoryError::Field(name.to_owned(), "the name"));
         }
         if self.uid == 0 || self.gid == 0 {
@@ -89,7 +89,7 @@ impl Account {
     }
 }
 
-pub use authtoken_core::directory::{Directory, GroupEntry, UserEntry};
+pub use authtoken_directory::{Directory, GroupEntry, UserEntry};
 
 /// Builds the directory of `accounts` (user name -> account) and `groups`
 /// (group name -> gid), checking that ids are unique and named groups
@@ -103,7 +103,7 @@ pub fn build(
     let mut gids: BTreeMap<u32, String> = BTreeMap::new();
     let mut published: BTreeMap<String, (u32, BTreeSet<String>)> = BTreeMap::new();
     for (name, gid) in groups {
-        if !authtoken_core::directory::name_ok(name) {
+        if !authtoken_directory::name_ok(name) {
             return Err(DirectoryError::Field(name.clone(), "the name"));
         }
         if *gid == 0 {

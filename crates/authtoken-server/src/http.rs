@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use authtoken_core::config::RestFlavor;
+use authtoken_core::kinds::RestFlavor;
 use zeroize::Zeroizing;
 
 use crate::authority::{Answer, Authority, Event, Origin, PasswordCheck};
@@ -962,7 +962,7 @@ async fn handle_rest(
 
 /// How long a Deki token lives here (the API has no way to ask): the
 /// json-authenticate default, said in the cookie's `Expires`.
-const DEKI_TOKEN_SECONDS: u32 = authtoken_core::config::DEFAULT_TOKEN_DURATION;
+const DEKI_TOKEN_SECONDS: u32 = authtoken_core::kinds::DEFAULT_TOKEN_DURATION;
 
 /// The flavor's answer to a checked password.
 fn rest_answer(

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authtoken_core::config::RestFlavor;
+use authtoken_core::kinds::RestFlavor;
 use authtoken_core::secret::first_line;
 use authtoken_protocol::http_digest::Algorithm;
 use authtoken_protocol::scram::{DEFAULT_SERVER_ITERATIONS, MIN_ITERATIONS};

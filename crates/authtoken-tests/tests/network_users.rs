@@ -629,10 +629,10 @@ fn the_nss_module_believes_only_a_cache_root_alone_can_write() {
     let machine = Machine::new(&ws, config);
     let nss = ws.path("var-lib/authtoken/nss");
     std::fs::create_dir_all(&nss).unwrap();
-    let directory = authtoken_core::directory::Directory {
+    let directory = authtoken_directory::Directory {
         serial: "hand".into(),
         users: vec![
-            authtoken_core::directory::UserEntry {
+            authtoken_directory::UserEntry {
                 name: "carol".into(),
                 uid: 10_001,
                 gid: 10_001,
@@ -640,7 +640,7 @@ fn the_nss_module_believes_only_a_cache_root_alone_can_write() {
                 home: "/home/carol".into(),
                 shell: "/bin/sh".into(),
             },
-            authtoken_core::directory::UserEntry {
+            authtoken_directory::UserEntry {
                 name: "toor".into(),
                 uid: 0,
                 gid: 0,
@@ -649,14 +649,18 @@ fn the_nss_module_believes_only_a_cache_root_alone_can_write() {
                 shell: "/bin/sh".into(),
             },
         ],
-        groups: vec![authtoken_core::directory::GroupEntry {
+        groups: vec![authtoken_directory::GroupEntry {
             name: "wheel0".into(),
             gid: 0,
             members: vec!["carol".into()],
         }],
     };
     let cache = machine.cache();
-    std::fs::write(&cache, authtoken_core::nss_cache::render(&directory, 1)).unwrap();
+    std::fs::write(
+        &cache,
+        authtoken_directory::nss_cache::render(&directory, 1),
+    )
+    .unwrap();
     let probe =
         "getent passwd carol >/dev/null && echo carol; getent passwd toor || echo no-toor; \
                  getent group wheel0 || echo no-wheel0; getent passwd | grep -c '^toor:'; \

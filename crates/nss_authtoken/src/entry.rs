@@ -4,7 +4,7 @@
 //! it. All of it is safe code over `&mut [u8]`; [`crate::ffi`] only turns
 //! the offsets into pointers.
 
-use authtoken_core::nss_cache::{Group, Passwd, Reader};
+use authtoken_directory::nss_cache::{Group, Passwd, Reader};
 
 /// Why a record is not laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,23 +181,23 @@ mod tests {
     fn initgroups_never_adds_gid_0() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache");
-        let directory = authtoken_core::directory::Directory {
+        let directory = authtoken_directory::Directory {
             serial: "s".into(),
             users: vec![],
             groups: vec![
-                authtoken_core::directory::GroupEntry {
+                authtoken_directory::GroupEntry {
                     name: "zero".into(),
                     gid: 0,
                     members: vec!["carol".into()],
                 },
-                authtoken_core::directory::GroupEntry {
+                authtoken_directory::GroupEntry {
                     name: "team".into(),
                     gid: 10_100,
                     members: vec!["carol".into()],
                 },
             ],
         };
-        std::fs::write(&path, authtoken_core::nss_cache::render(&directory, 1)).unwrap();
+        std::fs::write(&path, authtoken_directory::nss_cache::render(&directory, 1)).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let reader = Reader::open_owned_by(&path, nix::unistd::geteuid().as_raw()).unwrap();

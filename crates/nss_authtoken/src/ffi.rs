@@ -14,7 +14,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use authtoken_core::nss_cache::{self, Reader, Section};
+use authtoken_directory::nss_cache::{self, Reader, Section};
 use libc::{c_char, c_int, c_long, gid_t, size_t, uid_t};
 
 use crate::entry::{self, LayoutError};

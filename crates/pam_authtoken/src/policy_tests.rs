@@ -11,8 +11,8 @@ use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use authtoken_config::Config;
 use authtoken_core::cache::{Cache, CacheError};
-use authtoken_core::config::Config;
 use authtoken_core::log::Level;
 use authtoken_core::outcome::{Outcome, PamCode};
 use authtoken_core::session::{SessionError, SessionKey};
@@ -130,10 +130,9 @@ impl TestHost {
             cache.display()
         );
         // As installed: the settings were written for this config.
-        let written = ModuleSettings::of(
-            &Config::parse(&config_text).expect("test config is valid"),
-            &config_text,
-        );
+        let written = Config::parse(&config_text)
+            .expect("test config is valid")
+            .module_settings(&config_text);
         TestHost {
             config_text,
             dir,
@@ -188,10 +187,9 @@ impl Host for TestHost {
         let answer = if self.config_error {
             settings::Answer::Refused(format!("{CONFIG}: broken on purpose"))
         } else {
-            let made = ModuleSettings::of(
-                &Config::parse(&self.config_text).expect("test config is valid"),
-                &self.config_text,
-            );
+            let made = Config::parse(&self.config_text)
+                .expect("test config is valid")
+                .module_settings(&self.config_text);
             *self.settings_file.borrow_mut() = Some(made.clone());
             settings::Answer::Settings(Box::new(made))
         };
@@ -808,7 +806,7 @@ fn a_caller_without_root_runs_chkpwd_and_keeps_no_token() {
     assert!(pam.get_data(policy::TOKEN_KEY).is_none(), "nothing kept");
     assert_eq!(
         host.programs.borrow()[0],
-        Path::new(authtoken_core::config::DEFAULT_CHKPWD_PATH)
+        Path::new(authtoken_core::platform::CHKPWD)
     );
     assert_eq!(
         authenticate(&mut FakePam::new("alice", Some("wrong")), &host, &[]),
@@ -841,7 +839,7 @@ fn settings_made_for_an_edited_config_are_used_until_it_changes_again() {
     assert_eq!(host.settings_made.get(), 1, "made again once");
     assert_eq!(
         host.programs.borrow()[1],
-        Path::new(authtoken_core::config::DEFAULT_HELPER_PATH),
+        Path::new(authtoken_core::platform::HELPER),
         "by the helper the old settings name"
     );
     assert_eq!(login(&host), PamCode::Success);

@@ -111,7 +111,7 @@ pub fn duration_value(value: &serde_json::Value) -> Option<u64> {
 /// A documented duration in an answer: 1 to 86400 seconds.
 fn duration_seconds(value: &serde_json::Value) -> Option<u64> {
     duration_value(value).filter(|seconds| {
-        (1..=u64::from(authtoken_core::config::MAX_TOKEN_DURATION)).contains(seconds)
+        (1..=u64::from(authtoken_core::kinds::MAX_TOKEN_DURATION)).contains(seconds)
     })
 }
 

@@ -7,7 +7,7 @@
 pub mod deki;
 pub mod json_authenticate;
 
-pub use authtoken_core::config::RestFlavor;
+pub use authtoken_core::kinds::RestFlavor;
 use authtoken_core::outcome::Outcome;
 
 use crate::transport::{Transport, TransportFailure};

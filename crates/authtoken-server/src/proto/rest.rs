@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use authtoken_core::config::{DEFAULT_TOKEN_DURATION, MAX_TOKEN_DURATION};
+use authtoken_core::kinds::{DEFAULT_TOKEN_DURATION, MAX_TOKEN_DURATION};
 
 /// A json-authenticate request: who, the password, and the duration asked
 /// for (bounded to 1..=86400; the seed's default when not asked).

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use authtoken_core::cache::{CacheError, HandOff};
-use authtoken_core::config::EmptyChallengePolicy;
+use authtoken_core::kinds::EmptyChallengePolicy;
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore, OfflineVerifier};
 use authtoken_core::outcome::{outcome_code, Outcome, PamCode};

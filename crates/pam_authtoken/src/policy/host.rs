@@ -5,10 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use authtoken_core::cache::{Cache, CacheError};
-use authtoken_core::config::MAX_CONFIG_BYTES;
 use authtoken_core::log::{self, Level};
 use authtoken_core::offline::{OfflineError, OfflineStore};
 use authtoken_core::session::{SessionError, SessionKey};
+use authtoken_core::settings::MAX_CONFIG_BYTES;
 use authtoken_core::settings::{self, ModuleSettings, SettingsError};
 use authtoken_core::trust::{self, Rules, TrustError};
 use authtoken_core::wire::HelperAnswer;

@@ -9,19 +9,20 @@
 //! them.
 
 use std::ffi::CStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use authtoken_core::cache::Cache;
-use authtoken_core::config::DEFAULT_HELPER_PATH;
 use authtoken_core::log::Level;
 use authtoken_core::options::OptionsError;
 use authtoken_core::outcome::PamCode;
+use authtoken_core::platform::HELPER as DEFAULT_HELPER_PATH;
 use authtoken_core::session::SessionKey;
-use authtoken_core::settings::{self, ModuleSettings};
+use authtoken_core::settings::{self, ModuleSettings, SettingsError};
 use authtoken_core::trust::TrustError;
 use authtoken_core::username::{Username, UsernameError};
 use authtoken_core::wire::{WireError, MAX_PASSWORD_BYTES};
 use authtoken_spawn::HelperError;
+use zeroize::Zeroizing;
 
 use crate::pam_api::PamApi;
 
@@ -128,92 +129,65 @@ fn current_user<P: PamApi>(pam: &mut P) -> Option<Username> {
 }
 
 /// Why the module has no settings to work with.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigFailure {
-    #[error("{0}")]
-    Untrusted(#[from] TrustError),
-    #[error("making the module's settings: {0}")]
-    Helper(#[from] HelperError),
-    /// The config is unusable, in the helper's words (file, line, fix).
-    #[error("{0}")]
-    Refused(String),
-    #[error("the helper's module-settings answer is malformed")]
-    Malformed,
-    #[error(
-        "no module settings beside {}: a root login, or `authtoken-helper check-config` as root, writes them",
-        .0.display()
-    )]
-    Missing(PathBuf),
-}
+pub type ConfigFailure = settings::Failure<HelperError>;
 
 /// The settings in force, and whether they were made from the config as
 /// it is now.
 pub(crate) struct Settings {
     pub(crate) values: ModuleSettings,
     /// False: a caller without root, after the config changed, has only
-    /// the last settings written (chkpwd reads the config itself).
+    /// the last settings written (chkpwd keeps them current).
     pub(crate) current: bool,
 }
 
 impl Settings {
     /// The empty-challenge policy: never `success` on settings that may be
     /// out of date.
-    pub(crate) fn empty_challenge(&self) -> authtoken_core::config::EmptyChallengePolicy {
+    pub(crate) fn empty_challenge(&self) -> authtoken_core::kinds::EmptyChallengePolicy {
         if self.current {
             self.values.empty_challenge
         } else {
-            authtoken_core::config::EmptyChallengePolicy::Ignore
+            authtoken_core::kinds::EmptyChallengePolicy::Ignore
         }
     }
 }
 
-/// The module's settings for the config at `config`: the file beside it
-/// when it was made from the config as it reads now; otherwise, as root,
-/// made again by the helper (the one the old settings name, else the
-/// installed one), which also rewrites the file; otherwise the last ones.
-/// The module never parses the TOML itself (docs/ARCHITECTURE.md).
+/// The module's settings for the config at `config` (see
+/// [`settings::load`]): the module never parses the TOML itself
+/// (docs/ARCHITECTURE.md).
 fn load_settings<H: Host>(host: &H, config: &Path) -> Result<Settings, ConfigFailure> {
-    let text = host.read_config(config)?;
-    let stored = host.read_settings(config);
-    if let Ok(Some(values)) = &stored {
-        if values.made_from(&text) {
-            return Ok(Settings {
-                values: values.clone(),
-                current: true,
-            });
-        }
+    let in_force = settings::load(&HostSource(host), config, Path::new(DEFAULT_HELPER_PATH))?;
+    Ok(Settings {
+        values: in_force.values,
+        current: in_force.current,
+    })
+}
+
+/// The host as the settings flow sees it.
+struct HostSource<'a, H: Host>(&'a H);
+
+impl<H: Host> settings::Source for HostSource<'_, H> {
+    type HelperError = HelperError;
+    fn read_config(&self, config: &Path) -> Result<Zeroizing<Vec<u8>>, TrustError> {
+        self.0.read_config(config)
     }
-    let stored = stored
-        .inspect_err(|e| host.log(Level::Warning, &format!("module settings ignored: {e}")))
-        .ok()
-        .flatten();
-    if !host.privileged() {
-        return match stored {
-            Some(values) => Ok(Settings {
-                values,
-                current: false,
-            }),
-            None => Err(ConfigFailure::Missing(settings::path_for(config))),
-        };
+    fn read_settings(&self, config: &Path) -> Result<Option<ModuleSettings>, SettingsError> {
+        self.0.read_settings(config)
     }
-    let installed = Path::new(DEFAULT_HELPER_PATH);
-    let helper = stored
-        .as_ref()
-        .map_or(installed, |old| old.helper.as_path());
-    let answer = match host.make_settings(helper, config) {
-        // The old settings name a helper that is gone (moved by an
-        // upgrade): the installed one makes them.
-        Err(HelperError::Missing(_)) if helper != installed => {
-            host.make_settings(installed, config)?
-        }
-        answer => answer?,
-    };
-    match serde_json::from_slice::<settings::Answer>(&answer) {
-        Ok(settings::Answer::Settings(values)) => Ok(Settings {
-            values: *values,
-            current: true,
-        }),
-        Ok(settings::Answer::Refused(why)) => Err(ConfigFailure::Refused(why)),
-        Err(_) => Err(ConfigFailure::Malformed),
+    fn make_settings(
+        &self,
+        helper: &Path,
+        config: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+        self.0.make_settings(helper, config)
+    }
+    fn helper_missing(&self, error: &HelperError) -> bool {
+        matches!(error, HelperError::Missing(_))
+    }
+    fn privileged(&self) -> bool {
+        self.0.privileged()
+    }
+    fn warn(&self, message: &str) {
+        self.0.log(Level::Warning, message);
     }
 }

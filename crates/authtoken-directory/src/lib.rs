@@ -1,13 +1,19 @@
 //! The directory an authority publishes (docs/PROTOCOL.md, "The
 //! directory"): the wire types, shared by the reference server that serves
-//! it and the client that syncs it, and the rules the client applies to
-//! every record before anything of it reaches the NSS cache.
+//! it and the client that syncs it; the rules the client applies to every
+//! record before anything of it reaches the NSS cache (what the machine
+//! decides, not the record); and [`nss_cache`], the cache file the sync
+//! writes and the NSS module reads. One crate for the three users: the
+//! NSS module, the sync and the server.
+
+pub mod nss_cache;
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::username::Username;
+use authtoken_core::log::quote;
+use authtoken_core::username::Username;
 
 /// Largest directory body a client reads (about 100,000 users fit in a
 /// tenth of it); a larger one keeps the last good cache.
@@ -388,9 +394,9 @@ fn home_for(user: &UserEntry, prefix: &str) -> (String, Option<String>) {
     } else {
         let why = format!(
             "user {}: home {} is not one directory below {prefix}: {} instead",
-            crate::log::quote(&user.name),
-            crate::log::quote(&user.home),
-            crate::log::quote(&derived)
+            quote(&user.name),
+            quote(&user.home),
+            quote(&derived)
         );
         (derived, Some(why))
     }
@@ -436,10 +442,7 @@ pub fn accept(body: &[u8], rules: &MachineRules, local: &Local) -> Result<Accept
             None
         };
         match why {
-            Some(why) => dropped.push(format!(
-                "group {}: dropped, {why}",
-                crate::log::quote(&group.name)
-            )),
+            Some(why) => dropped.push(format!("group {}: dropped, {why}", quote(&group.name))),
             None => groups.push(group),
         }
     }
@@ -468,10 +471,7 @@ pub fn accept(body: &[u8], rules: &MachineRules, local: &Local) -> Result<Accept
             None
         };
         match why {
-            Some(why) => dropped.push(format!(
-                "user {}: dropped, {why}",
-                crate::log::quote(&user.name)
-            )),
+            Some(why) => dropped.push(format!("user {}: dropped, {why}", quote(&user.name))),
             None => {
                 user_names.insert(user.name.clone());
                 users.push(user);
@@ -494,17 +494,17 @@ pub fn accept(body: &[u8], rules: &MachineRules, local: &Local) -> Result<Accept
         if home != own && taken {
             why = Some(format!(
                 "user {}: home {} belongs to another account: {} instead",
-                crate::log::quote(&user.name),
-                crate::log::quote(&home),
-                crate::log::quote(&own)
+                quote(&user.name),
+                quote(&home),
+                quote(&own)
             ));
             home = own;
         }
         if local.homes.contains(&home) || !homes.insert(home.clone()) {
             dropped.push(format!(
                 "user {}: dropped, its home {} is another account's",
-                crate::log::quote(&user.name),
-                crate::log::quote(&home)
+                quote(&user.name),
+                quote(&home)
             ));
             user_names.remove(&user.name);
             continue;
@@ -514,16 +514,16 @@ pub fn accept(body: &[u8], rules: &MachineRules, local: &Local) -> Result<Accept
         if !local.shells.contains(&user.shell) {
             adjusted.push(format!(
                 "user {}: shell {} is not in /etc/shells: {} instead",
-                crate::log::quote(&user.name),
-                crate::log::quote(&user.shell),
-                crate::log::quote(&rules.default_shell)
+                quote(&user.name),
+                quote(&user.shell),
+                quote(&rules.default_shell)
             ));
             user.shell = rules.default_shell.clone();
         }
         if user.gecos.chars().any(char::is_control) {
             adjusted.push(format!(
                 "user {}: gecos holds control characters: left empty",
-                crate::log::quote(&user.name)
+                quote(&user.name)
             ));
             user.gecos.clear();
         }

@@ -23,7 +23,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::directory::Directory;
+use crate::Directory;
 
 /// The format's first word and version.
 const MAGIC: &str = "authtoken-nss 1";
@@ -33,18 +33,17 @@ const MAX_HEADER_BYTES: usize = 1024;
 /// The sections, in file order.
 const SECTIONS: [&str; 5] = ["passwd", "byuid", "group", "bygid", "bymember"];
 
-/// Renders `directory` (already accepted, see [`crate::directory::accept`])
+/// Renders `directory` (already accepted, see [`crate::accept`])
 /// as the cache file's bytes.
 pub fn render(directory: &Directory, synced_unix: u64) -> Vec<u8> {
-    let passwd_line = |u: &crate::directory::UserEntry| {
+    let passwd_line = |u: &crate::UserEntry| {
         format!(
             "{}:*:{}:{}:{}:{}:{}\n",
             u.name, u.uid, u.gid, u.gecos, u.home, u.shell
         )
     };
-    let group_line = |g: &crate::directory::GroupEntry| {
-        format!("{}:*:{}:{}\n", g.name, g.gid, g.members.join(","))
-    };
+    let group_line =
+        |g: &crate::GroupEntry| format!("{}:*:{}:{}\n", g.name, g.gid, g.members.join(","));
     let mut users: Vec<_> = directory.users.iter().collect();
     users.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let passwd: String = users.iter().map(|u| passwd_line(u)).collect();
@@ -400,7 +399,7 @@ impl<'a> Group<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::{GroupEntry, UserEntry};
+    use crate::{GroupEntry, UserEntry};
 
     fn directory(n: u32) -> Directory {
         let users = (0..n)

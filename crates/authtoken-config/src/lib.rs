@@ -1,73 +1,32 @@
-//! `/etc/authtoken/authtoken.toml`: parsing and validation. The file passes
-//! [`crate::trust`] first, so a tampered config fails closed.
+//! `/etc/authtoken/authtoken.toml`: the client's config, checked. The file
+//! passes [`authtoken_core::trust`] first, so a tampered config fails
+//! closed; then [`raw`] is what serde reads, [`Config`] is what every rule
+//! let through (only a checked config exists), [`error`] says why a text is
+//! not one, and [`weaknesses`] what a valid one trades away.
+//!
+//! Its own crate, so that what runs setuid (`authtoken-chkpwd`) and what
+//! every PAM host loads (the module) carry no TOML parser: they read the
+//! module settings the root tools write ([`authtoken_core::settings`]).
+
+pub mod error;
+mod raw;
+pub mod weaknesses;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::trust::{self, Rules, TrustError};
-use crate::username::Username;
-
-pub use crate::platform::{
-    CACHE_DIR as DEFAULT_CACHE_DIR, CHKPWD as DEFAULT_CHKPWD_PATH, CONFIG as DEFAULT_CONFIG_PATH,
-    HELPER as DEFAULT_HELPER_PATH,
+use authtoken_core::kinds::{
+    ChannelBindingPolicy, EmptyChallengePolicy, RestFlavor, Scheme, DEFAULT_TOKEN_DURATION,
+    MAX_TOKEN_DURATION, SCRAM_MIN_ITERATIONS,
 };
-/// Longest `authtoken-chkpwd` waits to space out one user's attempts; a
-/// longer wait is refused at once instead (so the module's deadline holds).
-pub const CHKPWD_MAX_WAIT_MS: u64 = 4_000;
-/// Largest config file read.
-pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+use authtoken_core::offline::OfflineConfig;
+use authtoken_core::settings::{self, ModuleSettings, MAX_CONFIG_BYTES};
+use authtoken_core::trust::{self, Rules};
+use authtoken_core::username::Username;
+use serde::Deserialize;
 
-/// A challenge scheme the client may answer (config `schemes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Scheme {
-    /// SCRAM-SHA-256: the server proves it holds the verifier.
-    #[serde(rename = "scram-sha-256")]
-    ScramSha256,
-    /// HTTP Digest with SHA-256: password-equivalent storage, no server proof.
-    #[serde(rename = "digest-sha-256")]
-    DigestSha256,
-    /// HTTP Digest with MD5 (also a challenge naming no algorithm).
-    #[serde(rename = "digest-md5")]
-    DigestMd5,
-}
-
-impl Scheme {
-    /// The config spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::ScramSha256 => "scram-sha-256",
-            Scheme::DigestSha256 => "digest-sha-256",
-            Scheme::DigestMd5 => "digest-md5",
-        }
-    }
-
-    /// Whether answering this scheme proves nothing about the server.
-    pub fn is_digest(self) -> bool {
-        !matches!(self, Scheme::ScramSha256)
-    }
-}
-
-/// Fewest SCRAM iterations any client ever answers (RFC 7677 §4).
-pub const SCRAM_MIN_ITERATIONS: u32 = 4096;
-
-/// `url = "…"` or `url = ["…", "…"]`, as written.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-enum RawUrls {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl RawUrls {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            RawUrls::One(url) => vec![url],
-            RawUrls::Many(urls) => urls,
-        }
-    }
-}
+pub use error::{ConfigError, Invalid, ParseError, TextError};
+use raw::{RawConfig, RawDirectory};
 
 /// One authority's URL, parsed once: an `http://` or `https://` URL with a
 /// host. Whether it is https is known from here on, never re-parsed.
@@ -132,29 +91,6 @@ impl Backend {
     }
 }
 
-/// Which token API a `rest` authority speaks (docs/PROTOCOL.md, "The rest
-/// backend").
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-pub enum RestFlavor {
-    /// Seed 002: a JSON `authenticate` method with a `credentials` object,
-    /// answering `success` and a `session_token` with its duration.
-    #[serde(rename = "json-authenticate")]
-    JsonAuthenticate,
-    /// Seed 003: MindTouch Deki's `POST users/authenticate` with HTTP Basic
-    /// credentials, answering the token as the response text.
-    #[serde(rename = "deki")]
-    Deki,
-}
-
-impl RestFlavor {
-    pub fn name(self) -> &'static str {
-        match self {
-            RestFlavor::JsonAuthenticate => "json-authenticate",
-            RestFlavor::Deki => "deki",
-        }
-    }
-}
-
 /// `[rest]`: the token API of backend `rest`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -162,17 +98,8 @@ pub struct RestConfig {
     /// Required with backend `rest`.
     pub flavor: Option<RestFlavor>,
     /// The session token's life asked for, in seconds (1 to 86400).
-    #[serde(default = "default_token_duration")]
+    #[serde(default = "raw::default_token_duration")]
     pub token_duration: u32,
-}
-
-/// Seed 002's default session token duration (3 hours).
-pub const DEFAULT_TOKEN_DURATION: u32 = 10_800;
-/// Seed 002's longest session token duration (24 hours).
-pub const MAX_TOKEN_DURATION: u32 = 86_400;
-
-fn default_token_duration() -> u32 {
-    DEFAULT_TOKEN_DURATION
 }
 
 impl Default for RestConfig {
@@ -184,118 +111,27 @@ impl Default for RestConfig {
     }
 }
 
-/// Whether SCRAM logins are bound to their TLS connection
-/// (SCRAM-SHA-256-PLUS, docs/PROTOCOL.md "Channel binding").
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelBindingPolicy {
-    /// Bind when the authority offers it; tell it (GS2 `y`) when it did not.
-    #[default]
-    Prefer,
-    /// A challenge without channel binding is `Unavailable`.
-    Require,
-    /// Never bind (a relay with a trusted certificate can then pass the
-    /// login through).
-    Off,
-}
-
-/// What a zero-length `DigestChallenge` turns into.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EmptyChallengePolicy {
-    /// `PAM_IGNORE`: let the rest of the stack decide.
-    #[default]
-    Ignore,
-    /// `PAM_SUCCESS` without a token.
-    Success,
-}
-
-/// The file as written: what serde reads, before [`Config`]'s checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    backend: Backend,
-    /// MDM `CheckInURL`, or the device's base URL for `hem`: one, or a list
-    /// tried in order (the next only when one cannot be connected to).
-    url: RawUrls,
-    /// How long to try connecting to one authority before the next.
-    #[serde(default = "default_connect_timeout_ms")]
-    connect_timeout_ms: u64,
-    /// Deadline for the whole handshake, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-    /// PEM bundle the server certificate must chain to (else the system roots).
-    ca_file: Option<PathBuf>,
-    /// PEM certificate chain of the device's MDM identity (mutual TLS).
-    client_cert: Option<PathBuf>,
-    /// PEM private key of the device's MDM identity.
-    client_key: Option<PathBuf>,
-    /// Device id sent as `UDID`; default from the machine id
-    /// (`/etc/machine-id` on Linux; see [`crate::platform::host_id`]).
-    udid: Option<String>,
+pub struct HemConfig {
+    /// `scope` claim requested from the device.
+    #[serde(default = "raw::default_hem_scope")]
+    pub scope: String,
+    /// Device label → PAM user name, for devices labelled otherwise.
     #[serde(default)]
-    empty_challenge: EmptyChallengePolicy,
-    #[serde(default = "default_helper")]
-    helper: PathBuf,
-    #[serde(default = "default_cache_dir")]
-    cache_dir: PathBuf,
-    /// The account the helper becomes before any network I/O.
-    #[serde(default = "default_helper_user")]
-    helper_user: String,
-    /// The setuid-root entry point the module runs when it is not root
-    /// (screen lockers): it signs in only the caller's own user.
-    #[serde(default = "default_chkpwd")]
-    chkpwd: PathBuf,
-    /// Allow plain `http://` at all (loopback included). Off: anyone who can
-    /// answer on that address could pose as the authority.
-    #[serde(default)]
-    allow_insecure_http: bool,
-    /// The challenge schemes answered; anything else is `Unavailable`
-    /// before a second request.
-    #[serde(default = "default_schemes")]
-    schemes: Vec<Scheme>,
-    /// Refuse a SCRAM AuthToken without a valid `ServerSignature`.
-    #[serde(default = "default_true")]
-    require_server_signature: bool,
-    #[serde(default)]
-    channel_binding: ChannelBindingPolicy,
-    /// Fewest SCRAM iterations answered: a cheap challenge would hand a
-    /// fake server a proof it can crack offline.
-    #[serde(default = "default_min_scram_iterations")]
-    min_scram_iterations: u32,
-    /// Highest SCRAM iteration count we will compute (a hostile server could
-    /// otherwise pin the CPU).
-    #[serde(default = "default_max_scram_iterations")]
-    max_scram_iterations: u32,
-    /// Per-user `UserID` GUIDs that override the derived UUIDv5.
-    #[serde(default)]
-    user_ids: BTreeMap<String, String>,
-    #[serde(default)]
-    hem: HemConfig,
-    #[serde(default)]
-    rest: RestConfig,
-    #[serde(default)]
-    offline: OfflineConfig,
-    #[serde(default)]
-    directory: RawDirectory,
+    pub labels: BTreeMap<String, String>,
+    /// The device identity key (`eid`) expected; another device is refused.
+    pub eid: Option<String>,
 }
 
-/// `[directory]` as written.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDirectory {
-    #[serde(default)]
-    enabled: bool,
-    url: Option<RawUrls>,
-    refresh_minutes: Option<u64>,
-    min_uid: Option<u32>,
-    max_uid: Option<u32>,
-    min_gid: Option<u32>,
-    max_gid: Option<u32>,
-    home_prefix: Option<String>,
-    default_shell: Option<String>,
-    #[serde(default)]
-    reserved_names: Vec<String>,
+impl Default for HemConfig {
+    fn default() -> Self {
+        HemConfig {
+            scope: raw::default_hem_scope(),
+            labels: BTreeMap::new(),
+            eid: None,
+        }
+    }
 }
 
 /// `/etc/authtoken/authtoken.toml`, checked: only a [`Config`] that passed
@@ -344,7 +180,7 @@ pub struct DirectoryConfig {
     /// What the machine decides about every record: the ids it may have
     /// (others are dropped with a log line), where homes live, the shell
     /// of a record whose own is not in `/etc/shells`, reserved names.
-    pub rules: crate::directory::MachineRules,
+    pub rules: authtoken_directory::MachineRules,
 }
 
 /// The directory URL of an authority URL: its last path segment replaced
@@ -364,238 +200,6 @@ pub fn directory_url(url: &Authority) -> Authority {
     }
 }
 
-/// A config that parses but breaks a rule the TOML types cannot express.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
-    #[error("url must name at least one authority")]
-    NoAuthority,
-    #[error("url {0} is not a URL")]
-    NotAUrl(String),
-    #[error("url {0} has no host")]
-    NoHost(String),
-    #[error("url {0} must start with https:// or http://")]
-    Scheme(String),
-    #[error(
-        "url {0} is plain http; use https, or set allow_insecure_http = true (tests only: \
-         anyone answering on that address could pose as the authority)"
-    )]
-    PlainHttp(String),
-    #[error("connect_timeout_ms must be between 100 and timeout_ms")]
-    ConnectTimeout,
-    #[error("timeout_ms must be between 100 and 300000")]
-    Timeout,
-    #[error("client_cert and client_key must be set together")]
-    HalfClientIdentity,
-    #[error("min_scram_iterations must be at least {SCRAM_MIN_ITERATIONS}")]
-    MinIterations,
-    #[error("max_scram_iterations must be at least min_scram_iterations")]
-    MaxIterations,
-    #[error("schemes must name at least one scheme")]
-    NoScheme,
-    #[error("{0} must be an absolute path")]
-    RelativePath(String),
-    #[error("helper_user must name an unprivileged account")]
-    HelperUser,
-    #[error("user_ids.{user} is not a UUID: {value}")]
-    UserId { user: String, value: String },
-    #[error("hem.scope must not be empty")]
-    HemScope,
-    #[error("hem.eid must not be empty")]
-    HemEid,
-    #[error("offline.max_failures must be at least 1")]
-    OfflineFailures,
-    #[error("directory.url must be set (only the mdm backend has a directory URL to derive)")]
-    DirectoryUrl,
-    #[error("backend rest needs rest.flavor: \"json-authenticate\" or \"deki\"")]
-    RestFlavor,
-    #[error(
-        "url {0} is plain http: backend rest sends the password itself, so it needs verified \
-         https whatever allow_insecure_http says"
-    )]
-    RestPlainHttp(String),
-    #[error("rest.token_duration must be between 1 and {MAX_TOKEN_DURATION} seconds")]
-    RestTokenDuration,
-    #[error("directory.refresh_minutes must be between 1 and 10080")]
-    DirectoryRefresh,
-    #[error(
-        "directory ids: min_uid/min_gid must be at least 1 and at most max_uid/max_gid, \
-         which must be below 4294967295"
-    )]
-    DirectoryRange,
-    #[error(
-        "{0} must be an absolute path without '.', '..', empty components, a trailing '/', \
-         ':' or control characters"
-    )]
-    DirectoryPath(&'static str),
-}
-
-/// `[offline]`: signing in with a local verifier when every authority is
-/// unreachable. Off by default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfflineConfig {
-    #[serde(default)]
-    pub enabled: bool,
-    /// A verifier older than this (since its online login) is not used.
-    #[serde(default = "default_offline_max_age_days")]
-    pub max_age_days: u64,
-    /// The PAM services that may sign in offline (never sshd unless listed).
-    #[serde(default = "default_offline_services")]
-    pub services: Vec<String>,
-    /// The services a caller without root (through `authtoken-chkpwd`) may
-    /// sign in offline with. The caller names its service itself, so this
-    /// list is separate and short: screen lockers and polkit.
-    #[serde(default = "default_offline_unprivileged_services")]
-    pub unprivileged_services: Vec<String>,
-    /// Offline failures in a row that lock offline login until the next
-    /// online success.
-    #[serde(default = "default_offline_max_failures")]
-    pub max_failures: u32,
-    #[serde(default = "default_offline_dir")]
-    pub dir: PathBuf,
-}
-
-impl Default for OfflineConfig {
-    fn default() -> Self {
-        OfflineConfig {
-            enabled: false,
-            max_age_days: default_offline_max_age_days(),
-            services: default_offline_services(),
-            unprivileged_services: default_offline_unprivileged_services(),
-            max_failures: default_offline_max_failures(),
-            dir: default_offline_dir(),
-        }
-    }
-}
-
-impl OfflineConfig {
-    /// Whether `service` may sign in offline.
-    pub fn allows(&self, service: &str) -> bool {
-        self.enabled && self.services.iter().any(|s| s == service)
-    }
-
-    /// The policy for a caller without root: its own service list.
-    pub fn for_unprivileged_caller(&self) -> OfflineConfig {
-        OfflineConfig {
-            services: self.unprivileged_services.clone(),
-            ..self.clone()
-        }
-    }
-}
-
-/// Screen lockers and polkit: what a caller without root runs.
-const UNPRIVILEGED_OFFLINE_SERVICES: [&str; 10] = [
-    "polkit-1",
-    "swaylock",
-    "i3lock",
-    "xscreensaver",
-    "xsecurelock",
-    "kde",
-    "gnome-screensaver",
-    "cinnamon-screensaver",
-    "mate-screensaver",
-    "hyprlock",
-];
-
-fn default_offline_unprivileged_services() -> Vec<String> {
-    UNPRIVILEGED_OFFLINE_SERVICES.map(String::from).to_vec()
-}
-
-fn default_offline_max_age_days() -> u64 {
-    7
-}
-fn default_offline_max_failures() -> u32 {
-    5
-}
-fn default_offline_dir() -> PathBuf {
-    PathBuf::from(crate::platform::OFFLINE_DIR)
-}
-/// Local consoles, display managers, sudo/su and screen lockers: where a
-/// person sits at the machine. Never sshd unless listed.
-fn default_offline_services() -> Vec<String> {
-    ["login", "gdm-password", "sddm", "lightdm", "sudo", "su"]
-        .into_iter()
-        .chain(UNPRIVILEGED_OFFLINE_SERVICES)
-        .map(String::from)
-        .collect()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HemConfig {
-    /// `scope` claim requested from the device.
-    #[serde(default = "default_hem_scope")]
-    pub scope: String,
-    /// Device label → PAM user name, for devices labelled otherwise.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// The device identity key (`eid`) expected; another device is refused.
-    pub eid: Option<String>,
-}
-
-impl Default for HemConfig {
-    fn default() -> Self {
-        HemConfig {
-            scope: default_hem_scope(),
-            labels: BTreeMap::new(),
-            eid: None,
-        }
-    }
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-fn default_helper() -> PathBuf {
-    PathBuf::from(DEFAULT_HELPER_PATH)
-}
-fn default_connect_timeout_ms() -> u64 {
-    1500
-}
-fn default_helper_user() -> String {
-    crate::platform::HELPER_USER.to_owned()
-}
-fn default_chkpwd() -> PathBuf {
-    PathBuf::from(DEFAULT_CHKPWD_PATH)
-}
-fn default_cache_dir() -> PathBuf {
-    PathBuf::from(DEFAULT_CACHE_DIR)
-}
-fn default_true() -> bool {
-    true
-}
-fn default_max_scram_iterations() -> u32 {
-    10_000_000
-}
-fn default_min_scram_iterations() -> u32 {
-    100_000
-}
-fn default_schemes() -> Vec<Scheme> {
-    vec![Scheme::ScramSha256]
-}
-fn default_hem_scope() -> String {
-    "master".to_owned()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0}")]
-    Untrusted(#[from] TrustError),
-    #[error("{}:{}", path.display(), error)]
-    Syntax { path: PathBuf, error: ParseError },
-    #[error("{}: {error}", path.display())]
-    Invalid { path: PathBuf, error: Invalid },
-}
-
-/// Why TOML text is not a [`Config`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TextError {
-    #[error("{0}")]
-    Syntax(ParseError),
-    #[error("{0}")]
-    Invalid(Invalid),
-}
-
 impl Config {
     /// Reads and checks the config, refusing a file (or its directory) that
     /// someone other than root could have written.
@@ -605,7 +209,7 @@ impl Config {
 
     /// Reads and checks the config under the given file-trust rules (root's
     /// for every caller but tests), with the text it was parsed from (what
-    /// the module's settings are checked against, see [`crate::settings`]).
+    /// the module's settings are checked against, see [`authtoken_core::settings`]).
     pub fn load_source(
         path: &Path,
         rules: Rules,
@@ -652,105 +256,37 @@ impl Config {
         }
     }
 
-    /// Settings that weaken what the client can tell about its peer, for
-    /// `check-config`: (refused, text). A refused one lets a peer that is not
-    /// the authority sign users in.
-    pub fn weaknesses(&self) -> Vec<(bool, String)> {
-        let mut out = Vec::new();
-        if self.backend == Backend::Rest {
-            out.push((
-                false,
-                "backend rest: the password itself is sent to the authority (over verified \
-                 https only), which sees it in clear; mdm's SCRAM and hem never send it"
-                    .to_owned(),
-            ));
-        }
-        if self.allow_insecure_http {
-            out.push((
-                true,
-                "allow_insecure_http = true: whoever answers on a plain-http address can pose \
-                 as the authority (and with hem or a Digest scheme, sign anyone in)"
-                    .to_owned(),
-            ));
-        }
-        if self.min_scram_iterations < default_min_scram_iterations() {
-            out.push((
-                false,
-                format!(
-                    "min_scram_iterations = {}: a fake server may ask for a proof that is \
-                     cheap to crack offline (default {})",
-                    self.min_scram_iterations,
-                    default_min_scram_iterations()
-                ),
-            ));
-        }
-        if !self.require_server_signature {
-            out.push((
-                false,
-                "require_server_signature = false: a SCRAM peer need not prove it holds the \
-                 user's verifier"
-                    .to_owned(),
-            ));
-        }
-        if self.channel_binding == ChannelBindingPolicy::Off {
-            out.push((
-                false,
-                "channel_binding = \"off\": a relay whose certificate this machine trusts \
-                 (an intercepting proxy, a mis-issued certificate) can pass a login through \
-                 and keep the token"
-                    .to_owned(),
-            ));
-        }
-        for scheme in self.schemes.iter().filter(|s| s.is_digest()) {
-            out.push((
-                false,
-                format!(
-                    "schemes includes {}: the authority stores a password-equivalent hash and \
-                     proves nothing about itself",
-                    scheme.name()
-                ),
-            ));
-        }
-        if self.empty_challenge == EmptyChallengePolicy::Success {
-            out.push((
-                false,
-                "empty_challenge = \"success\": the authority can sign users in without any \
-                 password (only over verified https)"
-                    .to_owned(),
-            ));
-        }
-        out
-    }
-
     /// How long the module lets the helper run before killing it: the
     /// helper's own network deadline plus a margin, so a slow authority ends
     /// in the helper's clean `Unavailable`, not a kill.
     pub fn kill_deadline(&self) -> std::time::Duration {
-        kill_deadline(self.timeout_ms)
+        settings::kill_deadline(self.timeout_ms)
     }
 
     /// The same for `authtoken-chkpwd`, which may first wait out its rate
     /// limit, then runs the helper under `kill_deadline`.
     pub fn chkpwd_deadline(&self) -> std::time::Duration {
-        chkpwd_deadline(self.timeout_ms)
+        settings::chkpwd_deadline(self.timeout_ms)
     }
-}
 
-/// [`Config::kill_deadline`] for a `timeout_ms`. Saturating: the module
-/// reads `timeout_ms` from its settings file, which a checked config never
-/// makes out of range but a hand edit could.
-pub fn kill_deadline(timeout_ms: u64) -> std::time::Duration {
-    std::time::Duration::from_millis(
-        timeout_ms
-            .saturating_add(1_500)
-            .saturating_add(timeout_ms / 10),
-    )
-}
-
-/// [`Config::chkpwd_deadline`] for a `timeout_ms`.
-pub fn chkpwd_deadline(timeout_ms: u64) -> std::time::Duration {
-    kill_deadline(timeout_ms)
-        .saturating_add(std::time::Duration::from_millis(CHKPWD_MAX_WAIT_MS + 1_500))
+    /// What the module needs of this config, made from `source` (its text):
+    /// the settings root tools write beside it (see
+    /// [`authtoken_core::settings`]).
+    pub fn module_settings(&self, source: &str) -> ModuleSettings {
+        let (empty_challenge, lowered) = self.empty_challenge_policy();
+        ModuleSettings {
+            v: settings::VERSION,
+            source: source.to_owned(),
+            backend: self.backend.name().to_owned(),
+            helper: self.helper.clone(),
+            chkpwd: self.chkpwd.clone(),
+            cache_dir: self.cache_dir.clone(),
+            timeout_ms: self.timeout_ms,
+            empty_challenge,
+            policy_lowered: lowered.map(str::to_owned),
+            offline: self.offline.clone(),
+        }
+    }
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -896,7 +432,7 @@ impl DirectoryConfig {
         if !(1..=10_080).contains(&refresh_minutes) {
             return Err(Invalid::DirectoryRefresh);
         }
-        let defaults = crate::directory::Ranges::DEFAULT;
+        let defaults = authtoken_directory::Ranges::DEFAULT;
         let min_uid = raw.min_uid.unwrap_or(defaults.min_uid);
         let max_uid = raw.max_uid.unwrap_or(defaults.max_uid.max(min_uid));
         let min_gid = raw.min_gid.unwrap_or(min_uid);
@@ -908,7 +444,7 @@ impl DirectoryConfig {
         }
         let path = |value: Option<String>, default: &str, key: &'static str| {
             let value = value.unwrap_or_else(|| default.to_owned());
-            if crate::directory::clean_absolute_path(&value) {
+            if authtoken_directory::clean_absolute_path(&value) {
                 Ok(value)
             } else {
                 Err(Invalid::DirectoryPath(key))
@@ -916,20 +452,20 @@ impl DirectoryConfig {
         };
         let home_prefix = path(
             raw.home_prefix,
-            crate::directory::DEFAULT_HOME_PREFIX,
+            authtoken_directory::DEFAULT_HOME_PREFIX,
             "directory.home_prefix",
         )?;
         let default_shell = path(
             raw.default_shell,
-            crate::directory::DEFAULT_SHELL,
+            authtoken_directory::DEFAULT_SHELL,
             "directory.default_shell",
         )?;
         Ok(DirectoryConfig {
             enabled: raw.enabled,
             url,
             refresh_minutes,
-            rules: crate::directory::MachineRules {
-                ranges: crate::directory::Ranges {
+            rules: authtoken_directory::MachineRules {
+                ranges: authtoken_directory::Ranges {
                     min_uid,
                     max_uid,
                     min_gid,
@@ -943,96 +479,38 @@ impl DirectoryConfig {
     }
 }
 
-/// A config file that does not parse: where, which key, what, and a fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub line: usize,
-    pub column: usize,
-    pub key: Option<String>,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl ParseError {
-    fn new(text: &str, error: &toml::de::Error) -> ParseError {
-        let offset = error.span().map(|r| r.start).unwrap_or(0).min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let column = before[line_start..].chars().count() + 1;
-        let line_text = text[line_start..].lines().next().unwrap_or("");
-        let key = line_text
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
-            .filter(|k| !k.is_empty() && !k.starts_with('['));
-        let message = error.message().trim().replace('\n', " ");
-        let value = line_text
-            .split_once('=')
-            .map(|(_, v)| v.trim())
-            .unwrap_or("");
-        let hint = hint_for(&message, key.as_deref(), value);
-        ParseError {
-            line,
-            column,
-            key,
-            message,
-            hint,
-        }
-    }
-}
-
-/// A one-line fix for the common mistakes.
-fn hint_for(message: &str, key: Option<&str>, value: &str) -> Option<String> {
-    let key = key.unwrap_or("key");
-    let bare_word = !value.is_empty()
-        && !value.starts_with(['"', '\'', '[', '{'])
-        && value.chars().any(|c| c.is_ascii_alphabetic());
-    let digits_and_letters = value.chars().next().is_some_and(|c| c.is_ascii_digit());
-    if message.starts_with("unknown field") {
-        Some(format!(
-            "remove {key}, or correct its spelling (see conf/authtoken.toml or authtoken.toml(5))"
-        ))
-    } else if digits_and_letters && bare_word {
-        Some(format!(
-            "{key} takes a whole number: digits only, e.g. {key} = {}",
-            value
-                .chars()
-                .filter(|c| c.is_ascii_digit())
-                .collect::<String>()
-        ))
-    } else if bare_word && value != "true" && value != "false" {
-        Some(format!(
-            "text values need quotes: {key} = \"{}\"",
-            value.trim_end_matches(|c: char| c.is_whitespace())
-        ))
-    } else if message.starts_with("unknown variant") {
-        Some(format!(
-            "{key} takes one of the values the message lists, in quotes"
-        ))
-    } else if message.starts_with("missing field") {
-        Some("add it: backend and url are required".into())
-    } else {
-        None
-    }
-}
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: ", self.line, self.column)?;
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        write!(f, "{}", self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "; fix: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authtoken_core::platform::HELPER as DEFAULT_HELPER_PATH;
+    use authtoken_core::settings::{chkpwd_deadline, kill_deadline, Answer};
+    use authtoken_core::trust::TrustError;
+
+    const TEXT: &str = "backend = \"mdm\"\nurl = \"https://x/\"\nempty_challenge = \"success\"\n";
+
+    #[test]
+    fn settings_carry_what_the_module_needs_and_their_source() {
+        let config = Config::parse(TEXT).unwrap();
+        let settings = config.module_settings(TEXT);
+        assert!(settings.made_from(TEXT.as_bytes()));
+        assert!(!settings.made_from(b"backend = \"hem\"\n"));
+        assert_eq!(settings.backend, "mdm");
+        assert_eq!(settings.empty_challenge, EmptyChallengePolicy::Success);
+        assert_eq!(settings.kill_deadline(), config.kill_deadline());
+        let json = serde_json::to_vec(&Answer::Settings(Box::new(settings.clone()))).unwrap();
+        match serde_json::from_slice::<Answer>(&json).unwrap() {
+            Answer::Settings(back) => assert_eq!(*back, settings),
+            Answer::Refused(why) => panic!("{why}"),
+        }
+    }
+
+    #[test]
+    fn a_lowered_policy_arrives_lowered() {
+        let text = "backend = \"mdm\"\nurl = \"http://x/\"\nallow_insecure_http = true\nempty_challenge = \"success\"\n";
+        let settings = Config::parse(text).unwrap().module_settings(text);
+        assert_eq!(settings.empty_challenge, EmptyChallengePolicy::Ignore);
+        assert!(settings.policy_lowered.is_some());
+    }
 
     #[test]
     fn the_directory_url_replaces_the_last_path_segment() {
@@ -1070,7 +548,7 @@ mod tests {
         assert_eq!(urls, ["https://a/mdm/directory", "https://b/directory"]);
         assert_eq!(
             c.rules.ranges,
-            crate::directory::Ranges {
+            authtoken_directory::Ranges {
                 min_uid: 10_000,
                 max_uid: 60_000,
                 min_gid: 10_000,
