@@ -16,6 +16,8 @@ before=$(mktemp)
 trap 'rm -f "$before"' EXIT
 scripts/hygiene.sh snapshot "$before"
 cargo fmt --all -- --check
+# Each crate's modules form a tree (no import cycles).
+scripts/check-module-tree.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests load the cdylib into libpam and run the helper and
 # server binaries: all come from a normal workspace build.

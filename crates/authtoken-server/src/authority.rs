@@ -18,7 +18,8 @@ use ring::{digest, hmac};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::error::random;
+use crate::event::Event;
+use crate::files::random;
 use crate::nonce::{Claim, NonceKey};
 use crate::pgstore::StoreDown;
 use crate::proto::digest as digest_server;
@@ -36,46 +37,6 @@ pub enum UnknownUsers {
     Decoy,
     /// `410 Gone`, as NanoMDM and MicroMDM do: names can be probed.
     Unmanaged,
-}
-
-/// What an answer meant, for the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
-    Challenge,
-    Token,
-    Rejected,
-    Unmanaged,
-    NoToken,
-    Throttled,
-    Malformed,
-    Failed,
-    /// A good proof refused because the replay record could not take it.
-    ReplayFull,
-    /// The PostgreSQL store could not be reached: answered 503.
-    StoreDown,
-    /// The directory sent (or `304`, unchanged) to an enrolled device.
-    Directory,
-    /// The directory refused: no enrolled device on the connection.
-    Refused,
-}
-
-impl Event {
-    pub fn name(self) -> &'static str {
-        match self {
-            Event::Challenge => "challenge",
-            Event::Token => "token",
-            Event::Rejected => "rejected",
-            Event::Unmanaged => "unmanaged",
-            Event::NoToken => "no_token",
-            Event::Throttled => "throttled",
-            Event::Malformed => "malformed",
-            Event::Failed => "failed",
-            Event::ReplayFull => "replay_record_full",
-            Event::StoreDown => "store_unavailable",
-            Event::Directory => "directory",
-            Event::Refused => "refused",
-        }
-    }
 }
 
 /// The store in force, the nonce key derived from its secret and the

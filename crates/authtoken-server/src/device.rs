@@ -20,8 +20,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::authority::{Answer, Event};
-use crate::error::{key32, random, read_private, write_private, ServerError};
+use crate::authority::Answer;
+use crate::error::ServerError;
+use crate::event::Event;
+use crate::files::{key32, random, read_private, write_private, FileError};
 use crate::proto::hem::{device_check, device_token, AuthCheck};
 
 /// How long a challenge may be answered.
@@ -66,8 +68,8 @@ pub struct Device {
     redeemed: Mutex<HashMap<String, u64>>,
 }
 
-fn random32() -> Result<[u8; 32], ServerError> {
-    random(32)?.try_into().map_err(|_| ServerError::Random)
+fn random32() -> Result<[u8; 32], FileError> {
+    random(32)?.try_into().map_err(|_| FileError::Random)
 }
 
 /// Creates the enrolment file: a fresh identity, `label`, and the public key
@@ -90,11 +92,14 @@ pub fn enroll(file: &Path, label: &str, passphrase: &[u8]) -> Result<(), ServerE
         label: label.to_owned(),
         user_key,
     })
-    .map_err(|e| ServerError::Usage(e.to_string()))?;
-    write_private(
+    .map_err(|e| ServerError::Format {
+        path: file.to_owned(),
+        problem: e.to_string(),
+    })?;
+    Ok(write_private(
         file,
         &format!("# authtoken-server emulated token device\n{text}"),
-    )
+    )?)
 }
 
 impl Device {

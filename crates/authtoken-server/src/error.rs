@@ -1,37 +1,40 @@
-//! The reference server's errors, and the one place it reads and writes its
-//! own files (stores, device enrolments, certificates and keys).
+//! The errors a command of the reference server ends in, typed by cause:
+//! each wraps the error of the layer it came from (files, the store, the
+//! database, TLS, the network), so the message names the cause and no
+//! layer below needs to know this one.
 
 use std::path::{Path, PathBuf};
 
-use authtoken_core::trust::{self, Rules, TrustError};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use zeroize::Zeroizing;
+use crate::directory::DirectoryError;
+use crate::files::FileError;
+use crate::pgaccess::AccessError;
+use crate::pgstore::DatabaseError;
+use crate::store::{EditError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("{0}")]
-    Untrusted(#[from] TrustError),
+    File(#[from] FileError),
     /// A store or device file that does not parse.
     #[error("{}: {problem}", path.display())]
     Format { path: PathBuf, problem: String },
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
-    #[error("{0} is not 32 bytes of base64")]
-    BadKey(&'static str),
-    #[error("no randomness available")]
-    Random,
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Edit(#[from] EditError),
+    #[error("{0}")]
+    Directory(#[from] DirectoryError),
+    #[error("{0}")]
+    Database(#[from] DatabaseError),
+    #[error("{0}")]
+    DatabaseAccess(#[from] AccessError),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot read the password: {0}")]
     Password(String),
+    /// Options that do not go together, or a value out of its range.
     #[error("{0}")]
-    Usage(String),
+    Config(String),
     #[error("{what}: {source}")]
     Network {
         what: String,
@@ -41,83 +44,6 @@ pub enum ServerError {
 
 impl ServerError {
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
-        move |source| ServerError::Io {
-            path: path.to_owned(),
-            source,
-        }
+        move |source| ServerError::File(FileError::io(path)(source))
     }
-}
-
-/// Largest store or device file read: a TOML store of 100,000 users is
-/// about 35 MB.
-const MAX_STORE_BYTES: u64 = 256 * 1024 * 1024;
-
-/// The account the packaged unit runs the server as.
-pub const SERVICE_ACCOUNT: &str = "authtoken-server";
-
-/// Reads a file of verifiers or keys, trusted the way the client trusts its
-/// config: no symlink anywhere on the path, not writable by group or others,
-/// private to its owner, and owned by root or by the user the server runs
-/// as (for root, that is the service account, whose files an
-/// administrator's `add-user` edits).
-pub fn read_private(path: &Path) -> Result<Zeroizing<String>, ServerError> {
-    let euid = nix::unistd::geteuid().as_raw();
-    let also_owner = if euid == 0 {
-        nix::unistd::User::from_name(SERVICE_ACCOUNT)
-            .ok()
-            .flatten()
-            .map(|u| u.uid.as_raw())
-    } else {
-        Some(euid)
-    };
-    let rules = Rules {
-        also_owner,
-        private: true,
-    };
-    Ok(trust::read_text(
-        &trust::absolute(path),
-        rules,
-        MAX_STORE_BYTES,
-    )?)
-}
-
-/// Whom a file written at `path` belongs to: the owner of the file it
-/// replaces, else of its directory. So an administrator's `add-user` (as
-/// root) keeps a store that the service user owns readable by the service
-/// (`User=authtoken-server`), and new files in its directory are its own.
-fn inherited_owner(path: &Path) -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    if !nix::unistd::geteuid().is_root() {
-        return None; // only root may give files away
-    }
-    let meta = std::fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .or_else(|| std::fs::metadata(path.parent()?).ok())?;
-    Some((meta.uid(), meta.gid()))
-}
-
-/// Replaces `path` atomically with `text`, private to its owner (0600).
-pub fn write_private(path: &Path, text: &str) -> Result<(), ServerError> {
-    trust::write_private(path, text.as_bytes(), inherited_owner(path))
-        .map_err(ServerError::io(path))
-}
-
-/// Replaces `path` atomically with `text`, readable by all (0644).
-pub fn write_public(path: &Path, text: &str) -> Result<(), ServerError> {
-    trust::write_atomic(path, text.as_bytes(), 0o644, inherited_owner(path))
-        .map_err(ServerError::io(path))
-}
-
-/// A 32-byte key from base64.
-pub fn key32(text: &str, what: &'static str) -> Result<[u8; 32], ServerError> {
-    B64.decode(text)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or(ServerError::BadKey(what))
-}
-
-/// `n` random bytes from the OS.
-pub fn random(n: usize) -> Result<Vec<u8>, ServerError> {
-    authtoken_protocol::random_bytes(n).map_err(|_| ServerError::Random)
 }

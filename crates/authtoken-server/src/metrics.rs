@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::authority::Event;
+use crate::event::Event;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -107,8 +107,18 @@ impl Metrics {
             .inc();
     }
 
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl crate::pgstore::StoreObserver for Metrics {
     /// One PostgreSQL store operation: its time, and whether it failed.
-    pub fn store_operation(&self, operation: &'static str, seconds: f64, ok: bool) {
+    fn operation(&self, operation: &'static str, seconds: f64, ok: bool) {
         self.store_latency
             .get_or_create(&vec![("operation", operation)])
             .observe(seconds);
@@ -117,14 +127,6 @@ impl Metrics {
                 .get_or_create(&vec![("operation", operation)])
                 .inc();
         }
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
     }
 }
 
@@ -138,8 +140,9 @@ mod tests {
         m.answered("response", Event::Token, true, 0.002);
         m.answered("response", Event::Throttled, false, 0.0001);
         m.connection_refused("per_source");
-        m.store_operation("claim", 0.001, true);
-        m.store_operation("claim", 2.0, false);
+        use crate::pgstore::StoreObserver;
+        m.operation("claim", 0.001, true);
+        m.operation("claim", 2.0, false);
         let text = m.render();
         for line in [
             "authtoken_requests_total{step=\"response\",outcome=\"token\"} 1",

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use ring::hmac;
 use subtle::ConstantTimeEq;
 
-use crate::error::{random, ServerError};
+use crate::files::{random, FileError};
 
 /// How long an issued challenge may be answered, in seconds.
 pub const NONCE_LIFETIME_SECS: u64 = 60;
@@ -62,7 +62,7 @@ impl NonceKey {
 
     /// A nonce for `user`, valid until `now + NONCE_LIFETIME_SECS`: base64url,
     /// so it is a valid SCRAM nonce and a Digest quoted string.
-    pub fn issue(&self, user: &str, now: u64) -> Result<String, ServerError> {
+    pub fn issue(&self, user: &str, now: u64) -> Result<String, FileError> {
         let expiry = now + NONCE_LIFETIME_SECS;
         let random = random(RANDOM_BYTES)?;
         let mut bytes = Vec::with_capacity(NONCE_BYTES);

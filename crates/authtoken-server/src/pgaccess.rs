@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio_postgres::config::{Host, SslMode};
 use zeroize::Zeroizing;
 
-use crate::error::{read_private, ServerError};
+use crate::files::{read_private, FileError};
 
 /// What reaches the database beside its URL.
 #[derive(Debug, Clone, Default)]
@@ -25,19 +25,40 @@ pub struct Access {
     pub password_file: Option<PathBuf>,
 }
 
-/// Why a store URL is refused before anything is connected.
-const PASSWORD_IN_URL: &str = "the store URL holds a password, which every process list shows \
-     (ps, /proc/PID/cmdline): take it out of the URL and give it in PGPASSWORD, in a \
-     PGPASSFILE or ~/.pgpass file (libpq's format, mode 0600), or in --store-password-file FILE \
-     (root's, 0600)";
+/// Why the database cannot be reached the way the URL and the options say.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("store URL: {0}")]
+    Url(String),
+    #[error(
+        "the store URL holds a password, which every process list shows (ps, \
+         /proc/PID/cmdline): take it out of the URL and give it in PGPASSWORD, in a PGPASSFILE \
+         or ~/.pgpass file (libpq's format, mode 0600), or in --store-password-file FILE \
+         (root's, 0600)"
+    )]
+    PasswordInUrl,
+    #[error("store URL: no user= and no name for this uid")]
+    NoUser,
+    #[error(
+        "store URL: Unix sockets and TCP hosts together; TLS covers only the TCP ones: name \
+         either kind, or write sslmode=disable"
+    )]
+    MixedHosts,
+    #[error("{}: no password on its first line", .0.display())]
+    EmptyPasswordFile(PathBuf),
+    #[error("{0}")]
+    File(#[from] FileError),
+    #[error("TLS to the database: {0}")]
+    Tls(String),
+}
 
 /// The URL parsed, and refused if it holds a password.
-pub fn parse(url: &str) -> Result<tokio_postgres::Config, ServerError> {
+pub fn parse(url: &str) -> Result<tokio_postgres::Config, AccessError> {
     let config: tokio_postgres::Config = url
         .parse()
-        .map_err(|e| ServerError::Usage(format!("store URL: {e}")))?;
+        .map_err(|e: tokio_postgres::Error| AccessError::Url(e.to_string()))?;
     if config.get_password().is_some() {
-        return Err(ServerError::Usage(PASSWORD_IN_URL.into()));
+        return Err(AccessError::PasswordInUrl);
     }
     Ok(config)
 }
@@ -54,15 +75,13 @@ pub enum Transport {
 pub fn complete(
     config: &mut tokio_postgres::Config,
     access: &Access,
-) -> Result<Transport, ServerError> {
+) -> Result<Transport, AccessError> {
     if config.get_user().is_none() {
         // libpq's default: the name of the account running the program.
         let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
             .flatten()
-            .ok_or_else(|| {
-                ServerError::Usage("store URL: no user= and no name for this uid".into())
-            })?;
+            .ok_or(AccessError::NoUser)?;
         config.user(&me.name);
     }
     if let Some(password) = password(config, access)? {
@@ -79,11 +98,7 @@ pub fn complete(
         return Ok(Transport::Plain);
     }
     if unix > 0 {
-        return Err(ServerError::Usage(
-            "store URL: Unix sockets and TCP hosts together; TLS covers only the TCP ones: \
-             name either kind, or write sslmode=disable"
-                .into(),
-        ));
+        return Err(AccessError::MixedHosts);
     }
     // prefer, allow and require alike: TLS or no connection.
     config.ssl_mode(SslMode::Require);
@@ -95,15 +110,12 @@ pub fn complete(
 fn password(
     config: &tokio_postgres::Config,
     access: &Access,
-) -> Result<Option<Zeroizing<String>>, ServerError> {
+) -> Result<Option<Zeroizing<String>>, AccessError> {
     if let Some(path) = &access.password_file {
         let text = read_private(path)?;
         let line = text.lines().next().unwrap_or("");
         if line.is_empty() {
-            return Err(ServerError::Usage(format!(
-                "{}: no password on its first line",
-                path.display()
-            )));
+            return Err(AccessError::EmptyPasswordFile(path.clone()));
         }
         return Ok(Some(Zeroizing::new(line.to_owned())));
     }
@@ -206,19 +218,19 @@ fn split_fields(line: &str) -> Vec<String> {
 
 /// rustls on ring for the database connection: `ca`'s certificates, else
 /// the system roots. The server's name is checked against the URL's host.
-fn tls(ca: Option<&Path>) -> Result<rustls::ClientConfig, ServerError> {
+fn tls(ca: Option<&Path>) -> Result<rustls::ClientConfig, AccessError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(ServerError::io(path))?;
+            let pem = std::fs::read(path).map_err(FileError::io(path))?;
             for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert =
-                    cert.map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
+                    cert.map_err(|e| AccessError::Tls(format!("{}: {e}", path.display())))?;
                 roots
                     .add(cert)
-                    .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| AccessError::Tls(format!("{}: {e}", path.display())))?;
             }
         }
         None => {
@@ -229,7 +241,7 @@ fn tls(ca: Option<&Path>) -> Result<rustls::ClientConfig, ServerError> {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| ServerError::Tls(e.to_string()))?
+    .map_err(|e| AccessError::Tls(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth())
 }
@@ -248,9 +260,10 @@ mod tests {
             "postgres://authtoken:s3cret@db.example/authtoken",
             "postgresql:///authtoken?host=/run/postgresql&password=s3cret",
         ] {
-            let Err(ServerError::Usage(why)) = parse(url) else {
+            let Err(error) = parse(url) else {
                 panic!("{url} accepted");
             };
+            let why = error.to_string();
             for way in [
                 "PGPASSWORD",
                 "PGPASSFILE",

@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-use crate::error::{random, ServerError};
-use crate::metrics::Metrics;
+use crate::files::{random, FileError};
 use crate::nonce::NONCE_LIFETIME_SECS;
-use crate::pgaccess::{self, Access, Transport};
-use crate::store::{Change, Store};
+use crate::pgaccess::{self, Access, AccessError, Transport};
+use crate::store::{Change, EditError, Store, StoreError};
 use crate::throttle::{Slot, Verdict, WINDOW_MS};
 
 /// The migrations, in order; the schema's version is how many are applied.
@@ -50,10 +49,34 @@ const POOL_SIZE: usize = 16;
 #[error("store unavailable: {0}")]
 pub struct StoreDown(pub String);
 
-impl From<StoreDown> for ServerError {
-    fn from(down: StoreDown) -> ServerError {
-        ServerError::Usage(down.to_string())
-    }
+/// Why an administrator's operation on the database (open, migrate,
+/// import, an edit) did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// PostgreSQL (or the way to it) refused: what was being done, and its
+    /// message with every cause.
+    #[error("{what}: {detail}")]
+    Failed { what: String, detail: String },
+    #[error("{0}")]
+    Down(#[from] StoreDown),
+    #[error("{0}")]
+    Access(#[from] AccessError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Edit(#[from] EditError),
+    #[error("{0}")]
+    File(#[from] FileError),
+    #[error("{shown}: schema version {found}, this authtoken-server needs {SCHEMA_VERSION}: run `authtoken-server migrate`")]
+    OldSchema { shown: String, found: u32 },
+    #[error(
+        "{shown}: schema version {found} is newer than this authtoken-server's ({SCHEMA_VERSION})"
+    )]
+    NewerSchema { shown: String, found: u32 },
+    #[error("this authtoken-server knows schema versions up to {SCHEMA_VERSION}")]
+    UnknownVersion,
+    #[error("that uid is already another user's (the store's uid index refused it)")]
+    UidTaken,
 }
 
 pub struct PgStore {
@@ -62,7 +85,13 @@ pub struct PgStore {
     pub shown: String,
     /// Whether the last operation reached the database.
     healthy: AtomicBool,
-    metrics: Option<Arc<Metrics>>,
+    observer: Option<Arc<dyn StoreObserver>>,
+}
+
+/// Where a store reports each operation it ran: its name, how long it
+/// took, whether it reached the database (a replica's metrics).
+pub trait StoreObserver: Send + Sync {
+    fn operation(&self, operation: &'static str, seconds: f64, ok: bool);
 }
 
 /// Whether `text` names a PostgreSQL store rather than a TOML file.
@@ -74,7 +103,7 @@ impl PgStore {
     /// A pool for `url` (libpq's URL form), reached as `access` says
     /// (see [`crate::pgaccess`]: TLS over TCP, the password never from
     /// the URL). Nothing is connected yet.
-    pub fn open(url: &str, access: &Access) -> Result<PgStore, ServerError> {
+    pub fn open(url: &str, access: &Access) -> Result<PgStore, DatabaseError> {
         let mut config = pgaccess::parse(url)?;
         let transport = pgaccess::complete(&mut config, access)?;
         config.connect_timeout(OPERATION_TIMEOUT);
@@ -98,18 +127,22 @@ impl PgStore {
             .create_timeout(Some(OPERATION_TIMEOUT))
             .recycle_timeout(Some(OPERATION_TIMEOUT))
             .build()
-            .map_err(|e| ServerError::Usage(format!("store pool: {e}")))?;
+            .map_err(|e| DatabaseError::Failed {
+                what: "store pool".into(),
+                detail: e.to_string(),
+            })?;
         Ok(PgStore {
             pool,
             shown,
             healthy: AtomicBool::new(true),
-            metrics: None,
+            observer: None,
         })
     }
 
-    /// Counts this store's operations, errors and latency in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> PgStore {
-        self.metrics = Some(metrics);
+    /// Reports this store's operations, errors and latency to `observer`
+    /// (a replica's metrics).
+    pub fn observed_by(mut self, observer: Arc<dyn StoreObserver>) -> PgStore {
+        self.observer = Some(observer);
         self
     }
 
@@ -132,19 +165,19 @@ impl PgStore {
         .await
         .unwrap_or_else(|_| Err("timed out".to_owned()));
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        if let Some(metrics) = &self.metrics {
-            metrics.store_operation(operation, started.elapsed().as_secs_f64(), result.is_ok());
+        if let Some(observer) = &self.observer {
+            observer.operation(operation, started.elapsed().as_secs_f64(), result.is_ok());
         }
         result.map_err(StoreDown)
     }
 
     /// A connection for the administrator's long operations (migrate,
     /// import), which take their own time rather than [`OPERATION_TIMEOUT`].
-    async fn admin_connection(&self) -> Result<deadpool_postgres::Object, ServerError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| ServerError::Usage(format!("{}: {}", self.shown, pool_error_text(&e))))
+    async fn admin_connection(&self) -> Result<deadpool_postgres::Object, DatabaseError> {
+        self.pool.get().await.map_err(|e| DatabaseError::Failed {
+            what: self.shown.clone(),
+            detail: pool_error_text(&e),
+        })
     }
 
     /// The schema version applied (0 for an empty database).
@@ -170,12 +203,10 @@ impl PgStore {
     /// default), each in a transaction of its own under an advisory lock
     /// (two replicas migrating at once take turns); creates the secret.
     /// Returns the versions before and after.
-    pub async fn migrate(&self, to: Option<u32>) -> Result<(u32, u32), ServerError> {
+    pub async fn migrate(&self, to: Option<u32>) -> Result<(u32, u32), DatabaseError> {
         let target = to.unwrap_or(SCHEMA_VERSION);
         if target > SCHEMA_VERSION {
-            return Err(ServerError::Usage(format!(
-                "this authtoken-server knows schema versions up to {SCHEMA_VERSION}"
-            )));
+            return Err(DatabaseError::UnknownVersion);
         }
         let secret = random(32)?;
         let mut client = self.admin_connection().await?;
@@ -199,10 +230,10 @@ impl PgStore {
             version.unwrap_or(0) as u32
         };
         if before > SCHEMA_VERSION {
-            return Err(ServerError::Usage(format!(
-                "the store's schema (version {before}) is newer than this authtoken-server's \
-                 ({SCHEMA_VERSION})"
-            )));
+            return Err(DatabaseError::NewerSchema {
+                shown: self.shown.clone(),
+                found: before,
+            });
         }
         let mut now = before;
         for (index, (name, sql)) in MIGRATIONS.iter().enumerate() {
@@ -246,19 +277,12 @@ impl PgStore {
     }
 
     /// Refuses a database whose schema is not this build's.
-    pub async fn check_schema(&self) -> Result<(), ServerError> {
+    pub async fn check_schema(&self) -> Result<(), DatabaseError> {
+        let shown = self.shown.clone();
         match self.schema_version().await? {
             version if version == SCHEMA_VERSION => Ok(()),
-            version if version < SCHEMA_VERSION => Err(ServerError::Usage(format!(
-                "{}: schema version {version}, this authtoken-server needs {SCHEMA_VERSION}: \
-                 run `authtoken-server migrate`",
-                self.shown
-            ))),
-            version => Err(ServerError::Usage(format!(
-                "{}: schema version {version} is newer than this authtoken-server's \
-                 ({SCHEMA_VERSION})",
-                self.shown
-            ))),
+            found if found < SCHEMA_VERSION => Err(DatabaseError::OldSchema { shown, found }),
+            found => Err(DatabaseError::NewerSchema { shown, found }),
         }
     }
 
@@ -275,7 +299,7 @@ impl PgStore {
     }
 
     /// The whole store, and the version it was read at (one transaction).
-    pub async fn load(&self) -> Result<(Store, i64), ServerError> {
+    pub async fn load(&self) -> Result<(Store, i64), DatabaseError> {
         let rows = self
             .run("load", |mut client| async move {
                 let tx = client
@@ -289,7 +313,7 @@ impl PgStore {
                 Ok(rows)
             })
             .await?;
-        rows.into_store()
+        Ok(rows.into_store()?)
     }
 
     /// One administrator's edit (add-user, remove-user, add-group), in one
@@ -300,8 +324,8 @@ impl PgStore {
     /// the uid's unique index stands behind it. Returns what `edit` says.
     pub async fn edit<T>(
         &self,
-        edit: impl FnOnce(&mut Store) -> Result<(Change, T), ServerError>,
-    ) -> Result<T, ServerError> {
+        edit: impl FnOnce(&mut Store) -> Result<(Change, T), EditError>,
+    ) -> Result<T, DatabaseError> {
         let mut client = self.admin_connection().await?;
         let tx = client.transaction().await.map_err(fail)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EDIT_LOCK])
@@ -309,15 +333,13 @@ impl PgStore {
             .map_err(fail)?;
         let mut store = read_rows(&tx).await.map_err(fail)?.into_store()?.0;
         let (change, said) = edit(&mut store)?;
-        store
-            .directory()
-            .map_err(|e| ServerError::Usage(e.to_string()))?;
+        store.directory().map_err(EditError::from)?;
         match &change {
             Change::User(name) => {
                 let user = store
                     .users
                     .get(name)
-                    .ok_or_else(|| ServerError::Usage(format!("{name} vanished")))?;
+                    .ok_or_else(|| EditError::NoSuchUser(name.clone()))?;
                 tx.execute(
                     "INSERT INTO authtoken_users (name, record) VALUES ($1, $2::text::jsonb)
                      ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
@@ -335,7 +357,7 @@ impl PgStore {
                 let gid = *store
                     .groups
                     .get(name)
-                    .ok_or_else(|| ServerError::Usage(format!("{name} vanished")))?
+                    .ok_or_else(|| EditError::NoSuchUser(name.clone()))?
                     as i32;
                 tx.execute(
                     "INSERT INTO authtoken_groups (name, gid) VALUES ($1, $2)
@@ -352,7 +374,7 @@ impl PgStore {
 
     /// Replaces the store's content with `store` in one transaction (its
     /// secret too, so tokens' nonces keep working across the move).
-    pub async fn import(&self, store: &Store) -> Result<(), ServerError> {
+    pub async fn import(&self, store: &Store) -> Result<(), DatabaseError> {
         let names: Vec<&str> = store.users.keys().map(String::as_str).collect();
         let records: Vec<String> = store.users.values().map(Store::user_to_json).collect();
         let group_names: Vec<&str> = store.groups.keys().map(String::as_str).collect();
@@ -538,7 +560,7 @@ async fn read_rows(
 
 impl Rows {
     /// The store the rows hold, checked as a file's is, and its version.
-    fn into_store(self) -> Result<(Store, i64), ServerError> {
+    fn into_store(self) -> Result<(Store, i64), StoreError> {
         let mut users = BTreeMap::new();
         for (name, json) in self.users {
             let user = Store::user_from_json(&name, &json)?;
@@ -593,16 +615,17 @@ impl HidePassword for String {
 
 /// A failed administrator's operation, with PostgreSQL's message (and
 /// what the uid's unique index means, said plainly).
-fn fail(error: tokio_postgres::Error) -> ServerError {
+fn fail(error: tokio_postgres::Error) -> DatabaseError {
     if error
         .as_db_error()
         .is_some_and(|db| db.constraint() == Some("authtoken_users_uid"))
     {
-        return ServerError::Usage(
-            "that uid is already another user's (the store's uid index refused it)".into(),
-        );
+        return DatabaseError::UidTaken;
     }
-    ServerError::Usage(error_text(&error))
+    DatabaseError::Failed {
+        what: "the store".into(),
+        detail: error_text(&error),
+    }
 }
 
 /// A database error with PostgreSQL's own message when there is one, else

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::directory::{self, Account, Directory, DirectoryError};
-use crate::error::{key32, random, read_private, write_private, ServerError};
+use crate::files::{key32, random, read_private, write_private, FileError};
 use crate::proto::scram::Verifier;
 use authtoken_protocol::http_digest::{self, Algorithm};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -140,9 +140,16 @@ pub enum Change {
     Group(String),
 }
 
-/// What is wrong inside a store.
+/// What is wrong with a store, or with writing one.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("{0}")]
+    File(#[from] FileError),
+    #[error("{}: {problem}", path.display())]
+    Format {
+        path: std::path::PathBuf,
+        problem: String,
+    },
     #[error("{0}")]
     Toml(String),
     #[error("secret missing or not base64 (recreate the store with add-user)")]
@@ -153,6 +160,35 @@ pub enum StoreError {
     Directory(String),
 }
 
+/// Why one user's record is not a user.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("{0} missing")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Key(#[from] FileError),
+    #[error("algorithm must be MD5 or SHA-256")]
+    Algorithm,
+    #[error("unknown scheme {0}")]
+    Scheme(String),
+    #[error("a managed user needs a scheme and its verifier")]
+    NoCredential,
+}
+
+/// Why an administrator's edit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("{0} is not in the store")]
+    NoSuchUser(String),
+    /// A value every client would refuse (said in the message).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Directory(#[from] DirectoryError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
 fn record_to_user(name: &str, record: &UserRecord) -> Result<User, StoreError> {
     record.to_user().map_err(|e| StoreError::User {
         user: name.to_owned(),
@@ -161,14 +197,12 @@ fn record_to_user(name: &str, record: &UserRecord) -> Result<User, StoreError> {
 }
 
 /// A required field of a user record.
-fn field<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, ServerError> {
-    value
-        .as_ref()
-        .ok_or_else(|| ServerError::Usage(format!("{name} missing")))
+fn field<'a, T>(value: &'a Option<T>, name: &'static str) -> Result<&'a T, RecordError> {
+    value.as_ref().ok_or(RecordError::Missing(name))
 }
 
 impl UserRecord {
-    fn to_user(&self) -> Result<User, ServerError> {
+    fn to_user(&self) -> Result<User, RecordError> {
         let credential = match self.scheme.as_deref() {
             None => None,
             Some("scram-sha-256") => {
@@ -176,7 +210,7 @@ impl UserRecord {
                     .decode(field(&self.salt, "salt")?)
                     .ok()
                     .filter(|s| !s.is_empty())
-                    .ok_or(ServerError::BadKey("salt"))?;
+                    .ok_or(FileError::BadKey("salt"))?;
                 Some(Credential::Scram(Verifier {
                     salt,
                     iterations: *field(&self.iterations, "iterations")?,
@@ -187,16 +221,14 @@ impl UserRecord {
             Some("digest") => Some(Credential::Digest {
                 realm: field(&self.realm, "realm")?.clone(),
                 algorithm: Algorithm::parse(self.algorithm.as_deref().unwrap_or("MD5"))
-                    .ok_or_else(|| ServerError::Usage("algorithm must be MD5 or SHA-256".into()))?,
+                    .ok_or(RecordError::Algorithm)?,
                 qop: self.qop.unwrap_or(true),
                 ha1: field(&self.ha1, "ha1")?.to_ascii_lowercase(),
             }),
-            Some(other) => return Err(ServerError::Usage(format!("unknown scheme {other}"))),
+            Some(other) => return Err(RecordError::Scheme(other.to_owned())),
         };
         if self.policy == Policy::Managed && credential.is_none() {
-            return Err(ServerError::Usage(
-                "a managed user needs a scheme and its verifier".into(),
-            ));
+            return Err(RecordError::NoCredential);
         }
         let account = match self.uid {
             None => None,
@@ -257,7 +289,7 @@ impl UserRecord {
 
 impl Store {
     /// An empty store with a fresh secret.
-    pub fn new() -> Result<Store, ServerError> {
+    pub fn new() -> Result<Store, StoreError> {
         Ok(Store {
             secret: random(32)?,
             users: BTreeMap::new(),
@@ -265,14 +297,14 @@ impl Store {
         })
     }
 
-    pub fn load(path: &Path) -> Result<Store, ServerError> {
+    pub fn load(path: &Path) -> Result<Store, StoreError> {
         Store::load_with_text(path).map(|(store, _)| store)
     }
 
     /// The store and the text it was read from (what an append extends).
-    pub fn load_with_text(path: &Path) -> Result<(Store, Zeroizing<String>), ServerError> {
+    pub fn load_with_text(path: &Path) -> Result<(Store, Zeroizing<String>), StoreError> {
         let text = read_private(path)?;
-        let store = Store::parse(&text).map_err(|e| ServerError::Format {
+        let store = Store::parse(&text).map_err(|e| StoreError::Format {
             path: path.to_owned(),
             problem: e.to_string(),
         })?;
@@ -288,7 +320,7 @@ impl Store {
         text: &str,
         name: &str,
         user: &User,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), StoreError> {
         let mut users = BTreeMap::new();
         users.insert(name.to_owned(), UserRecord::from_user(user));
         let table = toml::to_string(&StoreFile {
@@ -296,9 +328,9 @@ impl Store {
             users,
             groups: BTreeMap::new(),
         })
-        .map_err(|e| ServerError::Usage(e.to_string()))?;
+        .map_err(|e| StoreError::Toml(e.to_string()))?;
         let separator = if text.ends_with('\n') { "" } else { "\n" };
-        write_private(path, &format!("{text}{separator}{table}"))
+        Ok(write_private(path, &format!("{text}{separator}{table}"))?)
     }
 
     pub fn parse(text: &str) -> Result<Store, StoreError> {
@@ -357,7 +389,7 @@ impl Store {
         record_to_user(name, &record)
     }
 
-    pub fn to_toml(&self) -> Result<String, ServerError> {
+    pub fn to_toml(&self) -> Result<String, StoreError> {
         let file = StoreFile {
             secret: Some(B64.encode(&self.secret)),
             users: self
@@ -371,7 +403,7 @@ impl Store {
                 .map(|(name, gid)| (name.clone(), GroupRecord { gid: *gid }))
                 .collect(),
         };
-        let body = toml::to_string(&file).map_err(|e| ServerError::Usage(e.to_string()))?;
+        let body = toml::to_string(&file).map_err(|e| StoreError::Toml(e.to_string()))?;
         Ok(format!(
             "# authtoken-server user store: verifiers only, no passwords.\n# Edit with `authtoken-server add-user`.\n{body}"
         ))
@@ -401,12 +433,12 @@ impl Store {
     }
 
     /// Writes the store next to `path` and renames it into place, mode 0600.
-    pub fn save(&self, path: &Path) -> Result<(), ServerError> {
-        write_private(path, &self.to_toml()?)
+    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+        Ok(write_private(path, &self.to_toml()?)?)
     }
 
     /// A SCRAM user's credential, from the password.
-    pub fn scram_credential(password: &[u8], iterations: u32) -> Result<Credential, ServerError> {
+    pub fn scram_credential(password: &[u8], iterations: u32) -> Result<Credential, FileError> {
         let salt = random(16)?;
         Ok(Credential::Scram(Verifier::from_password(
             password, salt, iterations,

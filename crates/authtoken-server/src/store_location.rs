@@ -6,13 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error::ServerError;
-use crate::http::Service;
 use crate::pgaccess::{self, Access};
 use crate::pgstore::{is_url, shown_url, PgStore};
-use crate::store::{Change, Store};
+use crate::store::{Change, EditError, Store};
 
 /// A store named on the command line.
 pub enum StoreLocation {
@@ -72,13 +70,13 @@ impl StoreLocation {
 
     pub fn load(&self) -> Result<Store, ServerError> {
         match self {
-            StoreLocation::File(path) => Store::load(path),
+            StoreLocation::File(path) => Ok(Store::load(path)?),
             StoreLocation::Postgres { url, access } => {
                 let pg = PgStore::open(url, access)?;
-                runtime()?.block_on(async {
+                Ok(runtime()?.block_on(async {
                     pg.check_schema().await?;
                     pg.load().await.map(|(store, _)| store)
-                })
+                })?)
             }
         }
     }
@@ -89,7 +87,7 @@ impl StoreLocation {
     /// it in the message.
     pub fn edit(
         &self,
-        edit: impl FnOnce(&mut Store) -> Result<(Change, String), ServerError>,
+        edit: impl FnOnce(&mut Store) -> Result<(Change, String), EditError>,
     ) -> Result<(), ServerError> {
         match self {
             StoreLocation::File(path) => {
@@ -133,11 +131,8 @@ impl StoreLocation {
     }
 }
 
-fn check_directory(store: &Store) -> Result<(), ServerError> {
-    store
-        .directory()
-        .map(|_| ())
-        .map_err(|e| ServerError::Usage(e.to_string()))
+fn check_directory(store: &Store) -> Result<(), EditError> {
+    store.directory().map(|_| ()).map_err(EditError::from)
 }
 
 /// `authtoken-server migrate URL [--to N]`.
@@ -168,58 +163,4 @@ pub fn import(file: &Path, url: &str, access: &Access) -> Result<(), ServerError
         pg.shown
     );
     Ok(())
-}
-
-/// How often a replica looks at the store's version counter (and so how
-/// soon it notices the database is away, or back).
-const FOLLOW_EVERY: Duration = Duration::from_secs(1);
-/// How often expired single-use records and old failures are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-/// A replica's watch on its PostgreSQL store: reloads the users when the
-/// version counter moves (an add-user on any machine), sweeps expired
-/// records, and says when the database goes away and comes back.
-pub async fn follow(service: Arc<Service>, pg: Arc<PgStore>, mut version: i64) {
-    let (Service::Mdm(authority) | Service::Rest { authority, .. }) = &*service else {
-        return;
-    };
-    let mut was_up = true;
-    let mut last_sweep = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(FOLLOW_EVERY).await;
-        let now = match pg.version().await {
-            Ok(now) => now,
-            Err(down) => {
-                if was_up {
-                    eprintln!("authtoken-server: {down}: answering 503 until it is back");
-                }
-                was_up = false;
-                continue;
-            }
-        };
-        if !was_up {
-            eprintln!("authtoken-server: store {} reachable again", pg.shown);
-            was_up = true;
-        }
-        if now != version {
-            match pg.load().await {
-                Ok((store, loaded_at)) => {
-                    let count = store.users.len();
-                    authority.replace_store(store);
-                    version = loaded_at;
-                    eprintln!(
-                        "authtoken-server: store {} changed: {count} users",
-                        pg.shown
-                    );
-                }
-                Err(e) => eprintln!(
-                    "authtoken-server: store changed but does not load, keeping the one in force: {e}"
-                ),
-            }
-        }
-        if last_sweep.elapsed() >= SWEEP_EVERY {
-            last_sweep = tokio::time::Instant::now();
-            let _ = pg.sweep(authtoken_core::clock::unix_millis()).await;
-        }
-    }
 }

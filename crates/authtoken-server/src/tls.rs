@@ -16,7 +16,8 @@ use rustls::ServerConfig;
 
 use authtoken_protocol::channel_binding::server_end_point;
 
-use crate::error::{write_private, write_public, ServerError};
+use crate::error::ServerError;
+use crate::files::{read_private, write_private, write_public};
 use crate::proto::scram::EndPoint;
 
 /// The server's TLS: its rustls config, and the RFC 5929
@@ -120,7 +121,7 @@ fn ca_params() -> CertificateParams {
 /// The CA kept in `dir` (made by [`generate`]): its name and key.
 fn load_ca(dir: &Path) -> Result<Issuer<'static, KeyPair>, ServerError> {
     let key_path = dir.join("ca.key");
-    let pem = crate::error::read_private(&key_path)?;
+    let pem = read_private(&key_path)?;
     let key = KeyPair::from_pem(&pem).map_err(tls_error)?;
     Ok(Issuer::new(ca_params(), key))
 }
@@ -183,7 +184,7 @@ fn issue_with(
 pub fn generate(dir: &Path, hosts: &[String], force: bool) -> Result<Vec<PathBuf>, ServerError> {
     let ca_pem = dir.join("ca.pem");
     if !force && (ca_pem.exists() || dir.join("ca.key").exists()) {
-        return Err(ServerError::Usage(format!(
+        return Err(ServerError::Config(format!(
             "{} already holds a CA; use issue-cert to add certificates, or --force to replace \
              it (clients trusting the old CA will refuse this server)",
             dir.display()
