@@ -6,7 +6,7 @@
 # pam-authtoken-VERSION.pkg with pkgbuild and productbuild.
 #
 # DIR holds the release build for macOS (default target/release on a Mac:
-# libpam_authtoken.dylib, authtoken-helper, authtoken-chkpwd,
+# libpam_authtoken.dylib, authtoken-helper, authtoken, authtoken-chkpwd,
 # authtoken-server). Elsewhere the script only lays out the trees (CI
 # checks them with tests/system/macos-layout.sh) and says so.
 set -euo pipefail
@@ -41,7 +41,7 @@ install -m 0755 "$bin_dir/authtoken-helper" "$client/usr/local/libexec/authtoken
 # setuid root: the entry point for callers without root (screen unlock).
 install -m 4755 "$bin_dir/authtoken-chkpwd" "$client/usr/local/libexec/authtoken/authtoken-chkpwd"
 install -d -m 0755 "$client/usr/local/sbin"
-ln -s ../libexec/authtoken/authtoken-helper "$client/usr/local/sbin/authtoken"
+install -m 0755 "$bin_dir/authtoken" "$client/usr/local/sbin/authtoken"
 install -d -m 0755 "$share/pam.d"
 # The example config with the macOS account name; postinstall copies it to
 # /private/etc/authtoken/authtoken.toml when there is none.
@@ -51,7 +51,7 @@ for f in "$top"/pam.d/macos-*; do
   install -m 0644 "$f" "$share/pam.d/$(basename "$f" | sed 's/^macos-//')"
 done
 install -m 0644 "$top/README.md" "$top/SECURITY.md" "$top/LICENSE" "$share/"
-for page in pam_authtoken.8 authtoken-helper.8 authtoken.toml.5; do
+for page in pam_authtoken.8 authtoken.8 authtoken-helper.8 authtoken.toml.5; do
   section=${page##*.}
   install -d -m 0755 "$client/usr/local/share/man/man$section"
   install -m 0644 "$top/packaging/man/$page" "$client/usr/local/share/man/man$section/$page"

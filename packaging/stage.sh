@@ -3,7 +3,7 @@
 # into ROOT at the distribution's paths. Shared by build-deb.sh and
 # build-rpm.sh.
 #   stage.sh client ROOT SECURITY_DIR UNIT_DIR  the PAM and NSS modules, the
-#                                      helper, config, sync timer, man pages
+#                                      helper, `authtoken`, config, sync timer, man pages
 #   stage.sh server ROOT UNIT_DIR      the reference authority and its unit
 # The client package never carries the server, so clients do not ship a
 # token authority they do not run.
@@ -33,14 +33,11 @@ client)
   # setuid root: the entry point for callers without root (screen lockers).
   install -D -m 4755 "$rel/authtoken-chkpwd" "$root/usr/libexec/authtoken/authtoken-chkpwd"
   # The administrator's command on root's PATH: authtoken check-config, login, status.
-  install -d -m 0755 "$root/usr/sbin"
-  ln -s ../libexec/authtoken/authtoken-helper "$root/usr/sbin/authtoken"
+  install -D -m 0755 "$rel/authtoken" "$root/usr/sbin/authtoken"
   install -D -m 0644 "$top/packaging/sysusers.d/authtoken.conf" "$root/usr/lib/sysusers.d/authtoken.conf"
   install -D -m 0644 "$top/conf/authtoken.toml" "$root/etc/authtoken/authtoken.toml"
   install -D -m 0644 "$top/packaging/tmpfiles.d/authtoken.conf" "$root/usr/lib/tmpfiles.d/authtoken.conf"
-  for page in pam_authtoken.8 authtoken-helper.8 authtoken.toml.5; do man_page "$page"; done
-  # `man authtoken` finds the command's page.
-  ln -s authtoken-helper.8.gz "$root/usr/share/man/man8/authtoken.8.gz"
+  for page in pam_authtoken.8 authtoken.8 authtoken-helper.8 authtoken.toml.5; do man_page "$page"; done
   install -D -m 0644 "$top/README.md" "$doc/README.md"
   install -D -m 0644 "$top/SECURITY.md" "$doc/SECURITY.md"
   install -D -m 0644 "$top/LICENSE" "$doc/LICENSE"

@@ -17,12 +17,21 @@ options() {
 # in_page PAGE OPTION: the option, as roff writes it (\-\-name).
 in_page() { grep -qF -- "$(sed 's/-/\\-/g' <<<"$2")" "$man_dir/$1"; }
 
-for sub in authenticate module-settings check-config login status forget sync; do
+for sub in authenticate module-settings sync; do
   for option in $(options "$bin/authtoken-helper" "$sub"); do
     check "authtoken-helper $sub $option is in authtoken-helper.8" in_page authtoken-helper.8 "$option"
   done
   check "authtoken-helper.8 has $sub" grep -q "^\.B authtoken-helper $sub" "$man_dir/authtoken-helper.8"
 done
+for sub in check-config login status forget sync; do
+  for option in $(options "$bin/authtoken" "$sub"); do
+    check "authtoken $sub $option is in authtoken.8" in_page authtoken.8 "$option"
+  done
+  check "authtoken.8 has $sub" grep -q "^\.B authtoken $sub" "$man_dir/authtoken.8"
+done
+# Each program has the subcommands its page says, and no other.
+check "authtoken-helper has no administrator's commands" \
+  bash -c "! '$bin/authtoken-helper' login root --help >/dev/null 2>&1"
 for sub in serve add-user add-group enroll-device gen-tls issue-cert list-users remove-user; do
   for option in $(options "$bin/authtoken-server" "$sub"); do
     check "authtoken-server $sub $option is in authtoken-server.8" in_page authtoken-server.8 "$option"

@@ -18,11 +18,11 @@ mode_is() { [ "$(stat -c %a "$1")" = "$2" ]; }
 check "module at /usr/local/lib/pam/pam_authtoken.so.2, 0444" mode_is "$client/usr/local/lib/pam/pam_authtoken.so.2" 444
 check "helper 0755" mode_is "$client/usr/local/libexec/authtoken/authtoken-helper" 755
 check "chkpwd setuid 4755" mode_is "$client/usr/local/libexec/authtoken/authtoken-chkpwd" 4755
-check "authtoken command links to the helper" \
-  test "$(readlink "$client/usr/local/sbin/authtoken")" = ../libexec/authtoken/authtoken-helper
+check "the administrator's command, a program of its own, 0755" mode_is "$client/usr/local/sbin/authtoken" 755
+check "and not the helper" test ! -L "$client/usr/local/sbin/authtoken"
 check "example config names the macOS helper account" \
   grep -qx 'helper_user = "_authtoken"' "$client/usr/local/share/authtoken/authtoken.toml"
-for page in man8/pam_authtoken.8 man8/authtoken-helper.8 man5/authtoken.toml.5; do
+for page in man8/pam_authtoken.8 man8/authtoken.8 man8/authtoken-helper.8 man5/authtoken.toml.5; do
   check "man page $page" test -f "$client/usr/local/share/man/$page"
 done
 check "server man page" test -f "$server/usr/local/share/man/man8/authtoken-server.8"

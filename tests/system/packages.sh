@@ -229,7 +229,7 @@ check "authtoken is on root's PATH" test "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin c
 check "authtoken check-config OK" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
 check "module settings beside the config, root's, as readable as the config" \
   test "$(stat -c '%U %a' /etc/authtoken/authtoken.toml.module.json)" = "root 644"
-# authtoken-helper login's exit code: 0 token, 1 rejected, 2 unmanaged.
+# authtoken login's exit code: 0 token, 1 rejected, 2 unmanaged.
 helper_login_exits() {
   local code=0
   echo "$2" | timeout 60 authtoken login "$1" || code=$?

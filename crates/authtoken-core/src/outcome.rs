@@ -127,7 +127,7 @@ impl PamCode {
 }
 
 /// The single place where authority outcomes become PAM results; the module
-/// and `authtoken-helper login` both use it.
+/// and `authtoken login` both use it.
 pub fn outcome_code(outcome: &Outcome, policy: EmptyChallengePolicy) -> PamCode {
     match outcome {
         Outcome::Token { token, .. } if !token.is_empty() => PamCode::Success,

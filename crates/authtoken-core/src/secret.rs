@@ -1,5 +1,5 @@
 //! Reading a secret that an administrator pipes in, for the command-line
-//! tools (`authtoken-helper login`, `authtoken-server add-user`).
+//! tools (`authtoken login`, `authtoken-server add-user`).
 
 use std::io::Read;
 

@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod commands;
 pub mod directory;
 pub mod hem;
 pub mod mdm;

@@ -397,7 +397,7 @@ fn a_relay_that_cannot_bind_gets_no_login_unless_binding_is_off() {
     let relay = site.relay("ed25519/server", TLS12, Relaying::Plain);
     let confdir = site.stack(&relay.url(), "prefer");
     let config = confdir.parent().unwrap().join("authtoken.toml");
-    let out = std::process::Command::new(HELPER)
+    let out = std::process::Command::new(CLI)
         .args(["login", "alice", "--config"])
         .arg(&config)
         .stdin(std::process::Stdio::piped())

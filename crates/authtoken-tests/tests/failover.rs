@@ -44,7 +44,7 @@ fn config_with(ws: &Workspace, urls: &[String], extra: &str) -> std::path::PathB
 
 /// `authtoken login --debug`: (exit code, stdout, stderr).
 fn helper_login(config: &std::path::Path) -> (i32, String, String) {
-    let mut child = Command::new(HELPER)
+    let mut child = Command::new(CLI)
         .args(["login", "alice", "--debug", "--config"])
         .arg(config)
         .stdin(Stdio::piped())

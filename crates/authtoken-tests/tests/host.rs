@@ -369,7 +369,7 @@ fn a_missing_helper_user_fails_closed_without_a_connection() {
         listener.accept().is_err(),
         "the helper never connected to the authority"
     );
-    let out = std::process::Command::new(HELPER)
+    let out = std::process::Command::new(CLI)
         .args(["check-config", "--config"])
         .arg(&config)
         .output()

@@ -208,9 +208,9 @@ impl Bench {
     }
 }
 
-/// `authtoken-helper check-config` on `config`: (exit code, stderr).
+/// `authtoken check-config` on `config`: (exit code, stderr).
 fn check_config(config: &Path) -> (i32, String) {
-    let out = Command::new(HELPER)
+    let out = Command::new(CLI)
         .args(["check-config", "--config"])
         .arg(config)
         .output()

@@ -665,7 +665,7 @@ fn helper_login_refuses_an_empty_password_without_a_request() {
     let ws = standard_users();
     let server = Server::start(&ws, &[]);
     let config = ws.config_for(&server.url(), "");
-    let out = std::process::Command::new(HELPER)
+    let out = std::process::Command::new(CLI)
         .args(["login", "alice", "--config"])
         .arg(&config)
         .stdin(std::process::Stdio::null())

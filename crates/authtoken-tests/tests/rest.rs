@@ -81,7 +81,7 @@ fn each_flavor_signs_in_through_libpam_and_keeps_the_session_token() {
                 "{at}"
             );
             let status = run_ok(
-                Command::new(HELPER)
+                Command::new(CLI)
                     .args(["status", "--config"])
                     .arg(ws.path("authtoken.toml")),
                 None,
@@ -315,7 +315,7 @@ fn impostors_get_nothing() {
     let path = ws.path("insecure.toml");
     std::fs::write(&path, body).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new(HELPER)
+    let out = Command::new(CLI)
         .args(["check-config", "--config"])
         .arg(&path)
         .output()
@@ -337,7 +337,7 @@ fn impostors_get_nothing() {
 fn check_config_says_the_password_travels() {
     let ws = Workspace::new();
     let config = rest_config(&ws, "https://127.0.0.1:1/authenticate", "deki", "");
-    let out = Command::new(HELPER)
+    let out = Command::new(CLI)
         .args(["check-config", "--config"])
         .arg(&config)
         .output()

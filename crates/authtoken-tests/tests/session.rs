@@ -375,7 +375,7 @@ fn status_lists_sessions_without_tokens() {
     assert_eq!(login(&confdir, "bob", "x"), PAM_SUCCESS);
     let token = std::fs::read_to_string(pam.getenv("AUTHTOKEN_FILE").unwrap()).unwrap();
     let out = run_ok(
-        std::process::Command::new(HELPER)
+        std::process::Command::new(CLI)
             .args(["status", "--config"])
             .arg(&config),
         None,

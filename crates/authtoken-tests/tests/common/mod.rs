@@ -18,6 +18,8 @@ pub(crate) mod client;
 
 /// The workspace's binaries, as `cargo build --workspace` left them.
 pub(crate) const HELPER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-helper");
+/// The administrator's command (`/usr/sbin/authtoken`).
+pub(crate) const CLI: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken");
 pub(crate) const SERVER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-server");
 pub(crate) const UDID: &str = "01234567-89AB-CDEF-0123-456789ABCDEF";
 
