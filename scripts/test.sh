@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit tests, the integration
-# tests that load the real pam_authtoken.so into the real libpam against a
-# real authtoken-server on 127.0.0.1, the documentation checks, and the
-# system tests that build the packages, install the .debs and log in
-# through real sudo, sshd and an unprivileged screen-locker-style caller;
-# plus a type-check for macOS and FreeBSD and a check of the macOS
-# package layout.
+# The whole test suite: formatting, lints, the module-tree check, unit
+# tests (root-only ones included), the integration tests that load the
+# real pam_authtoken.so into the real libpam against a real authtoken-server
+# on 127.0.0.1 (and again on a PostgreSQL store), the documentation
+# checks, and the system tests that build the packages, install the .debs
+# and log in through real sudo, sshd and an unprivileged
+# screen-locker-style caller; plus a type-check for macOS and FreeBSD and
+# a check of the macOS package layout.
 # Run as root on a throwaway machine (CI, a VM): the system tests install
 # and purge the packages and add and delete local users. It ends by
 # checking that it left no process, user, package or system file behind.
+#
+#   scripts/test.sh          everything (what CI runs)
+#   scripts/test.sh quick    formatting, lints, the module tree and every
+#                            test that needs neither root nor the system
+#                            (unit tests of every crate): a few minutes, as
+#                            any user, for everyday work
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = quick ]; then
+  cargo fmt --all -- --check
+  scripts/check-module-tree.py
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  # Unit tests only: the integration tests (authtoken-tests) need root and
+  # the real libpam; tests marked "needs root" stay ignored here.
+  exec cargo test --workspace --lib --bins --exclude authtoken-tests --locked
+fi
 scripts/deps.sh
 before=$(mktemp)
 trap 'rm -f "$before"' EXIT
@@ -22,13 +37,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests load the cdylib into libpam and run the helper and
 # server binaries: all come from a normal workspace build.
 cargo build --locked --workspace
-cargo test --workspace --all-targets --locked
-# The same server suites again on the PostgreSQL store: every
-# authtoken-server they start serves from a database copy of its TOML store
-# (a cluster of its own, stopped and removed at the end).
+# Root-only unit tests (#[ignore = "needs root"]) run here, as root.
+cargo test --workspace --all-targets --locked -- --include-ignored
+# Every integration suite that starts an authtoken-server runs again on the
+# PostgreSQL store: each server then serves from a database copy of its
+# TOML store (a cluster of its own, stopped and removed at the end). A
+# suite whose servers all name their own database says so with
+# "postgres-rerun: no" (replicas.rs).
+mapfile -t server_suites < <(grep -l 'Server::start' crates/authtoken-tests/tests/*.rs |
+  xargs grep -L 'postgres-rerun: no' | xargs -n1 basename | sed 's/\.rs$//' | sort)
 scripts/with-postgres.sh cargo test --locked -p authtoken-tests \
-  --test server_attacks --test login --test rest --test network_users --test channel_binding \
-  --test failover --test offline --test session --test host
+  $(printf -- '--test %s ' "${server_suites[@]}")
 # macOS and FreeBSD: type-checked for real (README: macOS, FreeBSD).
 scripts/check-platforms.sh
 tests/system/docs.sh

@@ -134,10 +134,12 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn a_uid_0_account_is_refused_before_any_id_changes() {
-        if !Uid::effective().is_root() {
-            return; // without root, drop_to changes no ids at all
-        }
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "run as root (scripts/test.sh runs ignored tests as root)"
+        );
         assert!(matches!(drop_to("root"), Err(PrivilegeError::Regainable)));
         assert!(Uid::effective().is_root(), "nothing was switched");
     }

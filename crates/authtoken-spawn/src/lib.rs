@@ -583,13 +583,42 @@ mod tests {
     #[test]
     fn a_helper_past_its_deadline_is_killed_with_its_group() {
         let scripts = Scripts::new();
+        let pid_file = scripts.dir.path().join("grandchild.pid");
         let started = Instant::now();
-        let result = scripts.run("sleeper", "sleep 30 & sleep 30", 300);
+        let result = scripts.run(
+            "sleeper",
+            &format!("sleep 30 & echo $! >{}; sleep 30", pid_file.display()),
+            300,
+        );
         assert!(
             matches!(result, Err(HelperError::Timeout(300))),
             "{result:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(10));
+        // What the helper started went with it: the background sleep is
+        // gone (or a zombie waiting for init), well before its 30 s.
+        let grandchild: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+                    Some(state != "Z")
+                })
+                .unwrap_or(false)
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(),
+            "the helper's background child {grandchild} outlived it"
+        );
     }
 
     #[test]

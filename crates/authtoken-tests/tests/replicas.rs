@@ -8,6 +8,9 @@
 //! recovery), schema migrations from empty and from the previous version,
 //! a TOML store imported, the administrator's commands against the
 //! database, and TLS to it. Each cluster is stopped and removed at the end.
+//!
+//! postgres-rerun: no (every server here names its own database, so
+//! scripts/test.sh's rerun of the server suites on PostgreSQL skips it).
 
 mod common;
 

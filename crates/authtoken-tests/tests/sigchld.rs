@@ -60,15 +60,36 @@ fn works_with_default_and_ignored_sigchld_and_leaves_no_zombie() {
         Vec::<i32>::new(),
         "no helper left unreaped"
     );
+    assert_eq!(
+        disposition(),
+        libc::SIG_DFL,
+        "the module left the default disposition as it found it"
+    );
 
     // SAFETY: this binary runs this one test; the old disposition is restored below.
     let old = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     run();
+    // What the module left, read before anything is restored.
+    assert_eq!(
+        disposition(),
+        libc::SIG_IGN,
+        "the module left the host's SIG_IGN in place"
+    );
     // SAFETY: restores the disposition saved above.
     unsafe { libc::signal(libc::SIGCHLD, old) };
-    // The module did not touch the host's disposition.
-    // SAFETY: querying and immediately restoring the disposition.
-    let now = unsafe { libc::signal(libc::SIGCHLD, old) };
-    assert_eq!(now, old);
     assert_eq!(zombie_children(), Vec::<i32>::new());
+}
+
+/// The process's SIGCHLD disposition, read without changing it.
+fn disposition() -> libc::sighandler_t {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new
+    // action only queries the current one.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        assert_eq!(
+            libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut current),
+            0
+        );
+        current.sa_sigaction
+    }
 }
