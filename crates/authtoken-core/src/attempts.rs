@@ -75,9 +75,8 @@ impl Attempts {
         uid: u32,
         owner: (u32, u32),
     ) -> Result<Attempts, AttemptsError> {
-        let dir = cache_dir.join("chkpwd");
-        trust::ensure_private_dir(&dir, owner)?;
-        let path = dir.join(uid.to_string());
+        trust::ensure_private_dir(&crate::paths::attempts_dir(cache_dir), owner)?;
+        let path = crate::paths::attempts_record(cache_dir, uid);
         let rules = Rules {
             also_owner: (owner.0 != 0).then_some(owner.0),
             private: true,

@@ -15,19 +15,16 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::log::{self, Level};
+use crate::paths::{self, SessionFile};
 use crate::session::{live_audit_session_ids, SessionError, SessionKey};
 use crate::trust::{self, Rules, TrustError};
-use crate::username::{from_file_name, to_file_name, Username};
+use crate::username::{from_file_name, Username};
 
-const TOKEN_SUFFIX: &str = ".token";
 /// Beside a token file whose authority said when it expires: the seconds
 /// since the epoch, in decimal (the token file itself holds the token only).
-const EXPIRES_SUFFIX: &str = ".expires";
-const HANDOFF_SUFFIX: &str = ".handoff";
 /// A hand-off older than this is stale (sshd opens the session within
 /// moments of its authentication child finishing).
 const HANDOFF_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(120);
-const UNMANAGED_SUFFIX: &str = ".unmanaged";
 const MAX_ENTRY_BYTES: u64 = 128 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -158,12 +155,11 @@ impl Cache {
     }
 
     fn session_dir(&self, key: &SessionKey) -> PathBuf {
-        self.root.join(key.as_str())
+        paths::session_dir(&self.root, key.as_str())
     }
 
-    fn entry_path(&self, key: &SessionKey, user: &Username, suffix: &str) -> PathBuf {
-        self.session_dir(key)
-            .join(format!("{}{suffix}", to_file_name(user.as_str())))
+    fn entry_path(&self, key: &SessionKey, user: &Username, kind: SessionFile) -> PathBuf {
+        paths::session_file(&self.root, key.as_str(), user, kind)
     }
 
     /// Whether a trusted private file is at `path`. It is opened (which
@@ -203,7 +199,7 @@ impl Cache {
             }
             Err(_) => return false,
         }
-        let path = self.entry_path(key, user, UNMANAGED_SUFFIX);
+        let path = self.entry_path(key, user, SessionFile::Unmanaged);
         let Some(bytes) = self.read_trusted(&path) else {
             return false;
         };
@@ -224,7 +220,7 @@ impl Cache {
             since,
         };
         let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        self.write_entry(key, user, UNMANAGED_SUFFIX, &bytes)?;
+        self.write_entry(key, user, SessionFile::Unmanaged, &bytes)?;
         Ok(())
     }
 
@@ -239,13 +235,13 @@ impl Cache {
     ) -> Result<PathBuf, CacheError> {
         match expires {
             Some(at) => {
-                self.write_entry(key, user, EXPIRES_SUFFIX, at.to_string().as_bytes())?;
+                self.write_entry(key, user, SessionFile::Expires, at.to_string().as_bytes())?;
             }
             None => {
-                let _ = std::fs::remove_file(self.entry_path(key, user, EXPIRES_SUFFIX));
+                let _ = std::fs::remove_file(self.entry_path(key, user, SessionFile::Expires));
             }
         }
-        self.write_entry(key, user, TOKEN_SUFFIX, token.as_bytes())
+        self.write_entry(key, user, SessionFile::Token, token.as_bytes())
     }
 
     /// Replaces the token only where this session already holds one: a new
@@ -258,7 +254,7 @@ impl Cache {
         token: &str,
         expires: Option<u64>,
     ) -> Result<bool, CacheError> {
-        let path = self.entry_path(key, user, TOKEN_SUFFIX);
+        let path = self.entry_path(key, user, SessionFile::Token);
         if !self.exists_trusted(&path) {
             return Ok(false);
         }
@@ -283,7 +279,7 @@ impl Cache {
         if let Some(at) = expires {
             bytes.extend_from_slice(format!("\n{at}").as_bytes());
         }
-        let path = self.write_entry(key, user, HANDOFF_SUFFIX, &bytes)?;
+        let path = self.write_entry(key, user, SessionFile::HandOff, &bytes)?;
         let meta = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
         Ok(HandOff {
             path,
@@ -293,7 +289,7 @@ impl Cache {
 
     /// The hand-off file for `user` if it is fresh; a stale one is removed.
     fn fresh_handoff(&self, key: &SessionKey, user: &Username) -> Option<PathBuf> {
-        let path = self.entry_path(key, user, HANDOFF_SUFFIX);
+        let path = self.entry_path(key, user, SessionFile::HandOff);
         fresh_handoff_age(&path).map(|_| path)
     }
 
@@ -323,13 +319,13 @@ impl Cache {
 
     /// Drops a hand-off that is no longer needed.
     pub fn discard_handoff(&self, key: &SessionKey, user: &Username) {
-        let _ = std::fs::remove_file(self.entry_path(key, user, HANDOFF_SUFFIX));
+        let _ = std::fs::remove_file(self.entry_path(key, user, SessionFile::HandOff));
         let _ = std::fs::remove_dir(self.session_dir(key));
     }
 
     /// Path of the session's token file if it holds a trusted token.
     pub fn token_path(&self, key: &SessionKey, user: &Username) -> Option<PathBuf> {
-        let path = self.entry_path(key, user, TOKEN_SUFFIX);
+        let path = self.entry_path(key, user, SessionFile::Token);
         self.exists_trusted(&path).then_some(path)
     }
 
@@ -337,11 +333,11 @@ impl Cache {
         &self,
         key: &SessionKey,
         user: &Username,
-        suffix: &str,
+        kind: SessionFile,
         bytes: &[u8],
     ) -> Result<PathBuf, CacheError> {
         self.ensure_private_dir(&self.session_dir(key))?;
-        let target = self.entry_path(key, user, suffix);
+        let target = self.entry_path(key, user, kind);
         trust::write_private(&target, bytes, Some(self.owner)).map_err(io_error(&target))?;
         Ok(target)
     }
@@ -383,7 +379,7 @@ impl Cache {
             for file in files.flatten() {
                 let file_name = file.file_name().to_string_lossy().into_owned();
                 let path = file.path();
-                if let Some(encoded) = file_name.strip_suffix(HANDOFF_SUFFIX) {
+                if let Some(encoded) = file_name.strip_suffix(SessionFile::HandOff.suffix()) {
                     // Listed while fresh; swept once stale.
                     let Some(age) = fresh_handoff_age(&path) else {
                         continue;
@@ -401,9 +397,11 @@ impl Cache {
                     }
                     continue;
                 }
-                let (encoded, is_token) = if let Some(u) = file_name.strip_suffix(TOKEN_SUFFIX) {
+                let (encoded, is_token) = if let Some(u) =
+                    file_name.strip_suffix(SessionFile::Token.suffix())
+                {
                     (u, true)
-                } else if let Some(u) = file_name.strip_suffix(UNMANAGED_SUFFIX) {
+                } else if let Some(u) = file_name.strip_suffix(SessionFile::Unmanaged.suffix()) {
                     (u, false)
                 } else {
                     continue;
@@ -420,8 +418,11 @@ impl Cache {
                     }) {
                         Ok(bytes) => EntryState::Token {
                             bytes,
-                            expires: self
-                                .expiry(&session.path().join(format!("{encoded}{EXPIRES_SUFFIX}"))),
+                            expires: self.expiry(
+                                &session
+                                    .path()
+                                    .join(format!("{encoded}{}", SessionFile::Expires.suffix())),
+                            ),
                         },
                         Err(_) => EntryState::Untrusted,
                     }
@@ -470,8 +471,10 @@ pub fn records_unmanaged(bytes: &[u8], user: &Username) -> bool {
 pub fn remove_token_file(path: &Path) -> bool {
     let removed = std::fs::remove_file(path).is_ok();
     if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-        if let Some(user) = name.strip_suffix(TOKEN_SUFFIX) {
-            let _ = std::fs::remove_file(path.with_file_name(format!("{user}{EXPIRES_SUFFIX}")));
+        if let Some(user) = name.strip_suffix(SessionFile::Token.suffix()) {
+            let _ = std::fs::remove_file(
+                path.with_file_name(format!("{user}{}", SessionFile::Expires.suffix())),
+            );
         }
     }
     if let Some(dir) = path.parent() {

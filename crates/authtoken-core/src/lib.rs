@@ -19,6 +19,7 @@ pub mod log;
 pub mod offline;
 pub mod options;
 pub mod outcome;
+pub mod paths;
 pub mod platform;
 pub mod secret;
 pub mod session;

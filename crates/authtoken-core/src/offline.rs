@@ -26,7 +26,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::trust::{self, Rules, TrustError};
-use crate::username::{to_file_name, Username};
+use crate::username::Username;
 
 /// Rounds of a new verifier.
 pub const VERIFIER_ITERATIONS: u32 = 600_000;
@@ -100,7 +100,7 @@ impl OfflineStore {
     }
 
     fn path(&self, user: &str) -> PathBuf {
-        self.dir.join(to_file_name(user))
+        crate::paths::offline_record(&self.dir, user)
     }
 
     /// The user's record, if there is a trusted one.
@@ -148,9 +148,7 @@ impl OfflineStore {
     /// An exclusive lock on `user`'s record, held until dropped: a file
     /// beside the records (root's, 0600, never followed).
     fn lock(&self, user: &Username) -> Result<Flock<File>, OfflineError> {
-        let path = self
-            .dir
-            .join(format!(".lock-{}", to_file_name(user.as_str())));
+        let path = crate::paths::offline_lock(&self.dir, user.as_str());
         let io = |source| OfflineError::Io {
             path: path.clone(),
             source,

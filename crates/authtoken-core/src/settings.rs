@@ -66,13 +66,9 @@ impl ModuleSettings {
     }
 }
 
-/// Where the settings of the config at `config` live: beside it, as
-/// `NAME.module.json` (`/etc/authtoken/authtoken.toml.module.json`).
-pub fn path_for(config: &Path) -> PathBuf {
-    let mut name = config.file_name().unwrap_or_default().to_owned();
-    name.push(".module.json");
-    config.with_file_name(name)
-}
+/// Where the settings of the config at `config` live (see
+/// [`crate::paths::module_settings`]).
+pub use crate::paths::module_settings as path_for;
 
 /// What `authtoken-helper module-settings` answers on stdout.
 #[derive(Debug, Serialize, Deserialize)]

@@ -78,7 +78,7 @@ pub enum SyncError {
 /// The file beside the cache that records the last attempt, for `status`
 /// and for `--if-due`: `ok UNIX` or `failed UNIX REASON`.
 pub fn state_path(cache: &Path) -> PathBuf {
-    cache.with_file_name("last-sync")
+    authtoken_core::paths::last_sync(cache)
 }
 
 /// The last attempt: when (seconds since the epoch) and, if it failed, why.
