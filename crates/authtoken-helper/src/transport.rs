@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use authtoken_config::{Authority, Config};
 use authtoken_core::trust::{self, Rules, TrustError};
-use authtoken_protocol::transport::{Reply, Transport, TransportFailure};
+use authtoken_protocol::transport::{Reply, Request, Transport, TransportFailure};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use ureq::tls::{Certificate, RootCerts};
@@ -386,25 +386,8 @@ pub fn report(authorities: &Authorities<'_>, step: &mut dyn FnMut(&str)) {
 }
 
 impl Transport for Authorities<'_> {
-    fn request(
-        &mut self,
-        method: &str,
-        suffix: &str,
-        content_type: Option<&str>,
-        body: Option<&[u8]>,
-    ) -> Result<Reply, TransportFailure> {
-        self.send(method, suffix, None, content_type, body)
-    }
-
-    fn request_authorized(
-        &mut self,
-        method: &str,
-        suffix: &str,
-        authorization: &str,
-        content_type: Option<&str>,
-        body: Option<&[u8]>,
-    ) -> Result<Reply, TransportFailure> {
-        self.send(method, suffix, Some(authorization), content_type, body)
+    fn send(&mut self, request: &Request<'_>) -> Result<Reply, TransportFailure> {
+        self.send_to_authority(request)
     }
 
     fn channel_bindings(&self) -> Option<authtoken_protocol::channel_binding::Bindings> {
@@ -415,14 +398,14 @@ impl Transport for Authorities<'_> {
 impl Authorities<'_> {
     /// One request to `url` (plus `suffix`) of the chosen authority, or of
     /// the first that can be connected to.
-    fn send(
-        &mut self,
-        method: &str,
-        suffix: &str,
-        authorization: Option<&str>,
-        content_type: Option<&str>,
-        body: Option<&[u8]>,
-    ) -> Result<Reply, TransportFailure> {
+    fn send_to_authority(&mut self, request: &Request<'_>) -> Result<Reply, TransportFailure> {
+        let Request {
+            method,
+            path: suffix,
+            content_type,
+            authorization,
+            body,
+        } = *request;
         let target = |base: &str| match suffix {
             "" => base.to_owned(),
             _ => format!("{}{suffix}", base.trim_end_matches('/')),

@@ -10,7 +10,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::ProtocolError;
-use crate::transport::{Transport, TransportFailure};
+use crate::transport::{Request, Transport, TransportFailure};
 use authtoken_core::outcome::Outcome;
 
 pub const TOKEN_PATH: &str = "/api/auth/token";
@@ -205,7 +205,7 @@ pub fn user_authenticate(
     is_superuser: &dyn Fn(&str) -> bool,
     step: &mut dyn FnMut(&str),
 ) -> Outcome {
-    let reply = match transport.request("GET", TOKEN_PATH, None, None) {
+    let reply = match transport.send(&Request::new("GET", TOKEN_PATH)) {
         Ok(reply) => reply,
         Err(TransportFailure::Unreachable(reason)) => return Outcome::Unreachable { reason },
         Err(TransportFailure::Failed(reason)) => return Outcome::unavailable(reason),
@@ -230,23 +230,17 @@ pub fn user_authenticate(
         step("device label names a uid-0 account without a [hem.labels] mapping: not managed");
         return Outcome::Unmanaged;
     }
-    let kdf_started = std::time::Instant::now();
+    step(&format!("key derivation ({KDF_ITERATIONS} PBKDF2 rounds)"));
     let secret = user_secret(password, &challenge.eid);
-    step(&format!(
-        "key derivation ({KDF_ITERATIONS} PBKDF2 rounds) took {} ms",
-        kdf_started.elapsed().as_millis()
-    ));
+    step("key derivation done");
     let auth = match client_auth(&secret, &challenge, device.scope, now) {
         Ok(auth) => auth,
         Err(e) => return Outcome::unavailable(e.to_string()),
     };
     let body = Zeroizing::new(serde_json::json!({ "auth": auth.as_str() }).to_string());
-    let reply = match transport.request(
-        "POST",
-        TOKEN_PATH,
-        Some("application/json"),
-        Some(body.as_bytes()),
-    ) {
+    let reply = match transport
+        .send(&Request::new("POST", TOKEN_PATH).with_body("application/json", body.as_bytes()))
+    {
         Ok(reply) => reply,
         Err(TransportFailure::Unreachable(reason) | TransportFailure::Failed(reason)) => {
             return Outcome::unavailable(reason)
@@ -387,15 +381,12 @@ mod tests {
     }
 
     impl Transport for Device {
-        fn request(
-            &mut self,
-            method: &str,
-            path: &str,
-            _content_type: Option<&str>,
-            body: Option<&[u8]>,
-        ) -> Result<Reply, TransportFailure> {
-            self.sent
-                .push((method.into(), path.into(), body.map(<[u8]>::to_vec)));
+        fn send(&mut self, request: &Request<'_>) -> Result<Reply, TransportFailure> {
+            self.sent.push((
+                request.method.into(),
+                request.path.into(),
+                request.body.map(<[u8]>::to_vec),
+            ));
             self.replies.pop_front().expect("a scripted reply")
         }
     }

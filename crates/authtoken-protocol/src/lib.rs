@@ -1,6 +1,9 @@
 #![forbid(unsafe_code)]
-//! Pure client-side protocol logic: no sockets, no files, no clock. The
-//! helper drives it with its own I/O, unit tests with fixed inputs, and the
+//! The client side of the protocols: message formats, the SCRAM, Digest
+//! and HEM computations, and one blocking driver per backend. It opens no
+//! socket or file and reads no clock: each driver sends through a
+//! [`transport::Transport`] it is given (the helper's HTTPS, or a test's
+//! scripted replies) and takes the time and randomness as arguments. The
 //! reference server builds its halves (in its own crate) on the shared
 //! pieces here.
 

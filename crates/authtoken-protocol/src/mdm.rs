@@ -150,11 +150,11 @@ pub fn parse_dict(body: &[u8], what: &'static str) -> Result<Dictionary, Protoco
     Ok(dict)
 }
 
-pub use crate::transport::{Reply, Transport, TransportFailure};
+pub use crate::transport::{Reply, Request, Transport, TransportFailure};
 
 /// `PUT`s a check-in message to the `CheckInURL`.
 fn put(transport: &mut dyn Transport, body: &[u8]) -> Result<Reply, TransportFailure> {
-    transport.request("PUT", "", Some(CONTENT_TYPE), Some(body))
+    transport.send(&Request::new("PUT", "").with_body(CONTENT_TYPE, body))
 }
 
 /// Client-side trust knobs from the config.
@@ -483,18 +483,13 @@ mod tests {
     }
 
     impl Transport for Script {
-        fn request(
-            &mut self,
-            method: &str,
-            path: &str,
-            content_type: Option<&str>,
-            body: Option<&[u8]>,
-        ) -> Result<Reply, TransportFailure> {
+        fn send(&mut self, request: &Request<'_>) -> Result<Reply, TransportFailure> {
             assert_eq!(
-                (method, path, content_type),
+                (request.method, request.path, request.content_type),
                 ("PUT", "", Some(CONTENT_TYPE))
             );
-            let body = body.expect("a check-in has a body");
+            assert_eq!(request.authorization, None);
+            let body = request.body.expect("a check-in has a body");
             self.sent
                 .push(parse_dict(body, "request").expect("client sent a valid plist"));
             self.replies.pop_front().expect("no more scripted replies")

@@ -19,38 +19,62 @@ pub enum TransportFailure {
     Failed(String),
 }
 
-/// Sends one request to the authority.
+/// One request to the authority: what every driver sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Appended to the authority's URL (empty: the URL itself, MDM's
+    /// `CheckInURL`).
+    pub path: &'a str,
+    pub content_type: Option<&'a str>,
+    /// An `Authorization` header (HTTP Basic, for the `rest` backend's
+    /// Deki flavor).
+    pub authorization: Option<&'a str>,
+    /// `None` sends no body (GET).
+    pub body: Option<&'a [u8]>,
+}
+
+impl<'a> Request<'a> {
+    /// `method path`, nothing else yet.
+    pub fn new(method: &'a str, path: &'a str) -> Request<'a> {
+        Request {
+            method,
+            path,
+            content_type: None,
+            authorization: None,
+            body: None,
+        }
+    }
+
+    /// With a body of `content_type`.
+    pub fn with_body(self, content_type: &'a str, body: &'a [u8]) -> Request<'a> {
+        Request {
+            content_type: Some(content_type),
+            body: Some(body),
+            ..self
+        }
+    }
+
+    /// With an `Authorization` header.
+    pub fn authorized(self, authorization: &'a str) -> Request<'a> {
+        Request {
+            authorization: Some(authorization),
+            ..self
+        }
+    }
+}
+
+/// Sends one request to the authority: the drivers' only way out. The
+/// drivers are blocking: each calls `send` and waits for the reply (they
+/// are not state machines); what makes them testable without a network is
+/// that the transport, the randomness and the clock are all passed in.
 pub trait Transport {
-    /// `path` is appended to the authority's URL (empty: the URL itself,
-    /// MDM's `CheckInURL`).
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        body: Option<&[u8]>,
-    ) -> Result<Reply, TransportFailure>;
+    fn send(&mut self, request: &Request<'_>) -> Result<Reply, TransportFailure>;
 
     /// What binds a login to the connection the last request went on
     /// (SCRAM-SHA-256-PLUS): `None` for a transport without TLS or that
     /// cannot tell.
     fn channel_bindings(&self) -> Option<crate::channel_binding::Bindings> {
         None
-    }
-
-    /// The same with an `Authorization` header (HTTP Basic, for the `rest`
-    /// backend's Deki flavor). A transport that cannot send one fails the
-    /// request rather than send it without.
-    fn request_authorized(
-        &mut self,
-        _method: &str,
-        _path: &str,
-        _authorization: &str,
-        _content_type: Option<&str>,
-        _body: Option<&[u8]>,
-    ) -> Result<Reply, TransportFailure> {
-        Err(TransportFailure::Failed(
-            "this transport sends no Authorization header".to_owned(),
-        ))
     }
 }

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use crate::transport::Transport;
+use crate::transport::{Request, Transport};
 
 /// The `Authorization` header: `Basic base64(user ":" password)`
 /// (RFC 7617). The password may hold a colon; the user name may not (the
@@ -60,12 +60,10 @@ pub fn user_authenticate(
     }
     let authorization = authorization(user, password);
     // As the seed's curl sample: an empty text/plain body.
-    let reply = match transport.request_authorized(
-        "POST",
-        "",
-        &authorization,
-        Some("text/plain"),
-        Some(b""),
+    let reply = match transport.send(
+        &Request::new("POST", "")
+            .with_body("text/plain", b"")
+            .authorized(&authorization),
     ) {
         Ok(reply) => reply,
         Err(failure) => return super::failed(failure),
@@ -95,23 +93,9 @@ mod tests {
     struct NoNetwork;
 
     impl Transport for NoNetwork {
-        fn request(
+        fn send(
             &mut self,
-            _method: &str,
-            _path: &str,
-            _content_type: Option<&str>,
-            _body: Option<&[u8]>,
-        ) -> Result<crate::transport::Reply, crate::transport::TransportFailure> {
-            panic!("no request may be made")
-        }
-
-        fn request_authorized(
-            &mut self,
-            _method: &str,
-            _path: &str,
-            _authorization: &str,
-            _content_type: Option<&str>,
-            _body: Option<&[u8]>,
+            _request: &Request<'_>,
         ) -> Result<crate::transport::Reply, crate::transport::TransportFailure> {
             panic!("no request may be made")
         }

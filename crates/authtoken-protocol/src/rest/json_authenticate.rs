@@ -7,7 +7,7 @@ use authtoken_core::outcome::Outcome;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::transport::Transport;
+use crate::transport::{self, Transport};
 
 pub const CONTENT_TYPE: &str = "application/json";
 
@@ -127,10 +127,11 @@ pub fn user_authenticate(
         Ok(body) => body,
         Err(why) => return Outcome::unavailable(why),
     };
-    let reply = match transport.request("POST", "", Some(CONTENT_TYPE), Some(&body)) {
-        Ok(reply) => reply,
-        Err(failure) => return super::failed(failure),
-    };
+    let reply =
+        match transport.send(&transport::Request::new("POST", "").with_body(CONTENT_TYPE, &body)) {
+            Ok(reply) => reply,
+            Err(failure) => return super::failed(failure),
+        };
     step(&format!("authenticate answered HTTP {}", reply.status));
     parse_answer(reply.status, &reply.body, now)
 }
