@@ -40,6 +40,9 @@ client)
   for page in pam_authtoken.8 authtoken.8 authtoken-helper.8 authtoken.toml.5; do man_page "$page"; done
   install -D -m 0644 "$top/README.md" "$doc/README.md"
   install -D -m 0644 "$top/SECURITY.md" "$doc/SECURITY.md"
+  # The administrator's guide, where the README's links find it.
+  install -d -m 0755 "$doc/docs/guide"
+  install -m 0644 "$top"/docs/guide/*.md "$doc/docs/guide/"
   install -D -m 0644 "$top/LICENSE" "$doc/LICENSE"
   install -d -m 0755 "$doc/examples/pam.d"
   install -m 0644 "$top"/pam.d/* "$doc/examples/pam.d/"

@@ -4,7 +4,7 @@
 # rustc-web builds the target's std from its rust-web-src sources
 # (-Zbuild-std, allowed by RUSTC_BOOTSTRAP), and clang compiles ring's C
 # for the target. No SDK is needed because nothing is linked. This proves
-# the code compiles there; it does not run it (README: macOS, FreeBSD).
+# the code compiles there; it does not run it (docs/guide/macos.md, docs/guide/freebsd.md).
 #
 # Usage: scripts/check-platforms.sh [TARGET...]   (default: all three)
 set -euo pipefail

@@ -48,14 +48,14 @@ mapfile -t server_suites < <(grep -l 'Server::start' crates/authtoken-tests/test
   xargs grep -L 'postgres-rerun: no' | xargs -n1 basename | sed 's/\.rs$//' | sort)
 scripts/with-postgres.sh cargo test --locked -p authtoken-tests \
   $(printf -- '--test %s ' "${server_suites[@]}")
-# macOS and FreeBSD: type-checked for real (README: macOS, FreeBSD).
+# macOS and FreeBSD: type-checked for real (docs/guide/macos.md, docs/guide/freebsd.md).
 scripts/check-platforms.sh
 tests/system/docs.sh
 tests/system/packages.sh
 tests/system/first-run.sh
 tests/system/macos-layout.sh
 # OpenPAM (macOS, FreeBSD) for real: built from ../shared/third-party, the
-# module built for it and loaded by it (README: macOS, FreeBSD).
+# module built for it and loaded by it (docs/guide/macos.md, docs/guide/freebsd.md).
 tests/system/openpam.sh
 # Every fuzz target for 20 s, from the committed corpus and regression
 # inputs (docs/FUZZING.md); any crash, panic or memory blow-up fails.

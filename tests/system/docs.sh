@@ -38,6 +38,15 @@ for sub in serve add-user add-group enroll-device gen-tls issue-cert list-users 
   done
   check "authtoken-server.8 has $sub" grep -q "^\.B authtoken-server $sub" "$man_dir/authtoken-server.8"
 done
+# The README is the front door: a few hundred lines, and every relative
+# link in it and in the guide (docs/guide/) leads to a file that exists.
+check "README.md is a few hundred lines at most ($(wc -l <README.md))" test "$(wc -l <README.md)" -le 300
+for page in README.md docs/*.md docs/guide/*.md SECURITY.md; do
+  dir=$(dirname "$page")
+  for link in $(grep -oE '\]\([^)#:]+(#[^)]*)?\)' "$page" | sed -E 's/^\]\(//; s/\)$//; s/#.*//' | sort -u); do
+    check "$page links to $link, which exists" test -e "$dir/$link"
+  done
+done
 for page in "$man_dir"/*.[58]; do
   warnings=$(MANWIDTH=80 man --warnings -E UTF-8 -l "$page" 2>&1 >/dev/null || true)
   check "$(basename "$page") renders without warnings${warnings:+: $warnings}" test -z "$warnings"

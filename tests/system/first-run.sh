@@ -9,7 +9,7 @@
 #   8443 is free and nothing listens beyond this test), where
 #   mdm.example.com is 127.0.0.1 (a private /etc/hosts, bind-mounted) and
 #   /etc/machine-id is set if the machine has none;
-# * the README's "without systemd" command line (from "The reference
+# * the "without systemd" command line (from docs/guide/reference-server.md, "The reference
 #   server") where block 2 says `systemctl enable --now`: systemd, if it
 #   runs at all, does not live in this network namespace. packages.sh
 #   checks the unit itself.
@@ -56,7 +56,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The README's blocks: those of "First run", and the server command line
-# of "The reference server" for a machine without systemd.
+# for a machine without systemd (docs/guide/reference-server.md).
 awk -v dir="$work" '
   /^## / { section = $0 }
   section ~ /^## First run/ && /^```sh$/ { n++; file = dir "/block" n ".sh"; next }
@@ -64,12 +64,11 @@ awk -v dir="$work" '
   file != "" { print > file }
 ' README.md
 awk '
-  /^## / { section = $0 }
-  section == "## The reference server" && /^Without systemd/ { seen = 1 }
+  /^Without systemd/ { seen = 1 }
   seen && /^```sh$/ { inside = 1; next }
   inside && /^```$/ { exit }
   inside { print }
-' README.md >"$work/without-systemd.sh"
+' docs/guide/reference-server.md >"$work/without-systemd.sh"
 check "README: the first run has five blocks (build, authority, client, enable, undo)" \
   test "$(find "$work" -name 'block*.sh' | wc -l)" = 5
 check "README: the server without systemd is one exec" grep -q '^exec setpriv ' "$work/without-systemd.sh"

@@ -12,7 +12,7 @@
 #   request in that login session, use_first_pass/try_first_pass through
 #   OpenPAM's pam_get_authtok, setcred, acct_mgmt, open_session
 #   (AUTHTOKEN_FILE through pam_putenv) and close_session;
-# * the shipped macOS stacks (pam.d/macos-*) and the README's FreeBSD
+# * the shipped macOS stacks (pam.d/macos-*) and the FreeBSD
 #   stack run as written, OpenPAM's pam_deny standing in for the system's
 #   own password check (pam_opendirectory, pam_unix) and pam_permit for
 #   the system modules Linux lacks; and the macOS stacks, unchanged,
@@ -242,7 +242,7 @@ check "sshd's order: setcred after it -> 0" test "$(answer "$out" setcred)" = 0
 check "sshd's order: the session has AUTHTOKEN_FILE" grep -Eq '^env: AUTHTOKEN_FILE=/mnt/cache/[^ ]+/alice[.]token$' <<<"$out"
 check "sshd's order: no hand-off is left" test -z "$(find /mnt/cache -name '*.handoff')"
 
-# --- The shipped macOS stacks and the README's FreeBSD stack. ------------
+# --- The shipped macOS stacks and the FreeBSD stack (docs/guide/freebsd.md). ------------
 # stand_in FILE LOCAL: FILE as written, with our module and config at the
 # module's path and, for modules Linux lacks, OpenPAM's: the system's own
 # password check in auth (pam_opendirectory, pam_unix) is LOCAL (pam_deny:
@@ -272,10 +272,10 @@ session    required       pam_permit.so
 STOCK
 stand_in pam.d/macos-sudo unused >/mnt/pam.d/sudo_local
 chmod 0644 /mnt/pam.d/sudo_local
-# FreeBSD's "system" (pam_unix for the password) for the README's stack.
+# FreeBSD's "system" (pam_unix for the password) for docs/guide/freebsd.md's stack.
 freebsd=$(awk '/^Enable for sudo in `\/usr\/local\/etc\/pam.d\/sudo`/ { seen = 1 }
-  seen && /^```conf$/ { inside = 1; next } inside && /^```$/ { exit } inside { print }' README.md)
-check "README: the FreeBSD stack is there" grep -q 'pam_authtoken.so' <<<"$freebsd"
+  seen && /^```conf$/ { inside = 1; next } inside && /^```$/ { exit } inside { print }' docs/guide/freebsd.md)
+check "docs/guide/freebsd.md: the FreeBSD stack is there" grep -q 'pam_authtoken.so' <<<"$freebsd"
 printf '%s\n' "$freebsd" >/mnt/freebsd-sudo
 for local_check in deny permit; do
   policy "system-$local_check" "auth required $(eval echo "\$$local_check")" "account required $permit"

@@ -33,6 +33,7 @@ common=(
   /usr/share/doc/pam-authtoken/README.md
   /usr/share/doc/pam-authtoken/SECURITY.md
   /usr/share/doc/pam-authtoken/LICENSE
+  /usr/share/doc/pam-authtoken/docs/guide/network-users.md
 )
 server_files=(
   /usr/sbin/authtoken-server

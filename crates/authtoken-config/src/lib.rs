@@ -167,7 +167,7 @@ pub struct Config {
 }
 
 /// `[directory]`: network users, synced from the authority's directory
-/// into the NSS cache by `authtoken sync` (README, "Network users").
+/// into the NSS cache by `authtoken sync` (docs/guide/network-users.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryConfig {
     pub enabled: bool,

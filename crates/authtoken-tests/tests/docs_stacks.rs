@@ -1,5 +1,6 @@
 //! Every PAM stack the documentation shows is run: the ```pam blocks of the
-//! README, the EXAMPLES of pam_authtoken(8), and the Linux files in pam.d/.
+//! README and of the administrator's guide (docs/guide/), the EXAMPLES of
+//! pam_authtoken(8), and the Linux files in pam.d/.
 //! Only the module's path and `config=` are rewritten; the rest of each
 //! stack (pam_unix, pam_deny, @include of the host's common-* files) is as
 //! written. pamtester under bwrap, against the real authority:
@@ -22,20 +23,30 @@ fn repo() -> PathBuf {
 /// (where it is documented, its lines)
 fn documented_stacks() -> Vec<(String, Vec<String>)> {
     let mut stacks = Vec::new();
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let mut block: Option<Vec<String>> = None;
-    for line in readme.lines() {
-        match (&mut block, line.trim()) {
-            (None, "```pam") => block = Some(Vec::new()),
-            (Some(lines), "```") => {
-                stacks.push((
-                    format!("README.md block {}", stacks.len() + 1),
-                    lines.clone(),
-                ));
-                block = None;
+    let mut pages = vec![repo().join("README.md")];
+    let mut guide: Vec<PathBuf> = std::fs::read_dir(repo().join("docs/guide"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    guide.sort();
+    pages.extend(guide);
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let name = page.strip_prefix(repo()).unwrap_or(&page).display().to_string();
+        let mut block: Option<Vec<String>> = None;
+        let mut count = 0;
+        for line in text.lines() {
+            match (&mut block, line.trim()) {
+                (None, "```pam") => block = Some(Vec::new()),
+                (Some(lines), "```") => {
+                    count += 1;
+                    stacks.push((format!("{name} block {count}"), lines.clone()));
+                    block = None;
+                }
+                (Some(lines), _) => lines.push(line.to_owned()),
+                (None, _) => {}
             }
-            (Some(lines), _) => lines.push(line.to_owned()),
-            (None, _) => {}
         }
     }
     let man = std::fs::read_to_string(repo().join("packaging/man/pam_authtoken.8")).unwrap();

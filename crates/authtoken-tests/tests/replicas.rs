@@ -1,4 +1,5 @@
-//! Several authority replicas on one PostgreSQL store (issue 27, README
+//! Several authority replicas on one PostgreSQL store (issue 27,
+//! docs/guide/replicas.md,
 //! "Several authority replicas"): a real PostgreSQL from Debian's package,
 //! started by these tests with `initdb` and `pg_ctl` as the `postgres`
 //! account in a temporary directory (a Unix socket, or TLS on a loopback

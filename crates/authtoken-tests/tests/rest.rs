@@ -350,11 +350,12 @@ fn check_config_says_the_password_travels() {
     );
 }
 
-/// The README's stack for `rest` beside local accounts.
+/// The The stack for `rest` beside local accounts (docs/guide/token-apis.md).
 fn readme_rest_stack() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/guide/token-apis.md"),
+    )
+    .unwrap();
     let mut blocks = readme
         .split("```pam\n")
         .skip(1)
@@ -366,7 +367,7 @@ fn readme_rest_stack() -> Vec<String> {
                 && lines[0].contains("pam_unix.so")
                 && lines[1].contains("pam_authtoken.so")
         })
-        .expect("README: the rest stack (pam_unix, then the module)");
+        .expect("docs/guide/token-apis.md: the rest stack (pam_unix, then the module)");
     block.lines().map(str::to_owned).collect()
 }
 
