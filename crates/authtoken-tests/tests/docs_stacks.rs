@@ -33,7 +33,11 @@ fn documented_stacks() -> Vec<(String, Vec<String>)> {
     pages.extend(guide);
     for page in pages {
         let text = std::fs::read_to_string(&page).unwrap();
-        let name = page.strip_prefix(repo()).unwrap_or(&page).display().to_string();
+        let name = page
+            .strip_prefix(repo())
+            .unwrap_or(&page)
+            .display()
+            .to_string();
         let mut block: Option<Vec<String>> = None;
         let mut count = 0;
         for line in text.lines() {
