@@ -309,7 +309,12 @@ fn stale_sessions_are_swept() {
 fn concurrent_logins_keep_the_cache_consistent() {
     let ws = workspace();
     // Ten wrong passwords for alice, all from 127.0.0.1: not a guesser.
-    let server = Server::start(&ws, &["--throttle-after=1000"]);
+    // Fifty logins at once from one address: more than the default cap on
+    // connections per address (32), which is not what this test is about.
+    let server = Server::start(
+        &ws,
+        &["--throttle-after=1000", "--per-address-connections=64"],
+    );
     let (confdir, _) = session_stack(&ws, &ws.config_for(&server.url(), ""));
     let cases: Vec<(&str, &str, i32)> = (0..50)
         .map(|i| match i % 5 {
