@@ -24,6 +24,8 @@ use authtoken_core::username::Username;
 use authtoken_core::wire;
 use authtoken_helper::{commands, mdm, run_backend, transport, OfflineAsk};
 use clap::{Parser, Subcommand};
+
+mod join;
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -39,6 +41,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Join the authority: fetch its CA (accepted only if it matches the
+    /// fingerprint), make this machine's device key here (it never
+    /// leaves), have the authority sign its certificate with the join
+    /// token, and write ca_file, client_cert, client_key, url and udid
+    /// into the config (keeping everything else it holds). Root only.
+    Join {
+        /// The authority's check-in URL, as the join line gives it.
+        url: String,
+        /// The join token (ID.SECRET) from `authtoken-server join-token`.
+        #[arg(long)]
+        token: String,
+        /// The authority's CA fingerprint: sha256:HEX.
+        #[arg(long)]
+        ca_fingerprint: String,
+        /// This machine's name at the authority (default: its host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Check the configuration file and the files it names (as root, also
     /// write the module's settings beside it).
     CheckConfig {
@@ -88,6 +111,20 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Join {
+            url,
+            token,
+            ca_fingerprint,
+            name,
+            config,
+        } => match join::join(&url, &token, &ca_fingerprint, name.as_deref(), &config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!("nothing was changed: {} is as it was", config.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { config } => check_config(&config),
         Command::Login {
             user,
@@ -162,6 +199,18 @@ fn check_config(config_path: &Path) -> ExitCode {
         } else {
             eprintln!("warning: {text}");
         }
+    }
+    match identity_text(&config) {
+        Some(Ok((line, warning))) => {
+            println!("{line}");
+            match warning {
+                Some(Warning::Expired(text)) => problems.push(text),
+                Some(Warning::Soon(text)) => eprintln!("warning: {text}"),
+                None => {}
+            }
+        }
+        Some(Err(problem)) => problems.push(problem),
+        None => {}
     }
     if problems.is_empty() {
         println!(
@@ -246,6 +295,85 @@ fn login(user: &Username, config_path: &Path, debug: bool) -> ExitCode {
         code.name()
     );
     ExitCode::from(login_exit_code(&outcome))
+}
+
+/// What is wrong with a device certificate, short of not reading.
+enum Warning {
+    /// Past its end: logins over mutual TLS and the directory fail.
+    Expired(String),
+    /// Near its end and not renewed.
+    Soon(String),
+}
+
+/// How many days before its end a device certificate that is not being
+/// renewed is worth a warning.
+const IDENTITY_WARNING_DAYS: u64 = 21;
+
+/// The device identity the config names, as `status` and `check-config`
+/// say it: one line, and a warning when it expired, needs renewing and is
+/// not (the timer's renewal failing), or is near its end; an error when it
+/// cannot be read. `None` without a client identity.
+fn identity_text(config: &Config) -> Option<Result<(String, Option<Warning>), String>> {
+    use authtoken_helper::enroll;
+    let cert = config.client_cert.as_ref()?;
+    let pem = match authtoken_core::trust::read(cert, Rules::ROOT, 1024 * 1024) {
+        Ok(pem) => pem,
+        Err(e) => return Some(Err(format!("client_cert {e}"))),
+    };
+    let der = rustls_pemfile_first(&pem)?;
+    let Some(identity) = enroll::describe(&der) else {
+        return Some(Err(format!(
+            "client_cert {}: not a certificate",
+            cert.display()
+        )));
+    };
+    let now = authtoken_core::clock::unix_secs();
+    let days_left = identity.not_after.saturating_sub(now) / 86_400;
+    let line = if identity.udid.is_empty() {
+        format!(
+            "device identity: {} (a certificate of the site's own PKI), valid until {} ({days_left} days)",
+            log::quote(&identity.name),
+            identity.not_after
+        )
+    } else {
+        format!(
+            "device identity: {} UDID {} serial {}, valid until {} ({days_left} days), renewal due at {}",
+            log::quote(&identity.name),
+            identity.udid,
+            identity.serial,
+            identity.not_after,
+            identity.renew_at()
+        )
+    };
+    let warning = if now >= identity.not_after {
+        Some(Warning::Expired(format!(
+            "the device certificate expired at {}: the machine needs a new join token \
+             (authtoken-server join-token at the authority, then authtoken join here)",
+            identity.not_after
+        )))
+    } else if days_left < IDENTITY_WARNING_DAYS {
+        Some(Warning::Soon(format!(
+            "the device certificate ends in {days_left} days{}",
+            if identity.udid.is_empty() {
+                ": issue the machine a new one"
+            } else {
+                " and has not been renewed (see `authtoken sync`): once it ends the machine \
+                 needs a new join token"
+            }
+        )))
+    } else {
+        None
+    };
+    Some(Ok((line, warning)))
+}
+
+/// The first certificate of a PEM text, DER.
+fn rustls_pemfile_first(pem: &[u8]) -> Option<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()?
+        .ok()
+        .map(|der| der.as_ref().to_vec())
 }
 
 /// When a token expires, as `status` and `login` say it: the time, and
@@ -385,6 +513,16 @@ fn status(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match identity_text(&config) {
+        Some(Ok((line, warning))) => {
+            println!("{line}");
+            if let Some(Warning::Expired(text) | Warning::Soon(text)) = warning {
+                println!("  {text}");
+            }
+        }
+        Some(Err(problem)) => println!("device identity: {problem}"),
+        None => {}
+    }
     offline_status(&config);
     directory_status(&config);
     let entries = cache.list();

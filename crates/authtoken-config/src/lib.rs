@@ -186,16 +186,22 @@ pub struct DirectoryConfig {
 /// The directory URL of an authority URL: its last path segment replaced
 /// by `directory` (docs/PROTOCOL.md, "The directory").
 pub fn directory_url(url: &Authority) -> Authority {
+    sibling_url(url, "directory")
+}
+
+/// An URL next to an authority's check-in URL: its last path segment
+/// replaced by `path` (`directory`, `enroll`, `enroll/ca`, `enroll/renew`).
+pub fn sibling_url(url: &Authority, path: &str) -> Authority {
     let text = url.as_str();
-    // A query or fragment belongs to the check-in URL, not the directory's.
+    // A query or fragment belongs to the check-in URL, not its siblings'.
     let base = text.split(['?', '#']).next().unwrap_or(text);
-    let directory = match base.rfind('/') {
+    let sibling = match base.rfind('/') {
         // "https://host" has no path: its slashes are the scheme's.
-        Some(i) if i > base.find("//").map_or(0, |j| j + 1) => format!("{}directory", &base[..=i]),
-        _ => format!("{base}/directory"),
+        Some(i) if i > base.find("//").map_or(0, |j| j + 1) => format!("{}{path}", &base[..=i]),
+        _ => format!("{base}/{path}"),
     };
     Authority {
-        url: directory,
+        url: sibling,
         https: url.https,
     }
 }

@@ -21,6 +21,18 @@ pub fn module_settings(config: &Path) -> PathBuf {
     config.with_file_name(name)
 }
 
+/// Where `authtoken join` keeps what it brings, beside the config at
+/// `config`: the authority's CA (`ca.pem`), the device certificate
+/// (`device.pem`) and its key (`device.key`, root's, 0600).
+pub fn joined_files(config: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = config.parent().unwrap_or(Path::new("/"));
+    (
+        dir.join("ca.pem"),
+        dir.join("device.pem"),
+        dir.join("device.key"),
+    )
+}
+
 /// The last sync attempt beside the NSS cache at `cache`
 /// (`/var/lib/authtoken/nss/last-sync`).
 pub fn last_sync(cache: &Path) -> PathBuf {

@@ -34,10 +34,10 @@ pub fn write_module_settings(config_path: &Path, made: &ModuleSettings) -> Optio
     }
 }
 
-/// `sync`: one directory sync, said on stdout (and the log), exit 1 when
-/// the cache could not be brought up to date.
+/// `sync`: the device certificate renewed when it is due, then one
+/// directory sync, said on stdout (and the log); exit 1 when either failed
+/// (the last good cache and the current certificate stay).
 pub fn sync(config_path: &Path, if_due: bool) -> ExitCode {
-    use crate::sync::{self, Synced};
     let path = authtoken_core::trust::absolute(config_path);
     let config = match Config::load(&path) {
         Ok(config) => config,
@@ -46,18 +46,73 @@ pub fn sync(config_path: &Path, if_due: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let renewed = renew(&path, &config, if_due);
+    let synced = sync_directory(&path, &config, if_due);
+    if renewed && synced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The renewal half of `sync`: whether it went well (or had nothing to do).
+fn renew(config_path: &Path, config: &Config, quiet: bool) -> bool {
+    use crate::enroll::{renew_if_due, Renewal};
+    if config.client_cert.is_none() || !nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    match renew_if_due(config_path, config, authtoken_core::clock::unix_secs()) {
+        Ok(Renewal::Renewed(identity)) => {
+            let text = format!(
+                "device certificate renewed: {} serial {}, valid until {}",
+                log::quote(&identity.name),
+                identity.serial,
+                identity.not_after
+            );
+            log::send(LOG_IDENT, Level::Info, &text);
+            println!("{text}");
+            true
+        }
+        Ok(Renewal::Expired { at }) => {
+            let text = format!(
+                "device certificate expired at {at}: the machine needs a new join token \
+                 (authtoken-server join-token, then authtoken join)"
+            );
+            log::send(LOG_IDENT, Level::Error, &text);
+            eprintln!("error: {text}");
+            false
+        }
+        Ok(Renewal::NotDue { at }) => {
+            if !quiet {
+                println!("device certificate: renewal due at {at}");
+            }
+            true
+        }
+        Ok(Renewal::NoIdentity | Renewal::NotEnrolled) => true,
+        Err(e) => {
+            let text = format!("device certificate renewal failed, the current one stays: {e}");
+            log::send(LOG_IDENT, Level::Error, &text);
+            eprintln!("error: {text}");
+            false
+        }
+    }
+}
+
+/// The directory half of `sync`.
+fn sync_directory(path: &Path, config: &Config, if_due: bool) -> bool {
+    use crate::sync::{self, Synced};
     let cache = Path::new(authtoken_core::platform::NSS_CACHE);
-    match sync::sync(&path, &config, cache, if_due) {
+    match sync::sync(path, config, cache, if_due) {
         Ok(Synced::Disabled) => {
             if !if_due {
                 println!("directory sync is off ([directory] enabled = false)");
             }
-            ExitCode::SUCCESS
+            true
         }
-        Ok(Synced::NotDue) => ExitCode::SUCCESS,
+        Ok(Synced::NotDue) => true,
         Ok(Synced::Unchanged { serial, authority }) => {
             println!("directory unchanged (serial {serial}, from {authority})");
-            ExitCode::SUCCESS
+            true
         }
         Ok(Synced::Updated {
             serial,
@@ -77,13 +132,13 @@ pub fn sync(config_path: &Path, if_due: bool) -> ExitCode {
             );
             log::send(LOG_IDENT, Level::Info, &text);
             println!("{text}; cache {}", cache.display());
-            ExitCode::SUCCESS
+            true
         }
         Err(e) => {
             let text = format!("directory sync failed, the last good cache stays: {e}");
             log::send(LOG_IDENT, Level::Error, &text);
             eprintln!("error: {text}");
-            ExitCode::FAILURE
+            false
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod commands;
 pub mod directory;
+pub mod enroll;
 pub mod hem;
 pub mod mdm;
 pub mod privilege;

@@ -21,7 +21,7 @@ use authtoken_core::platform::CONFIG as DEFAULT_CONFIG_PATH;
 use authtoken_core::settings;
 use authtoken_core::trust::Rules;
 use authtoken_core::wire::{HelperRequest, WireError, MAX_REQUEST_BYTES};
-use authtoken_helper::{commands, run_backend, OfflineAsk};
+use authtoken_helper::{commands, enroll, run_backend, OfflineAsk};
 use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
@@ -67,6 +67,18 @@ enum Command {
         #[arg(long)]
         if_due: bool,
     },
+    /// The network half of `authtoken join`, run by it: the job on stdin,
+    /// done as the job's helper_user, the answer on stdout.
+    #[command(hide = true)]
+    Enroll,
+    /// The network half of the device certificate's renewal (run by
+    /// `sync`): the request on stdin, posted over mutual TLS as
+    /// helper_user, the answer on stdout.
+    #[command(hide = true)]
+    RenewDevice {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// The network half of `sync`, run by it: fetch the directory as
     /// helper_user and hand it to root on stdout.
     #[command(hide = true)]
@@ -86,6 +98,8 @@ fn main() -> ExitCode {
         Command::ModuleSettings { config } => module_settings(&config),
         Command::Sync { config, if_due } => commands::sync(&config, if_due),
         Command::FetchDirectory { config, serial } => fetch_directory(&config, serial.as_deref()),
+        Command::Enroll => enroll_child(),
+        Command::RenewDevice { config } => renew_child(&config),
     }
 }
 
@@ -216,6 +230,59 @@ fn module_settings(config_path: &Path) -> ExitCode {
 
 /// `fetch-directory`: the answer line and the body on stdout, always exit 0
 /// once the answer is written (root reads the answer, not the exit code).
+/// Prints a child's answer for root on stdout.
+fn child_answer(answer: &enroll::ChildAnswer) -> ExitCode {
+    match serde_json::to_string(answer) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Reads root's job from stdin (bounded).
+fn read_job<T: serde::de::DeserializeOwned>() -> Result<T, String> {
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(64 * 1024)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&buf).map_err(|e| e.to_string())
+}
+
+/// `enroll`: the join's network half.
+fn enroll_child() -> ExitCode {
+    let answer = match read_job::<enroll::JoinJob>() {
+        Ok(job) => match enroll::join_exchange(&job) {
+            Ok((ca_pem, answer)) => enroll::ChildAnswer::Issued { ca_pem, answer },
+            Err(e) => enroll::ChildAnswer::Failed(e.to_string()),
+        },
+        Err(e) => enroll::ChildAnswer::Failed(format!("the join job: {e}")),
+    };
+    child_answer(&answer)
+}
+
+/// `renew-device`: the renewal's network half.
+fn renew_child(config_path: &Path) -> ExitCode {
+    let config = match Config::load(&authtoken_core::trust::absolute(config_path)) {
+        Ok(config) => config,
+        Err(e) => return child_answer(&enroll::ChildAnswer::Failed(e.to_string())),
+    };
+    let answer = match read_job::<enroll::EnrollRequest>() {
+        Ok(request) => match enroll::renew_exchange(&config, &request) {
+            Ok(answer) => enroll::ChildAnswer::Issued {
+                ca_pem: String::new(),
+                answer,
+            },
+            Err(e) => enroll::ChildAnswer::Failed(e.to_string()),
+        },
+        Err(e) => enroll::ChildAnswer::Failed(format!("the renewal request: {e}")),
+    };
+    child_answer(&answer)
+}
+
 fn fetch_directory(config_path: &Path, serial: Option<&str>) -> ExitCode {
     use authtoken_directory::Fetched;
     use std::io::Write;

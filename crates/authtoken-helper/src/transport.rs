@@ -132,9 +132,23 @@ pub struct Http {
 impl Http {
     /// The plain-http rule was applied when the config was validated.
     pub fn new(config: &Config, deadline: Instant) -> Result<Http, TransportError> {
+        Http::with_tls(
+            client_tls_config(config)?,
+            config.connect_timeout_ms,
+            deadline,
+        )
+    }
+
+    /// Over `tls` rather than the config's trust (enrollment: the pinned
+    /// CA before there is a config to name it).
+    pub fn with_tls(
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout_ms: u64,
+        deadline: Instant,
+    ) -> Result<Http, TransportError> {
         let connections = Arc::new(Connections::default());
         let tls = BindingTls {
-            config: client_tls_config(config)?,
+            config: tls,
             connections: connections.clone(),
         };
         let config = ureq::Agent::config_builder()
@@ -143,9 +157,7 @@ impl Http {
             .max_redirects_will_error(false)
             .http_status_as_error(false)
             .max_idle_connections_per_host(1)
-            .timeout_connect(Some(std::time::Duration::from_millis(
-                config.connect_timeout_ms,
-            )))
+            .timeout_connect(Some(std::time::Duration::from_millis(connect_timeout_ms)))
             .user_agent(concat!("authtoken-helper/", env!("CARGO_PKG_VERSION")))
             // Our exchanges are a few KiB: 128 KiB buffers (the default)
             // were two fresh allocations zeroed on every login.
@@ -310,6 +322,27 @@ pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCerts, TransportError> {
         .map(|der| Certificate::from_der(der.as_ref()).to_owned())
         .collect();
     Ok(RootCerts::new_with_certs(&certs))
+}
+
+/// rustls on ring, TLS 1.2 and 1.3, trusting `roots` only, without a
+/// client identity.
+pub fn tls_trusting(
+    roots: Vec<CertificateDer<'static>>,
+) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(roots);
+    if added == 0 {
+        return Err(TransportError::NoRoots);
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::TlsSetup(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth(),
+    ))
 }
 
 /// rustls on ring, TLS 1.2 and 1.3, the configured roots and, when set,

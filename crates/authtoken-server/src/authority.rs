@@ -6,6 +6,7 @@
 //! share ([`crate::shared`]: in memory, or a PostgreSQL store), reached only
 //! by a response that got as far as its proof.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use ring::{digest, hmac};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::enrollment::DeviceRecord;
 use crate::event::Event;
 use crate::files::random;
 use crate::nonce::{Claim, NonceKey};
@@ -41,10 +43,48 @@ pub enum UnknownUsers {
 
 /// The store in force, the nonce key derived from its secret and the
 /// shapes decoys take; replaced whole on reload.
-struct Loaded {
-    store: Store,
+pub(crate) struct Loaded {
+    pub(crate) store: Store,
     nonce_key: NonceKey,
     decoys: DecoyShapes,
+    /// The device certificates on record, by fingerprint (SHA-256 of the
+    /// DER, in hex): serial and record.
+    devices: HashMap<String, (String, DeviceRecord)>,
+}
+
+/// What a connection's client certificate is, as far as the device
+/// registry tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceStanding {
+    /// No client certificate.
+    None,
+    /// A certificate the TLS layer verified that the device CA did not
+    /// issue (a site's own PKI, `issue-cert`): enrolled, not on record.
+    Unrecorded,
+    /// A certificate on record: its serial and record.
+    Recorded {
+        serial: String,
+        record: DeviceRecord,
+    },
+    /// A certificate on record that was revoked: no device at all.
+    Revoked,
+}
+
+impl Loaded {
+    /// What `origin`'s client certificate is.
+    pub(crate) fn standing(&self, origin: &Origin) -> DeviceStanding {
+        let Some(fingerprint) = origin.device else {
+            return DeviceStanding::None;
+        };
+        match self.devices.get(&crate::enrollment::hex(&fingerprint)) {
+            None => DeviceStanding::Unrecorded,
+            Some((_, record)) if record.revoked => DeviceStanding::Revoked,
+            Some((serial, record)) => DeviceStanding::Recorded {
+                serial: serial.clone(),
+                record: record.clone(),
+            },
+        }
+    }
 }
 
 /// What a decoy credential looks like from outside: its scheme and
@@ -128,11 +168,24 @@ pub struct Settings {
     /// Where accepted responses are remembered and wrong proofs counted:
     /// in this process, or in a PostgreSQL store its replicas share.
     pub shared: Shared,
+    /// The device-issuing CA and the root CA's certificate (PEM), when
+    /// this authority enrolls machines (`serve --enroll-dir`).
+    pub enroll: Option<Enroll>,
+    /// Logins only from an enrolled device whose certificate is not
+    /// revoked (`serve --require-device`).
+    pub require_device: bool,
+}
+
+/// What enrollment needs: the device-issuing CA, and the root CA's
+/// certificate a joining machine pins.
+pub struct Enroll {
+    pub device_ca: crate::enrollment::DeviceCa,
+    pub root_pem: String,
 }
 
 pub struct Authority {
     loaded: RwLock<Arc<Loaded>>,
-    settings: Settings,
+    pub(crate) settings: Settings,
 }
 
 /// The reply to one request.
@@ -258,7 +311,7 @@ impl Authority {
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = loaded;
     }
 
-    fn current(&self) -> Arc<Loaded> {
+    pub(crate) fn current(&self) -> Arc<Loaded> {
         self.loaded
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -271,10 +324,16 @@ impl Authority {
     /// is a directory. `if_none_match` is the client's `If-None-Match`:
     /// the serial it holds gets `304`.
     pub fn directory(&self, origin: Origin, if_none_match: Option<&str>) -> Answer {
-        if origin.device.is_none() {
-            return Answer::status(403, Event::Refused, "directory: no enrolled device");
-        }
         let loaded = self.current();
+        match loaded.standing(&origin) {
+            DeviceStanding::None => {
+                return Answer::status(403, Event::Refused, "directory: no enrolled device")
+            }
+            DeviceStanding::Revoked => {
+                return Answer::status(403, Event::Refused, "directory: device revoked")
+            }
+            DeviceStanding::Unrecorded | DeviceStanding::Recorded { .. } => {}
+        }
         let directory = match loaded.store.directory() {
             Ok(directory) => directory,
             // A store that loaded has a publishable directory; a failure
@@ -315,11 +374,50 @@ impl Authority {
             return Authority::store_down(&StoreDown("the last operation failed".into()));
         }
         let loaded = self.current();
+        let origin = match self.admit_device(&loaded, origin, Some(&request.identity.udid)) {
+            Ok(origin) => origin,
+            Err(why) => return Answer::status(403, Event::Refused, why),
+        };
         let user = request.identity.short_name.as_str();
         match &request.digest_response {
             None => self.challenge(&loaded, user, origin),
             Some(response) => self.verify(&loaded, user, response, origin).await,
         }
+    }
+
+    /// The origin a login is judged with, after the device registry: a
+    /// revoked certificate is no device at all (no device budget), a
+    /// recorded one must come with the UDID it was issued for (as MDM
+    /// servers check the enrollment), and under `--require-device` a login
+    /// without a current device is refused.
+    fn admit_device(
+        &self,
+        loaded: &Loaded,
+        origin: Origin,
+        udid: Option<&str>,
+    ) -> Result<Origin, &'static str> {
+        let standing = loaded.standing(&origin);
+        if let (DeviceStanding::Recorded { record, .. }, Some(udid)) = (&standing, udid) {
+            if !record.udid.eq_ignore_ascii_case(udid) {
+                return Err("UDID differs from the one the device certificate was issued for");
+            }
+        }
+        let device_ok = matches!(
+            standing,
+            DeviceStanding::Recorded { .. } | DeviceStanding::Unrecorded
+        );
+        if self.settings.require_device && !device_ok {
+            let why = if standing == DeviceStanding::Revoked {
+                "login refused: device revoked (--require-device)"
+            } else {
+                "login refused: no enrolled device (--require-device)"
+            };
+            return Err(why);
+        }
+        Ok(Origin {
+            device: if device_ok { origin.device } else { None },
+            ..origin
+        })
     }
 
     fn challenge(&self, loaded: &Loaded, user: &str, origin: Origin) -> Answer {
@@ -667,6 +765,8 @@ pub enum PasswordCheck {
     },
     /// The shared store is away: `503`.
     Unavailable,
+    /// No login from this connection (`--require-device`): `403`.
+    Refused(&'static str),
     Failed(&'static str),
 }
 
@@ -683,6 +783,10 @@ impl Authority {
         password: &[u8],
         origin: Origin,
     ) -> PasswordCheck {
+        let origin = match self.admit_device(&self.current(), origin, None) {
+            Ok(origin) => origin,
+            Err(why) => return PasswordCheck::Refused(why),
+        };
         let slot = match self
             .settings
             .shared
@@ -750,6 +854,13 @@ impl From<Store> for Loaded {
         Loaded {
             nonce_key: NonceKey::new(&store.secret),
             decoys: DecoyShapes::of(&store),
+            devices: store
+                .devices
+                .iter()
+                .map(|(serial, record)| {
+                    (record.fingerprint.clone(), (serial.clone(), record.clone()))
+                })
+                .collect(),
             store,
         }
     }
@@ -808,6 +919,8 @@ mod tests {
                 failure_delay: Duration::from_millis(1),
                 decoy_iterations: 600_000,
                 shared: Shared::local(ReplayRecord::memory(), crate::throttle::GUESSES_PER_MINUTE),
+                enroll: None,
+                require_device: false,
             },
         )
     }

@@ -19,8 +19,11 @@ pub enum Event {
     StoreDown,
     /// The directory sent (or `304`, unchanged) to an enrolled device.
     Directory,
-    /// The directory refused: no enrolled device on the connection.
+    /// The directory refused: no enrolled device on the connection; or
+    /// an enrollment, a renewal or (`--require-device`) a login refused.
     Refused,
+    /// A device certificate issued (a join or a renewal), or the CA served.
+    Enrolled,
 }
 
 impl Event {
@@ -38,6 +41,7 @@ impl Event {
             Event::StoreDown => "store_unavailable",
             Event::Directory => "directory",
             Event::Refused => "refused",
+            Event::Enrolled => "enrolled",
         }
     }
 }

@@ -95,6 +95,35 @@ pub fn write_public(path: &Path, text: &str) -> Result<(), FileError> {
         .map_err(FileError::io(path))
 }
 
+/// An exclusive lock beside `path` (`PATH.lock`, private, owned as the
+/// file it guards would be), held until dropped: every writer of a store
+/// file takes it, so an administrator's edit and a server taking a join
+/// token take turns instead of one overwriting the other.
+pub fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, FileError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    let lock = path.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock)
+        .map_err(FileError::io(&lock))?;
+    if let Some((uid, gid)) = inherited_owner(path) {
+        let _ = nix::unistd::fchown(
+            &file,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        );
+    }
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| FileError::io(&lock)(e.into()))
+}
+
 /// A 32-byte key from base64.
 pub fn key32(text: &str, what: &'static str) -> Result<[u8; 32], FileError> {
     B64.decode(text)

@@ -207,7 +207,34 @@ pub(crate) async fn handle_mdm(
     at: &Exchange<'_>,
     authority: &Authority,
 ) -> Response<Full<Bytes>> {
-    if request.method() == Method::GET && request.uri().path().ends_with("/directory") {
+    let path = request.uri().path().to_owned();
+    if request.method() == Method::GET && path.ends_with("/enroll/ca") {
+        return at.respond(authority.enroll_ca(), "-", "enroll").await;
+    }
+    if request.method() == Method::POST
+        && (path.ends_with("/enroll") || path.ends_with("/enroll/renew"))
+    {
+        let step = if path.ends_with("/renew") {
+            "renew"
+        } else {
+            "enroll"
+        };
+        if media_type(&request).as_deref() != Some("application/json") {
+            let answer = Answer::status(415, Event::Malformed, "wrong Content-Type");
+            return at.respond(answer, "-", step).await;
+        }
+        let body = match read_body(request).await {
+            Ok(body) => body,
+            Err(answer) => return at.respond(answer, "-", step).await,
+        };
+        let answer = if step == "renew" {
+            authority.renew(&body, at.origin()).await
+        } else {
+            authority.enroll(&body, at.origin()).await
+        };
+        return at.respond(answer, "-", step).await;
+    }
+    if request.method() == Method::GET && path.ends_with("/directory") {
         let held = request
             .headers()
             .get("If-None-Match")
@@ -465,6 +492,7 @@ fn rest_answer(
             retry_after: Some(1),
             ..Answer::status(503, Event::StoreDown, "store unavailable")
         },
+        PasswordCheck::Refused(why) => Answer::status(403, Event::Refused, why),
         PasswordCheck::Failed(why) => Answer::status(500, Event::Failed, why),
     }
 }

@@ -8,6 +8,8 @@ pub mod admission;
 pub mod authority;
 pub mod device;
 pub mod directory;
+pub mod enroll;
+pub mod enrollment;
 pub mod error;
 pub mod event;
 pub mod files;

@@ -7,7 +7,7 @@
 
 use authtoken_server::directory::{self, Account};
 use authtoken_server::server::{ServeOptions, Server};
-use authtoken_server::{device, error, store, tls};
+use authtoken_server::{device, enrollment, error, store, tls};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -134,6 +134,52 @@ enum Command {
         #[arg(long = "out")]
         out: String,
     },
+    /// Make a join token for one machine: prints the line to run on it,
+    /// `authtoken join URL --token SECRET --ca-fingerprint sha256:HEX`.
+    /// Only a hash of the secret is kept in STORE.
+    JoinToken {
+        /// The user store: a TOML file, or a postgres:// URL.
+        store: String,
+        /// The authority's check-in URL, as the machine will reach it.
+        #[arg(long, env = "AUTHTOKEN_SERVER_URL")]
+        url: String,
+        /// The root CA the machine pins (its SHA-256 goes in the line).
+        #[arg(long, default_value = "/etc/authtoken-server/tls/ca.pem")]
+        ca: PathBuf,
+        /// How long the token may be used: a number and s, m, h or d.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        expires: u64,
+        /// How many machines may join with it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        uses: u32,
+        /// Only a machine of this name may use it.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the device certificates the device CA issued, and the join
+    /// tokens not yet used up.
+    ListDevices {
+        /// The user store: a TOML file, or a postgres:// URL.
+        store: String,
+    },
+    /// Revoke a device: every certificate of machine NAME, or the one
+    /// with SERIAL. It gets no directory, no budget of its own and, under
+    /// serve --require-device, no login; it cannot renew.
+    RevokeDevice {
+        /// The user store: a TOML file, or a postgres:// URL.
+        store: String,
+        /// A machine name, or a certificate serial (hex).
+        device: String,
+    },
+    /// Make the device-issuing CA (device-ca.pem, device-ca.key) in DIR
+    /// from the root CA there, for a site whose gen-tls predates it.
+    GenDeviceCa {
+        /// The directory gen-tls wrote (it holds ca.pem and ca.key).
+        dir: PathBuf,
+        /// Replace an existing device CA.
+        #[arg(long)]
+        force: bool,
+    },
     /// List the users in STORE (never their verifiers).
     ListUsers {
         /// The user store: a TOML file, or a postgres:// URL.
@@ -211,6 +257,24 @@ fn main() -> ExitCode {
             names,
             out,
         } => tls::issue(&dir, role, &names, &out).map(|written| report_written(&written)),
+        Command::JoinToken {
+            store,
+            url,
+            ca,
+            expires,
+            uses,
+            name,
+        } => location(store)
+            .and_then(|location| join_token(&location, &url, &ca, expires, uses, name.as_deref())),
+        Command::ListDevices { store } => location(store)
+            .and_then(|location| location.load())
+            .map(|store| list_devices(&store)),
+        Command::RevokeDevice { store, device } => {
+            location(store).and_then(|location| revoke_device(&location, &device))
+        }
+        Command::GenDeviceCa { dir, force } => {
+            tls::generate_device_ca(&dir, force).map(|written| report_written(&written))
+        }
         Command::ListUsers { store } => location(store)
             .and_then(|location| location.load())
             .map(|store| list_users(&store)),
@@ -249,7 +313,141 @@ fn what_it_is_for(path: &std::path::Path) -> Option<&'static str> {
         "client.pem" | "client.key" => {
             "a device identity: needed only with serve --client-ca (network users)"
         }
+        "device-ca.pem" => {
+            "the device-issuing CA: serve --enroll-dir signs joining machines with it"
+        }
+        "device-ca.key" => {
+            "the device CA's key: the server's account must read it (serve --enroll-dir)"
+        }
         _ => return None,
+    })
+}
+
+/// `30m`, `1h`, `2d`, `3600s` or `3600`: seconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text}: not a duration"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text}: a number and s, m, h or d")),
+    };
+    match number.checked_mul(scale) {
+        Some(secs) if secs > 0 && secs <= 366 * 86_400 => Ok(secs),
+        _ => Err(format!("{text}: between 1 s and a year")),
+    }
+}
+
+fn join_token(
+    location: &StoreLocation,
+    url: &str,
+    ca: &std::path::Path,
+    expires: u64,
+    uses: u32,
+    name: Option<&str>,
+) -> Result<(), ServerError> {
+    if let Some(name) = name.filter(|name| !enrollment::name_ok(name)) {
+        return Err(ServerError::Config(format!(
+            "--name {name}: not a machine name"
+        )));
+    }
+    let fingerprint = tls::fingerprint(ca)?;
+    let secret = enrollment::JoinSecret::generate()?;
+    let now = authtoken_core::clock::unix_secs();
+    let token = enrollment::JoinToken {
+        hash: secret.hash(),
+        expires_at: now + expires,
+        uses_left: uses,
+        name: name.map(str::to_owned),
+        created_at: now,
+    };
+    let id = secret.id.clone();
+    location.edit(|store| {
+        store.join_tokens.insert(id.clone(), token);
+        Ok((
+            Change::JoinToken(id.clone()),
+            format!("join token {id} (expires in {expires} s, {uses} use(s))"),
+        ))
+    })?;
+    println!("On the machine, as root:");
+    println!(
+        "authtoken join {url} --token {} --ca-fingerprint sha256:{fingerprint}",
+        secret.line().as_str()
+    );
+    Ok(())
+}
+
+fn list_devices(store: &Store) {
+    let now = authtoken_core::clock::unix_secs();
+    println!(
+        "{:<34} {:<24} {:<38} {:<22} STATE",
+        "SERIAL", "NAME", "UDID", "NOT AFTER"
+    );
+    for (serial, device) in &store.devices {
+        let state = if device.revoked {
+            "revoked"
+        } else if device.not_after <= now {
+            "expired"
+        } else {
+            "valid"
+        };
+        println!(
+            "{serial:<34} {:<24} {:<38} {:<22} {state}",
+            authtoken_core::log::quote(&device.name),
+            device.udid,
+            device.not_after
+        );
+    }
+    for (id, token) in &store.join_tokens {
+        if token.uses_left > 0 && token.expires_at > now {
+            println!(
+                "join token {id}: {} use(s) left, expires at {}{}",
+                token.uses_left,
+                token.expires_at,
+                token
+                    .name
+                    .as_deref()
+                    .map(|n| format!(", for {}", authtoken_core::log::quote(n)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn revoke_device(location: &StoreLocation, device: &str) -> Result<(), ServerError> {
+    let wanted = device.to_owned();
+    location.edit(|store| {
+        let serials: Vec<String> = store
+            .devices
+            .iter()
+            .filter(|(serial, record)| {
+                (**serial == wanted || record.name == wanted) && !record.revoked
+            })
+            .map(|(serial, _)| serial.clone())
+            .collect();
+        let Some(first) = serials.first().cloned() else {
+            return Err(EditError::NoSuchDevice(wanted.clone()));
+        };
+        for serial in &serials {
+            if let Some(record) = store.devices.get_mut(serial) {
+                record.revoked = true;
+            }
+        }
+        Ok((
+            Change::Devices(serials.clone()),
+            format!(
+                "revocation of {} certificate(s) of {} (first {first})",
+                serials.len(),
+                authtoken_core::log::quote(&wanted)
+            ),
+        ))
     })
 }
 

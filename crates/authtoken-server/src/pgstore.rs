@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
+use crate::enrollment::{DeviceRecord, JoinToken};
 use crate::files::{random, FileError};
 use crate::nonce::NONCE_LIFETIME_SECS;
 use crate::pgaccess::{self, Access, AccessError, Transport};
@@ -25,12 +26,16 @@ use crate::store::{Change, EditError, Store, StoreError};
 use crate::throttle::{Slot, Verdict, WINDOW_MS};
 
 /// The migrations, in order; the schema's version is how many are applied.
-pub const MIGRATIONS: [(&str, &str); 3] = [
+pub const MIGRATIONS: [(&str, &str); 4] = [
     ("users", include_str!("../migrations/0001_users.sql")),
     ("replicas", include_str!("../migrations/0002_replicas.sql")),
     (
         "what the database may not decide",
         include_str!("../migrations/0003_what_the_database_may_not_decide.sql"),
+    ),
+    (
+        "enrollment",
+        include_str!("../migrations/0004_enrollment.sql"),
     ),
 ];
 
@@ -353,6 +358,42 @@ impl PgStore {
                     .await
                     .map_err(fail)?;
             }
+            Change::Devices(serials) => {
+                for serial in serials {
+                    let record = store
+                        .devices
+                        .get(serial)
+                        .ok_or_else(|| EditError::NoSuchDevice(serial.clone()))?;
+                    tx.execute(
+                        "INSERT INTO authtoken_devices (serial, record) VALUES ($1, $2::text::jsonb)
+                         ON CONFLICT (serial) DO UPDATE SET record = EXCLUDED.record",
+                        &[serial, &device_json(record)],
+                    )
+                    .await
+                    .map_err(fail)?;
+                }
+            }
+            Change::JoinToken(id) => {
+                let token = store
+                    .join_tokens
+                    .get(id)
+                    .ok_or_else(|| EditError::NoSuchDevice(id.clone()))?;
+                tx.execute(
+                    "INSERT INTO authtoken_join_tokens
+                         (id, hash, expires_at, uses_left, name, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        id,
+                        &token.hash,
+                        &(token.expires_at as i64),
+                        &(token.uses_left as i32),
+                        &token.name,
+                        &(token.created_at as i64),
+                    ],
+                )
+                .await
+                .map_err(fail)?;
+            }
             Change::Group(name) => {
                 let gid = *store
                     .groups
@@ -381,9 +422,11 @@ impl PgStore {
         let gids: Vec<i32> = store.groups.values().map(|gid| *gid as i32).collect();
         let mut client = self.admin_connection().await?;
         let tx = client.transaction().await.map_err(fail)?;
-        tx.batch_execute("TRUNCATE authtoken_users, authtoken_groups")
-            .await
-            .map_err(fail)?;
+        tx.batch_execute(
+            "TRUNCATE authtoken_users, authtoken_groups, authtoken_devices, authtoken_join_tokens",
+        )
+        .await
+        .map_err(fail)?;
         tx.execute(
             "INSERT INTO authtoken_settings (name, value) VALUES ('secret', $1)
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
@@ -408,6 +451,30 @@ impl PgStore {
         )
         .await
         .map_err(fail)?;
+        for (serial, record) in &store.devices {
+            tx.execute(
+                "INSERT INTO authtoken_devices (serial, record) VALUES ($1, $2::text::jsonb)",
+                &[serial, &device_json(record)],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        for (id, token) in &store.join_tokens {
+            tx.execute(
+                "INSERT INTO authtoken_join_tokens (id, hash, expires_at, uses_left, name, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    id,
+                    &token.hash,
+                    &(token.expires_at as i64),
+                    &(token.uses_left as i32),
+                    &token.name,
+                    &(token.created_at as i64),
+                ],
+            )
+            .await
+            .map_err(fail)?;
+        }
         tx.commit().await.map_err(fail)
     }
 
@@ -485,6 +552,65 @@ impl PgStore {
         .await
     }
 
+    /// A join: takes one use of the token `id` (whose secret hashes to
+    /// `hash`, unexpired at `now`, for `name` if it names one) and records
+    /// the device certificate issued for it, in one statement: a token is
+    /// used once across every replica. `Ok(false)`: the token was refused.
+    pub async fn enroll(
+        &self,
+        id: &str,
+        hash: &str,
+        name: &str,
+        now: u64,
+        serial: &str,
+        record: &DeviceRecord,
+    ) -> Result<bool, StoreDown> {
+        let now = now as i64;
+        let json = device_json(record);
+        self.run("enroll", |client| async move {
+            Ok(client
+                .execute(
+                    "WITH used AS (
+                         UPDATE authtoken_join_tokens SET uses_left = uses_left - 1
+                         WHERE id = $1 AND hash = $2 AND uses_left > 0 AND expires_at > $3
+                           AND (name IS NULL OR name = $4)
+                         RETURNING id)
+                     INSERT INTO authtoken_devices (serial, record)
+                     SELECT $5, $6::text::jsonb FROM used",
+                    &[&id, &hash, &now, &name, &serial, &json],
+                )
+                .await?
+                == 1)
+        })
+        .await
+    }
+
+    /// A renewal: records the new certificate only while the one it
+    /// replaces (by `fingerprint`) is on record and not revoked, in one
+    /// statement. `Ok(false)`: it is not (revoked meanwhile).
+    pub async fn renew(
+        &self,
+        fingerprint: &str,
+        serial: &str,
+        record: &DeviceRecord,
+    ) -> Result<bool, StoreDown> {
+        let json = device_json(record);
+        self.run("renew", |client| async move {
+            Ok(client
+                .execute(
+                    "INSERT INTO authtoken_devices (serial, record)
+                     SELECT $1, $2::text::jsonb WHERE EXISTS (
+                         SELECT 1 FROM authtoken_devices
+                         WHERE record->>'fingerprint' = $3
+                           AND NOT coalesce((record->>'revoked')::boolean, false))",
+                    &[&serial, &json, &fingerprint],
+                )
+                .await?
+                == 1)
+        })
+        .await
+    }
+
     /// Deletes single-use records a lifetime past their expiry and
     /// failures out of the window. A claim is kept until its nonce's
     /// expiry plus a whole nonce lifetime: a replica whose clock runs
@@ -505,11 +631,23 @@ impl PgStore {
                     "DELETE FROM authtoken_failures WHERE at_ms <= $1",
                     &[&since],
                 )
+                .await?;
+            // A join token a day past its expiry is of no use to anyone.
+            client
+                .execute(
+                    "DELETE FROM authtoken_join_tokens WHERE expires_at <= $1",
+                    &[&(now_secs - 86_400)],
+                )
                 .await
                 .map(|_| ())
         })
         .await
     }
+}
+
+/// A device record as its row's JSON.
+fn device_json(record: &DeviceRecord) -> String {
+    serde_json::to_string(record).unwrap_or_default()
 }
 
 /// The advisory lock administrators' edits take turns on.
@@ -521,7 +659,12 @@ struct Rows {
     secret: Option<Vec<u8>>,
     users: Vec<(String, String)>,
     groups: Vec<(String, i32)>,
+    devices: Vec<(String, String)>,
+    join_tokens: Vec<JoinTokenRow>,
 }
+
+/// `authtoken_join_tokens`, as read.
+type JoinTokenRow = (String, String, i64, i32, Option<String>, i64);
 
 /// Reads every table of the store (in the caller's transaction).
 async fn read_rows(
@@ -550,11 +693,37 @@ async fn read_rows(
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
+    let devices = client
+        .query("SELECT serial, record::text FROM authtoken_devices", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let join_tokens = client
+        .query(
+            "SELECT id, hash, expires_at, uses_left, name, created_at FROM authtoken_join_tokens",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+            )
+        })
+        .collect();
     Ok(Rows {
         version,
         secret,
         users,
         groups,
+        devices,
+        join_tokens,
     })
 }
 
@@ -571,7 +740,26 @@ impl Rows {
             .into_iter()
             .map(|(name, gid)| (name, gid as u32))
             .collect();
-        let store = Store::assemble(self.secret.unwrap_or_default(), users, groups)?;
+        let mut store = Store::assemble(self.secret.unwrap_or_default(), users, groups)?;
+        for (serial, json) in self.devices {
+            let record = serde_json::from_str(&json).map_err(|e| StoreError::User {
+                user: format!("device {serial}"),
+                problem: e.to_string(),
+            })?;
+            store.devices.insert(serial, record);
+        }
+        for (id, hash, expires_at, uses_left, name, created_at) in self.join_tokens {
+            store.join_tokens.insert(
+                id,
+                JoinToken {
+                    hash,
+                    expires_at: expires_at.max(0) as u64,
+                    uses_left: uses_left.max(0) as u32,
+                    name,
+                    created_at: created_at.max(0) as u64,
+                },
+            );
+        }
         Ok((store, self.version))
     }
 }
@@ -691,7 +879,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order() {
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
         assert!(MIGRATIONS[0].1.contains("CREATE TABLE authtoken_users"));
         assert!(MIGRATIONS[1].1.contains("CREATE TABLE authtoken_replay"));
         assert!(is_url("postgres://x/y") && is_url("postgresql:///y"));

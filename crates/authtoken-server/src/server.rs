@@ -26,7 +26,7 @@ use crate::pgstore::PgStore;
 use crate::shared::Shared;
 use crate::store::Store;
 use crate::store_location::StoreSource;
-use crate::{replica, throttle, tls};
+use crate::{enrollment, replica, throttle, tls};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -135,6 +135,19 @@ pub struct ServeOptions {
     /// allow_insecure_http too: tests only).
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Enroll machines (`authtoken join`): the directory gen-tls made,
+    /// holding ca.pem (served for the client to pin) and the device-issuing
+    /// CA, device-ca.pem and device-ca.key (the root CA's key stays out of
+    /// reach: only root's gen-tls and issue-cert read it).
+    #[arg(long, requires = "tls_cert")]
+    enroll_dir: Option<PathBuf>,
+    /// Days a device certificate is valid (renewed after two thirds).
+    #[arg(long, default_value_t = enrollment::DEVICE_DAYS, value_parser = clap::value_parser!(u32).range(2..=825))]
+    device_days: u32,
+    /// Logins only from an enrolled device: a connection without a device
+    /// certificate, or with a revoked one, gets 403.
+    #[arg(long, requires = "client_ca")]
+    require_device: bool,
 }
 
 /// A server built from its options, not yet listening.
@@ -191,7 +204,8 @@ impl Server {
                         };
                         (
                             Store::load(path)?,
-                            Shared::local(replay, options.throttle_after),
+                            Shared::local(replay, options.throttle_after)
+                                .with_store_file(path.clone()),
                         )
                     }
                     StoreSource::Postgres(pg) => {
@@ -214,6 +228,11 @@ impl Server {
                         failure_delay: Duration::from_millis(options.failure_delay_ms),
                         decoy_iterations: options.decoy_iterations,
                         shared,
+                        enroll: match &options.enroll_dir {
+                            Some(dir) => Some(tls::enroll_from(dir, options.device_days)?),
+                            None => None,
+                        },
+                        require_device: options.require_device,
                     },
                 );
                 let (service, name) = match options.protocol {

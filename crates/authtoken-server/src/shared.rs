@@ -3,18 +3,31 @@
 //! itself (in memory, or single-use records in a directory that processes
 //! on one machine share); replicas on PostgreSQL keep them in the
 //! database, so a response accepted by one is refused by every other and
-//! guesses spread over them are counted once.
+//! guesses spread over them are counted once. The device registry's
+//! writes (a join token taken and the certificate recorded, a renewal)
+//! go through here too: under the store file's lock for a file store, in
+//! one statement for PostgreSQL.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::enrollment::{take_token, DeviceRecord, JoinSecret};
 use crate::nonce::{Claim, ReplayRecord};
 use crate::pgstore::{PgStore, StoreDown};
+use crate::store::{Change, EditError, Store};
 use crate::throttle::{budget_name, Slot, Throttle, Verdict};
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per server, built once and never moved on a request's path"
+)]
 pub enum Shared {
     Local {
         replay: ReplayRecord,
         throttle: Throttle,
+        /// The TOML store the authority serves from, which the device
+        /// registry's writes edit (none: no enrollment).
+        store_file: Option<PathBuf>,
     },
     Postgres {
         store: Arc<PgStore>,
@@ -30,6 +43,21 @@ impl Shared {
         Shared::Local {
             replay,
             throttle: Throttle::new(per_minute),
+            store_file: None,
+        }
+    }
+
+    /// The same, enrolling machines into the store file at `path`.
+    pub fn with_store_file(self, path: PathBuf) -> Shared {
+        match self {
+            Shared::Local {
+                replay, throttle, ..
+            } => Shared::Local {
+                replay,
+                throttle,
+                store_file: Some(path),
+            },
+            postgres => postgres,
         }
     }
 
@@ -109,7 +137,9 @@ impl Shared {
         now_secs: u64,
     ) -> Claim {
         match self {
-            Shared::Local { replay, throttle } => {
+            Shared::Local {
+                replay, throttle, ..
+            } => {
                 throttle.release(user, device, slot, true);
                 replay.claim(user, nonce, expiry, now_secs)
             }
@@ -126,4 +156,110 @@ impl Shared {
             }
         }
     }
+
+    /// A join: takes one use of the token `secret` names (for a machine
+    /// called `name`, at `now`) and records the certificate issued for it,
+    /// as one step. A file store answers with the store as written, which
+    /// the authority puts in force; PostgreSQL's replicas reload by
+    /// themselves.
+    pub async fn enroll(
+        &self,
+        secret: &JoinSecret,
+        name: &str,
+        now: u64,
+        serial: &str,
+        record: &DeviceRecord,
+    ) -> Result<Recorded, RegistryError> {
+        match self {
+            Shared::Local { store_file, .. } => {
+                let path = store_file.as_ref().ok_or(RegistryError::NoStore)?;
+                let edited = Store::edit_file(path, |store| {
+                    take_token(&mut store.join_tokens, secret, name, now)
+                        .map_err(|refusal| EditError::Refused(refusal.to_string()))?;
+                    store.devices.insert(serial.to_owned(), record.clone());
+                    Ok((Change::Devices(vec![serial.to_owned()]), ()))
+                });
+                match edited {
+                    Ok(((), store)) => Ok(Recorded::Store(Box::new(store))),
+                    Err(EditError::Refused(why)) => Err(RegistryError::Token(why)),
+                    Err(e) => Err(RegistryError::Store(e.to_string())),
+                }
+            }
+            Shared::Postgres { store, .. } => {
+                match store
+                    .enroll(&secret.id, &secret.hash(), name, now, serial, record)
+                    .await
+                {
+                    Ok(true) => Ok(Recorded::Elsewhere),
+                    Ok(false) => Err(RegistryError::Token(
+                        "unknown, wrong, expired, used up or for another name".into(),
+                    )),
+                    Err(down) => Err(RegistryError::Down(down)),
+                }
+            }
+        }
+    }
+
+    /// A renewal: records `record` while the certificate it replaces (by
+    /// `fingerprint`) is on record and not revoked.
+    pub async fn renew(
+        &self,
+        fingerprint: &str,
+        serial: &str,
+        record: &DeviceRecord,
+    ) -> Result<Recorded, RegistryError> {
+        match self {
+            Shared::Local { store_file, .. } => {
+                let path = store_file.as_ref().ok_or(RegistryError::NoStore)?;
+                let edited = Store::edit_file(path, |store| {
+                    let current = store
+                        .devices
+                        .values()
+                        .any(|d| d.fingerprint == fingerprint && !d.revoked);
+                    if !current {
+                        return Err(EditError::Refused("revoked".into()));
+                    }
+                    store.devices.insert(serial.to_owned(), record.clone());
+                    Ok((Change::Devices(vec![serial.to_owned()]), ()))
+                });
+                match edited {
+                    Ok(((), store)) => Ok(Recorded::Store(Box::new(store))),
+                    Err(EditError::Refused(_)) => Err(RegistryError::Revoked),
+                    Err(e) => Err(RegistryError::Store(e.to_string())),
+                }
+            }
+            Shared::Postgres { store, .. } => {
+                match store.renew(fingerprint, serial, record).await {
+                    Ok(true) => Ok(Recorded::Elsewhere),
+                    Ok(false) => Err(RegistryError::Revoked),
+                    Err(down) => Err(RegistryError::Down(down)),
+                }
+            }
+        }
+    }
+}
+
+/// Where a registry write landed.
+pub enum Recorded {
+    /// In the store file: the store as written, to put in force.
+    Store(Box<Store>),
+    /// In the database, which every replica follows.
+    Elsewhere,
+}
+
+/// Why a registry write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("this authority keeps no store to enroll into")]
+    NoStore,
+    /// The token was unknown, wrong, expired, used up or for another
+    /// name (why, for the log): the client is told no more than that.
+    #[error("join token refused: {0}")]
+    Token(String),
+    #[error("device certificate revoked or not on record")]
+    Revoked,
+    #[error("{0}")]
+    Store(String),
+    #[error("{0}")]
+    Down(StoreDown),
 }

@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::directory::{self, Account, Directory, DirectoryError};
-use crate::files::{key32, random, read_private, write_private, FileError};
+use crate::enrollment::{DeviceRecord, JoinToken};
+use crate::files::{key32, lock_beside, random, read_private, write_private, FileError};
 use crate::proto::scram::Verifier;
 use authtoken_protocol::http_digest::{self, Algorithm};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -76,6 +77,10 @@ pub struct Store {
     pub users: BTreeMap<String, User>,
     /// Named groups (name -> gid) of the directory.
     pub groups: BTreeMap<String, u32>,
+    /// The device certificates the device CA issued, by serial (hex).
+    pub devices: BTreeMap<String, DeviceRecord>,
+    /// Join tokens, by ID: only a hash of each secret.
+    pub join_tokens: BTreeMap<String, JoinToken>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -87,6 +92,10 @@ struct StoreFile {
     users: BTreeMap<String, UserRecord>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     groups: BTreeMap<String, GroupRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    devices: BTreeMap<String, DeviceRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    join_tokens: BTreeMap<String, JoinToken>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -138,6 +147,10 @@ pub enum Change {
     User(String),
     RemovedUser(String),
     Group(String),
+    /// Device certificates added or revoked (by serial).
+    Devices(Vec<String>),
+    /// A join token added (by ID).
+    JoinToken(String),
 }
 
 /// What is wrong with a store, or with writing one.
@@ -180,6 +193,8 @@ enum RecordError {
 pub enum EditError {
     #[error("{0} is not in the store")]
     NoSuchUser(String),
+    #[error("no device {0} in the store")]
+    NoSuchDevice(String),
     /// A value every client would refuse (said in the message).
     #[error("{0}")]
     Refused(String),
@@ -294,6 +309,8 @@ impl Store {
             secret: random(32)?,
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            join_tokens: BTreeMap::new(),
         })
     }
 
@@ -326,7 +343,7 @@ impl Store {
         let table = toml::to_string(&StoreFile {
             secret: None,
             users,
-            groups: BTreeMap::new(),
+            ..StoreFile::default()
         })
         .map_err(|e| StoreError::Toml(e.to_string()))?;
         let separator = if text.ends_with('\n') { "" } else { "\n" };
@@ -350,7 +367,11 @@ impl Store {
             .iter()
             .map(|(name, group)| (name.clone(), group.gid))
             .collect();
-        Store::assemble(secret, users, groups)
+        Ok(Store {
+            devices: file.devices,
+            join_tokens: file.join_tokens,
+            ..Store::assemble(secret, users, groups)?
+        })
     }
 
     /// A store from its parts, refused whole when its directory cannot be
@@ -367,6 +388,8 @@ impl Store {
             secret,
             users,
             groups,
+            devices: BTreeMap::new(),
+            join_tokens: BTreeMap::new(),
         };
         store
             .directory()
@@ -402,6 +425,8 @@ impl Store {
                 .iter()
                 .map(|(name, gid)| (name.clone(), GroupRecord { gid: *gid }))
                 .collect(),
+            devices: self.devices.clone(),
+            join_tokens: self.join_tokens.clone(),
         };
         let body = toml::to_string(&file).map_err(|e| StoreError::Toml(e.to_string()))?;
         Ok(format!(
@@ -430,6 +455,38 @@ impl Store {
             .flat_map(|account| [account.uid, account.gid])
             .chain(self.groups.values().copied());
         directory::next_free_id(taken, first, last)
+    }
+
+    /// Edits the store file at `path` under its lock ([`lock_beside`]):
+    /// read it (a missing file is a new store), apply `edit`, check the
+    /// directory can still be published, write back. A new user is
+    /// appended to the file as it was read rather than the whole store
+    /// serialized again. Returns what `edit` says, and the store written.
+    pub fn edit_file<T>(
+        path: &Path,
+        edit: impl FnOnce(&mut Store) -> Result<(Change, T), EditError>,
+    ) -> Result<(T, Store), EditError> {
+        let _lock = lock_beside(path).map_err(StoreError::from)?;
+        let (mut store, text) = if path.exists() {
+            let (store, text) = Store::load_with_text(path)?;
+            (store, Some(text))
+        } else {
+            (Store::new()?, None)
+        };
+        let before = store.users.len();
+        let (change, said) = edit(&mut store)?;
+        store.directory()?;
+        match (&change, text) {
+            // A new user: the file as it was, and its table after.
+            (Change::User(name), Some(text)) if store.users.len() == before + 1 => {
+                match store.users.get(name) {
+                    Some(user) => Store::save_appending(path, &text, name, user)?,
+                    None => store.save(path)?,
+                }
+            }
+            _ => store.save(path)?,
+        }
+        Ok((said, store))
     }
 
     /// Writes the store next to `path` and renames it into place, mode 0600.

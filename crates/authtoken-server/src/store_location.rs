@@ -91,25 +91,7 @@ impl StoreLocation {
     ) -> Result<(), ServerError> {
         match self {
             StoreLocation::File(path) => {
-                let (mut store, text) = if path.exists() {
-                    let (store, text) = Store::load_with_text(path)?;
-                    (store, Some(text))
-                } else {
-                    (Store::new()?, None)
-                };
-                let before = store.users.len();
-                let (change, what) = edit(&mut store)?;
-                check_directory(&store)?;
-                match (&change, text) {
-                    // A new user: the file as it was, and its table after.
-                    (Change::User(name), Some(text)) if store.users.len() == before + 1 => {
-                        match store.users.get(name) {
-                            Some(user) => Store::save_appending(path, &text, name, user)?,
-                            None => store.save(path)?,
-                        }
-                    }
-                    _ => store.save(path)?,
-                }
+                let (what, _) = Store::edit_file(path, edit)?;
                 println!(
                     "wrote {what} to {}; send SIGHUP to a running server (systemctl reload authtoken-server)",
                     path.display()
@@ -129,10 +111,6 @@ impl StoreLocation {
         }
         Ok(())
     }
-}
-
-fn check_directory(store: &Store) -> Result<(), EditError> {
-    store.directory().map(|_| ()).map_err(EditError::from)
 }
 
 /// `authtoken-server migrate URL [--to N]`.

@@ -178,8 +178,9 @@ fn issue_with(
 }
 
 /// Writes a new CA (`ca.pem`, and `ca.key` kept 0600 for `issue-cert`), a
-/// server certificate for `hosts` (`server.pem`/`server.key`) and a device
-/// identity (`client.pem`/`client.key`) into `dir`. An existing CA is only
+/// server certificate for `hosts` (`server.pem`/`server.key`), a device
+/// identity (`client.pem`/`client.key`) and the device-issuing CA for
+/// enrollment (`device-ca.pem`/`device-ca.key`) into `dir`. An existing CA is only
 /// replaced with `force`: every certificate it issued would stop working.
 pub fn generate(dir: &Path, hosts: &[String], force: bool) -> Result<Vec<PathBuf>, ServerError> {
     let ca_pem = dir.join("ca.pem");
@@ -202,7 +203,56 @@ pub fn generate(dir: &Path, hosts: &[String], force: bool) -> Result<Vec<PathBuf
     let mut written = vec![ca_pem, ca_key_path];
     written.extend(issue_with(&ca, dir, Role::Server, hosts, "server")?);
     written.extend(issue_with(&ca, dir, Role::Client, &[], "client")?);
+    written.extend(generate_device_ca(dir, true)?);
     Ok(written)
+}
+
+/// Makes the device-issuing CA in `dir` from the root CA there
+/// (`device-ca.pem`, and `device-ca.key`, private to the owner of the
+/// directory: the server's account, which signs device certificates with
+/// it). The root's key is read here, by root, and nowhere near the
+/// network. An existing device CA is only replaced with `force`.
+pub fn generate_device_ca(dir: &Path, force: bool) -> Result<Vec<PathBuf>, ServerError> {
+    let pem = dir.join("device-ca.pem");
+    let key_path = dir.join("device-ca.key");
+    if !force && (pem.exists() || key_path.exists()) {
+        return Err(ServerError::Config(format!(
+            "{} already holds a device CA; --force replaces it (devices it issued keep working \
+             until they expire, under the same root)",
+            dir.display()
+        )));
+    }
+    let root = load_ca(dir)?;
+    let mut params = crate::enrollment::device_ca_params();
+    validity(&mut params, CA_DAYS);
+    let key = KeyPair::generate().map_err(tls_error)?;
+    let cert = params.signed_by(&key, &root).map_err(tls_error)?;
+    write_private(&key_path, &key.serialize_pem())?;
+    write_public(&pem, &cert.pem())?;
+    Ok(vec![pem, key_path])
+}
+
+/// What `serve --enroll-dir DIR` signs with: the device CA of `dir`, and
+/// the root CA's certificate that joining machines pin.
+pub fn enroll_from(dir: &Path, days: u32) -> Result<crate::authority::Enroll, ServerError> {
+    let root_path = dir.join("ca.pem");
+    let root_pem = std::fs::read_to_string(&root_path).map_err(ServerError::io(&root_path))?;
+    let cert_path = dir.join("device-ca.pem");
+    let certificate = std::fs::read_to_string(&cert_path).map_err(ServerError::io(&cert_path))?;
+    let key = read_private(&dir.join("device-ca.key"))?;
+    let device_ca = crate::enrollment::DeviceCa::new(&certificate, &key, days)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", dir.display())))?;
+    Ok(crate::authority::Enroll {
+        device_ca,
+        root_pem,
+    })
+}
+
+/// The SHA-256 of the first certificate in the PEM file at `path`: the
+/// fingerprint `authtoken join --ca-fingerprint` pins.
+pub fn fingerprint(path: &Path) -> Result<String, ServerError> {
+    let cert = CertificateDer::from_pem_file(path).map_err(|e| pem_error(path, e))?;
+    Ok(crate::enrollment::sha256_hex(cert.as_ref()))
 }
 
 /// The names a server certificate gets when none are given: this machine's
