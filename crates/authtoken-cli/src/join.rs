@@ -51,13 +51,24 @@ pub(crate) enum JoinError {
 /// Largest answer read from the join child.
 const MAX_CHILD_ANSWER_BYTES: usize = 256 * 1024;
 
-pub(crate) fn join(
-    url: &str,
-    token: &str,
-    ca_fingerprint: &str,
-    name: Option<&str>,
-    config_path: &Path,
-) -> Result<(), JoinError> {
+/// What the administrator gave `authtoken join`.
+pub(crate) struct JoinArgs<'a> {
+    pub url: &'a str,
+    pub token: &'a str,
+    pub ca_fingerprint: &'a str,
+    pub name: Option<&'a str>,
+    /// Turn `[directory]` on as well.
+    pub network_users: bool,
+}
+
+pub(crate) fn join(args: &JoinArgs, config_path: &Path) -> Result<(), JoinError> {
+    let JoinArgs {
+        url,
+        token,
+        ca_fingerprint,
+        name,
+        network_users,
+    } = *args;
     if !nix::unistd::Uid::effective().is_root() {
         return Err(JoinError::NotRoot);
     }
@@ -102,7 +113,7 @@ pub(crate) fn join(
             .map(|n| n.to_string_lossy().into_owned())
             .map_err(|e| JoinError::Config(format!("this machine's name: {e}")))?,
     };
-    if !name_ok(&name) {
+    if !authtoken_protocol::enroll::name_ok(&name) {
         return Err(JoinError::Name(name));
     }
 
@@ -112,6 +123,7 @@ pub(crate) fn join(
         url: authority.to_string(),
         fingerprint: pin.clone(),
         helper_user,
+        now: authtoken_core::clock::unix_secs(),
         request: EnrollRequest {
             v: 1,
             token: Some(token.to_owned()),
@@ -144,6 +156,7 @@ pub(crate) fn join(
     let (ca_file, client_cert, client_key) = paths::joined_files(&config_path);
     let text = edited_config(
         before.as_ref().map(|text| text.as_str()),
+        network_users,
         &[
             ("url", authority.as_str()),
             ("ca_file", &ca_file.display().to_string()),
@@ -181,7 +194,7 @@ pub(crate) fn join(
         authtoken_core::log::quote(&identity.name),
         identity.udid,
         identity.serial,
-        identity.not_after
+        authtoken_protocol::enroll::utc_text(identity.not_after)
     );
     println!(
         "wrote {}, {}, {} (0600) and {}",
@@ -197,20 +210,15 @@ pub(crate) fn join(
     Ok(())
 }
 
-/// A machine name, as the authority takes it.
-fn name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        && !name.starts_with(['-', '.'])
-}
-
-/// The config's text with `keys` set at its top level, every comment and
-/// every other key kept where it was (a new config names `backend = "mdm"`
+/// The config's text with `keys` set at its top level (and, with
+/// `network_users`, `[directory] enabled = true`), every comment and every
+/// other key kept where it was (a new config names `backend = "mdm"`
 /// first).
-fn edited_config(before: Option<&str>, keys: &[(&str, &str)]) -> Result<String, JoinError> {
+fn edited_config(
+    before: Option<&str>,
+    network_users: bool,
+    keys: &[(&str, &str)],
+) -> Result<String, JoinError> {
     let mut document: toml_edit::DocumentMut = before
         .unwrap_or("backend = \"mdm\"\n")
         .parse()
@@ -219,17 +227,30 @@ fn edited_config(before: Option<&str>, keys: &[(&str, &str)]) -> Result<String, 
         document["backend"] = toml_edit::value("mdm");
     }
     for (key, value) in keys {
-        match document.get_mut(key) {
-            // Keep the line's comments and place; only the value changes.
-            Some(toml_edit::Item::Value(existing)) => {
-                let decor = existing.decor().clone();
-                *existing = toml_edit::Value::from(*value);
-                *existing.decor_mut() = decor;
-            }
-            _ => document[*key] = toml_edit::value(*value),
-        }
+        set_keeping_comments(document.as_table_mut(), key, toml_edit::Value::from(*value));
+    }
+    if network_users {
+        let directory = document
+            .entry("directory")
+            .or_insert_with(toml_edit::table)
+            .as_table_mut()
+            .ok_or_else(|| JoinError::Config("directory is not a table".into()))?;
+        set_keeping_comments(directory, "enabled", toml_edit::Value::from(true));
     }
     Ok(document.to_string())
+}
+
+/// Sets `key` in `table`; an existing line keeps its comments and place,
+/// only its value changes.
+fn set_keeping_comments(table: &mut toml_edit::Table, key: &str, value: toml_edit::Value) {
+    match table.get_mut(key) {
+        Some(toml_edit::Item::Value(existing)) => {
+            let decor = existing.decor().clone();
+            *existing = value;
+            *existing.decor_mut() = decor;
+        }
+        _ => table[key] = toml_edit::Item::Value(value),
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +262,7 @@ mod tests {
         let before = "# the site's config\nbackend = \"mdm\"\nurl = \"https://old/checkin\" # old one\ntimeout_ms = 9000\n\n[directory]\n# network users\nenabled = true\n";
         let after = edited_config(
             Some(before),
+            false,
             &[
                 ("url", "https://new/checkin"),
                 ("udid", "U"),
@@ -258,7 +280,12 @@ mod tests {
             top.contains("udid = \"U\"") && top.contains("ca_file = \"/etc/authtoken/ca.pem\""),
             "{after}"
         );
-        let fresh = edited_config(None, &[("url", "https://a/checkin")]).unwrap();
+        let fresh = edited_config(None, false, &[("url", "https://a/checkin")]).unwrap();
         assert_eq!(fresh, "backend = \"mdm\"\nurl = \"https://a/checkin\"\n");
+        let off = "backend = \"mdm\"\n\n[directory]\n# network users\nenabled = false # for now\nrefresh_minutes = 5\n";
+        let on = edited_config(Some(off), true, &[]).unwrap();
+        assert_eq!(on, off.replace("false", "true"));
+        let fresh = edited_config(None, true, &[]).unwrap();
+        assert_eq!(fresh, "backend = \"mdm\"\n\n[directory]\nenabled = true\n");
     }
 }

@@ -58,6 +58,10 @@ enum Command {
         /// This machine's name at the authority (default: its host name).
         #[arg(long)]
         name: Option<String>,
+        /// Also turn network users on ([directory] enabled = true): the
+        /// authority's users become known to this machine after the sync.
+        #[arg(long)]
+        network_users: bool,
         /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -116,8 +120,18 @@ fn main() -> ExitCode {
             token,
             ca_fingerprint,
             name,
+            network_users,
             config,
-        } => match join::join(&url, &token, &ca_fingerprint, name.as_deref(), &config) {
+        } => match join::join(
+            &join::JoinArgs {
+                url: &url,
+                token: &token,
+                ca_fingerprint: &ca_fingerprint,
+                name: name.as_deref(),
+                network_users,
+            },
+            &config,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -315,6 +329,7 @@ const IDENTITY_WARNING_DAYS: u64 = 21;
 /// cannot be read. `None` without a client identity.
 fn identity_text(config: &Config) -> Option<Result<(String, Option<Warning>), String>> {
     use authtoken_helper::enroll;
+    use authtoken_protocol::enroll::utc_text;
     let cert = config.client_cert.as_ref()?;
     let pem = match authtoken_core::trust::read(cert, Rules::ROOT, 1024 * 1024) {
         Ok(pem) => pem,
@@ -333,7 +348,7 @@ fn identity_text(config: &Config) -> Option<Result<(String, Option<Warning>), St
         format!(
             "device identity: {} (a certificate of the site's own PKI), valid until {} ({days_left} days)",
             log::quote(&identity.name),
-            identity.not_after
+            utc_text(identity.not_after)
         )
     } else {
         format!(
@@ -341,15 +356,15 @@ fn identity_text(config: &Config) -> Option<Result<(String, Option<Warning>), St
             log::quote(&identity.name),
             identity.udid,
             identity.serial,
-            identity.not_after,
-            identity.renew_at()
+            utc_text(identity.not_after),
+            utc_text(identity.renew_at())
         )
     };
     let warning = if now >= identity.not_after {
         Some(Warning::Expired(format!(
             "the device certificate expired at {}: the machine needs a new join token \
              (authtoken-server join-token at the authority, then authtoken join here)",
-            identity.not_after
+            utc_text(identity.not_after)
         )))
     } else if days_left < IDENTITY_WARNING_DAYS {
         Some(Warning::Soon(format!(

@@ -58,6 +58,7 @@ pub fn sync(config_path: &Path, if_due: bool) -> ExitCode {
 /// The renewal half of `sync`: whether it went well (or had nothing to do).
 fn renew(config_path: &Path, config: &Config, quiet: bool) -> bool {
     use crate::enroll::{renew_if_due, Renewal};
+    use authtoken_protocol::enroll::utc_text;
     if config.client_cert.is_none() || !nix::unistd::Uid::effective().is_root() {
         return true;
     }
@@ -67,7 +68,7 @@ fn renew(config_path: &Path, config: &Config, quiet: bool) -> bool {
                 "device certificate renewed: {} serial {}, valid until {}",
                 log::quote(&identity.name),
                 identity.serial,
-                identity.not_after
+                utc_text(identity.not_after)
             );
             log::send(LOG_IDENT, Level::Info, &text);
             println!("{text}");
@@ -75,8 +76,9 @@ fn renew(config_path: &Path, config: &Config, quiet: bool) -> bool {
         }
         Ok(Renewal::Expired { at }) => {
             let text = format!(
-                "device certificate expired at {at}: the machine needs a new join token \
-                 (authtoken-server join-token, then authtoken join)"
+                "device certificate expired {}: the machine needs a new join token \
+                 (authtoken-server join-token, then authtoken join)",
+                utc_text(at)
             );
             log::send(LOG_IDENT, Level::Error, &text);
             eprintln!("error: {text}");
@@ -84,7 +86,7 @@ fn renew(config_path: &Path, config: &Config, quiet: bool) -> bool {
         }
         Ok(Renewal::NotDue { at }) => {
             if !quiet {
-                println!("device certificate: renewal due at {at}");
+                println!("device certificate: renewal due {}", utc_text(at));
             }
             true
         }

@@ -24,11 +24,11 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use authtoken_protocol::enroll::{EnrollAnswer, EnrollRequest, UDID_URI_PREFIX};
+
 use crate::privilege;
 use crate::transport::{first_answering, tls_trusting, Http, TransportError};
 
-/// How the certificate names its machine (the authority's rule).
-pub const UDID_URI_PREFIX: &str = "urn:authtoken:udid:";
 /// How far the machine's clock may be from the authority's.
 pub const CLOCK_TOLERANCE_SECS: u64 = 300;
 /// How long an enrollment exchange may take.
@@ -74,29 +74,6 @@ pub enum EnrollError {
     },
 }
 
-/// The body of `POST …/enroll` and `…/enroll/renew`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollRequest {
-    pub v: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    pub csr: String,
-    pub udid: String,
-    pub name: String,
-}
-
-/// What the authority answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollAnswer {
-    pub v: u32,
-    pub certificate: String,
-    pub serial: String,
-    pub not_after: u64,
-    pub time: u64,
-}
-
 /// What root hands the join child on its stdin.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +83,9 @@ pub struct JoinJob {
     /// The pinned SHA-256 of the CA, hex.
     pub fingerprint: String,
     pub helper_user: String,
+    /// Root's clock (Unix seconds) when it made the job: the machine's
+    /// time, which the authority's `Date` is held against.
+    pub now: u64,
     pub request: EnrollRequest,
 }
 
@@ -276,6 +256,15 @@ pub fn join_exchange(job: &JoinJob) -> Result<(String, EnrollAnswer), EnrollErro
             pinned: job.fingerprint.clone(),
             served,
         });
+    }
+    // A clock far off is said before the token is spent: the certificate
+    // would not be valid here, and the same line should work once the
+    // clock is set. (Without a `Date`, root's check of the answer says it.)
+    if let Some(theirs) = reply.date {
+        let skew = job.now.abs_diff(theirs);
+        if skew > CLOCK_TOLERANCE_SECS {
+            return Err(EnrollError::ClockSkew(skew));
+        }
     }
     let verified = Http::with_tls(tls_trusting(vec![ca])?, 5_000, deadline)?;
     let url = sibling_url(&checkin, "enroll");

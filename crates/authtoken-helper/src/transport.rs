@@ -259,19 +259,33 @@ impl Http {
             .get("ETag")
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let date = response
+            .headers()
+            .get("Date")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| httpdate::parse_http_date(text).ok())
+            .and_then(|when| when.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|since| since.as_secs());
         let body = response
             .body_mut()
             .with_config()
             .limit(limit)
             .read_to_vec()?;
-        Ok(FullReply { status, etag, body })
+        Ok(FullReply {
+            status,
+            etag,
+            date,
+            body,
+        })
     }
 }
 
-/// A reply with the one header a caller reads.
+/// A reply with the headers callers read.
 pub struct FullReply {
     pub status: u16,
     pub etag: Option<String>,
+    /// The server's clock (`Date`), in Unix seconds.
+    pub date: Option<u64>,
     pub body: Vec<u8>,
 }
 

@@ -8,6 +8,7 @@
 //! pieces here.
 
 pub mod channel_binding;
+pub mod enroll;
 pub mod hem;
 pub mod http_digest;
 pub mod kdf;

@@ -171,9 +171,22 @@ pub struct Settings {
     /// The device-issuing CA and the root CA's certificate (PEM), when
     /// this authority enrolls machines (`serve --enroll-dir`).
     pub enroll: Option<Enroll>,
-    /// Logins only from an enrolled device whose certificate is not
-    /// revoked (`serve --require-device`).
-    pub require_device: bool,
+    /// What a login must come with.
+    pub require: DeviceRule,
+}
+
+/// What a login must come with, beyond the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRule {
+    /// Nothing: a device certificate only earns a budget of its own.
+    Nothing,
+    /// A client certificate the TLS layer verified: `--client-ca` without
+    /// `--client-cert-optional` on an authority that enrolls machines,
+    /// whose TLS layer must let certificate-less machines in to join.
+    Certificate,
+    /// A current device: recorded or the site's own, not revoked
+    /// (`serve --require-device`).
+    CurrentDevice,
 }
 
 /// What enrollment needs: the device-issuing CA, and the root CA's
@@ -406,13 +419,17 @@ impl Authority {
             standing,
             DeviceStanding::Recorded { .. } | DeviceStanding::Unrecorded
         );
-        if self.settings.require_device && !device_ok {
-            let why = if standing == DeviceStanding::Revoked {
-                "login refused: device revoked (--require-device)"
-            } else {
-                "login refused: no enrolled device (--require-device)"
-            };
-            return Err(why);
+        match self.settings.require {
+            DeviceRule::CurrentDevice if standing == DeviceStanding::Revoked => {
+                return Err("login refused: device revoked (--require-device)")
+            }
+            DeviceRule::CurrentDevice if !device_ok => {
+                return Err("login refused: no enrolled device (--require-device)")
+            }
+            DeviceRule::Certificate if standing == DeviceStanding::None => {
+                return Err("login refused: no client certificate (--client-ca)")
+            }
+            _ => {}
         }
         Ok(Origin {
             device: if device_ok { origin.device } else { None },
@@ -895,7 +912,19 @@ mod tests {
     use authtoken_protocol::scram;
 
     fn authority(unknown: UnknownUsers) -> Authority {
+        authority_with(unknown, &[], DeviceRule::Nothing)
+    }
+
+    /// With these device records, and `--require-device` or not.
+    fn authority_with(
+        unknown: UnknownUsers,
+        devices: &[(&str, DeviceRecord)],
+        require: DeviceRule,
+    ) -> Authority {
         let mut store = Store::new().unwrap();
+        for (serial, record) in devices {
+            store.devices.insert((*serial).to_owned(), record.clone());
+        }
         store.users.insert(
             "alice".into(),
             User {
@@ -920,7 +949,7 @@ mod tests {
                 decoy_iterations: 600_000,
                 shared: Shared::local(ReplayRecord::memory(), crate::throttle::GUESSES_PER_MINUTE),
                 enroll: None,
-                require_device: false,
+                require,
             },
         )
     }
@@ -1175,6 +1204,84 @@ mod tests {
         assert_eq!(unchanged.status, 304);
         assert!(unchanged.body.is_empty());
         assert_eq!(a.directory(device, Some("\"other\"")).status, 200);
+    }
+
+    const UDID: &str = "01234567-89AB-CDEF-0123-456789ABCDEF";
+
+    fn device_record(fingerprint: [u8; 32], revoked: bool) -> DeviceRecord {
+        DeviceRecord {
+            name: "laptop7".into(),
+            udid: UDID.into(),
+            fingerprint: crate::enrollment::hex(&fingerprint),
+            issued_at: T0 / 1000,
+            not_after: T0 / 1000 + 90 * 86_400,
+            revoked,
+        }
+    }
+
+    fn from_device(fingerprint: [u8; 32]) -> Origin {
+        Origin {
+            device: Some(fingerprint),
+            ..at(T0)
+        }
+    }
+
+    #[test]
+    fn a_revoked_device_is_no_device_and_a_recorded_one_keeps_its_udid() {
+        const CURRENT: [u8; 32] = [1; 32];
+        const REVOKED: [u8; 32] = [2; 32];
+        const SITE_PKI: [u8; 32] = [3; 32];
+        let devices = [
+            ("01", device_record(CURRENT, false)),
+            ("02", device_record(REVOKED, true)),
+        ];
+        for rule in [
+            DeviceRule::Nothing,
+            DeviceRule::Certificate,
+            DeviceRule::CurrentDevice,
+        ] {
+            let a = authority_with(UnknownUsers::Decoy, &devices, rule);
+            let loaded = a.current();
+            let udid = UDID;
+            // Current: the device, with its own budget, and the directory.
+            let admitted = a.admit_device(&loaded, from_device(CURRENT), Some(udid));
+            assert_eq!(admitted.map(|o| o.device), Ok(Some(CURRENT)));
+            assert_eq!(a.directory(from_device(CURRENT), None).status, 200);
+            // A certificate of the site's own PKI is a device, not on record.
+            let admitted = a.admit_device(&loaded, from_device(SITE_PKI), Some(udid));
+            assert_eq!(admitted.map(|o| o.device), Ok(Some(SITE_PKI)));
+            // Another machine's UDID in the check-in: refused either way.
+            let other = "FFFFFFFF-89AB-CDEF-0123-456789ABCDEF";
+            assert!(a
+                .admit_device(&loaded, from_device(CURRENT), Some(other))
+                .is_err());
+            // Revoked: no directory, and no device budget (or no login).
+            assert_eq!(a.directory(from_device(REVOKED), None).status, 403);
+            let revoked = a.admit_device(&loaded, from_device(REVOKED), Some(udid));
+            let none = a.admit_device(&loaded, at(T0), Some(udid));
+            if rule == DeviceRule::CurrentDevice {
+                assert_eq!(
+                    revoked.map(|o| o.device),
+                    Err("login refused: device revoked (--require-device)")
+                );
+                assert!(none.is_err(), "no certificate at all");
+                assert!(matches!(
+                    a.check_password_now("alice", b"pw", from_device(REVOKED)),
+                    PasswordCheck::Refused(_)
+                ));
+            } else if rule == DeviceRule::Certificate {
+                // Any verified certificate will do, even a revoked one
+                // (which earns no budget of its own); none will not.
+                assert_eq!(revoked.map(|o| o.device), Ok(None));
+                assert_eq!(
+                    none.map(|o| o.device),
+                    Err("login refused: no client certificate (--client-ca)")
+                );
+            } else {
+                assert_eq!(revoked.map(|o| o.device), Ok(None));
+                assert_eq!(none.map(|o| o.device), Ok(None));
+            }
+        }
     }
 
     #[test]

@@ -20,19 +20,17 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::files::{random, FileError};
+pub use authtoken_protocol::enroll::{
+    name_ok, udid_ok, EnrollAnswer, EnrollRequest, UDID_URI_PREFIX,
+};
 
 /// The device-issuing CA's name (its issuer is rebuilt from it and the key).
 pub const DEVICE_CA_NAME: &str = "authtoken-server device CA";
 /// How long a device certificate is valid unless `serve --device-days`
 /// says otherwise: renewed after two thirds of it.
 pub const DEVICE_DAYS: u32 = 90;
-/// How the certificate names the machine it was issued for: a URI SAN
-/// `urn:authtoken:udid:UDID`.
-pub const UDID_URI_PREFIX: &str = "urn:authtoken:udid:";
 /// Largest enrollment request read.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
-/// Largest machine name taken (a host name).
-pub const MAX_NAME_BYTES: usize = 253;
 /// The join token's `ID`: 16 hex digits.
 const ID_BYTES: usize = 8;
 /// The join token's secret: 32 random bytes, base64url.
@@ -172,21 +170,6 @@ pub struct DeviceRecord {
     pub revoked: bool,
 }
 
-/// `POST …/enroll` and `POST …/enroll/renew`: one JSON object.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollRequest {
-    pub v: u32,
-    /// `ID.SECRET` (a join; absent for a renewal, which the current
-    /// certificate authorises).
-    #[serde(default)]
-    pub token: Option<String>,
-    /// A PKCS#10 request, PEM.
-    pub csr: String,
-    pub udid: String,
-    pub name: String,
-}
-
 /// Why an enrollment request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnrollError {
@@ -200,25 +183,6 @@ pub enum EnrollError {
     KeyType,
     #[error("signing the device certificate: {0}")]
     Signing(String),
-}
-
-/// A machine name: a host name's characters, at most 253 bytes.
-pub fn name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_BYTES
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        && !name.starts_with(['-', '.'])
-}
-
-/// A UDID: a UUID, as MDM writes it (any case, with hyphens).
-pub fn udid_ok(udid: &str) -> bool {
-    udid.len() == 36
-        && udid.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }
 
 /// Reads an enrollment request body: bounded, strict JSON, its fields
@@ -239,20 +203,6 @@ pub fn parse_request(body: &[u8]) -> Result<EnrollRequest, EnrollError> {
         return Err(EnrollError::Malformed("udid".into()));
     }
     Ok(request)
-}
-
-/// What the authority answers a join or a renewal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollAnswer {
-    pub v: u32,
-    /// The device certificate, then the device CA's: PEM.
-    pub certificate: String,
-    pub serial: String,
-    pub not_after: u64,
-    /// The authority's clock (Unix seconds): a client whose own is far off
-    /// says so.
-    pub time: u64,
 }
 
 /// The device-issuing CA: the intermediate's issuer (its key in memory)

@@ -381,10 +381,12 @@ fn join_token(
         "authtoken join {url} --token {} --ca-fingerprint sha256:{fingerprint}",
         secret.line().as_str()
     );
+    println!("(with --network-users, this authority's users become known to the machine too)");
     Ok(())
 }
 
 fn list_devices(store: &Store) {
+    use authtoken_protocol::enroll::utc_text;
     let now = authtoken_core::clock::unix_secs();
     println!(
         "{:<34} {:<24} {:<38} {:<22} STATE",
@@ -402,15 +404,15 @@ fn list_devices(store: &Store) {
             "{serial:<34} {:<24} {:<38} {:<22} {state}",
             authtoken_core::log::quote(&device.name),
             device.udid,
-            device.not_after
+            utc_text(device.not_after)
         );
     }
     for (id, token) in &store.join_tokens {
         if token.uses_left > 0 && token.expires_at > now {
             println!(
-                "join token {id}: {} use(s) left, expires at {}{}",
+                "join token {id}: {} use(s) left, expires {}{}",
                 token.uses_left,
-                token.expires_at,
+                utc_text(token.expires_at),
                 token
                     .name
                     .as_deref()

@@ -14,7 +14,7 @@ use authtoken_protocol::scram::DEFAULT_SERVER_ITERATIONS;
 use clap::ValueEnum;
 
 use crate::admission::{self, Limits};
-use crate::authority::{Authority, Settings, UnknownUsers};
+use crate::authority::{Authority, DeviceRule, Settings, UnknownUsers};
 use crate::device::{Device, DeviceState};
 use crate::error::ServerError;
 use crate::handlers::Service;
@@ -138,7 +138,9 @@ pub struct ServeOptions {
     /// Enroll machines (`authtoken join`): the directory gen-tls made,
     /// holding ca.pem (served for the client to pin) and the device-issuing
     /// CA, device-ca.pem and device-ca.key (the root CA's key stays out of
-    /// reach: only root's gen-tls and issue-cert read it).
+    /// reach: only root's gen-tls and issue-cert read it). With
+    /// --client-ca, a machine without a certificate may then connect, to
+    /// join only: its logins get 403 unless --client-cert-optional.
     #[arg(long, requires = "tls_cert")]
     enroll_dir: Option<PathBuf>,
     /// Days a device certificate is valid (renewed after two thirds).
@@ -232,7 +234,16 @@ impl Server {
                             Some(dir) => Some(tls::enroll_from(dir, options.device_days)?),
                             None => None,
                         },
-                        require_device: options.require_device,
+                        require: if options.require_device {
+                            DeviceRule::CurrentDevice
+                        } else if options.client_ca.is_some()
+                            && !options.client_cert_optional
+                            && options.enroll_dir.is_some()
+                        {
+                            DeviceRule::Certificate
+                        } else {
+                            DeviceRule::Nothing
+                        },
                     },
                 );
                 let (service, name) = match options.protocol {
@@ -279,7 +290,11 @@ impl Server {
                     cert,
                     key,
                     options.client_ca.as_deref(),
-                    options.client_cert_optional,
+                    // A machine that joins has no certificate yet: with
+                    // --enroll-dir a certificate-less connection gets in
+                    // and only the enrollment endpoints serve it, unless
+                    // --client-cert-optional (DeviceRule::Certificate).
+                    options.client_cert_optional || options.enroll_dir.is_some(),
                 )?;
                 Some(Tls {
                     acceptor: tokio_rustls::TlsAcceptor::from(server_tls.config),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub(crate) mod client;
+pub(crate) mod machine;
 
 /// The workspace's binaries, as `cargo build --workspace` left them.
 pub(crate) const HELPER: &str = concat!(env!("AUTHTOKEN_BIN_DIR"), "/authtoken-helper");
@@ -204,7 +205,18 @@ pub(crate) struct Server {
 impl Server {
     /// Serves `users` over TLS with the workspace's certificates.
     pub(crate) fn start(ws: &Workspace, extra: &[&str]) -> Server {
-        Server::spawn(&ws.users(), &Server::tls_args(ws, extra), None)
+        Server::spawn(&ws.users(), &Server::tls_args(ws, extra), None, &[])
+    }
+
+    /// Like [`Server::start`], with the server's wall clock moved by
+    /// `offset` (`+61d`) through libfaketime, in its process only.
+    pub(crate) fn start_moved(ws: &Workspace, offset: &str, extra: &[&str]) -> Server {
+        Server::spawn(
+            &ws.users(),
+            &Server::tls_args(ws, extra),
+            None,
+            &faketime_env(offset),
+        )
     }
 
     fn tls_args(ws: &Workspace, extra: &[&str]) -> Vec<String> {
@@ -220,16 +232,16 @@ impl Server {
     }
 
     pub(crate) fn start_with(users: &Path, args: &[String]) -> Server {
-        Server::spawn(users, args, None)
+        Server::spawn(users, args, None, &[])
     }
 
     /// Like [`Server::start`], with soft and hard `RLIMIT_NOFILE` both
     /// `nofile` (what a unit without `LimitNOFILE` may get).
     pub(crate) fn start_limited(ws: &Workspace, extra: &[&str], nofile: u64) -> Server {
-        Server::spawn(&ws.users(), &Server::tls_args(ws, extra), Some(nofile))
+        Server::spawn(&ws.users(), &Server::tls_args(ws, extra), Some(nofile), &[])
     }
 
-    fn spawn(users: &Path, args: &[String], nofile: Option<u64>) -> Server {
+    fn spawn(users: &Path, args: &[String], nofile: Option<u64>, env: &[(&str, String)]) -> Server {
         use std::os::unix::process::CommandExt as _;
         let log = tempfile::NamedTempFile::new().unwrap();
         let hem = args.iter().any(|a| a == "--protocol=hem" || a == "hem");
@@ -261,6 +273,7 @@ impl Server {
             vec!["--users".into(), store.clone()]
         };
         let mut command = Command::new(SERVER);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(limit) = nofile {
             // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
             unsafe {
@@ -1032,6 +1045,35 @@ pub(crate) fn canned_replies(replies: Vec<Vec<u8>>) -> (String, std::thread::Joi
 /// `bash -c SCRIPT` in a private mount namespace of its own (what it
 /// bind-mounts stays in it), killed after `seconds`; further arguments
 /// become `$0`, `$1`….
+/// The environment that moves a process's wall clock by `offset` (`+61d`,
+/// `-2h`) through libfaketime (the `faketime` package): only `time`,
+/// `gettimeofday` and the realtime clock move; the monotonic clock, which
+/// deadlines and timers use, does not. Children inherit it.
+pub(crate) fn faketime_env(offset: &str) -> Vec<(&'static str, String)> {
+    let library = glob_one("/usr/lib", "faketime/libfaketimeMT.so.1").unwrap_or_else(|| {
+        panic!("libfaketime is not installed: scripts/deps.sh installs the faketime package")
+    });
+    vec![
+        ("LD_PRELOAD", library.display().to_string()),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ("FAKETIME_DONT_RESET", "1".to_owned()),
+    ]
+}
+
+/// `base/*/tail` (a multiarch library directory), the first that exists.
+fn glob_one(base: &str, tail: &str) -> Option<PathBuf> {
+    let direct = Path::new(base).join(tail);
+    if direct.exists() {
+        return Some(direct);
+    }
+    std::fs::read_dir(base)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path().join(tail))
+        .find(|path| path.exists())
+}
+
 pub(crate) fn in_mount_namespace(seconds: u32, script: &str) -> Command {
     let mut command = Command::new("timeout");
     command
