@@ -3,7 +3,7 @@
 //! reads the same once written back.
 #![no_main]
 use authtoken_protocol::mdm::request_body;
-use authtoken_server::http::media_type_of;
+use authtoken_server::handlers::media_type_of;
 use authtoken_server::proto::mdm::parse_request;
 use libfuzzer_sys::fuzz_target;
 

@@ -23,7 +23,7 @@ for sub in authenticate module-settings sync; do
   done
   check "authtoken-helper.8 has $sub" grep -q "^\.B authtoken-helper $sub" "$man_dir/authtoken-helper.8"
 done
-for sub in check-config login status forget sync; do
+for sub in join check-config login status forget sync; do
   for option in $(options "$bin/authtoken" "$sub"); do
     check "authtoken $sub $option is in authtoken.8" in_page authtoken.8 "$option"
   done
@@ -32,7 +32,7 @@ done
 # Each program has the subcommands its page says, and no other.
 check "authtoken-helper has no administrator's commands" \
   bash -c "! '$bin/authtoken-helper' login root --help >/dev/null 2>&1"
-for sub in serve add-user add-group enroll-device gen-tls issue-cert list-users remove-user; do
+for sub in serve add-user add-group enroll-device gen-tls gen-device-ca issue-cert join-token list-devices revoke-device list-users remove-user; do
   for option in $(options "$bin/authtoken-server" "$sub"); do
     check "authtoken-server $sub $option is in authtoken-server.8" in_page authtoken-server.8 "$option"
   done

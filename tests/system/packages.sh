@@ -82,7 +82,7 @@ before=$(mktemp)
 cp /etc/pam.d/common-auth "$before"
 nsswitch_before=$(mktemp)
 cp /etc/nsswitch.conf "$nsswitch_before"
-server_pid= created_server_etc=
+server_pid= created_server_etc= created_server_state=
 # The packages create system accounts and keep them on purge (Debian
 # policy); the test removes the ones it caused.
 new_users=()
@@ -97,6 +97,7 @@ cleanup() {
     rm -rf "$pkgwork"
   fi
   [ -z "$created_server_etc" ] || rm -rf /etc/authtoken-server
+  [ -z "$created_server_state" ] || rm -rf /var/lib/authtoken-server
   rm -f /etc/authtoken/ca.pem /etc/authtoken/device.pem /etc/authtoken/device.key /etc/default/authtoken-server
   dpkg --purge pam-authtoken authtoken-server >/dev/null 2>&1 || true
   for account in "${new_users[@]}"; do userdel "$account" >/dev/null 2>&1 || true; done
@@ -189,26 +190,39 @@ rm -rf "$tmp_root"
 server_etc=/etc/authtoken-server
 [ ! -e "$server_etc" ] || { echo "packages: $server_etc exists; not touching it" >&2; exit 1; }
 created_server_etc=yes
+# The store where the server may write it (join tokens used, devices
+# enrolled): its account's state directory, as the README sets it up.
+server_state=/var/lib/authtoken-server
+[ ! -e "$server_state" ] || { echo "packages: $server_state exists; not touching it" >&2; exit 1; }
+created_server_state=yes
+server_store=$server_state/users.toml
 check "gen-tls" authtoken-server gen-tls "$server_etc/tls"
-check "add-user (managed)" bash -c "echo authority-Pa55 | authtoken-server add-user $server_etc/users.toml $local_user"
-check "add-user (unmanaged)" authtoken-server add-user "$server_etc/users.toml" authtoken-unmanaged --policy unmanaged </dev/null
+check "gen-tls made the device-issuing CA under the root" \
+  openssl verify -CAfile "$server_etc/tls/ca.pem" "$server_etc/tls/device-ca.pem"
+check "the state directory, the server account's" \
+  install -d -m 0700 -o authtoken-server -g authtoken-server "$server_state"
+check "add-user (managed)" bash -c "echo authority-Pa55 | authtoken-server add-user $server_store $local_user"
+check "add-user (unmanaged)" authtoken-server add-user "$server_store" authtoken-unmanaged --policy unmanaged </dev/null
 # A network user: known only to the authority, never to this machine.
-check "add-group (directory)" authtoken-server add-group "$server_etc/users.toml" engineers --gid 10100
+check "add-group (directory)" authtoken-server add-group "$server_store" engineers --gid 10100
 check "add-user carol with a POSIX account" bash -c \
-  "echo carol-Pa55 | authtoken-server add-user $server_etc/users.toml carol --uid 10501 --gecos 'Carol C' --groups engineers"
+  "echo carol-Pa55 | authtoken-server add-user $server_store carol --uid 10501 --gecos 'Carol C' --groups engineers"
 check "unit's start condition holds" bash -c "for path in \$(sed -n 's/^ConditionPathExists=|\\{0,1\\}//p' '$unit'); do test -e \"\$path\" && exit 0; done; exit 1"
 unit_user=$(sed -n 's/^User=//p' "$unit")
 unit_group=$(sed -n 's/^Group=//p' "$unit")
 check "unit runs as its own account" test "$unit_user" = authtoken-server
-# As the README says: the service account owns the store and its key, no more.
-chown "$unit_user:$unit_group" "$server_etc/users.toml" "$server_etc/tls/server.key"
+# As the README says: the service account owns the store, its key and the
+# device CA's key, no more.
+chown "$unit_user:$unit_group" "$server_store" "$server_etc/tls/server.key" "$server_etc/tls/device-ca.key"
 check "the CA key stays root's, 0600" test "$(stat -c '%U %a' "$server_etc/tls/ca.key")" = "root 600"
 unit_opts=$(sed -n 's/^Environment="AUTHTOKEN_SERVER_OPTS=\(.*\)"$/\1/p' "$unit")
 unit_exec=$(sed -n 's/^ExecStart=//p' "$unit")
 read -ra server_cmd <<<"${unit_exec//\$AUTHTOKEN_SERVER_OPTS/$unit_opts}"
-# The directory goes to enrolled devices only: what an administrator adds
-# in /etc/default/authtoken-server to serve network users.
-server_cmd+=(--client-ca "$server_etc/tls/ca.pem" --client-cert-optional)
+# The store where the server may write, and enrollment with the directory
+# to enrolled devices: what an administrator puts in
+# /etc/default/authtoken-server (README, "First run").
+server_cmd=("${server_cmd[@]/\/etc\/authtoken-server\/users.toml/$server_store}")
+server_cmd+=(--client-ca "$server_etc/tls/ca.pem" --enroll-dir "$server_etc/tls" --client-cert-optional)
 server_log=$(mktemp)
 setpriv --reuid="$unit_user" --regid="$unit_group" --clear-groups --no-new-privs \
   "${server_cmd[@]}" </dev/null >/dev/null 2>"$server_log" &
@@ -217,14 +231,20 @@ listen=$(grep -o -- '--listen [0-9.:]*' <<<"$unit_opts" | awk '{print $2}')
 for _ in $(seq 100); do grep -q "listening on" "$server_log" && break; sleep 0.1; done
 check "server started by the unit's ExecStart listens on $listen" grep -q "listening on $listen" "$server_log"
 check "add-user as root keeps the store the service account's" bash -c \
-  "echo other-Pa55 | authtoken-server add-user $server_etc/users.toml authtoken-other && test \"\$(stat -c %U $server_etc/users.toml)\" = $unit_user"
+  "echo other-Pa55 | authtoken-server add-user $server_store authtoken-other && test \"\$(stat -c %U $server_store)\" = $unit_user"
 check "reload (SIGHUP) as the unit does it" kill -HUP "$server_pid"
 check "the server reloaded the store it can still read" bash -c "sleep 0.5; grep -q 'reloaded' '$server_log'"
-# As the README says: the server's CA, copied to the client (root, 0644).
-install -m 0644 -o root -g root "$server_etc/tls/ca.pem" /etc/authtoken/ca.pem
-sed -i "s|^url = .*|url = \"https://$listen/mdm/checkin\"\nca_file = \"/etc/authtoken/ca.pem\"|" /etc/authtoken/authtoken.toml
+# As the README says: the machine joins with the line join-token prints
+# (its key made here; the CA pinned by its fingerprint).
 [ -s /etc/machine-id ] || sed -i 's|^#udid = |udid = |' /etc/authtoken/authtoken.toml
-check "deb: authtoken(8) is the command's page" grep -q ' ./usr/share/man/man8/authtoken.8.gz -> authtoken-helper.8.gz$' <<<"$(dpkg-deb -c "$deb")"
+join_line=$(authtoken-server join-token "$server_store" --url "https://$listen/mdm/checkin" --ca "$server_etc/tls/ca.pem" | grep '^authtoken join ')
+read -ra join_cmd <<<"$join_line"
+check "authtoken join (with network users)" bash -c \
+  "PATH=/usr/sbin:/usr/bin:/sbin:/bin ${join_cmd[*]} --network-users --name pkgtest >/dev/null"
+check "the join kept the key here, root's 0600" test "$(stat -c '%U %a' /etc/authtoken/device.key)" = "root 600"
+check "the authority recorded the device" bash -c "authtoken-server list-devices '$server_store' | grep -q 'pkgtest.* valid$'"
+check "deb: authtoken(8) is the command's own page" bash -c \
+  "dpkg-deb -c '$deb' | grep -q ' ./usr/share/man/man8/authtoken.8.gz$' && zcat /usr/share/man/man8/authtoken.8.gz | grep -q '^.B authtoken join'"
 check "authtoken --help names itself authtoken" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken --help | grep -q "^Usage: authtoken <COMMAND>"'
 check "authtoken is on root's PATH" test "$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v authtoken)" = /usr/sbin/authtoken
 check "authtoken check-config OK" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
@@ -243,13 +263,9 @@ check "common-auth: authority password signs in" common_auth_login authority-Pa5
 check "common-auth: local password still signs in (falls through to pam_unix)" common_auth_login local-Pa55
 check "common-auth: a password neither knows is refused" refused common_auth_login neither
 
-# Network users. carol is in no local file; the device identity gen-tls
-# made is this machine's enrolment.
+# Network users. carol is in no local file; the join gave this machine its
+# device identity and turned [directory] on.
 check "carol is no local account" refused grep -q '^carol:' /etc/passwd
-install -m 0644 -o root -g root "$server_etc/tls/client.pem" /etc/authtoken/device.pem
-install -m 0600 -o root -g root "$server_etc/tls/client.key" /etc/authtoken/device.key
-sed -i 's|^ca_file = .*|&\nclient_cert = "/etc/authtoken/device.pem"\nclient_key = "/etc/authtoken/device.key"|' /etc/authtoken/authtoken.toml
-sed -i '/^\[directory\]/,$ s/^enabled = false/enabled = true/' /etc/authtoken/authtoken.toml
 check "authtoken check-config OK with [directory] enabled" bash -c 'PATH=/usr/sbin:/usr/bin:/sbin:/bin authtoken check-config | grep -q ": OK"'
 sync_unit=/lib/systemd/system/authtoken-sync.service
 check "sync unit verifies" systemd-analyze verify --man=no "$sync_unit" /lib/systemd/system/authtoken-sync.timer
@@ -330,7 +346,7 @@ check "strict: auth_err=die on the module line" \
 check "strict: the authority's password signs in" common_auth_login authority-Pa55
 check "strict: after the authority's rejection the local password is refused" refused common_auth_login local-Pa55
 check "strict: unmanaged at the authority (410)" bash -c \
-  "authtoken-server add-user $server_etc/users.toml $local_user --policy unmanaged </dev/null && kill -HUP $server_pid && sleep 0.5"
+  "authtoken-server add-user $server_store $local_user --policy unmanaged </dev/null && kill -HUP $server_pid && sleep 0.5"
 check "strict: a 410 user signs in with the local password" common_auth_login local-Pa55
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true

@@ -258,7 +258,11 @@ impl DeviceCa {
         if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
             return Err(EnrollError::KeyType);
         }
-        let serial = random(16).map_err(|e| EnrollError::Signing(e.to_string()))?;
+        let mut serial = random(16).map_err(|e| EnrollError::Signing(e.to_string()))?;
+        // A positive INTEGER whose first byte is neither a sign pad nor
+        // dropped by DER: so the serial reads the same in the record, in
+        // `authtoken status` and in `openssl x509` (126 random bits).
+        serial[0] = (serial[0] & 0x3f) | 0x40;
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
         let uri = format!("{UDID_URI_PREFIX}{}", udid.to_ascii_uppercase());
@@ -412,6 +416,21 @@ mod tests {
         assert_eq!(sans.general_names.len(), 1);
         assert!(format!("{:?}", sans.general_names[0]).contains("urn:authtoken:udid:01234567-89AB"));
         assert_eq!(sha256_hex(&leaf), issued.record.fingerprint);
+        // The serial reads the same in the record as in the certificate
+        // (no sign pad), whatever random bytes it drew.
+        for _ in 0..64 {
+            let issued = ca.issue(&csr, "laptop7", UDID, 1_800_000_000).unwrap();
+            let leaf = rustls::pki_types::CertificateDer::from_pem_slice(
+                issued.answer.certificate.as_bytes(),
+            )
+            .unwrap();
+            let (_, parsed) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+            assert_eq!(
+                parsed.raw_serial_as_string().replace(':', ""),
+                issued.serial
+            );
+            assert_eq!(issued.serial.len(), 32);
+        }
     }
 
     #[test]

@@ -113,6 +113,14 @@ pub fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, File
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&lock)
         .map_err(FileError::io(&lock))?;
+    // The directory may be the service account's: a lock it replaced with
+    // a hard link to another file must not be given away by root's fchown.
+    let meta = file.metadata().map_err(FileError::io(&lock))?;
+    if !meta.is_file() || std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+        return Err(FileError::io(&lock)(std::io::Error::other(
+            "not a lock file of its own (a link or a special file)",
+        )));
+    }
     if let Some((uid, gid)) = inherited_owner(path) {
         let _ = nix::unistd::fchown(
             &file,
@@ -135,4 +143,24 @@ pub fn key32(text: &str, what: &'static str) -> Result<[u8; 32], FileError> {
 /// `n` random bytes from the OS.
 pub fn random(n: usize) -> Result<Vec<u8>, FileError> {
     authtoken_protocol::random_bytes(n).map_err(|_| FileError::Random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_that_is_a_link_to_another_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("users.toml");
+        let other = dir.path().join("someone-elses");
+        std::fs::write(&other, "precious").unwrap();
+        std::fs::hard_link(&other, dir.path().join("users.toml.lock")).unwrap();
+        assert!(lock_beside(&store).is_err());
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "precious");
+        std::fs::remove_file(dir.path().join("users.toml.lock")).unwrap();
+        let held = lock_beside(&store).unwrap();
+        drop(held);
+        assert!(lock_beside(&store).is_ok(), "its own lock, again");
+    }
 }

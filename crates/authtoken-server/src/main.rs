@@ -306,12 +306,12 @@ fn report_written(paths: &[PathBuf]) {
 /// copy where and which never leave root.
 fn what_it_is_for(path: &std::path::Path) -> Option<&'static str> {
     Some(match path.file_name()?.to_str()? {
-        "ca.pem" => "the CA: copy to every client, its ca_file",
+        "ca.pem" => "the CA: clients pin it through authtoken join, or copy it as their ca_file",
         "ca.key" => "the CA's key: stays root's, only issue-cert reads it",
         "server.pem" => "--tls-cert",
         "server.key" => "--tls-key: the server's account must read it",
         "client.pem" | "client.key" => {
-            "a device identity: needed only with serve --client-ca (network users)"
+            "a device identity made here, for a site without enrollment: authtoken join makes each machine its own"
         }
         "device-ca.pem" => {
             "the device-issuing CA: serve --enroll-dir signs joining machines with it"
