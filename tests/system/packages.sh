@@ -355,7 +355,7 @@ check "strict: with the authority unreachable the local password signs in" commo
 # (its /etc/default form sourced by a shell): removing the package must
 # stop it.
 defaults=$(mktemp)
-echo "AUTHTOKEN_SERVER_OPTS=\"$unit_opts\"" >"$defaults"
+echo "AUTHTOKEN_SERVER_OPTS=\"${unit_opts//\/etc\/authtoken-server\/users.toml/$server_store}\"" >"$defaults"
 ( . "$defaults"; ulimit -n 65536 2>/dev/null || ulimit -n hard; umask 0077
   exec setpriv --reuid=authtoken-server --regid=authtoken-server --clear-groups \
     --no-new-privs --inh-caps=-all --bounding-set=-all \
@@ -396,7 +396,8 @@ check "server binary gone after purge" test ! -e /usr/sbin/authtoken-server
 check "conffile gone after purge" test ! -e /etc/authtoken/authtoken.toml
 check "/etc/authtoken gone after purge (ca.pem and the device identity with it)" test ! -e /etc/authtoken
 check "/etc/default/authtoken-server gone after purge" test ! -e /etc/default/authtoken-server
-check "the server's store and CA are kept after purge (README says why)" test -f /etc/authtoken-server/users.toml
+check "the server's store and CA are kept after purge (README says why)" \
+  test -f "$server_store" -a -f /etc/authtoken-server/tls/ca.pem
 check "module settings gone after purge" test ! -e /etc/authtoken/authtoken.toml.module.json
 check "profile gone after purge" test ! -e /usr/share/pam-configs/authtoken
 check "accounts kept after purge (uids are not reused)" getent passwd authtoken
