@@ -10,7 +10,11 @@
 #      pam_unix;
 #   2. the KDF against the machine's SHA-256 bound (authtoken-bench kdf);
 #   3. the reference server's throughput with full SCRAM handshakes from
-#      1, 10 and 100 keep-alive TLS clients (authtoken-bench load);
+#      1, 10 and 100 keep-alive TLS clients (authtoken-bench load), and its
+#      CPU per handshake against nginx (one worker, the same certificate,
+#      TLS 1.3, keep-alive, access log on) answering the same two PUTs with
+#      the authority's own fixed replies, driven by the same generator,
+#      alternating;
 #   4. the stripped module's size and the helper's peak RSS;
 #   5. getpwnam through glibc for network users: libnss_authtoken against
 #      libnss_files on the same N users (N = 1,000 and 100,000), each in a
@@ -211,10 +215,55 @@ echo "bench: check-ins for the remembered 410 user during the timed runs: $(( $(
 
 "$bin/authtoken-bench" kdf --runs "$kdf_runs" | sed 's/^/bench: /'
 
-echo "bench: load: authtoken-server serve --threads 1 --per-address-connections 128 (access log on)"
+# The yardstick: nginx answering the authority's two replies (taken from a
+# real handshake) at /first and /second.
 echo "$password" | "$bin/authtoken-bench" load --url "https://$mdm_addr/checkin" --ca "$work/tls/ca.pem" \
-  --user scram4k --clients "$load_clients" --seconds "$load_seconds" --server-pid "$(cat "$work/mdm.pid")" |
+  --user scram4k --clients 1 --seconds 0.1 --save-replies "$work/replies" >/dev/null
+mkdir -p "$work/nginx"
+nginx_port=
+for candidate in $(shuf -i 20000-60999 -n 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null || { nginx_port=$candidate; break; }
+done
+literal() { # an nginx string literal of FILE's content
+  if grep -q "[\$'\\]" "$1"; then echo "bench: $1 holds a character nginx would read" >&2; exit 1; fi
+  printf "'%s'" "$(cat "$1")"
+}
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log $work/nginx/access.log;
+  client_body_temp_path $work/nginx/body;
+  keepalive_requests 10000000;
+  keepalive_timeout 60s;
+  default_type application/xml;
+  server {
+    listen 127.0.0.1:$nginx_port ssl;
+    ssl_certificate $work/tls/server.pem;
+    ssl_certificate_key $work/tls/server.key;
+    ssl_protocols TLSv1.3;
+    location = /first { return 200 $(literal "$work/replies/challenge.plist"); }
+    location = /second { return 200 $(literal "$work/replies/token.plist"); }
+  }
+}
+NGINX
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log"
+for _ in $(seq 50); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.1; done
+cp "$work/nginx/nginx.pid" "$work/nginx-master.pid"
+nginx_master=$(cat "$work/nginx/nginx.pid")
+nginx_worker=$(pgrep -P "$nginx_master" | head -1)
+[ -n "$nginx_worker" ] || { echo "bench: nginx did not start" >&2; cat "$work/nginx/error.log" >&2; exit 1; }
+echo "bench: load: authtoken-server serve --threads 1 --per-address-connections 128 (access log on);"
+echo "bench: load: yardstick nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker, same certificate, TLS 1.3, keep-alive, access log on"
+echo "$password" | "$bin/authtoken-bench" load --url "https://$mdm_addr/checkin" --ca "$work/tls/ca.pem" \
+  --user scram4k --clients "$load_clients" --seconds "$load_seconds" --server-pid "$(cat "$work/mdm.pid")" \
+  --yardstick-url "https://127.0.0.1:$nginx_port" --yardstick-pid "$nginx_master,$nginx_worker" |
   sed 's/^/bench: /'
+kill "$nginx_master"
+for _ in $(seq 50); do kill -0 "$nginx_master" 2>/dev/null || break; sleep 0.1; done
+rm -f "$work/nginx-master.pid"
 
 # The store: TOML against PostgreSQL (one replica, two), cost per login,
 # and 100,000 users (scripts/bench-store.sh, on a PostgreSQL of its own).

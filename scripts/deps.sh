@@ -10,6 +10,7 @@ packages=(
   python3  # tests/rest.rs: the token API written from the seed pages (tests/peers/rest_peer.py)
   python3-venv  # tests/channel_binding.rs: scramp from PyPI, below
   postgresql  # tests/replicas.rs and scripts/with-postgres.sh: clusters of their own (initdb, pg_ctl)
+  nginx-light  # scripts/bench.sh: the yardstick the reference server is measured against
   faketime  # tests/enrollment.rs: a device certificate renewed and expired with the clock moved (libfaketime)
   autoconf automake libtool pkg-config gcc binutils  # tests/system/openpam.sh builds OpenPAM from ../shared/third-party
   systemd  # systemd-analyze and systemd-tmpfiles check the packaged unit and tmpfiles entry

@@ -69,6 +69,19 @@ enum Command {
         /// handshake.
         #[arg(long, value_delimiter = ',')]
         server_pid: Vec<u32>,
+        /// A yardstick server (nginx) answering the same two PUTs with the
+        /// authority's fixed replies at URL/first and URL/second: driven
+        /// by the same generator, alternating with the authority, and its
+        /// CPU per handshake set beside the authority's.
+        #[arg(long, requires = "yardstick_pid")]
+        yardstick_url: Option<String>,
+        /// The yardstick's pids (comma-separated: master and worker).
+        #[arg(long, value_delimiter = ',')]
+        yardstick_pid: Vec<u32>,
+        /// Write the authority's two replies of a first handshake into
+        /// DIR (challenge.plist, token.plist): the yardstick's bodies.
+        #[arg(long)]
+        save_replies: Option<PathBuf>,
     },
     /// Writes a TOML user store of N SCRAM users (`user0`…, all with the
     /// password on stdin at 4096 rounds, each with a POSIX account) to
@@ -134,7 +147,21 @@ fn main() -> ExitCode {
             clients,
             seconds,
             server_pid,
-        } => run_load(&url, &ca, &user, &clients, seconds, &server_pid),
+            yardstick_url,
+            yardstick_pid,
+            save_replies,
+        } => run_load(&LoadArgs {
+            urls: &url,
+            ca: &ca,
+            user: &user,
+            clients: &clients,
+            seconds,
+            server_pids: &server_pid,
+            yardstick: yardstick_url
+                .as_deref()
+                .map(|url| (url, &yardstick_pid[..])),
+            save_replies: save_replies.as_deref(),
+        }),
         Command::StoreFixture { users, out } => store_fixture(users, &out),
         Command::ChallengeTiming {
             url,
@@ -315,9 +342,13 @@ impl Client {
     }
 
     fn put(&self, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        self.put_to(&self.url, body)
+    }
+
+    fn put_to(&self, url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         let mut response = self
             .agent
-            .put(&self.url)
+            .put(url)
             .header("Content-Type", "application/x-apple-aspen-mdm-checkin")
             .send(body)
             .map_err(|e| e.to_string())?;
@@ -437,104 +468,256 @@ fn identity(user: &str) -> UserIdentity {
     }
 }
 
-fn run_load(
-    urls: &[String],
-    ca: &std::path::Path,
-    user: &str,
-    clients: &[usize],
+struct LoadArgs<'a> {
+    urls: &'a [String],
+    ca: &'a Path,
+    user: &'a str,
+    clients: &'a [usize],
     seconds: f64,
-    server_pids: &[u32],
-) -> Result<(), String> {
+    server_pids: &'a [u32],
+    /// The yardstick's base URL and pids.
+    yardstick: Option<(&'a str, &'a [u32])>,
+    save_replies: Option<&'a Path>,
+}
+
+/// What one timed run of N clients came to.
+#[derive(Default)]
+struct Run {
+    latencies_us: Vec<u32>,
+    errors: Vec<String>,
+    elapsed: f64,
+    server_cpu: Option<f64>,
+    own_cpu: f64,
+}
+
+impl Run {
+    fn add(&mut self, other: Run) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors.extend(other.errors);
+        self.elapsed += other.elapsed;
+        self.server_cpu = match (self.server_cpu, other.server_cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            (None, b) => b,
+            (a, None) => a,
+        };
+        self.own_cpu += other.own_cpu;
+    }
+
+    fn server_us_per_handshake(&self) -> Option<f64> {
+        let done = self.latencies_us.len();
+        self.server_cpu
+            .filter(|_| done > 0)
+            .map(|cpu| cpu * 1e6 / done as f64)
+    }
+}
+
+/// N clients, each on its own keep-alive connection to `urls[i % len]`,
+/// running `handshake` for `seconds`; the servers' CPU read before and
+/// after.
+fn timed_run<H>(
+    n: usize,
+    seconds: f64,
+    urls: &[String],
+    roots: &RootCerts,
+    pids: &[u32],
+    handshake: H,
+) -> Result<Run, String>
+where
+    H: Fn(&Client) -> Result<(), String> + Send + Sync + 'static,
+{
+    let handshake = Arc::new(handshake);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server_before = servers_cpu_seconds(pids);
+    let own_before = own_cpu_seconds();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..n.max(1))
+        .map(|i| {
+            let (stop, roots, url, handshake) = (
+                stop.clone(),
+                roots.clone(),
+                urls[i % urls.len()].clone(),
+                handshake.clone(),
+            );
+            std::thread::spawn(move || {
+                let client = Client::new(&url, &roots);
+                let mut latencies_us = Vec::new();
+                let mut errors = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    match handshake(&client) {
+                        Ok(()) => latencies_us.push(t.elapsed().as_micros() as u32),
+                        Err(e) => {
+                            errors.push(e);
+                            // A refused client backs off instead of spinning.
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+                (latencies_us, errors)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut run = Run::default();
+    for worker in workers {
+        let (l, e) = worker.join().map_err(|_| "a client thread panicked")?;
+        run.latencies_us.extend(l);
+        run.errors.extend(e);
+    }
+    run.elapsed = started.elapsed().as_secs_f64();
+    run.own_cpu = own_cpu_seconds() - own_before;
+    run.server_cpu = match (server_before, servers_cpu_seconds(pids)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    Ok(run)
+}
+
+fn describe_run(n: usize, what: &str, run: &mut Run) -> String {
+    run.latencies_us.sort_unstable();
+    let done = run.latencies_us.len();
+    let server = match (run.server_us_per_handshake(), run.server_cpu) {
+        (Some(per), Some(total)) => format!("server CPU {per:.1} us/handshake ({total:.2} s)"),
+        _ => "server CPU n/a".into(),
+    };
+    format!(
+        "load: {n:>3} clients{what}: {done} handshakes, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {server}, generator CPU {:.1} us/handshake, {} errors{}",
+        done as f64 / run.elapsed.max(1e-9),
+        percentile(&run.latencies_us, 0.50),
+        percentile(&run.latencies_us, 0.99),
+        if done > 0 { run.own_cpu * 1e6 / done as f64 } else { 0.0 },
+        run.errors.len(),
+        run.errors
+            .first()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+    )
+}
+
+fn run_load(args: &LoadArgs) -> Result<(), String> {
     let mut password = Zeroizing::new(String::new());
     std::io::stdin()
         .lock()
         .read_line(&mut password)
         .map_err(|e| format!("reading the password: {e}"))?;
     let password = Zeroizing::new(password.trim_end_matches(['\r', '\n']).to_owned());
-    let roots = authtoken_helper::transport::load_roots(Some(ca)).map_err(|e| e.to_string())?;
-    let id = identity(user);
+    let roots =
+        authtoken_helper::transport::load_roots(Some(args.ca)).map_err(|e| e.to_string())?;
+    let id = identity(args.user);
     // The client's PBKDF2, once: the server's cost does not depend on it.
-    let first = Client::new(&urls[0], &roots);
+    let first = Client::new(&args.urls[0], &roots);
     let c = challenge(&first, &id)?;
     let keys = Arc::new(scram::derive_keys(
         password.as_bytes(),
         &c.salt,
         c.iterations,
     ));
+    if let Some(dir) = args.save_replies {
+        save_replies(&first, &id, &keys, dir)?;
+    }
     handshake(&first, &id, &keys).map_err(|e| format!("a first handshake failed: {e}"))?;
     drop(first);
 
     println!(
-        "load: full SCRAM-SHA-256 handshakes (2 PUTs, proof and server signature checked) over TLS keep-alive, {seconds} s per run;"
+        "load: full SCRAM-SHA-256 handshakes (2 PUTs, proof and server signature checked) over TLS keep-alive, {} s per run;",
+        args.seconds
     );
     println!(
         "load: the generator runs on the same {} CPUs as the server, so it takes its share of them (its CPU is shown)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    for &n in clients {
-        let stop = Arc::new(AtomicBool::new(false));
-        let server_before = servers_cpu_seconds(server_pids);
-        let own_before = own_cpu_seconds();
-        let started = Instant::now();
-        let workers: Vec<_> = (0..n.max(1))
-            .map(|i| {
-                let (stop, keys, id, roots, url) = (
-                    stop.clone(),
-                    keys.clone(),
-                    id.clone(),
-                    roots.clone(),
-                    urls[i % urls.len()].clone(),
-                );
-                std::thread::spawn(move || {
-                    let client = Client::new(&url, &roots);
-                    let mut latencies_us = Vec::new();
-                    let mut errors = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        match handshake(&client, &id, &keys) {
-                            Ok(()) => latencies_us.push(t.elapsed().as_micros() as u32),
-                            Err(e) => {
-                                errors.push(e);
-                                // A refused client backs off instead of spinning.
-                                std::thread::sleep(Duration::from_millis(10));
-                            }
-                        }
-                    }
-                    (latencies_us, errors)
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs_f64(seconds));
-        stop.store(true, Ordering::Relaxed);
-        let mut latencies = Vec::new();
-        let mut errors = Vec::new();
-        for worker in workers {
-            let (l, e) = worker.join().map_err(|_| "a client thread panicked")?;
-            latencies.extend(l);
-            errors.extend(e);
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let own = own_cpu_seconds() - own_before;
-        latencies.sort_unstable();
-        let done = latencies.len();
-        let rate = done as f64 / elapsed;
-        let server = match (server_before, servers_cpu_seconds(server_pids)) {
-            (Some(before), Some(after)) if done > 0 => format!(
-                "server CPU {:.1} us/handshake ({:.2} s)",
-                (after - before) * 1e6 / done as f64,
-                after - before
-            ),
-            _ => "server CPU n/a".into(),
+    let authority = |n: usize, seconds: f64| {
+        let (keys, id) = (keys.clone(), id.clone());
+        timed_run(
+            n,
+            seconds,
+            args.urls,
+            &roots,
+            args.server_pids,
+            move |client| handshake(client, &id, &keys),
+        )
+    };
+    for &n in args.clients {
+        let Some((yardstick_url, yardstick_pids)) = args.yardstick else {
+            let mut run = authority(n, args.seconds)?;
+            println!("{}", describe_run(n, "", &mut run));
+            continue;
         };
-        println!(
-            "load: {n:>3} clients: {done} handshakes, {rate:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {server}, generator CPU {:.1} us/handshake, {} errors{}",
-            percentile(&latencies, 0.50),
-            percentile(&latencies, 0.99),
-            if done > 0 { own * 1e6 / done as f64 } else { 0.0 },
-            errors.len(),
-            errors.first().map(|e| format!(" (first: {e})")).unwrap_or_default(),
-        );
+        // Alternating, twice each, half a run at a time: drift in the
+        // machine's speed falls on both alike.
+        let (mut ours, mut theirs) = (Run::default(), Run::default());
+        let requests = Arc::new(yardstick_requests(&id)?);
+        let yardstick_urls = [yardstick_url.to_owned()];
+        for _ in 0..2 {
+            ours.add(authority(n, args.seconds / 4.0)?);
+            let requests = requests.clone();
+            theirs.add(timed_run(
+                n,
+                args.seconds / 4.0,
+                &yardstick_urls,
+                &roots,
+                yardstick_pids,
+                move |client| yardstick_handshake(client, &requests),
+            )?);
+        }
+        println!("{}", describe_run(n, " (authority)", &mut ours));
+        println!("{}", describe_run(n, " (nginx)    ", &mut theirs));
+        if let (Some(a), Some(b)) = (
+            ours.server_us_per_handshake(),
+            theirs.server_us_per_handshake(),
+        ) {
+            println!(
+                "load: {n:>3} clients: authority / nginx server CPU per handshake = {:.2}x ({a:.1} us against {b:.1} us)",
+                a / b
+            );
+        }
     }
+    Ok(())
+}
+
+/// The two request bodies a yardstick handshake PUTs (the authority's own
+/// check-ins for the user: a first one, and one with a response).
+fn yardstick_requests(id: &UserIdentity) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let first = mdm::request_body(id, None).map_err(|e| e.to_string())?;
+    let response = format!(
+        "SCRAM-SHA-256 n={},r=yardstick,c=biws,r=yardstick,p=AAAA",
+        id.short_name
+    );
+    let second = mdm::request_body(id, Some(&response)).map_err(|e| e.to_string())?;
+    Ok((first.to_vec(), second.to_vec()))
+}
+
+/// A yardstick handshake: the same two PUTs, to `…/first` and `…/second`,
+/// each answered with the authority's fixed reply.
+fn yardstick_handshake(client: &Client, requests: &(Vec<u8>, Vec<u8>)) -> Result<(), String> {
+    for (path, body) in [("first", &requests.0), ("second", &requests.1)] {
+        let (status, reply) = client.put_to(&format!("{}/{path}", client.url), body)?;
+        if status != 200 || reply.is_empty() {
+            return Err(format!("{path}: HTTP {status}"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one handshake and writes its two replies into `dir`.
+fn save_replies(client: &Client, id: &UserIdentity, keys: &Keys, dir: &Path) -> Result<(), String> {
+    let body = mdm::request_body(id, None).map_err(|e| e.to_string())?;
+    let (_, first) = client.put(&body)?;
+    let reply = parse_reply(&first)?;
+    let text = string_field(&reply, "DigestChallenge")?;
+    let rest = text
+        .strip_prefix("SCRAM-SHA-256 ")
+        .or_else(|| text.strip_prefix("SCRAM-SHA-256-PLUS "))
+        .ok_or("not a SCRAM-SHA-256 challenge")?;
+    let challenge = scram::parse_challenge(rest, 1..=u32::MAX).map_err(|e| e.to_string())?;
+    let cnonce = scram::new_cnonce().map_err(|e| e.to_string())?;
+    let last = scram::client_final_with_keys(&id.short_name, keys, &challenge, &cnonce);
+    let body = mdm::request_body(id, Some(&last.digest_response)).map_err(|e| e.to_string())?;
+    let (_, second) = client.put(&body)?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("challenge.plist"), first).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("token.plist"), second).map_err(|e| e.to_string())?;
     Ok(())
 }
 

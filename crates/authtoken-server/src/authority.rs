@@ -22,14 +22,14 @@ use zeroize::Zeroizing;
 use crate::enrollment::DeviceRecord;
 use crate::event::Event;
 use crate::files::random;
-use crate::nonce::{Claim, NonceKey};
+use crate::nonce::NonceKey;
 use crate::pgstore::StoreDown;
 use crate::proto::digest as digest_server;
 use crate::proto::mdm::{reply_body, CheckinRequest};
 use crate::proto::scram::{self as scram_server, Refusal, Verifier};
 use crate::shared::Shared;
 use crate::store::{Credential, Policy, Store};
-use crate::throttle::{Slot, Verdict};
+use crate::throttle::{Judged, Verdict};
 
 /// What to do with users the store does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -554,45 +554,6 @@ impl Authority {
         }
     }
 
-    /// A proof that was evaluated and was wrong: its reserved slot stays
-    /// as the failure, counted against the account's budget (its
-    /// device's, if it came from one).
-    fn reject(&self, slot: Slot, why: &str) -> Answer {
-        Answer {
-            delay: self.settings.failure_delay,
-            proof_evaluated: true,
-            budget_spent: slot.last,
-            ..Answer::plist(
-                &[("AuthToken", "")],
-                Event::Rejected,
-                format!("rejected: {why}"),
-            )
-        }
-    }
-
-    /// A slot of the guessing budget, reserved just before a proof would be
-    /// evaluated (so junk, forged nonces and replays never reach a shared
-    /// store); or the answer to send instead.
-    async fn reserve(&self, user: &str, origin: Origin) -> Result<Slot, Answer> {
-        match self
-            .settings
-            .shared
-            .reserve(user, origin.device, origin.now_ms)
-            .await
-        {
-            Ok(Verdict::Evaluate(slot)) => Ok(slot),
-            Ok(Verdict::Refuse { retry_after_secs }) => Err(Answer {
-                retry_after: Some(retry_after_secs),
-                ..Answer::status(
-                    429,
-                    Event::Throttled,
-                    format!("throttled: retry after {retry_after_secs} s"),
-                )
-            }),
-            Err(down) => Err(Authority::store_down(&down)),
-        }
-    }
-
     async fn verify(&self, loaded: &Loaded, user: &str, response: &str, origin: Origin) -> Answer {
         let decoy;
         let credential = match loaded.store.users.get(user) {
@@ -645,33 +606,20 @@ impl Authority {
         if parsed.user != user {
             return self.refuse_junk("n= names another user");
         }
-        let slot = match self.reserve(user, origin).await {
-            Ok(slot) => slot,
-            Err(answer) => return answer,
-        };
         let offered = origin.channel.filter(|c| c.can_bind());
         match scram_server::server_verify_bound(verifier, &parsed, offered.as_ref()) {
             Ok(signature) => {
-                self.grant(
-                    user,
-                    origin,
-                    slot,
-                    parsed.snonce(),
-                    expiry,
-                    &[("ServerSignature", &signature)],
-                )
-                .await
+                let extra = [("ServerSignature", signature.as_str())];
+                self.judge(user, origin, parsed.snonce(), expiry, Ok(&extra))
+                    .await
             }
             // Says nothing about the password (the proof was not
             // evaluated), so it is not counted against the account.
-            Err(Refusal::Binding(why)) => {
-                self.settings
-                    .shared
-                    .release(user, origin.device, slot)
-                    .await;
-                self.refuse_junk(why)
+            Err(Refusal::Binding(why)) => self.refuse_junk(why),
+            Err(Refusal::Proof) => {
+                self.judge(user, origin, parsed.snonce(), expiry, Err("wrong proof"))
+                    .await
             }
-            Err(Refusal::Proof) => self.reject(slot, "wrong proof"),
         }
     }
 
@@ -702,53 +650,71 @@ impl Authority {
         {
             return self.refuse_junk("response for another user, realm or URI");
         }
-        let slot = match self.reserve(user, origin).await {
-            Ok(slot) => slot,
-            Err(answer) => return answer,
-        };
-        if digest_server::server_verify(algorithm, ha1, &parsed) {
-            self.grant(user, origin, slot, &parsed.nonce, expiry, &[])
-                .await
+        let verdict = if digest_server::server_verify(algorithm, ha1, &parsed) {
+            Ok(&[][..])
         } else {
-            self.reject(slot, "wrong response")
-        }
+            Err("wrong response")
+        };
+        self.judge(user, origin, &parsed.nonce, expiry, verdict)
+            .await
     }
 
-    /// A good proof: claims the nonce (a response is accepted once, by any
-    /// process sharing the replay record), gives its slot back and issues
-    /// a token.
-    async fn grant(
+    /// An evaluated proof of a check-in, judged in one step of the shared
+    /// state (one statement on PostgreSQL): `Ok(extra)` a right proof (a
+    /// token, with `extra` in the answer, once its response is claimed
+    /// for the first time by any process sharing the record), `Err(why)`
+    /// a wrong one (counted against the account's budget, its device's if
+    /// it came from one). With the budget spent the proof's result is not
+    /// used: `429`, right or wrong alike.
+    async fn judge(
         &self,
         user: &str,
         origin: Origin,
-        slot: Slot,
         nonce: &str,
         expiry: u64,
-        extra: &[(&str, &str)],
+        proof: Result<&[(&str, &str)], &str>,
     ) -> Answer {
-        match self
+        let judged = self
             .settings
             .shared
-            .claim(user, origin.device, slot, nonce, expiry, origin.now_secs())
-            .await
-        {
-            Claim::First => {}
-            Claim::Replayed => return self.refuse_junk("replayed response"),
-            Claim::Full => {
+            .judge(
+                user,
+                origin.device,
+                origin.now_ms,
+                proof.is_ok().then_some((nonce, expiry)),
+            )
+            .await;
+        let extra = match (judged, proof) {
+            (Err(down), _) => return Authority::store_down(&down),
+            (Ok(Judged::Spent { retry_after_secs }), _) => {
+                return Authority::throttled(retry_after_secs)
+            }
+            (Ok(Judged::Wrong { last }), Err(why)) => {
+                return Answer {
+                    delay: self.settings.failure_delay,
+                    proof_evaluated: true,
+                    budget_spent: last,
+                    ..Answer::plist(
+                        &[("AuthToken", "")],
+                        Event::Rejected,
+                        format!("rejected: {why}"),
+                    )
+                }
+            }
+            (Ok(Judged::Replayed), _) => return self.refuse_junk("replayed response"),
+            (Ok(Judged::Full), _) => {
                 return Answer::status(
                     503,
                     Event::ReplayFull,
                     "replay record full for this account: login refused",
                 )
             }
-            // Never a login whose single-use record could not be written.
-            Claim::Unavailable => {
-                return Answer {
-                    retry_after: Some(1),
-                    ..Answer::status(503, Event::StoreDown, "replay record unavailable")
-                }
+            (Ok(Judged::Granted), Ok(extra)) => extra,
+            // A verdict for the other kind of proof: never a token.
+            (Ok(Judged::Granted | Judged::Wrong { .. }), _) => {
+                return Answer::status(500, Event::Failed, "judge: mismatched verdict")
             }
-        }
+        };
         let Ok(bytes) = random(32) else {
             return Answer::status(500, Event::Failed, "no randomness");
         };
@@ -759,6 +725,18 @@ impl Authority {
             proof_evaluated: true,
             token_sha256: Some(token_fingerprint(&token)),
             ..Answer::plist(&entries, Event::Token, "token issued")
+        }
+    }
+
+    /// The account's guessing budget is spent: `429` with `Retry-After`.
+    fn throttled(retry_after_secs: u64) -> Answer {
+        Answer {
+            retry_after: Some(retry_after_secs),
+            ..Answer::status(
+                429,
+                Event::Throttled,
+                format!("throttled: retry after {retry_after_secs} s"),
+            )
         }
     }
 }

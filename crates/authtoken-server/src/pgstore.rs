@@ -23,10 +23,10 @@ use crate::files::{random, FileError};
 use crate::nonce::NONCE_LIFETIME_SECS;
 use crate::pgaccess::{self, Access, AccessError, Transport};
 use crate::store::{Change, EditError, Store, StoreError};
-use crate::throttle::{Slot, Verdict, WINDOW_MS};
+use crate::throttle::{Judged, Slot, Verdict, WINDOW_MS};
 
 /// The migrations, in order; the schema's version is how many are applied.
-pub const MIGRATIONS: [(&str, &str); 4] = [
+pub const MIGRATIONS: [(&str, &str); 5] = [
     ("users", include_str!("../migrations/0001_users.sql")),
     ("replicas", include_str!("../migrations/0002_replicas.sql")),
     (
@@ -36,6 +36,10 @@ pub const MIGRATIONS: [(&str, &str); 4] = [
     (
         "enrollment",
         include_str!("../migrations/0004_enrollment.sql"),
+    ),
+    (
+        "one statement per response",
+        include_str!("../migrations/0005_one_statement_per_response.sql"),
     ),
 ];
 
@@ -509,6 +513,57 @@ impl PgStore {
         })
     }
 
+    /// An evaluated proof's verdict in one statement (one round trip, one
+    /// commit): the budget read, then the failure counted (`nonce` `None`)
+    /// or the single-use record claimed and a device's budget emptied
+    /// (`reset`) — or nothing recorded when the budget is spent.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn judge(
+        &self,
+        budget: &str,
+        now_ms: u64,
+        per_minute: u32,
+        nonce: Option<&str>,
+        account: &str,
+        expiry: u64,
+        reset: Option<&str>,
+    ) -> Result<Judged, StoreDown> {
+        let (now, window, limit, expiry) = (
+            now_ms as i64,
+            WINDOW_MS as i64,
+            per_minute as i32,
+            expiry as i64,
+        );
+        let (verdict, last, retry_ms): (String, bool, i64) = self
+            .run("judge", |client| async move {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT verdict, last, retry_after_ms \
+                         FROM authtoken_judge($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .await?;
+                let row = client
+                    .query_one(
+                        &statement,
+                        &[
+                            &budget, &now, &window, &limit, &nonce, &account, &expiry, &reset,
+                        ],
+                    )
+                    .await?;
+                Ok((row.get(0), row.get(1), row.get(2)))
+            })
+            .await?;
+        Ok(match verdict.as_str() {
+            "granted" => Judged::Granted,
+            "replayed" => Judged::Replayed,
+            "wrong" => Judged::Wrong { last },
+            "spent" => Judged::Spent {
+                retry_after_secs: (retry_ms.max(0) as u64).div_ceil(1000).max(1),
+            },
+            other => return Err(StoreDown(format!("judge: unknown verdict {other:?}"))),
+        })
+    }
+
     /// Gives a slot back (a proof never evaluated, or a right password);
     /// `reset` also empties a whole budget (a device's, after a right
     /// proof from it).
@@ -521,33 +576,6 @@ impl PgStore {
                 )
                 .await
                 .map(|_| ())
-        })
-        .await
-    }
-
-    /// A right proof: claims its nonce (`Ok(true)` the first time on any
-    /// replica, `Ok(false)` for a replay) and gives its slot back (and a
-    /// device's whole budget, `reset`), in one statement.
-    pub async fn claim(
-        &self,
-        account: &str,
-        nonce: &str,
-        expiry: u64,
-        slot: Slot,
-        reset: Option<&str>,
-    ) -> Result<bool, StoreDown> {
-        let expiry = expiry as i64;
-        self.run("claim", |client| async move {
-            Ok(client
-                .execute(
-                    "WITH released AS (
-                         DELETE FROM authtoken_failures WHERE id = $4 OR budget = $5)
-                     INSERT INTO authtoken_replay (nonce, account, expires_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (nonce) DO NOTHING",
-                    &[&nonce, &account, &expiry, &slot.id, &reset],
-                )
-                .await?
-                == 1)
         })
         .await
     }
@@ -879,7 +907,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order() {
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         assert!(MIGRATIONS[0].1.contains("CREATE TABLE authtoken_users"));
         assert!(MIGRATIONS[1].1.contains("CREATE TABLE authtoken_replay"));
         assert!(is_url("postgres://x/y") && is_url("postgresql:///y"));

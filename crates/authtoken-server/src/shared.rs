@@ -15,7 +15,7 @@ use crate::enrollment::{take_token, DeviceRecord, JoinSecret};
 use crate::nonce::{Claim, ReplayRecord};
 use crate::pgstore::{PgStore, StoreDown};
 use crate::store::{Change, EditError, Store};
-use crate::throttle::{budget_name, Slot, Throttle, Verdict};
+use crate::throttle::{budget_name, Judged, Slot, Throttle, Verdict};
 
 #[allow(
     clippy::large_enum_variant,
@@ -124,35 +124,53 @@ impl Shared {
         }
     }
 
-    /// A right proof: claims its nonce (a response is accepted once, by
-    /// any process sharing the record) and is [`Shared::right`], in one
-    /// statement when the store is shared.
-    pub async fn claim(
+    /// An evaluated proof of a check-in (`nonce`: its response, when the
+    /// proof was right) judged in one step: the budget read, then the
+    /// failure counted or the response's single-use record claimed (and a
+    /// device's own budget started over). With the budget spent nothing is
+    /// recorded and the proof's result is not used. One statement on
+    /// PostgreSQL.
+    pub async fn judge(
         &self,
         user: &str,
         device: Option<[u8; 32]>,
-        slot: Slot,
-        nonce: &str,
-        expiry: u64,
-        now_secs: u64,
-    ) -> Claim {
+        now_ms: u64,
+        nonce: Option<(&str, u64)>,
+    ) -> Result<Judged, StoreDown> {
         match self {
             Shared::Local {
                 replay, throttle, ..
             } => {
+                let slot = match throttle.reserve(user, device, now_ms) {
+                    Verdict::Refuse { retry_after_secs } => {
+                        return Ok(Judged::Spent { retry_after_secs })
+                    }
+                    Verdict::Evaluate(slot) => slot,
+                };
+                let Some((nonce, expiry)) = nonce else {
+                    return Ok(Judged::Wrong { last: slot.last });
+                };
                 throttle.release(user, device, slot, true);
-                replay.claim(user, nonce, expiry, now_secs)
-            }
-            Shared::Postgres { store, .. } => {
-                let reset = device.map(|_| budget_name(user, device));
-                match store
-                    .claim(user, nonce, expiry, slot, reset.as_deref())
-                    .await
-                {
-                    Ok(true) => Claim::First,
-                    Ok(false) => Claim::Replayed,
-                    Err(_) => Claim::Unavailable,
+                match replay.claim(user, nonce, expiry, now_ms / 1000) {
+                    Claim::First => Ok(Judged::Granted),
+                    Claim::Replayed => Ok(Judged::Replayed),
+                    Claim::Full => Ok(Judged::Full),
+                    Claim::Unavailable => Err(StoreDown("replay record unavailable".into())),
                 }
+            }
+            Shared::Postgres { store, per_minute } => {
+                let reset = device.map(|_| budget_name(user, device));
+                store
+                    .judge(
+                        &budget_name(user, device),
+                        now_ms,
+                        *per_minute,
+                        nonce.map(|(nonce, _)| nonce),
+                        user,
+                        nonce.map_or(0, |(_, expiry)| expiry),
+                        reset.as_deref(),
+                    )
+                    .await
             }
         }
     }

@@ -52,6 +52,23 @@ impl Key {
 
 /// The budget's name in a shared store: `a:USER`, or `d:DEVICE:USER` with
 /// the device certificate's SHA-256 in hex.
+/// What an evaluated proof came to, in one step of the shared state: the
+/// budget checked, then the failure counted or the single-use record
+/// claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// Right, and its response accepted for the first time anywhere.
+    Granted,
+    /// Right, but its response was accepted before.
+    Replayed,
+    /// Wrong, and counted; `last`: it spent the budget.
+    Wrong { last: bool },
+    /// The budget was spent already: the proof's result is not used.
+    Spent { retry_after_secs: u64 },
+    /// The in-memory single-use record holds all it may for the account.
+    Full,
+}
+
 pub fn budget_name(user: &str, device: Option<[u8; 32]>) -> String {
     match device {
         Some(id) => {
