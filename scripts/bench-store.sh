@@ -51,26 +51,32 @@ toml_addr=$(serve store-toml --users "$work/users.toml" "${tls[@]}" "${load_flag
 one_addr=$(serve store-one --store "$db" "${tls[@]}" "${load_flags[@]}")
 two_a=$(serve store-two-a --store "$db" "${tls[@]}" "${load_flags[@]}")
 two_b=$(serve store-two-b --store "$db" "${tls[@]}" "${load_flags[@]}")
-load() { # load LABEL URLS PIDS
+load() { # load LABEL URLS PIDS: prints the runs, keeps them in $work/LABEL.load
   echo "$password" | "$bin/authtoken-bench" load --url "$2" --ca "$work/tls/ca.pem" --user scram4k \
     --clients "$clients" --seconds "$seconds" --server-pid "$3" | grep -v '^load: the generator\|^load: full' |
-    sed "s/^load:/bench: store: $1:/"
+    tee "$work/$(echo $1 | tr -d ' ,').load" | sed "s/^load:/bench: store: $1:/"
+}
+rate_at() { # rate_at LABEL CLIENTS: handshakes/s of that run
+  sed -n "s|^load: *$2 clients: [0-9]* handshakes, \([0-9]*\)/s.*|\1|p" "$work/$(echo $1 | tr -d ' ,').load"
 }
 say "full SCRAM handshakes, same generator, each server --threads 1 (access log on), $seconds s per run"
 load "toml file, 1 server     " "https://$toml_addr/checkin" "$(cat "$work/store-toml.pid")"
-ops_before=$(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="reserve"}'),$(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="claim"}')
+ops_before=$(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="judge"}')
 tokens_before=$(metric_sum store-one 'authtoken_requests_total{step="response",outcome="token"}')
 load "postgres, 1 replica     " "https://$one_addr/checkin" "$(cat "$work/store-one.pid")"
 load "postgres, 2 replicas    " "https://$two_a/checkin,https://$two_b/checkin" \
   "$(cat "$work/store-two-a.pid"),$(cat "$work/store-two-b.pid")"
 tokens=$(( $(metric_sum store-one 'authtoken_requests_total{step="response",outcome="token"}') - tokens_before ))
-checks=$(( $(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="reserve"}') - ${ops_before%,*} ))
-claims=$(( $(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="claim"}') - ${ops_before#*,} ))
+judges=$(( $(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="judge"}') - ops_before ))
 others=$(curl -s "http://$(metrics_of store-one)/metrics" | awk '
-  /^authtoken_store_duration_seconds_count/ && !/reserve|claim|version|sweep|load|schema/ { s += $NF }
+  /^authtoken_store_duration_seconds_count/ && !/judge|version|sweep|load|schema/ { s += $NF }
   END { printf "%d", s }')
-awk -v t="$tokens" -v c="$checks" -v w="$claims" -v o="$others" 'BEGIN {
-  if (t > 0) printf "bench: store: postgres, per granted login: %.2f budget reservations, %.2f claims (single-use record, slot back), %d other operations (%d logins)\n", c / t, w / t, o, t }'
+awk -v t="$tokens" -v j="$judges" -v o="$others" 'BEGIN {
+  if (t > 0) printf "bench: store: postgres, per granted login: %.2f statements (authtoken_judge: the budget read, the single-use record written; one round trip, one durable commit), %d other operations (%d logins)\n", j / t, o, t }'
+for n in ${clients//,/ }; do
+  awk -v n="$n" -v p="$(rate_at "postgres, 1 replica" "$n")" -v t="$(rate_at "toml file, 1 server" "$n")" 'BEGIN {
+    if (t > 0) printf "bench: store: %3d clients: postgres 1 replica / toml file = %.2fx (%d/s against %d/s)\n", n, p / t, p, t }'
+done
 errors=$(metric_sum store-one 'authtoken_store_errors_total')
 say "postgres store errors during the runs: $errors"
 for name in store-toml store-one store-two-a store-two-b; do stop "$name"; done

@@ -5,10 +5,12 @@
 //! A round of PBKDF2 is one HMAC of a 32-byte message. With the key's inner
 //! and outer states computed once (SHA-256 of the padded key XOR ipad and
 //! XOR opad), each round is exactly two compressions of one block each, the
-//! message and padding fitting in one block. The compressions are
-//! `sha2::compress256`, which uses SHA-NI (x86_64) or the ARMv8 SHA-2
-//! instructions when the CPU has them (detected at run time) and a portable
-//! implementation otherwise. Nothing is allocated per round.
+//! message and padding fitting in one block. On x86_64 with the SHA
+//! extensions the rounds after the first run in `authtoken-sha-ni`, which
+//! also fixes the constant half of each block once (docs/BENCHMARKS.md,
+//! "The KDF"); elsewhere they run here on `sha2::compress256` (which uses
+//! the ARMv8 SHA-2 instructions when the CPU has them, and a portable
+//! implementation otherwise). Nothing is allocated per round.
 
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
@@ -93,6 +95,22 @@ impl HmacKey {
     }
 }
 
+impl HmacKey {
+    /// The rounds after the first, portably (where the SHA extensions are
+    /// absent): U1 ^ … ^ U(count+1).
+    fn later_rounds(&self, first: &[u32; 8], count: u32, block: &mut [u8; BLOCK]) -> [u32; 8] {
+        let mut u = Zeroizing::new(*first);
+        let mut t = *first;
+        for _ in 0..count {
+            *u = self.round(&u, block);
+            for (t, u) in t.iter_mut().zip(u.iter()) {
+                *t ^= u;
+            }
+        }
+        t
+    }
+}
+
 impl Drop for HmacKey {
     fn drop(&mut self) {
         self.inner.zeroize();
@@ -133,14 +151,12 @@ pub fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], rounds: u32, out: &mut [
     let mut block = Zeroizing::new(round_block());
     for (index, chunk) in out.chunks_mut(32).enumerate() {
         let block_index = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        let mut u = Zeroizing::new(HmacKey::first_round(&key_block, salt, block_index));
-        let mut t = Zeroizing::new(*u);
-        for _ in 1..rounds.max(1) {
-            *u = key.round(&u, &mut block);
-            for (t, u) in t.iter_mut().zip(u.iter()) {
-                *t ^= u;
-            }
-        }
+        let u = Zeroizing::new(HmacKey::first_round(&key_block, salt, block_index));
+        let later = rounds.max(1) - 1;
+        let t = Zeroizing::new(
+            authtoken_sha_ni::rounds(&key.inner, &key.outer, &u, later)
+                .unwrap_or_else(|| key.later_rounds(&u, later, &mut block)),
+        );
         let mut bytes = Zeroizing::new([0u8; 32]);
         put_words(bytes.as_mut_slice(), &t);
         chunk.copy_from_slice(&bytes[..chunk.len()]);
@@ -176,6 +192,25 @@ mod tests {
         let mut out = vec![0u8; len];
         pbkdf2_hmac_sha256(password, salt, rounds, &mut out);
         hex(&out)
+    }
+
+    /// The SHA-extension rounds and the portable ones agree (where the CPU
+    /// has the extensions; elsewhere the portable path is the one above).
+    #[test]
+    fn the_two_paths_agree() {
+        let key = HmacKey::new(&key_block(b"pencil"));
+        let first = [0x0123_4567, 0x89ab_cdef, 1, 2, 3, 4, 5, 0xffff_ffff];
+        let mut block = round_block();
+        for count in [0, 1, 2, 3, 4095, 10_000] {
+            let portable = key.later_rounds(&first, count, &mut block);
+            if let Some(fast) = authtoken_sha_ni::rounds(&key.inner, &key.outer, &first, count) {
+                assert_eq!(fast, portable, "{count} rounds");
+            }
+        }
+        assert_eq!(
+            authtoken_sha_ni::available(),
+            authtoken_sha_ni::rounds(&key.inner, &key.outer, &first, 1).is_some()
+        );
     }
 
     /// RFC 7914 §11, the PBKDF2-HMAC-SHA256 vectors (64-byte output: two
