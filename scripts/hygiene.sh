@@ -8,14 +8,17 @@ mode=$1 file=$2
 
 state() {
   echo "## processes"
-  pgrep -a -f 'authtoken-server|authtoken-helper|authtoken-chkpwd|pamtester|sshd .*-f /tmp/authtoken' 2>/dev/null |
+  pgrep -a -f 'authtoken-server|authtoken-helper|authtoken-chkpwd|authtoken-bench|pamtester|sshd .*-f /tmp/authtoken|nginx .*-p /tmp/authtoken|postgres.* -D /tmp/authtoken' 2>/dev/null |
     grep -v -e pgrep -e hygiene.sh | awk '{$1=""; print}' | sort || true
+  echo "## namespaces and mounts"
+  ip netns list 2>/dev/null | awk '{print $1}' | sort || true
+  grep -E '/tmp/authtoken|fleet' /proc/mounts | awk '{print $2}' | sort || true
   echo "## users"
   getent passwd | cut -d: -f1 | sort
   echo "## packages"
   dpkg-query -W -f='${Package} ${Status}\n' pam-authtoken authtoken-server 2>/dev/null | grep -v not-installed || true
   echo "## files"
-  for path in /etc/authtoken /etc/authtoken-server /etc/default/authtoken-server /run/authtoken \
+  for path in /etc/authtoken /etc/authtoken-server /var/lib/authtoken-server /etc/default/authtoken-server /run/authtoken \
     /usr/libexec/authtoken /usr/sbin/authtoken /usr/sbin/authtoken-server /usr/share/pam-configs/authtoken \
     /usr/lib/sysusers.d/authtoken.conf /usr/lib/sysusers.d/authtoken-server.conf \
     /var/lib/authtoken /usr/lib/x86_64-linux-gnu/libnss_authtoken.so.2 /lib/x86_64-linux-gnu/libnss_authtoken.so.2 \

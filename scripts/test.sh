@@ -63,5 +63,9 @@ scripts/fuzz.sh --smoke
 # A few runs of every benchmark, so it cannot rot (nothing about time is
 # asserted; every login in it must end as it should).
 scripts/bench.sh --quick
+# A fleet of 8 machines on two replicas for 60 s with every fault on its
+# schedule: fails on any wrong outcome or lost state (docs/BENCHMARKS.md,
+# "Fleet").
+scripts/fleet.sh --quick
 tests/system/hosts.sh
 scripts/hygiene.sh check "$before"

@@ -35,6 +35,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProbeKind {
+    Replay,
+    Guess,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// PBKDF2-HMAC-SHA256 against the SHA-256 compression bound.
@@ -127,6 +133,27 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         rounds: usize,
     },
+    /// The fleet's probes (scripts/fleet.sh), one JSON line per attempt:
+    /// `replay` signs in (password on stdin) on each replica in turn and
+    /// sends the accepted response again to every replica (a second
+    /// acceptance is lost single-use state); `guess` sends wrong proofs
+    /// (no device certificate: the account's shared budget) as fast as
+    /// the answers come.
+    FleetProbe {
+        #[arg(long, value_enum)]
+        kind: ProbeKind,
+        #[arg(long, value_delimiter = ',', required = true)]
+        url: Vec<String>,
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        seconds: f64,
+        /// Pause between attempts.
+        #[arg(long, default_value_t = 200)]
+        pause_ms: u64,
+    },
     /// Runs COMMAND (stdin passed through) and prints its peak RSS.
     Rss {
         #[arg(trailing_var_arg = true, required = true)]
@@ -170,6 +197,21 @@ fn main() -> ExitCode {
             rounds,
         } => challenge_timing(&url, &ca, users.max(1), rounds.max(1)),
         Command::Rss { command } => run_rss(&command),
+        Command::FleetProbe {
+            kind,
+            url,
+            ca,
+            user,
+            seconds,
+            pause_ms,
+        } => fleet_probe(
+            kind,
+            &url,
+            &ca,
+            &user,
+            seconds,
+            Duration::from_millis(pause_ms),
+        ),
         Command::NssFixture { users, dir } => nss_fixture(users, &dir),
         Command::Getpwnam { names, rounds } => getpwnam(&names, rounds.max(1)),
     };
@@ -719,6 +761,131 @@ fn save_replies(client: &Client, id: &UserIdentity, keys: &Keys, dir: &Path) -> 
     std::fs::write(dir.join("challenge.plist"), first).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("token.plist"), second).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Seconds since the epoch, for the probe's lines (the fleet's phases are
+/// in the same clock).
+fn epoch_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Whether a reply grants: 200 and a non-empty AuthToken.
+fn grants(status: u16, reply: &[u8]) -> bool {
+    status == 200
+        && parse_reply(reply)
+            .ok()
+            .and_then(|d| {
+                d.get("AuthToken")
+                    .and_then(Value::as_string)
+                    .map(|t| !t.is_empty())
+            })
+            .unwrap_or(false)
+}
+
+fn fleet_probe(
+    kind: ProbeKind,
+    urls: &[String],
+    ca: &Path,
+    user: &str,
+    seconds: f64,
+    pause: Duration,
+) -> Result<(), String> {
+    let roots = authtoken_helper::transport::load_roots(Some(ca)).map_err(|e| e.to_string())?;
+    let clients: Vec<Client> = urls.iter().map(|url| Client::new(url, &roots)).collect();
+    let id = identity(user);
+    let keys = match kind {
+        ProbeKind::Replay => {
+            let mut password = Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .map_err(|e| format!("reading the password: {e}"))?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            // The salt and iterations from a first challenge on any replica.
+            let mut keys = None;
+            for _ in 0..100 {
+                if let Some(c) = clients.iter().find_map(|c| challenge(c, &id).ok()) {
+                    keys = Some(scram::derive_keys(
+                        password.as_bytes(),
+                        &c.salt,
+                        c.iterations,
+                    ));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Some(keys.ok_or("no replica answered a first challenge")?)
+        }
+        ProbeKind::Guess => None,
+    };
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut i = 0usize;
+    while Instant::now() < end {
+        let client = &clients[i % clients.len()];
+        i += 1;
+        let line = match (kind, &keys) {
+            (ProbeKind::Replay, Some(keys)) => replay_once(client, &clients, &id, keys),
+            _ => guess_once(client, &id),
+        };
+        println!("{line}");
+        std::thread::sleep(pause);
+    }
+    Ok(())
+}
+
+/// One login, then its response sent again to every replica.
+fn replay_once(client: &Client, all: &[Client], id: &UserIdentity, keys: &Keys) -> String {
+    let t = epoch_seconds();
+    let attempt = || -> Result<(u16, Vec<u8>, Vec<u8>), String> {
+        let challenge = challenge(client, id)?;
+        let cnonce = scram::new_cnonce().map_err(|e| e.to_string())?;
+        let last = scram::client_final_with_keys(&id.short_name, keys, &challenge, &cnonce);
+        let body = mdm::request_body(id, Some(&last.digest_response)).map_err(|e| e.to_string())?;
+        let (status, reply) = client.put(&body)?;
+        Ok((status, reply, body.to_vec()))
+    };
+    match attempt() {
+        Ok((status, reply, body)) if grants(status, &reply) => {
+            let again = all
+                .iter()
+                .filter(|other| matches!(other.put(&body), Ok((s, r)) if grants(s, &r)))
+                .count();
+            format!(r#"{{"t":{t:.3},"kind":"replay","granted":true,"replays_accepted":{again}}}"#)
+        }
+        Ok((status, _, _)) => {
+            format!(r#"{{"t":{t:.3},"kind":"replay","granted":false,"status":{status}}}"#)
+        }
+        Err(e) => format!(
+            r#"{{"t":{t:.3},"kind":"replay","granted":false,"error":{}}}"#,
+            serde_json::Value::String(e)
+        ),
+    }
+}
+
+/// One wrong proof: evaluated (200, empty AuthToken), 429, or else.
+fn guess_once(client: &Client, id: &UserIdentity) -> String {
+    let t = epoch_seconds();
+    let attempt = || -> Result<(u16, bool), String> {
+        let challenge = challenge(client, id)?;
+        let cnonce = scram::new_cnonce().map_err(|e| e.to_string())?;
+        let keys = scram::derive_keys(b"a guess", &challenge.salt, challenge.iterations);
+        let last = scram::client_final_with_keys(&id.short_name, &keys, &challenge, &cnonce);
+        let body = mdm::request_body(id, Some(&last.digest_response)).map_err(|e| e.to_string())?;
+        let (status, reply) = client.put(&body)?;
+        Ok((status, grants(status, &reply)))
+    };
+    match attempt() {
+        Ok((status, granted)) => format!(
+            r#"{{"t":{t:.3},"kind":"guess","status":{status},"evaluated":{},"granted":{granted}}}"#,
+            status == 200
+        ),
+        Err(e) => format!(
+            r#"{{"t":{t:.3},"kind":"guess","status":0,"evaluated":false,"granted":false,"error":{}}}"#,
+            serde_json::Value::String(e)
+        ),
+    }
 }
 
 fn challenge_timing(url: &str, ca: &Path, users: u32, rounds: usize) -> Result<(), String> {

@@ -470,13 +470,22 @@ impl Authorities<'_> {
                 .map_err(|e| TransportFailure::Failed(e.to_string()));
         }
         let failover = first_answering(self.urls, |base| {
-            self.http.request(
+            match self.http.request(
                 method,
                 &target(base.as_str()),
                 authorization,
                 content_type,
                 body,
-            )
+            ) {
+                // An authority that says it cannot serve now (a replica
+                // whose database is away) is passed over like one that
+                // cannot be connected to: the next is tried, and with none
+                // left the login may go offline. It granted nothing.
+                Ok(reply) if reply.status == 503 => Err(TransportError::Connect(
+                    "answered 503 Service Unavailable".into(),
+                )),
+                other => other,
+            }
         });
         self.passed_over = failover.passed_over;
         match failover.answer {

@@ -193,12 +193,31 @@ fn the_database_away_means_503_no_grant_and_recovery() {
         site.module_login(&a, "alice", PASSWORD),
         PAM_AUTHINFO_UNAVAIL
     );
+    // With offline login on, a 503 at the first step is an authority that
+    // cannot serve: the machine signs alice in against the verifier its
+    // last online login left (and still refuses a wrong password).
+    let offline = site.ws.path("offline");
+    let with_offline = site.ws.config_for(
+        &a.url(),
+        &format!(
+            "[offline]\nenabled = true\nservices = [\"authtoken-test\"]\ndir = \"{}\"",
+            offline.display()
+        ),
+    );
+    site.pg.ctl_start();
+    assert!(until_ready_is(&a, 200));
+    let stack = site.ws.simple_stack(&with_offline);
+    assert_eq!(login(&stack, "alice", PASSWORD), PAM_SUCCESS, "online");
+    site.pg.ctl_stop();
+    assert!(until_ready_is(&a, 503));
+    assert_eq!(login(&stack, "alice", PASSWORD), PAM_SUCCESS, "offline");
+    assert_ne!(login(&stack, "alice", "wrong"), PAM_SUCCESS);
     let tokens_while_away = a
         .lines()
         .iter()
         .filter(|l| l.contains("outcome=token"))
         .count();
-    assert_eq!(tokens_while_away, 1, "only the login before it went");
+    assert_eq!(tokens_while_away, 2, "only the online logins");
     assert!(a
         .lines()
         .iter()
