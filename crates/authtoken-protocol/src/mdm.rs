@@ -75,18 +75,66 @@ pub fn request_body(
 }
 
 /// An XML plist of a dictionary of strings: every message of the
-/// exchange, both ways, is one. Written into a zeroizing buffer, as it may
-/// carry a digest.
+/// exchange, both ways, is one. Written straight into one zeroizing buffer
+/// of the exact size (it may carry a digest or a token, so no copy is left
+/// in a dictionary or a grown buffer), byte for byte as the `plist` crate
+/// writes it; a string XML cannot carry (a control character other than
+/// tab, newline and carriage return) is refused.
 pub fn string_dict(entries: &[(&str, &str)]) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
-    let dict: Dictionary = entries
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
-        .collect();
-    let mut body = Zeroizing::new(Vec::with_capacity(1024));
-    Value::Dictionary(dict)
-        .to_writer_xml(&mut *body)
-        .map_err(|_| ProtocolError::Malformed("plist"))?;
+    const HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\">\n<dict>\n";
+    const TAIL: &str = "</dict>\n</plist>";
+    const KEY: (&str, &str) = ("\t<key>", "</key>\n");
+    const STRING: (&str, &str) = ("\t<string>", "</string>\n");
+    let mut size = HEAD.len() + TAIL.len();
+    for (key, value) in entries {
+        size += KEY.0.len() + KEY.1.len() + STRING.0.len() + STRING.1.len();
+        size += escaped_len(key)? + escaped_len(value)?;
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(size));
+    body.extend_from_slice(HEAD.as_bytes());
+    for (key, value) in entries {
+        for (open, text, close) in [(KEY.0, key, KEY.1), (STRING.0, value, STRING.1)] {
+            body.extend_from_slice(open.as_bytes());
+            escape_into(&mut body, text);
+            body.extend_from_slice(close.as_bytes());
+        }
+    }
+    body.extend_from_slice(TAIL.as_bytes());
+    debug_assert_eq!(body.len(), size, "the buffer never grew");
     Ok(body)
+}
+
+/// What `text` takes once escaped for XML character data; an error for a
+/// character XML 1.0 cannot carry.
+fn escaped_len(text: &str) -> Result<usize, ProtocolError> {
+    text.chars().try_fold(0, |len, c| match c {
+        // A carriage return as a reference: a reader turns a literal one
+        // into a newline.
+        '&' | '\r' => Ok(len + 5),
+        '<' | '>' => Ok(len + 4),
+        '\t' | '\n' => Ok(len + 1),
+        c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => Err(
+            ProtocolError::Malformed("plist: a character XML cannot carry"),
+        ),
+        c => Ok(len + c.len_utf8()),
+    })
+}
+
+fn escape_into(out: &mut Vec<u8>, text: &str) {
+    let mut start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape: &[u8] = match byte {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'\r' => b"&#13;",
+            _ => continue,
+        };
+        out.extend_from_slice(&text.as_bytes()[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&text.as_bytes()[start..]);
 }
 
 /// How deep values may nest inside the top-level dictionary. Every message
@@ -423,6 +471,56 @@ pub fn read_token_reply(
         }
     }
     Ok(Outcome::token(token))
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    /// The `plist` crate's own writing of the same dictionary.
+    fn by_the_crate(entries: &[(&str, &str)]) -> Vec<u8> {
+        let dict: Dictionary = entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .collect();
+        let mut out = Vec::new();
+        Value::Dictionary(dict).to_writer_xml(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_hand_written_plist_is_the_crates_byte_for_byte() {
+        // (An empty dictionary, which no message is, the crate writes as
+        // `<dict/>`; ours is `<dict>\n</dict>`, the same to a reader.)
+        assert!(parse_dict(&string_dict(&[]).unwrap(), "test")
+            .unwrap()
+            .is_empty());
+        let cases: [&[(&str, &str)]; 3] = [
+            &[("AuthToken", "")],
+            &[
+                (
+                    "DigestChallenge",
+                    "SCRAM-SHA-256 r=abc,s=QSXCR+Q6sek8bf92,i=4096",
+                ),
+                ("ServerSignature", "v=6rri"),
+            ],
+            &[
+                ("A<&>", "x <&> y\t\n\r é 漢 🔑"),
+                ("UserShortName", "alice"),
+                ("Empty", ""),
+            ],
+        ];
+        for entries in cases {
+            let ours = string_dict(entries).unwrap();
+            assert_eq!(*ours, by_the_crate(entries), "{entries:?}");
+            let back = parse_dict(&ours, "test").unwrap();
+            for (k, v) in entries {
+                assert_eq!(back.get(*k).and_then(Value::as_string), Some(*v));
+            }
+        }
+        assert!(string_dict(&[("A", "bell\u{7}")]).is_err());
+        assert!(string_dict(&[("A", "\u{FFFE}")]).is_err());
+    }
 }
 
 #[cfg(test)]
