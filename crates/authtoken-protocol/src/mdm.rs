@@ -515,7 +515,7 @@ mod writer_tests {
             assert_eq!(*ours, by_the_crate(entries), "{entries:?}");
             let back = parse_dict(&ours, "test").unwrap();
             for (k, v) in entries {
-                assert_eq!(back.get(*k).and_then(Value::as_string), Some(*v));
+                assert_eq!(back.get(k).and_then(Value::as_string), Some(*v));
             }
         }
         assert!(string_dict(&[("A", "bell\u{7}")]).is_err());
