@@ -62,8 +62,14 @@ rate_at() { # rate_at LABEL CLIENTS: handshakes/s of that run
 say "full SCRAM handshakes, same generator, each server --threads 1 (access log on), $seconds s per run"
 load "toml file, 1 server     " "https://$toml_addr/checkin" "$(cat "$work/store-toml.pid")"
 ops_before=$(metric_sum store-one 'authtoken_store_duration_seconds_count{operation="judge"}')
+# The database's own CPU (every postgres process), which comes out of the
+# same two CPUs as the replica's and the generator's.
+pg_cpu() { local total=0 pid; for pid in $(pgrep -u postgres); do
+  total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) )); done; echo "$total"; }
+pg_before=$(pg_cpu)
 tokens_before=$(metric_sum store-one 'authtoken_requests_total{step="response",outcome="token"}')
 load "postgres, 1 replica     " "https://$one_addr/checkin" "$(cat "$work/store-one.pid")"
+pg_ticks=$(( $(pg_cpu) - pg_before ))
 load "postgres, 2 replicas    " "https://$two_a/checkin,https://$two_b/checkin" \
   "$(cat "$work/store-two-a.pid"),$(cat "$work/store-two-b.pid")"
 tokens=$(( $(metric_sum store-one 'authtoken_requests_total{step="response",outcome="token"}') - tokens_before ))
@@ -73,6 +79,9 @@ others=$(curl -s "http://$(metrics_of store-one)/metrics" | awk '
   END { printf "%d", s }')
 awk -v t="$tokens" -v j="$judges" -v o="$others" 'BEGIN {
   if (t > 0) printf "bench: store: postgres, per granted login: %.2f statements (authtoken_judge: the budget read, the single-use record written; one round trip, one durable commit), %d other operations (%d logins)\n", j / t, o, t }'
+one_logins=$(( $(metric_sum store-one 'authtoken_requests_total{step="response",outcome="token"}') - tokens_before ))
+awk -v t="$pg_ticks" -v hz="$(getconf CLK_TCK)" -v n="$one_logins" 'BEGIN {
+  if (n > 0) printf "bench: store: postgres, 1 replica: the database'"'"'s own CPU %.1f us per login (%d logins)\n", t / hz * 1e6 / n, n }'
 for n in ${clients//,/ }; do
   awk -v n="$n" -v p="$(rate_at "postgres, 1 replica" "$n")" -v t="$(rate_at "toml file, 1 server" "$n")" 'BEGIN {
     if (t > 0) printf "bench: store: %3d clients: postgres 1 replica / toml file = %.2fx (%d/s against %d/s)\n", n, p / t, p, t }'

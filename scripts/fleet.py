@@ -523,11 +523,21 @@ class Fleet:
         return done.returncode == 0
 
     def workload(self, machine):
+        """Logins at the fleet's pace (RATE a second over all machines)."""
         rng = random.Random(machine.index)
         interval = max(0.6, self.args.machines / self.args.rate)
-        next_sync = time.time() + rng.uniform(0, 10)
+        self.stop.wait(rng.uniform(0, interval))
         while not self.stop.is_set():
             self.attempt(machine, rng)
+            self.stop.wait(rng.uniform(0.5 * interval, 1.5 * interval))
+
+    def timer(self, machine):
+        """What the sync timer does, every 10 s (the packaged timer's
+        schedule, shortened for the run), and after the user change a
+        lookup every second until the machine has caught up."""
+        rng = random.Random(1000 + machine.index)
+        next_sync = time.time() + rng.uniform(0, 10)
+        while not self.stop.is_set():
             now = time.time()
             if now >= next_sync:
                 self.sync(machine)
@@ -538,7 +548,7 @@ class Fleet:
                     self.resolved[machine.name] = time.time() - added
                 if machine.name not in self.vanished and machine.run("getent", "passwd", "leaver").returncode != 0:
                     self.vanished[machine.name] = time.time() - added
-            self.stop.wait(rng.uniform(0.5 * interval, 1.5 * interval))
+            self.stop.wait(1.0)
 
     def probe(self, kind, user):
         urls = ",".join(r.url() for r in self.replicas.values())
@@ -558,7 +568,8 @@ class Fleet:
         self.metrics_before = before
         self.probe("replay", "replayed")
         self.probe("guess", "guessed")
-        workers = [threading.Thread(target=self.workload, args=(m,), daemon=True) for m in self.machines]
+        workers = [threading.Thread(target=job, args=(m,), daemon=True)
+                   for m in self.machines for job in (self.workload, self.timer)]
         for w in workers:
             w.start()
         for at, name in self.schedule():

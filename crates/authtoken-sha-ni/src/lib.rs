@@ -12,7 +12,7 @@
 //! a compression's output becomes the next one's message words with four
 //! shuffles, never going through bytes.
 //!
-//! The one `unsafe` here is the call of the function compiled for the SHA
+//! Every `unsafe` here is a call of a function compiled for the SHA
 //! extensions, made only after the CPU was found to have them.
 #![allow(unsafe_code)]
 
@@ -36,6 +36,23 @@ pub fn rounds(inner: &[u32; 8], outer: &[u32; 8], u: &[u32; 8], count: u32) -> O
         }
     }
     let _ = (inner, outer, u, count);
+    None
+}
+
+/// `count` compressions chained through the state only, each message
+/// independent of it, as bulk hashing (OpenSSL's, over a long buffer)
+/// chains them: the benchmark's measure of what PBKDF2's other
+/// dependency (each message is the last output) costs on top. `None`
+/// without the SHA extensions.
+pub fn bulk(count: u64) -> Option<[u32; 8]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if available() {
+            // SAFETY: the CPU has SHA, SSE4.1 and SSSE3 (`available`).
+            return Some(unsafe { x86::bulk(count) });
+        }
+    }
+    let _ = count;
     None
 }
 

@@ -241,3 +241,28 @@ pub(crate) fn rounds(inner: &[u32; 8], outer: &[u32; 8], u: &[u32; 8], count: u3
         low[0], low[1], low[2], low[3], high[0], high[1], high[2], high[3],
     ]
 }
+
+/// See [`crate::bulk`].
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+pub(crate) fn bulk(count: u64) -> [u32; 8] {
+    let fixed = Fixed::new();
+    let mut start = Start::new(&[
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ]);
+    let mut message = Message::from_words(vector([1, 2, 3, 4]), vector([5, 6, 7, 8]));
+    for i in 0..count {
+        let (abef, cdgh) = compress(&start, &message, &fixed);
+        start.abef = _mm_add_epi32(abef, start.abef);
+        start.cdgh = _mm_add_epi32(cdgh, start.cdgh);
+        // A message that changes but does not wait for the state.
+        message = Message::from_words(
+            _mm_add_epi32(message.w0, vector([i as u32, 0, 0, 0])),
+            message.w1,
+        );
+    }
+    let (low, high) = (words(start.abef), words(start.cdgh));
+    [
+        low[0], low[1], low[2], low[3], high[0], high[1], high[2], high[3],
+    ]
+}
