@@ -583,8 +583,8 @@ class Fleet:
         # Convergence: every machine that can sync resolves the newcomer and
         # loses the leaver (bounded).
         deadline = time.time() + 60
-        live = [m for m in self.machines if not m.revoked]
-        while time.time() < deadline and (len(self.resolved) < len(live) or len(self.vanished) < len(live)):
+        live = {m.name for m in self.machines if not m.revoked}
+        while time.time() < deadline and not (live <= set(self.resolved) and live <= set(self.vanished)):
             time.sleep(1)
         self.stop.set()
         for w in workers:
@@ -694,10 +694,10 @@ class Fleet:
             },
             "phases": phases,
             "convergence_s": {
-                "added_user_resolved_everywhere": round(max(self.resolved.values()), 1)
-                if len(self.resolved) == len(live) else None,
-                "removed_user_gone_everywhere": round(max(self.vanished.values()), 1)
-                if len(self.vanished) == len(live) else None,
+                "added_user_resolved_everywhere": round(max(self.resolved[m] for m in live), 1)
+                if set(live) <= set(self.resolved) else None,
+                "removed_user_gone_everywhere": round(max(self.vanished[m] for m in live), 1)
+                if set(live) <= set(self.vanished) else None,
                 "machines": len(live),
             },
             "database": {
@@ -798,8 +798,12 @@ def main():
     print(table(report))
     log(f"report: {path}")
     lost = report["lost"]
+    converged = report["convergence_s"]
+    # A machine that never resolves the added user, or keeps the removed
+    # one, within a minute of the run's end holds stale state.
+    stale = converged["added_user_resolved_everywhere"] is None or converged["removed_user_gone_everywhere"] is None
     failed = report["wrong"] or lost["replays_accepted"] or lost["budget_exceeded"] or lost["removed_user_served"] \
-        or lost["guesses_granted"]
+        or lost["guesses_granted"] or stale
     if failed:
         log("FAIL: wrong outcomes or lost state (above)")
         sys.exit(1)
