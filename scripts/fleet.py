@@ -3,8 +3,9 @@
 authtoken-server replicas and N client machines, each machine a network
 namespace (a veth on a bridge of this test's own network, 198.18.0.0/16,
 the benchmarking range: nothing leaves the machine) and a mount namespace
-with its own /etc/authtoken, /var/lib, nsswitch.conf, passwd, group,
-shadow, sudoers, pam.d and /home. Every machine joins with `authtoken
+with its own /var/lib, nsswitch.conf, passwd, group, shadow, sudoers,
+pam.d and /home (its config, CA and device identity live in its own
+directory, which its pam.d names). Every machine joins with `authtoken
 join` (its key made there), lists both replicas, has network users and
 offline login on, and runs a workload of real logins through libpam
 (pamtester, su, sudo -v) whose every outcome is known in advance, while
@@ -199,7 +200,6 @@ class Machine:
         self.revoked = False
         self.nsfile = fleet.work / "ns" / self.name
         self.address = f"198.18.{1 + index // 250}.{1 + index % 250}"
-        self.sync_ok_at = 0.0
 
     def setup(self):
         fleet = self.fleet
@@ -262,7 +262,6 @@ class Machine:
         joined = [l for l in text.splitlines() if l.startswith("url = ")][0]
         text = text.replace(joined, f"url = [\"https://{first}:{PORT}/checkin\", \"https://{second}:{PORT}/checkin\"]")
         config.write_text(text)
-        self.sync_ok_at = time.time()
 
     def remove(self):
         subprocess.run(["umount", self.nsfile], capture_output=True)
@@ -512,7 +511,6 @@ class Fleet:
         done = machine.run(BIN / "authtoken-helper", "sync", "--config", machine.config, timeout=60)
         now = time.time()
         if done.returncode == 0:
-            machine.sync_ok_at = now
             removed = self.events.get("user_added_removed")
             # A cache entry for a removed user still served after the next
             # successful sync is lost state.
