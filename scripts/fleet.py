@@ -433,6 +433,7 @@ class Fleet:
                 input=password("newcomer") + "\n")
             run(server, "remove-user", self.pg.url(), "leaver")
         elif name == "device_revoked":
+            self.phases.append(("user_added_removed", self.events["user_added_removed"], now))
             victim = self.machines[-1]
             run(BIN / "authtoken-server", "revoke-device", self.pg.url(), victim.name)
             victim.revoked = True
@@ -578,6 +579,7 @@ class Fleet:
         delay = self.t0 + self.args.seconds - time.time()
         if delay > 0:
             time.sleep(delay)
+        self.phases.append(("device_revoked", self.events["device_revoked"], time.time()))
         # Convergence: every machine that can sync resolves the newcomer and
         # loses the leaver (bounded).
         deadline = time.time() + 60
