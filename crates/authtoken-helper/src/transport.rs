@@ -477,12 +477,12 @@ impl Authorities<'_> {
                 content_type,
                 body,
             ) {
-                // An authority that says it cannot serve now (a replica
-                // whose database is away) is passed over like one that
-                // cannot be connected to: the next is tried, and with none
-                // left the login may go offline. It granted nothing.
-                Ok(reply) if reply.status == 503 => Err(TransportError::Connect(
-                    "answered 503 Service Unavailable".into(),
+                // An authority that says it cannot serve now is passed over
+                // like one that cannot be connected to: the next is tried,
+                // and with none left the login may go offline. It granted
+                // nothing.
+                Ok(reply) if cannot_serve_now(reply.status) => Err(TransportError::Connect(
+                    format!("answered {}", reply.status),
                 )),
                 other => other,
             }
@@ -500,6 +500,17 @@ impl Authorities<'_> {
             ))),
         }
     }
+}
+
+/// `503` (a replica whose database is away) and `429` (the account's
+/// guessing budget at the authority is spent): the authority is there but
+/// says it cannot serve this login now. Both, to the first request, are
+/// unavailable, and the client falls through to the next authority or to
+/// offline login (the invariant in ../shared/PROTOCOL.md), which has its
+/// own lockout. To a later step they are final like any answer there: the
+/// proof has gone to that authority.
+fn cannot_serve_now(status: u16) -> bool {
+    matches!(status, 429 | 503)
 }
 
 /// What trying the authorities in order came to.

@@ -217,10 +217,10 @@ fn an_authority_that_answers_badly_never_opens_the_offline_path() {
     let server = Server::start(&laptop.ws, &[]);
     let online = laptop.stacks(&laptop.config(&server.url()));
     assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
-    // A 5xx, and an impostor whose ServerSignature is wrong: both answered,
+    // A 500, and an impostor whose ServerSignature is wrong: both answered,
     // so neither is "unreachable".
     let (url, responder) = canned_replies(vec![
-        http_reply("503 Busy", "", b""),
+        http_reply("500 Internal Server Error", "", b""),
         plist_reply(&[(
             "DigestChallenge",
             "SCRAM-SHA-256 r=imp,s=c2FsdHNhbHQ=,i=4096",
@@ -245,4 +245,54 @@ fn an_authority_that_answers_badly_never_opens_the_offline_path() {
     );
     responder.join().unwrap();
     assert_eq!(laptop.failures(), 0, "the offline path was never taken");
+}
+
+#[test]
+fn an_authority_that_cannot_serve_now_leaves_the_login_to_offline() {
+    let laptop = Laptop::new();
+    let server = Server::start(&laptop.ws, &[]);
+    let online = laptop.stacks(&laptop.config(&server.url()));
+    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    // 503 (its database is away) and 429 (the account's budget is spent) to
+    // the first request: unavailable, so the login falls through to offline
+    // (../shared/PROTOCOL.md), where the right password works and a wrong
+    // one counts as an offline failure. To the proof, a 429 is final: the
+    // proof went to that authority, so offline is not tried.
+    let (url, responder) = canned_replies(vec![
+        http_reply("503 Service Unavailable", "Retry-After: 5\r\n", b""),
+        http_reply("429 Too Many Requests", "Retry-After: 60\r\n", b""),
+        http_reply("503 Service Unavailable", "", b""),
+        plist_reply(&[(
+            "DigestChallenge",
+            "SCRAM-SHA-256 r=busy,s=c2FsdHNhbHQ=,i=100000",
+        )]),
+        http_reply("429 Too Many Requests", "Retry-After: 60\r\n", b""),
+    ]);
+    let config = laptop.config(&url);
+    let body = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[offline]", "allow_insecure_http = true\n[offline]");
+    let config = laptop.ws.write_config("authtoken.toml", &body);
+    let confdir = laptop.stacks(&config);
+    for step in ["503 to the challenge", "429 to the challenge"] {
+        assert_eq!(
+            laptop.login(&confdir, CONSOLE, PASSWORD),
+            PAM_SUCCESS,
+            "{step}"
+        );
+    }
+    assert_eq!(laptop.failures(), 0);
+    assert_eq!(
+        laptop.login(&confdir, CONSOLE, "not the password"),
+        PAM_AUTH_ERR,
+        "a wrong password offline"
+    );
+    assert_eq!(laptop.failures(), 1, "counted toward the offline lockout");
+    assert_eq!(
+        laptop.login(&confdir, CONSOLE, PASSWORD),
+        PAM_AUTHINFO_UNAVAIL,
+        "429 to the proof"
+    );
+    assert_eq!(laptop.failures(), 1, "offline was not tried");
+    responder.join().unwrap();
 }
