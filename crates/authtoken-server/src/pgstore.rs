@@ -709,24 +709,9 @@ async fn read_rows(
         )
         .await?
         .map(|row| row.get(0));
-    let users = client
-        .query("SELECT name, record::text FROM authtoken_users", &[])
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    let groups = client
-        .query("SELECT name, gid FROM authtoken_groups", &[])
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    let devices = client
-        .query("SELECT serial, record::text FROM authtoken_devices", &[])
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let users = pairs(client, "SELECT name, record::text FROM authtoken_users").await?;
+    let groups = pairs(client, "SELECT name, gid FROM authtoken_groups").await?;
+    let devices = pairs(client, "SELECT serial, record::text FROM authtoken_devices").await?;
     let join_tokens = client
         .query(
             "SELECT id, hash, expires_at, uses_left, name, created_at FROM authtoken_join_tokens",
@@ -753,6 +738,23 @@ async fn read_rows(
         devices,
         join_tokens,
     })
+}
+
+/// The two columns of every row `sql` selects.
+async fn pairs<A, B>(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+) -> Result<Vec<(A, B)>, tokio_postgres::Error>
+where
+    A: tokio_postgres::types::FromSqlOwned,
+    B: tokio_postgres::types::FromSqlOwned,
+{
+    Ok(client
+        .query(sql, &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
 }
 
 impl Rows {
