@@ -11,6 +11,22 @@ CREATE UNIQUE INDEX authtoken_users_uid ON authtoken_users (((record->>'uid')::b
 -- exactly the slot it took.
 ALTER TABLE authtoken_failures ADD COLUMN id bigserial PRIMARY KEY;
 
+-- A guessing budget, locked for the rest of the transaction (requests for
+-- it on every replica wait their turn) and read: how many of its failures
+-- are in the window (at most p_limit) and the oldest of those. Whatever
+-- judges a proof against a budget starts here.
+CREATE FUNCTION authtoken_budget(p_budget text, p_now_ms bigint, p_window_ms bigint,
+                                 p_limit integer, OUT held integer, OUT oldest bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_budget, 7212946));
+    SELECT count(*), min(at_ms) INTO held, oldest
+      FROM (SELECT at_ms FROM authtoken_failures
+             WHERE budget = p_budget AND at_ms > p_now_ms - p_window_ms
+             ORDER BY at_ms DESC LIMIT p_limit) AS recent;
+END
+$$;
+
 -- Reserves one slot of a guessing budget before a proof is evaluated:
 -- the check and the count in one step, under a lock per budget, so
 -- requests in flight on every replica at once cannot all pass a check
@@ -26,11 +42,8 @@ DECLARE
     held integer;
     oldest bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended(p_budget, 7212946));
-    SELECT count(*), min(at_ms) INTO held, oldest
-      FROM (SELECT at_ms FROM authtoken_failures
-             WHERE budget = p_budget AND at_ms > p_now_ms - p_window_ms
-             ORDER BY at_ms DESC LIMIT p_limit) AS recent;
+    SELECT b.held, b.oldest INTO held, oldest
+      FROM authtoken_budget(p_budget, p_now_ms, p_window_ms, p_limit) AS b;
     IF held >= p_limit THEN
         RETURN QUERY SELECT NULL::bigint, true, oldest + p_window_ms - p_now_ms;
         RETURN;

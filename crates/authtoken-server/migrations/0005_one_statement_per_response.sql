@@ -18,11 +18,8 @@ DECLARE
     oldest bigint;
     claimed integer;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended(p_budget, 7212946));
-    SELECT count(*), min(at_ms) INTO held, oldest
-      FROM (SELECT at_ms FROM authtoken_failures
-             WHERE budget = p_budget AND at_ms > p_now_ms - p_window_ms
-             ORDER BY at_ms DESC LIMIT p_limit) AS recent;
+    SELECT b.held, b.oldest INTO held, oldest
+      FROM authtoken_budget(p_budget, p_now_ms, p_window_ms, p_limit) AS b;
     IF held >= p_limit THEN
         RETURN QUERY SELECT 'spent'::text, true, oldest + p_window_ms - p_now_ms;
         RETURN;
