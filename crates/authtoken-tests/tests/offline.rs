@@ -35,13 +35,23 @@ impl Laptop {
 
     /// The config for `url` with offline login on (default services).
     fn config(&self, url: &str) -> PathBuf {
+        self.config_with(url, "")
+    }
+
+    /// The same, with `top` among the top-level settings.
+    fn config_with(&self, url: &str, top: &str) -> PathBuf {
         self.ws.config_for(
             url,
             &format!(
-                "[offline]\nenabled = true\nmax_failures = 5\nmax_age_days = 7\ndir = \"{}\"",
+                "{top}\n[offline]\nenabled = true\nmax_failures = 5\nmax_age_days = 7\ndir = \"{}\"",
                 self.offline_dir().display()
             ),
         )
+    }
+
+    /// Stacks for a scripted authority on plain http at `url`.
+    fn fake_authority_stacks(&self, url: &str) -> PathBuf {
+        self.stacks(&self.config_with(url, "allow_insecure_http = true"))
     }
 
     /// Stacks for the console and the remote service.
@@ -227,12 +237,7 @@ fn an_authority_that_answers_badly_never_opens_the_offline_path() {
         )]),
         plist_reply(&[("AuthToken", "forged"), ("ServerSignature", "v=AAAA")]),
     ]);
-    let config = laptop.config(&url);
-    let body = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[offline]", "allow_insecure_http = true\n[offline]");
-    let config = laptop.ws.write_config("authtoken.toml", &body);
-    let confdir = laptop.stacks(&config);
+    let confdir = laptop.fake_authority_stacks(&url);
     assert_eq!(
         laptop.login(&confdir, CONSOLE, PASSWORD),
         PAM_AUTHINFO_UNAVAIL,
@@ -268,12 +273,7 @@ fn an_authority_that_cannot_serve_now_leaves_the_login_to_offline() {
         )]),
         http_reply("429 Too Many Requests", "Retry-After: 60\r\n", b""),
     ]);
-    let config = laptop.config(&url);
-    let body = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[offline]", "allow_insecure_http = true\n[offline]");
-    let config = laptop.ws.write_config("authtoken.toml", &body);
-    let confdir = laptop.stacks(&config);
+    let confdir = laptop.fake_authority_stacks(&url);
     for step in ["503 to the challenge", "429 to the challenge"] {
         assert_eq!(
             laptop.login(&confdir, CONSOLE, PASSWORD),
