@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::machine::{text, Machine};
+use common::machine::{console_login, text, Machine};
 use common::*;
 
 const CAROL_PW: &str = "carol token pw";
@@ -172,32 +172,6 @@ fn machine_files(ws: &Workspace) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-/// The console stack: the module (config from the join), then pam_unix's
-/// account check.
-fn login_stack(ws: &Workspace, config: &Path) -> String {
-    let pam = ws.pam_service(
-        "login",
-        &[
-            format!(
-                "auth required {} config={}",
-                module_path().display(),
-                config.display()
-            ),
-            "account required pam_unix.so".into(),
-        ],
-    );
-    format!("mount --bind {} /etc/pam.d\n", pam.display())
-}
-
-/// A script line: carol signs in with `password`; prints `TAG-ok` or
-/// `TAG-refused`.
-fn carol_login(password: &str, tag: &str) -> String {
-    format!(
-        "echo '{password}' | timeout 60 pamtester login carol authenticate acct_mgmt \
-         >/dev/null 2>&1 && echo {tag}-ok || echo {tag}-refused\n"
-    )
-}
-
 fn server_out(args: &[&str]) -> String {
     run_ok(Command::new(SERVER).args(args), None)
 }
@@ -314,9 +288,9 @@ fn a_machine_joins_with_one_command_and_its_network_user_signs_in() {
     // which this server requires of logins.
     let out = machine.run(&format!(
         "{}{}{}",
-        login_stack(&ws, &config),
-        carol_login(CAROL_PW, "right"),
-        carol_login("not carol", "wrong")
+        machine.console_stack(&config),
+        console_login("carol", CAROL_PW, "right"),
+        console_login("carol", "not carol", "wrong")
     ));
     assert_eq!(text(&out), "right-ok\nwrong-refused\n");
 
@@ -526,8 +500,11 @@ fn a_revoked_device_gets_no_directory_no_renewal_and_no_login() {
     let machine = Machine::new(&ws, config.clone());
     let line = JoinLine::make(&ws, &server.store, &server.url(), &[], &[]);
     assert_ok(&machine.run(&line.command("--network-users")));
-    let pam = login_stack(&ws, &config);
-    let out = machine.run(&format!("{pam}{}", carol_login(CAROL_PW, "joined")));
+    let pam = machine.console_stack(&config);
+    let out = machine.run(&format!(
+        "{pam}{}",
+        console_login("carol", CAROL_PW, "joined")
+    ));
     assert_eq!(text(&out), "joined-ok\n");
 
     // A check-in naming another machine's UDID: refused, as an MDM server
@@ -543,8 +520,8 @@ fn a_revoked_device_gets_no_directory_no_renewal_and_no_login() {
     make_module_settings(&other);
     let out = machine.run(&format!(
         "{}{}",
-        login_stack(&ws, &other),
-        carol_login(CAROL_PW, "other-udid")
+        machine.console_stack(&other),
+        console_login("carol", CAROL_PW, "other-udid")
     ));
     assert_eq!(text(&out), "other-udid-refused\n");
     assert!(server.wait_for("UDID differs", 1));
@@ -561,7 +538,7 @@ fn a_revoked_device_gets_no_directory_no_renewal_and_no_login() {
     let cache_before = std::fs::read(machine.cache()).unwrap();
     let out = machine.run(&format!(
         "{pam}{}\"$HELPER\" sync --config \"$CONFIG\" || echo sync-refused",
-        carol_login(CAROL_PW, "revoked")
+        console_login("carol", CAROL_PW, "revoked")
     ));
     let said = text(&out);
     assert!(said.starts_with("revoked-refused\n"), "{said}");
@@ -657,8 +634,8 @@ fn two_replicas_count_a_token_once_and_both_see_a_revocation() {
     for (replica, path) in [(&a, &via_a), (&b, &via_b)] {
         let out = first.run(&format!(
             "{}{}\"$HELPER\" sync --config {} >/dev/null && echo synced",
-            login_stack(&ws, path),
-            carol_login(CAROL_PW, "login"),
+            first.console_stack(path),
+            console_login("carol", CAROL_PW, "login"),
             path.display()
         ));
         assert_eq!(text(&out), "login-ok\nsynced\n", "{}", replica.url());
@@ -681,8 +658,8 @@ fn two_replicas_count_a_token_once_and_both_see_a_revocation() {
         );
         let out = first.run(&format!(
             "{}{}",
-            login_stack(&ws, path),
-            carol_login(CAROL_PW, "revoked")
+            first.console_stack(path),
+            console_login("carol", CAROL_PW, "revoked")
         ));
         assert_eq!(text(&out), "revoked-refused\n", "{}", replica.url());
         assert!(replica.wait_for("login refused: device revoked", 1));

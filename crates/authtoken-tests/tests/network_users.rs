@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::machine::{text, Machine};
+use common::machine::{console_login, text, Machine};
 use common::*;
 
 const CAROL_PW: &str = "carol token pw";
@@ -295,29 +295,11 @@ fn a_cached_network_user_signs_in_online_then_offline_through_pam_unix_account()
         &server,
         &format!("[offline]\nenabled = true\ndir = \"{}\"", offline.display()),
     );
-    // The console stack: the module, then pam_unix's account check, which
-    // a `*` password field passes without a shadow entry (an `x` would not).
-    let pam = ws.pam_service(
-        "login",
-        &[
-            format!(
-                "auth required {} config={}",
-                module_path().display(),
-                config.display()
-            ),
-            "account required pam_unix.so".into(),
-        ],
-    );
-    let machine = Machine::new(&ws, config);
-    let login = |password: &str, tag: &str| {
-        format!(
-            "echo '{password}' | timeout 60 pamtester login carol authenticate acct_mgmt \
-             >/dev/null 2>&1 && echo {tag}-ok || echo {tag}-refused"
-        )
-    };
-    let pam_d = format!("mount --bind {} /etc/pam.d", pam.display());
+    let machine = Machine::new(&ws, config.clone());
+    let pam_d = machine.console_stack(&config);
+    let login = |password: &str, tag: &str| console_login("carol", password, tag);
     let out = machine.run(&format!(
-        "{pam_d}\n\"$HELPER\" sync --config \"$CONFIG\" >/dev/null 2>&1\n{}\n{}",
+        "{pam_d}\"$HELPER\" sync --config \"$CONFIG\" >/dev/null 2>&1\n{}{}",
         login(CAROL_PW, "online"),
         login("not carol", "online-wrong"),
     ));
@@ -325,7 +307,7 @@ fn a_cached_network_user_signs_in_online_then_offline_through_pam_unix_account()
     assert!(offline.join("carol").exists(), "a verifier was kept");
     drop(server);
     let out = machine.run(&format!(
-        "{pam_d}\n{}\n{}\nid -un carol",
+        "{pam_d}{}{}id -un carol",
         login(CAROL_PW, "offline"),
         login("not carol", "offline-wrong"),
     ));

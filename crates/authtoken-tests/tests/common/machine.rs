@@ -65,6 +65,24 @@ impl Machine<'_> {
             .unwrap()
     }
 
+    /// A script line that makes `login` the console stack: the module
+    /// with `config`, then pam_unix's account check, which a `*` password
+    /// field passes without a shadow entry (an `x` would not).
+    pub(crate) fn console_stack(&self, config: &Path) -> String {
+        let pam = self.ws.pam_service(
+            "login",
+            &[
+                format!(
+                    "auth required {} config={}",
+                    module_path().display(),
+                    config.display()
+                ),
+                "account required pam_unix.so".into(),
+            ],
+        );
+        format!("mount --bind {} /etc/pam.d\n", pam.display())
+    }
+
     /// A script line that puts the module where glibc looks by default
     /// (an overlay on the system library directory, in this namespace
     /// only), for programs that run with an empty environment and so
@@ -98,5 +116,14 @@ pub(crate) fn text(out: &Output) -> String {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A script line: `user` signs in on the console with `password`; prints
+/// `TAG-ok` or `TAG-refused`.
+pub(crate) fn console_login(user: &str, password: &str, tag: &str) -> String {
+    format!(
+        "echo '{password}' | timeout 60 pamtester login {user} authenticate acct_mgmt \
+         >/dev/null 2>&1 && echo {tag}-ok || echo {tag}-refused\n"
     )
 }
