@@ -176,6 +176,14 @@ fn server_out(args: &[&str]) -> String {
     run_ok(Command::new(SERVER).args(args), None)
 }
 
+/// The sync timer's run on `machine`, its clock moved by `offset`.
+fn sync_with_clock(machine: &Machine, offset: &str) -> Output {
+    machine.run(&format!(
+        "{}\"$HELPER\" sync --config \"$CONFIG\"",
+        moved_clock(offset)
+    ))
+}
+
 /// `export` lines for a script: the clock moved by `offset`.
 fn moved_clock(offset: &str) -> String {
     faketime_env(offset)
@@ -438,10 +446,7 @@ fn the_certificate_renews_with_the_clock_moved_and_an_expired_one_is_said() {
     point_at(&config, &server, &moved);
     drop(server);
     let server = moved;
-    let out = machine.run(&format!(
-        "{}\"$HELPER\" sync --config \"$CONFIG\"",
-        moved_clock("+61d")
-    ));
+    let out = sync_with_clock(&machine, "+61d");
     let said = assert_ok(&out);
     assert!(
         said.contains(&format!("device certificate renewed: \"{NAME}\"")),
@@ -469,10 +474,7 @@ fn the_certificate_renews_with_the_clock_moved_and_an_expired_one_is_said() {
         "{listed}"
     );
     // A second sync the same day: nothing to renew.
-    let out = machine.run(&format!(
-        "{}\"$HELPER\" sync --config \"$CONFIG\"",
-        moved_clock("+61d")
-    ));
+    let out = sync_with_clock(&machine, "+61d");
     let said = assert_ok(&out);
     assert!(!said.contains("renewed"), "{said}");
 
@@ -564,10 +566,7 @@ fn a_revoked_device_gets_no_directory_no_renewal_and_no_login() {
     point_at(&config, &server, &moved);
     drop(server);
     let server = moved;
-    let out = machine.run(&format!(
-        "{}\"$HELPER\" sync --config \"$CONFIG\"",
-        moved_clock("+61d")
-    ));
+    let out = sync_with_clock(&machine, "+61d");
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("renewal failed"), "{said}");
