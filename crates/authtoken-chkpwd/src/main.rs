@@ -257,14 +257,7 @@ impl settings::Source for Root {
         helper: &Path,
         config: &Path,
     ) -> Result<Zeroizing<Vec<u8>>, HelperError> {
-        authtoken_spawn::run_for_output(
-            helper,
-            Rules::ROOT,
-            &["module-settings", "--config", &config.to_string_lossy()],
-            b"",
-            settings::MAX_SETTINGS_BYTES,
-            settings::COMPILE_DEADLINE,
-        )
+        authtoken_spawn::make_module_settings(helper, config)
     }
     fn helper_missing(&self, error: &HelperError) -> bool {
         matches!(error, HelperError::Missing(_))

@@ -117,6 +117,23 @@ pub fn run_helper_under(
     Ok(wire::decode_answer(&result)?)
 }
 
+/// Runs `helper module-settings --config CONFIG` under root's rules: the
+/// module's settings as the helper makes them from the config, for the
+/// module and chkpwd alike (neither parses the TOML itself).
+pub fn make_module_settings(
+    helper: &Path,
+    config: &Path,
+) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+    run_for_output(
+        helper,
+        trust::Rules::ROOT,
+        &["module-settings", "--config", &config.to_string_lossy()],
+        b"",
+        authtoken_core::settings::MAX_SETTINGS_BYTES,
+        authtoken_core::settings::COMPILE_DEADLINE,
+    )
+}
+
 /// Runs `helper args…` the same way with `input` on its stdin, and returns
 /// its stdout (at most `max_output` bytes) once it exited cleanly: for
 /// answers other than a sign-in's (the module's settings).

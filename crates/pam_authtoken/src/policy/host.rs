@@ -70,15 +70,7 @@ impl Host for RealHost {
         helper: &Path,
         config: &Path,
     ) -> Result<Zeroizing<Vec<u8>>, HelperError> {
-        let config = config.to_string_lossy();
-        authtoken_spawn::run_for_output(
-            helper,
-            Rules::ROOT,
-            &["module-settings", "--config", &config],
-            b"",
-            settings::MAX_SETTINGS_BYTES,
-            settings::COMPILE_DEADLINE,
-        )
+        authtoken_spawn::make_module_settings(helper, config)
     }
     fn run_helper(
         &self,
