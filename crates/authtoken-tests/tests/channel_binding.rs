@@ -397,22 +397,13 @@ fn a_relay_that_cannot_bind_gets_no_login_unless_binding_is_off() {
     let relay = site.relay("ed25519/server", TLS12, Relaying::Plain);
     let confdir = site.stack(&relay.url(), "prefer");
     let config = confdir.parent().unwrap().join("authtoken.toml");
-    let out = std::process::Command::new(CLI)
-        .args(["login", "alice", "--config"])
-        .arg(&config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{RIGHT}\n").as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let out = output_with_input(
+        std::process::Command::new(CLI)
+            .args(["login", "alice", "--config"])
+            .arg(&config),
+        format!("{RIGHT}\n").as_bytes(),
+    )
+    .unwrap();
     relay.finish();
     let said =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -525,23 +516,16 @@ fn scramp_binds_to_the_server_end_point() {
         "/../../tests/peers/scramp_client.py"
     );
     let run = |version: &str, password: &str, cert: &Path| {
-        let out = std::process::Command::new(&python)
+        let mut command = std::process::Command::new(&python);
+        command
             .arg(script)
             .arg(site.server.addr.to_string())
             .arg(site.ws.path("tls/ca.pem"))
             .arg(version)
             .arg("alice")
             .arg(cert)
-            .arg(UDID)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                child.stdin.take().unwrap().write_all(password.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
+            .arg(UDID);
+        let out = output_with_input(&mut command, password.as_bytes()).unwrap();
         (
             String::from_utf8_lossy(&out.stdout).trim().to_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

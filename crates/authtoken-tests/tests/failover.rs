@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,21 +44,13 @@ fn config_with(ws: &Workspace, urls: &[String], extra: &str) -> std::path::PathB
 
 /// `authtoken login --debug`: (exit code, stdout, stderr).
 fn helper_login(config: &std::path::Path) -> (i32, String, String) {
-    let mut child = Command::new(CLI)
-        .args(["login", "alice", "--debug", "--config"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(
+        Command::new(CLI)
+            .args(["login", "alice", "--debug", "--config"])
+            .arg(config),
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -171,17 +171,23 @@ impl Workspace {
     }
 }
 
-pub(crate) fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
-    cmd.stdin(Stdio::piped())
+/// Runs `cmd` with `input` on its stdin (then closed) and its stdout and
+/// stderr captured.
+pub(crate) fn output_with_input(
+    cmd: &mut Command,
+    input: &[u8],
+) -> std::io::Result<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped").write_all(input)?;
+    child.wait_with_output()
+}
+
+pub(crate) fn run_ok(cmd: &mut Command, stdin: Option<&str>) -> String {
+    let out = output_with_input(cmd, stdin.unwrap_or("").as_bytes()).unwrap();
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -862,19 +868,8 @@ pub(crate) fn pamtester_with(
         user,
         "authenticate",
     ]);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bwrap and pamtester are installed (.ci/run installs them)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(&mut cmd, format!("{password}\n").as_bytes())
+        .expect("running bwrap and pamtester (.ci/run installs them)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
