@@ -128,6 +128,15 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, Answer> {
     }
 }
 
+/// The body, read as [`read_body`] does, of a request of media type
+/// `media`; another type is refused (415) unread.
+async fn read_body_of_type(request: Request<Incoming>, media: &str) -> Result<Bytes, Answer> {
+    if media_type(&request).as_deref() != Some(media) {
+        return Err(Answer::status(415, Event::Malformed, "wrong Content-Type"));
+    }
+    read_body(request).await
+}
+
 /// One request being answered.
 pub(crate) struct Exchange<'a> {
     pub(crate) conn: u64,
@@ -219,11 +228,7 @@ pub(crate) async fn handle_mdm(
         } else {
             "enroll"
         };
-        if media_type(&request).as_deref() != Some("application/json") {
-            let answer = Answer::status(415, Event::Malformed, "wrong Content-Type");
-            return at.respond(answer, "-", step).await;
-        }
-        let body = match read_body(request).await {
+        let body = match read_body_of_type(request, "application/json").await {
             Ok(body) => body,
             Err(answer) => return at.respond(answer, "-", step).await,
         };
@@ -248,16 +253,7 @@ pub(crate) async fn handle_mdm(
             .respond(Answer::status(405, Event::Malformed, note), "-", "request")
             .await;
     }
-    if media_type(&request).as_deref() != Some(CONTENT_TYPE) {
-        return at
-            .respond(
-                Answer::status(415, Event::Malformed, "wrong Content-Type"),
-                "-",
-                "request",
-            )
-            .await;
-    }
-    let body = match read_body(request).await {
+    let body = match read_body_of_type(request, CONTENT_TYPE).await {
         Ok(body) => body,
         Err(answer) => return at.respond(answer, "-", "request").await,
     };
@@ -341,11 +337,7 @@ pub(crate) async fn handle_rest(
     }
     let asked = match flavor {
         RestFlavor::JsonAuthenticate => {
-            if media_type(&request).as_deref() != Some("application/json") {
-                let answer = Answer::status(415, Event::Malformed, "wrong Content-Type");
-                return at.respond(answer, "-", step).await;
-            }
-            let body = match read_body(request).await {
+            let body = match read_body_of_type(request, "application/json").await {
                 Ok(body) => body,
                 Err(answer) => return at.respond(answer, "-", step).await,
             };
