@@ -527,6 +527,52 @@ fn a_plist_bomb_costs_the_server_nothing() {
     );
 }
 
+/// A body of another media type than the route reads is refused unread
+/// (415): the check-in (a plist), enrollment and json-authenticate (JSON).
+/// The refused body is well-formed for the route, so only the type says no.
+#[test]
+fn a_body_of_another_media_type_is_refused_unread() {
+    let site = Site::new();
+    let checkin = mdm::request_body(&identity("alice"), None).unwrap();
+    let json = br#"{"username":"alice","password":"x"}"#;
+    // (server arguments, method, path, the wrong media type, body)
+    type Case<'a> = (&'a [&'a str], &'a str, &'a str, &'a str, &'a [u8]);
+    let cases: [Case; 4] = [
+        (&[], "PUT", "/checkin", "text/plain", &checkin),
+        (&[], "PUT", "/checkin", "application/json", &checkin),
+        (&[], "POST", "/enroll", mdm::CONTENT_TYPE, b"{}"),
+        (
+            &["--protocol", "json-authenticate"],
+            "POST",
+            "/",
+            "text/plain",
+            json,
+        ),
+    ];
+    for (args, method, path, media, body) in cases {
+        let server = site.server(args);
+        let mut client = site.client(ATTACKER, &server);
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {media}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let reply = client.exchange(&request).unwrap();
+        assert_eq!(reply.status, 415, "{method} {path} as {media}");
+        // With the right type the same body is read (and answered otherwise).
+        let mut client = site.client(ATTACKER, &server);
+        let right = if args.is_empty() && path == "/checkin" {
+            mdm::CONTENT_TYPE
+        } else {
+            "application/json"
+        };
+        let request = String::from_utf8_lossy(&request).replace(media, right);
+        let reply = client.exchange(request.as_bytes()).unwrap();
+        assert_ne!(reply.status, 415, "{method} {path} as {right}");
+    }
+}
+
 /// `count` idle TCP connections to `server`, each from its own loopback
 /// address (127.0.N.M), as fast as they are accepted.
 fn idle_connections(server: &Server, count: usize) -> Vec<TcpStream> {
