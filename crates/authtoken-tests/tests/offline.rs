@@ -25,6 +25,16 @@ impl Laptop {
         Laptop { ws }
     }
 
+    /// A laptop whose alice signed in once online, so she has a verifier;
+    /// its authority, still up, and the stacks that reach it.
+    fn signed_in_once() -> (Laptop, Server, PathBuf) {
+        let laptop = Laptop::new();
+        let server = Server::start(&laptop.ws, &[]);
+        let online = laptop.stacks(&laptop.config(&server.url()));
+        assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+        (laptop, server, online)
+    }
+
     fn offline_dir(&self) -> PathBuf {
         self.ws.path("offline")
     }
@@ -95,10 +105,7 @@ fn nowhere() -> String {
 
 #[test]
 fn online_login_keeps_a_verifier_that_works_offline_where_allowed() {
-    let laptop = Laptop::new();
-    let server = Server::start(&laptop.ws, &[]);
-    let confdir = laptop.stacks(&laptop.config(&server.url()));
-    assert_eq!(laptop.login(&confdir, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let (laptop, server, confdir) = Laptop::signed_in_once();
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(laptop.verifier()).expect("online login created the verifier");
     assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
@@ -131,11 +138,7 @@ fn online_login_keeps_a_verifier_that_works_offline_where_allowed() {
 
 #[test]
 fn an_offline_session_says_so_instead_of_a_token_file() {
-    let laptop = Laptop::new();
-    let server = Server::start(&laptop.ws, &[]);
-    let config = laptop.config(&server.url());
-    let confdir = laptop.stacks(&config);
-    assert_eq!(laptop.login(&confdir, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let (laptop, server, _) = Laptop::signed_in_once();
     drop(server);
     let config = laptop.config(&nowhere());
     let module = module_path().display().to_string();
@@ -156,10 +159,7 @@ fn an_offline_session_says_so_instead_of_a_token_file() {
 
 #[test]
 fn repeated_offline_failures_lock_until_an_online_login() {
-    let laptop = Laptop::new();
-    let server = Server::start(&laptop.ws, &[]);
-    let online = laptop.stacks(&laptop.config(&server.url()));
-    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let (laptop, server, _) = Laptop::signed_in_once();
     let offline = laptop.stacks(&laptop.config(&nowhere()));
     for attempt in 1..=5 {
         assert_eq!(
@@ -186,10 +186,7 @@ fn repeated_offline_failures_lock_until_an_online_login() {
 
 #[test]
 fn an_old_verifier_is_not_used() {
-    let laptop = Laptop::new();
-    let server = Server::start(&laptop.ws, &[]);
-    let online = laptop.stacks(&laptop.config(&server.url()));
-    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let (laptop, _server, _) = Laptop::signed_in_once();
     // Set its online login 8 days back.
     let mut record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(laptop.verifier()).unwrap()).unwrap();
@@ -205,10 +202,7 @@ fn an_old_verifier_is_not_used() {
 
 #[test]
 fn a_410_forgets_the_verifier() {
-    let laptop = Laptop::new();
-    let server = Server::start(&laptop.ws, &[]);
-    let online = laptop.stacks(&laptop.config(&server.url()));
-    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let (laptop, server, _) = Laptop::signed_in_once();
     assert!(laptop.verifier().exists());
     drop(server);
     laptop.ws.add_user("alice", None, &["--policy=unmanaged"]);
@@ -223,10 +217,7 @@ fn a_410_forgets_the_verifier() {
 
 #[test]
 fn an_authority_that_answers_badly_never_opens_the_offline_path() {
-    let laptop = Laptop::new();
-    let server = Server::start(&laptop.ws, &[]);
-    let online = laptop.stacks(&laptop.config(&server.url()));
-    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let (laptop, _server, _) = Laptop::signed_in_once();
     // A 500, and an impostor whose ServerSignature is wrong: both answered,
     // so neither is "unreachable".
     let (url, responder) = canned_replies(vec![
@@ -254,10 +245,7 @@ fn an_authority_that_answers_badly_never_opens_the_offline_path() {
 
 #[test]
 fn an_authority_that_cannot_serve_now_leaves_the_login_to_offline() {
-    let laptop = Laptop::new();
-    let server = Server::start(&laptop.ws, &[]);
-    let online = laptop.stacks(&laptop.config(&server.url()));
-    assert_eq!(laptop.login(&online, CONSOLE, PASSWORD), PAM_SUCCESS);
+    let (laptop, _server, _) = Laptop::signed_in_once();
     // 503 (its database is away) and 429 (the account's budget is spent) to
     // the first request: unavailable, so the login falls through to offline
     // (../shared/PROTOCOL.md), where the right password works and a wrong
