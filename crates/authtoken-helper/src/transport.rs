@@ -470,22 +470,13 @@ impl Authorities<'_> {
                 .map_err(|e| TransportFailure::Failed(e.to_string()));
         }
         let failover = first_answering(self.urls, |base| {
-            match self.http.request(
+            self.http.request(
                 method,
                 &target(base.as_str()),
                 authorization,
                 content_type,
                 body,
-            ) {
-                // An authority that says it cannot serve now is passed over
-                // like one that cannot be connected to: the next is tried,
-                // and with none left the login may go offline. It granted
-                // nothing.
-                Ok(reply) if cannot_serve_now(reply.status) => Err(TransportError::Connect(
-                    format!("answered {}", reply.status),
-                )),
-                other => other,
-            }
+            )
         });
         self.passed_over = failover.passed_over;
         match failover.answer {
@@ -504,27 +495,46 @@ impl Authorities<'_> {
 
 /// `503` (a replica whose database is away) and `429` (the account's
 /// guessing budget at the authority is spent): the authority is there but
-/// says it cannot serve this login now. Both, to the first request, are
-/// unavailable, and the client falls through to the next authority or to
-/// offline login (the invariant in ../shared/PROTOCOL.md), which has its
-/// own lockout. To a later step they are final like any answer there: the
-/// proof has gone to that authority.
+/// says it cannot serve this now. Both, to the first request, are
+/// unavailable, and the client falls through to the next authority or, for
+/// a login, to offline login (the invariant in ../shared/PROTOCOL.md), which
+/// has its own lockout. To a later step of a login they are final like any
+/// answer there: the proof has gone to that authority.
 fn cannot_serve_now(status: u16) -> bool {
     matches!(status, 429 | 503)
 }
 
+/// A reply's HTTP status, for the failover rule.
+pub trait Answered {
+    fn status(&self) -> u16;
+}
+
+impl Answered for Reply {
+    fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+impl Answered for FullReply {
+    fn status(&self) -> u16 {
+        self.status
+    }
+}
+
 /// What trying the authorities in order came to.
 pub struct Failover<T> {
-    /// The authorities passed over (could not be connected to), and why.
+    /// The authorities passed over (could not be connected to, or said
+    /// they cannot serve now), and why.
     pub passed_over: Vec<String>,
     /// The first that answered (its index in the list) and its answer.
     pub answer: Option<(usize, Result<T, TransportError>)>,
 }
 
 /// The failover rule (docs/PROTOCOL.md): `attempt` on each authority in
-/// order; a connect-phase failure moves on to the next, anything else is
-/// that authority's answer. Logins and the directory fetch both use it.
-pub fn first_answering<T>(
+/// order; a connect-phase failure, or a reply that says the authority
+/// cannot serve now, moves on to the next; anything else is that
+/// authority's answer. Logins, the directory fetch and the renewal use it.
+pub fn first_answering<T: Answered>(
     urls: &[Authority],
     mut attempt: impl FnMut(&Authority) -> Result<T, TransportError>,
 ) -> Failover<T> {
@@ -532,6 +542,9 @@ pub fn first_answering<T>(
     for (i, url) in urls.iter().enumerate() {
         match attempt(url) {
             Err(TransportError::Connect(why)) => passed_over.push(format!("{url}: {why}")),
+            Ok(reply) if cannot_serve_now(reply.status()) => {
+                passed_over.push(format!("{url}: answered {}", reply.status()))
+            }
             result => {
                 return Failover {
                     passed_over,
@@ -553,7 +566,46 @@ pub fn failover_unreachable(passed_over: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::literal_address;
+    use super::{first_answering, literal_address, Authority, Reply, TransportError};
+
+    /// The failover rule by itself: what each authority in turn "says".
+    fn fail_over(says: &[Result<u16, &str>]) -> (Vec<String>, Option<(usize, u16)>) {
+        let urls: Vec<Authority> = (0..says.len())
+            .map(|i| Authority::parse(&format!("https://a{i}.example/checkin")).unwrap())
+            .collect();
+        let mut turn = says.iter();
+        let failover = first_answering(&urls, |_| match turn.next().unwrap() {
+            Ok(status) => Ok(Reply {
+                status: *status,
+                body: Vec::new(),
+            }),
+            Err(why) => Err(TransportError::Connect((*why).to_owned())),
+        });
+        let answer = failover
+            .answer
+            .map(|(i, reply)| (i, reply.map_or(0, |r| r.status)));
+        (failover.passed_over, answer)
+    }
+
+    #[test]
+    fn an_authority_that_cannot_serve_now_is_passed_over_like_an_unreachable_one() {
+        let (passed, answer) = fail_over(&[Err("refused"), Ok(503), Ok(429), Ok(200)]);
+        assert_eq!(answer, Some((3, 200)));
+        assert_eq!(
+            passed,
+            [
+                "https://a0.example/checkin: refused",
+                "https://a1.example/checkin: answered 503",
+                "https://a2.example/checkin: answered 429",
+            ]
+        );
+        // Every other answer is final, however bad.
+        for status in [500, 502, 410, 401, 404] {
+            assert_eq!(fail_over(&[Ok(status), Ok(200)]).1, Some((0, status)));
+        }
+        let (passed, answer) = fail_over(&[Ok(503), Ok(429)]);
+        assert_eq!((passed.len(), answer), (2, None), "none left: unreachable");
+    }
 
     #[test]
     fn ip_literals_resolve_without_a_lookup_and_names_do_not() {
