@@ -368,13 +368,7 @@ impl PgStore {
                         .devices
                         .get(serial)
                         .ok_or_else(|| EditError::NoSuchDevice(serial.clone()))?;
-                    tx.execute(
-                        "INSERT INTO authtoken_devices (serial, record) VALUES ($1, $2::text::jsonb)
-                         ON CONFLICT (serial) DO UPDATE SET record = EXCLUDED.record",
-                        &[serial, &device_json(record)],
-                    )
-                    .await
-                    .map_err(fail)?;
+                    put_device(&tx, serial, record).await.map_err(fail)?;
                 }
             }
             Change::JoinToken(id) => {
@@ -382,21 +376,7 @@ impl PgStore {
                     .join_tokens
                     .get(id)
                     .ok_or_else(|| EditError::NoSuchDevice(id.clone()))?;
-                tx.execute(
-                    "INSERT INTO authtoken_join_tokens
-                         (id, hash, expires_at, uses_left, name, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        id,
-                        &token.hash,
-                        &(token.expires_at as i64),
-                        &(token.uses_left as i32),
-                        &token.name,
-                        &(token.created_at as i64),
-                    ],
-                )
-                .await
-                .map_err(fail)?;
+                put_join_token(&tx, id, token).await.map_err(fail)?;
             }
             Change::Group(name) => {
                 let gid = *store
@@ -456,28 +436,10 @@ impl PgStore {
         .await
         .map_err(fail)?;
         for (serial, record) in &store.devices {
-            tx.execute(
-                "INSERT INTO authtoken_devices (serial, record) VALUES ($1, $2::text::jsonb)",
-                &[serial, &device_json(record)],
-            )
-            .await
-            .map_err(fail)?;
+            put_device(&tx, serial, record).await.map_err(fail)?;
         }
         for (id, token) in &store.join_tokens {
-            tx.execute(
-                "INSERT INTO authtoken_join_tokens (id, hash, expires_at, uses_left, name, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    id,
-                    &token.hash,
-                    &(token.expires_at as i64),
-                    &(token.uses_left as i32),
-                    &token.name,
-                    &(token.created_at as i64),
-                ],
-            )
-            .await
-            .map_err(fail)?;
+            put_join_token(&tx, id, token).await.map_err(fail)?;
         }
         tx.commit().await.map_err(fail)
     }
@@ -676,6 +638,43 @@ impl PgStore {
 /// A device record as its row's JSON.
 fn device_json(record: &DeviceRecord) -> String {
     serde_json::to_string(record).unwrap_or_default()
+}
+
+/// Writes a device's row (a renewal or revocation replaces it).
+async fn put_device(
+    tx: &impl deadpool_postgres::GenericClient,
+    serial: &str,
+    record: &DeviceRecord,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO authtoken_devices (serial, record) VALUES ($1, $2::text::jsonb)
+         ON CONFLICT (serial) DO UPDATE SET record = EXCLUDED.record",
+        &[&serial, &device_json(record)],
+    )
+    .await
+    .map(drop)
+}
+
+/// Writes a new join token's row.
+async fn put_join_token(
+    tx: &impl deadpool_postgres::GenericClient,
+    id: &str,
+    token: &JoinToken,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO authtoken_join_tokens (id, hash, expires_at, uses_left, name, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &id,
+            &token.hash,
+            &(token.expires_at as i64),
+            &(token.uses_left as i32),
+            &token.name,
+            &(token.created_at as i64),
+        ],
+    )
+    .await
+    .map(drop)
 }
 
 /// The advisory lock administrators' edits take turns on.
