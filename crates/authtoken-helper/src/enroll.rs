@@ -218,8 +218,9 @@ fn refusal_message(body: &[u8]) -> String {
         .unwrap_or_else(|_| "no reason given".into())
 }
 
-/// An enrollment answer out of a `200`, or why not.
-fn answer_of(url: &str, status: u16, body: &[u8]) -> Result<EnrollAnswer, EnrollError> {
+/// An enrollment answer out of a `200`, or why not (the authority's
+/// bytes: fuzz/fuzz_targets/enroll_answer.rs).
+pub fn answer_of(url: &str, status: u16, body: &[u8]) -> Result<EnrollAnswer, EnrollError> {
     if status != 200 {
         return Err(EnrollError::Refused {
             url: url.to_owned(),
