@@ -26,12 +26,9 @@ mod x86;
 pub fn rounds(inner: &[u32; 8], outer: &[u32; 8], u: &[u32; 8], count: u32) -> Option<[u32; 8]> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("sha")
-            && std::arch::is_x86_feature_detected!("sse4.1")
-            && std::arch::is_x86_feature_detected!("ssse3")
-        {
-            // SAFETY: the CPU has SHA, SSE4.1 and SSSE3 (checked just
-            // above); the function needs nothing else.
+        if available() {
+            // SAFETY: the CPU has SHA, SSE4.1 and SSSE3 (`available`); the
+            // function needs nothing else.
             return Some(unsafe { x86::rounds(inner, outer, u, count) });
         }
     }
