@@ -76,7 +76,7 @@ impl Loaded {
         let Some(fingerprint) = origin.device else {
             return DeviceStanding::None;
         };
-        match self.devices.get(&crate::enrollment::hex(&fingerprint)) {
+        match self.devices.get(&crate::files::hex(&fingerprint)) {
             None => DeviceStanding::Unrecorded,
             Some((_, record)) if record.revoked => DeviceStanding::Revoked,
             Some((serial, record)) => DeviceStanding::Recorded {
@@ -265,10 +265,7 @@ impl Answer {
 /// A short, non-reversible fingerprint of a token for logs and tests.
 pub fn token_fingerprint(token: &str) -> String {
     let hash = digest::digest(&digest::SHA256, token.as_bytes());
-    hash.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::files::hex(&hash.as_ref()[..8])
 }
 
 /// Where and when a request came from.
@@ -525,7 +522,7 @@ impl Authority {
                 algorithm: *algorithm,
                 qop: *qop,
                 // Keyed by the server secret: nobody can answer for it.
-                ha1: tag.iter().map(|b| format!("{b:02x}")).collect(),
+                ha1: crate::files::hex(tag),
             },
             shape => Credential::Scram(Verifier {
                 salt: tag[..16].to_vec(),
@@ -830,8 +827,7 @@ impl Authority {
             return PasswordCheck::Failed("no randomness");
         };
         // Seed 002's tokens are 32 hex digits.
-        let token: Zeroizing<String> =
-            Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect());
+        let token: Zeroizing<String> = Zeroizing::new(crate::files::hex(&bytes));
         PasswordCheck::Token {
             fingerprint: token_fingerprint(&token),
             token,
@@ -1190,7 +1186,7 @@ mod tests {
         DeviceRecord {
             name: "laptop7".into(),
             udid: UDID.into(),
-            fingerprint: crate::enrollment::hex(&fingerprint),
+            fingerprint: crate::files::hex(&fingerprint),
             issued_at: T0 / 1000,
             not_after: T0 / 1000 + 90 * 86_400,
             revoked,

@@ -165,12 +165,7 @@ pub fn build(
     let content = serde_json::to_vec(&(&users, &groups)).unwrap_or_default();
     let serial = ring::digest::digest(&ring::digest::SHA256, &content);
     Ok(Directory {
-        serial: serial
-            .as_ref()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        serial: crate::files::hex(&serial.as_ref()[..16]),
         users,
         groups,
     })

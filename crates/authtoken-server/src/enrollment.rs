@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::files::{random, FileError};
+use crate::files::{hex, random, sha256_hex, FileError};
 pub use authtoken_protocol::enroll::{
     name_ok, udid_ok, EnrollAnswer, EnrollRequest, UDID_URI_PREFIX,
 };
@@ -35,16 +35,6 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 const ID_BYTES: usize = 8;
 /// The join token's secret: 32 random bytes, base64url.
 const SECRET_BYTES: usize = 32;
-
-/// Hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The SHA-256 of `bytes`, in hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
 
 /// A join token as the administrator pastes it: `ID.SECRET`. The ID finds
 /// the stored record; only a hash of the secret is stored.

@@ -145,6 +145,17 @@ pub fn random(n: usize) -> Result<Vec<u8>, FileError> {
     authtoken_protocol::random_bytes(n).map_err(|_| FileError::Random)
 }
 
+/// Lower-case hex of `bytes`: tokens, serials, fingerprints and budget
+/// names all spell bytes this way.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,8 +72,7 @@ pub enum Judged {
 pub fn budget_name(user: &str, device: Option<[u8; 32]>) -> String {
     match device {
         Some(id) => {
-            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            format!("d:{hex}:{user}")
+            format!("d:{}:{user}", crate::files::hex(&id))
         }
         None => format!("a:{user}"),
     }

@@ -252,7 +252,7 @@ pub fn enroll_from(dir: &Path, days: u32) -> Result<crate::authority::Enroll, Se
 /// fingerprint `authtoken join --ca-fingerprint` pins.
 pub fn fingerprint(path: &Path) -> Result<String, ServerError> {
     let cert = CertificateDer::from_pem_file(path).map_err(|e| pem_error(path, e))?;
-    Ok(crate::enrollment::sha256_hex(cert.as_ref()))
+    Ok(crate::files::sha256_hex(cert.as_ref()))
 }
 
 /// The names a server certificate gets when none are given: this machine's
