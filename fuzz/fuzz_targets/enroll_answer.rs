@@ -4,7 +4,9 @@
 //! bytes served as the CA itself (fetched over TLS that trusts anything,
 //! then accepted only by its fingerprint).
 #![no_main]
-use authtoken_helper::enroll::{answer_of, check_issued, describe, fingerprint, EnrollError};
+use authtoken_helper::enroll::{
+    answer_of, check_issued, describe, fingerprint, pinned_ca, EnrollError,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// The pinned CA and this machine's key (fuzz/fixtures/enroll_answer, made
@@ -37,9 +39,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(status, 200, "an answer only from a 200");
             // At the authority's own clock, so the skew check passes and
             // the chain is what is judged.
-            if let Ok(identity) =
-                check_issued(&answer, CA_PEM, Some(pin), KEY_PEM, UDID, answer.time)
-            {
+            if let Ok(identity) = check_issued(&answer, CA_PEM, KEY_PEM, UDID, answer.time) {
                 assert!(identity.udid.eq_ignore_ascii_case(UDID));
                 assert!(identity.not_before <= answer.time && answer.time <= identity.not_after);
             }
@@ -50,19 +50,16 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(_) => {}
     }
-    // The bytes as the CA an impostor serves: accepted only by the pin.
+    // The bytes as the CA an impostor serves: taken only by the pin, and
+    // then that certificate alone, whatever follows it.
     if let Ok(text) = std::str::from_utf8(body) {
-        let answer = authtoken_helper::enroll::EnrollAnswer {
-            v: 1,
-            certificate: String::new(),
-            serial: String::new(),
-            not_after: 0,
-            time: 1_800_000_000,
-        };
-        match check_issued(&answer, text, Some(pin), KEY_PEM, UDID, answer.time) {
+        match pinned_ca(text, pin, "fuzz") {
+            Ok((der, pem)) => {
+                assert_eq!(fingerprint(&der), pin);
+                assert_eq!(pem, CA_PEM, "the pinned certificate, alone");
+            }
             Err(EnrollError::WrongFingerprint { served, .. }) => assert_ne!(served, pin),
             Err(_) => {}
-            Ok(_) => panic!("an empty chain was accepted"),
         }
     }
     // A certificate's own account of itself, from any DER.

@@ -149,8 +149,10 @@ pub(crate) fn join(args: &JoinArgs, config_path: &Path) -> Result<(), JoinError>
         Ok(ChildAnswer::Failed(why)) => return Err(JoinError::Exchange(why)),
         Err(e) => return Err(JoinError::Helper(e.to_string())),
     };
+    // Root keeps the pinned certificate alone, whatever the child says.
+    let (_, ca_pem) = enroll::pinned_ca(&ca_pem, &pin, "the join child's answer")?;
     let now = authtoken_core::clock::unix_secs();
-    let identity = enroll::check_issued(&answer, &ca_pem, Some(&pin), &key_pem, &udid, now)?;
+    let identity = enroll::check_issued(&answer, &ca_pem, &key_pem, &udid, now)?;
 
     // Everything checked: the config's new text, checked too.
     let (ca_file, client_cert, client_key) = paths::joined_files(&config_path);

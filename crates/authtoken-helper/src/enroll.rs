@@ -138,6 +138,31 @@ fn first_certificate(pem: &str) -> Option<CertificateDer<'static>> {
     CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok()
 }
 
+/// The CA a join keeps out of what `source` served: its first
+/// certificate, when that is the pinned one, alone (DER, and as PEM).
+/// Anything served after it came over a connection that trusted anything,
+/// so whoever was on the path may have put it there, and the machine would
+/// trust it for every login.
+pub fn pinned_ca(
+    served_pem: &str,
+    pin: &str,
+    source: &str,
+) -> Result<(CertificateDer<'static>, String), EnrollError> {
+    let ca = first_certificate(served_pem).ok_or_else(|| EnrollError::NoCa(source.to_owned()))?;
+    let served = fingerprint(&ca);
+    if served != pin {
+        return Err(EnrollError::WrongFingerprint {
+            pinned: pin.to_owned(),
+            served,
+        });
+    }
+    let pem = pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", ca.as_ref()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    Ok((ca, pem))
+}
+
 /// A TLS configuration that accepts any server certificate: only for
 /// fetching the CA, which is then accepted or not by its fingerprint. The
 /// handshake's signatures are still checked.
@@ -249,15 +274,11 @@ pub fn join_exchange(job: &JoinJob) -> Result<(String, EnrollAnswer), EnrollErro
             message: "no CA served here (is enrollment on: serve --enroll-dir?)".into(),
         });
     }
-    let ca_pem = String::from_utf8_lossy(&reply.body).into_owned();
-    let ca = first_certificate(&ca_pem).ok_or_else(|| EnrollError::NoCa(ca_url.to_string()))?;
-    let served = fingerprint(&ca);
-    if served != job.fingerprint {
-        return Err(EnrollError::WrongFingerprint {
-            pinned: job.fingerprint.clone(),
-            served,
-        });
-    }
+    let (ca, ca_pem) = pinned_ca(
+        &String::from_utf8_lossy(&reply.body),
+        &job.fingerprint,
+        ca_url.as_str(),
+    )?;
     // A clock far off is said before the token is spent: the certificate
     // would not be valid here, and the same line should work once the
     // clock is set. (Without a `Date`, root's check of the answer says it.)
@@ -366,15 +387,14 @@ pub fn describe(der: &[u8]) -> Option<Identity> {
     })
 }
 
-/// Root's check of an issued certificate: `ca_pem` is the pinned CA (its
-/// fingerprint `pin`, when a join pins one), the chain leads to it for
+/// Root's check of an issued certificate: the chain leads to `ca_pem`
+/// (the CA a join pinned, [`pinned_ca`], or the one kept since) for
 /// client authentication, the leaf carries `key_pem`'s public key and
 /// `udid`, and it is valid at `now`, whose distance from the authority's
 /// clock is within [`CLOCK_TOLERANCE_SECS`].
 pub fn check_issued(
     answer: &EnrollAnswer,
     ca_pem: &str,
-    pin: Option<&str>,
     key_pem: &str,
     udid: &str,
     now: u64,
@@ -385,15 +405,6 @@ pub fn check_issued(
         return Err(EnrollError::ClockSkew(skew));
     }
     let ca = first_certificate(ca_pem).ok_or_else(|| bad("has no CA to chain to"))?;
-    if let Some(pin) = pin {
-        let served = fingerprint(&ca);
-        if served != pin {
-            return Err(EnrollError::WrongFingerprint {
-                pinned: pin.to_owned(),
-                served,
-            });
-        }
-    }
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(answer.certificate.as_bytes())
             .collect::<Result<_, _>>()
@@ -574,7 +585,7 @@ pub fn renew_if_due(config_path: &Path, config: &Config, now: u64) -> Result<Ren
         path: ca_path.clone(),
         source,
     })?;
-    let renewed = check_issued(&answer, &ca_pem, None, &key_pem, &identity.udid, now)?;
+    let renewed = check_issued(&answer, &ca_pem, &key_pem, &identity.udid, now)?;
     write_identity(cert_path, key_path, &answer.certificate, &key_pem)?;
     Ok(Renewal::Renewed(renewed))
 }
