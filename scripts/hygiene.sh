@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # hygiene.sh snapshot FILE | check FILE: what the test suite may leave
 # behind, before and after. `check` fails if the run left a process it
-# started (servers, sshd, pamtester, helpers), a user, a package, or a file
-# in the system places the tests touch.
+# started (servers, sshd, pamtester, helpers), a user, a package, a file
+# in the system places the tests touch, or a file in the source tree (what
+# git sees, outside the ignored build directories).
 set -euo pipefail
 mode=$1 file=$2
 
@@ -17,6 +18,8 @@ state() {
   getent passwd | cut -d: -f1 | sort
   echo "## packages"
   dpkg-query -W -f='${Package} ${Status}\n' pam-authtoken authtoken-server 2>/dev/null | grep -v not-installed || true
+  echo "## the source tree"
+  git -C "$(dirname "$0")/.." status --porcelain --untracked-files=all 2>/dev/null || true
   echo "## files"
   for path in /etc/authtoken /etc/authtoken-server /var/lib/authtoken-server /etc/default/authtoken-server /run/authtoken \
     /usr/libexec/authtoken /usr/sbin/authtoken /usr/sbin/authtoken-server /usr/share/pam-configs/authtoken \

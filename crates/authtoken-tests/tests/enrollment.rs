@@ -312,6 +312,35 @@ fn a_machine_joins_with_one_command_and_its_network_user_signs_in() {
     assert_eq!(machine_files(&ws), before);
 }
 
+/// The join fetches the CA over a connection that trusts anything and
+/// accepts it by the pinned fingerprint of its first certificate. Whatever
+/// comes after that certificate (a bundle, or a CA someone on the path
+/// appended) is not kept: the machine would trust it for every login.
+#[test]
+fn a_join_keeps_the_pinned_ca_alone() {
+    let ws = Workspace::new();
+    add_carol(&ws, &ws.users().display().to_string());
+    let root = std::fs::read_to_string(ws.path("tls/ca.pem")).unwrap();
+    let other = std::fs::read_to_string(ws.gen_tls("other").join("ca.pem")).unwrap();
+    std::fs::write(ws.path("tls/ca.pem"), format!("{root}{other}")).unwrap();
+    let server = Server::start(&ws, &args(&enrolling(&ws), &[]));
+    let config = fresh_config(&ws);
+    let machine = Machine::new(&ws, config.clone());
+    let line = JoinLine::make(&ws, &server.store, &server.url(), &[], &[]);
+    assert_ok(&machine.run(&line.command("--network-users")));
+    assert_eq!(
+        std::fs::read_to_string(ws.path("etc/ca.pem")).unwrap(),
+        root,
+        "the pinned certificate and nothing after it"
+    );
+    let out = machine.run(&format!(
+        "{}{}",
+        machine.console_stack(&config),
+        console_login("carol", CAROL_PW, "joined")
+    ));
+    assert_eq!(text(&out), "joined-ok\n");
+}
+
 #[test]
 fn a_refused_join_leaves_the_machine_byte_for_byte_as_it_was() {
     let ws = Workspace::new();
@@ -602,10 +631,15 @@ fn two_replicas_count_a_token_once_and_both_see_a_revocation() {
         ..line.clone()
     };
     let first = Machine::new(&ws, fresh_config(&ws));
+    // Each join's output in the workspace (the script's directory is the
+    // source tree).
+    let (said_a, said_b) = (ws.path("join-a.out"), ws.path("join-b.out"));
     let out = first.run(&format!(
-        "{} > join-a.out 2>&1 & {} > join-b.out 2>&1; wait; cat join-a.out join-b.out",
+        "{} > {a} 2>&1 & {} > {b} 2>&1; wait; cat {a} {b}",
         line.command("--network-users"),
-        on_b.command("--network-users")
+        on_b.command("--network-users"),
+        a = said_a.display(),
+        b = said_b.display(),
     ));
     let said = text(&out);
     assert_eq!(said.matches("joined https://").count(), 1, "{said}");
